@@ -1,0 +1,1 @@
+"""The HTTP edge: validates tracking hits and writes them to Kafka."""

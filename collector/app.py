@@ -1,0 +1,203 @@
+"""The collector's HTTP routes: validate, enrich, hand to Kafka, answer truthfully."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from collector import bots
+from collector.pixel import GIF, NO_CACHE_HEADERS
+from collector.producer import BatchingProducer, Unavailable
+from tracker import asgi
+from tracker.asgi import HTTPError, Request, Response
+from tracker.events import Context, Event, InvalidEvent, Rules, new_id, parse_event
+from tracker.kafka import ensure_topics
+from tracker.records import encode_dead_letter
+from tracker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+COOKIE = "tid"
+COOKIE_MAX_AGE = 365 * 86_400
+
+
+class Metrics:
+    """The collector's own metrics, on a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "tracker_collector_events",
+            "Events by outcome (accepted, rejected)",
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
+        self.unavailable = Counter(
+            "tracker_collector_unavailable",
+            "Requests answered 503 because Kafka did not take their events",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "tracker_collector_request_duration_seconds",
+            "Time from request to answer, Kafka acknowledgement included",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=registry,
+        )
+
+
+class Collector:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.producer = BatchingProducer(settings)
+        self.rules = Rules(
+            currencies=frozenset(settings.rates()),
+            default_currency=settings.base_currency.upper(),
+            max_future_ms=settings.max_future_s * 1000,
+            max_age_ms=settings.max_age_days * 86_400_000,
+            truncate_ip=settings.truncate_ip,
+            is_bot=bots.is_bot,
+        )
+
+    def app(self) -> asgi.App:
+        app = asgi.App(on_startup=self.start, on_shutdown=self.stop)
+        app.route("/p.gif", self.pixel)
+        app.route("/v1/events", self.batch, methods=("POST",))
+        app.route("/healthz", self.healthz)
+        app.route("/readyz", self.readyz)
+        app.route("/metrics", self.metrics_page)
+        return app
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings)
+        await self.producer.start()
+        log.info("collector started", kafka=self.settings.kafka_bootstrap)
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+        log.info("collector stopped", buffered=self.producer.buffered)
+
+    def _context(self, request: Request) -> tuple[Context, str | None]:
+        """What the request says about its events, and a fresh visitor id if it had none."""
+        visitor = _cookie(request.header(b"cookie"), COOKIE)
+        minted = None if visitor else new_id()
+        return Context(
+            ip=request.client_ip,
+            user_agent=request.header(b"user-agent"),
+            referrer=request.header(b"referer"),
+            anonymous_id=visitor or minted,
+        ), minted
+
+    def _cookie_header(self, request: Request, visitor: str) -> tuple[bytes, bytes]:
+        secure = "; Secure" if request.secure else ""
+        value = f"{COOKIE}={visitor}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax{secure}"
+        return (b"set-cookie", value.encode())
+
+    async def _deliver(self, endpoint: str, events: list[Event]) -> None:
+        try:
+            await self.producer.send(events)
+        except Unavailable as exc:
+            self.metrics.unavailable.inc()
+            raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
+        self.metrics.events.labels(endpoint, "accepted").inc(len(events))
+
+    async def _reject(self, endpoint: str, raw: bytes | str, reasons: Mapping[str, str]) -> None:
+        """Dead-letter rejected input, so it is never dropped silently."""
+        self.metrics.events.labels(endpoint, "rejected").inc()
+        letter = encode_dead_letter(raw, reasons, endpoint, int(time.time() * 1000))
+        try:
+            await self.producer.send_raw(self.settings.dead_letter_topic, letter)
+        except Unavailable as exc:
+            raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
+
+    async def pixel(self, request: Request) -> Response:
+        started = time.perf_counter()
+        context, minted = self._context(request)
+        headers = list(NO_CACHE_HEADERS)
+        if minted:
+            headers.append(self._cookie_header(request, minted))
+        try:
+            event = parse_event(request.query(), context, self.rules)
+        except InvalidEvent as exc:
+            await self._reject("pixel", request.scope["query_string"], exc.reasons)
+            headers.append((b"x-tracker-error", str(exc).encode("ascii", "replace")[:512]))
+            return Response(GIF, 400, b"image/gif", headers)
+        await self._deliver("pixel", [event])
+        self.metrics.latency.labels("pixel").observe(time.perf_counter() - started)
+        return Response(GIF, 200, b"image/gif", headers)
+
+    async def batch(self, request: Request) -> Response:
+        """A JSON array or NDJSON of events; per-item results, all-or-nothing delivery."""
+        started = time.perf_counter()
+        body = await request.body(self.settings.max_body_bytes)
+        try:
+            items = _parse_items(body)
+        except ValueError as exc:
+            await self._reject("batch", body, {"body": str(exc)})
+            raise HTTPError(400, str(exc)) from exc
+        if len(items) > self.settings.max_batch_events:
+            raise HTTPError(413, f"more than {self.settings.max_batch_events} events")
+        context, _ = self._context(request)
+        accepted: list[Event] = []
+        results: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidEvent({"event": "must be a JSON object"})
+                event = parse_event(item, context, self.rules)
+            except InvalidEvent as exc:
+                await self._reject("batch", orjson.dumps(item), exc.reasons)
+                results.append({"index": index, "status": "rejected", "reasons": exc.reasons})
+                continue
+            accepted.append(event)
+            results.append({"index": index, "status": "accepted", "event_id": event.event_id})
+        await self._deliver("batch", accepted)
+        self.metrics.latency.labels("batch").observe(time.perf_counter() - started)
+        return Response.json(
+            {"accepted": len(accepted), "rejected": len(items) - len(accepted), "results": results}
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return Response.json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if self.producer.ready:
+            return Response.json({"status": "ready"})
+        return Response.json({"status": "kafka unavailable"}, 503)
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+
+
+def _parse_items(body: bytes) -> list[Any]:
+    """Events from a JSON array, a single JSON object or NDJSON."""
+    text = body.strip()
+    if not text:
+        raise ValueError("empty body")
+    if text[:1] == b"[":
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON: {exc}") from None
+        return list(items)
+    try:
+        return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON or NDJSON: {exc}") from None
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value[:64]
+    return None

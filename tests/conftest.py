@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests import services
+from tracker.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[tuple[str, str]]:
+    """(Kafka bootstrap, Redis URL) of real servers, shared by the session."""
+    with services.all_services() as found:
+        yield found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def settings(servers: tuple[str, str]) -> Settings:
+    """Settings isolated from every other test: own topics, consumer group, keys, ports."""
+    bootstrap, redis = servers
+    run = uuid.uuid4().hex[:10]
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis,
+        redis_prefix=f"test-{run}",
+        events_topic=f"test-{run}.events",
+        dead_letter_topic=f"test-{run}.dead-letters",
+        app_id=f"test-{run}",
+        collector_port=free_port(),
+        exporter_port=free_port(),
+        worker_port=free_port(),
+        log_format="json",
+    )

@@ -1,0 +1,96 @@
+"""tracker processes run as a user runs them: the CLI, configured by TRACKER_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from tracker.settings import Settings, env_name
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except SystemExit:
+            raise
+        except Exception as exc:  # the service may not be up yet
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not reached within {timeout} s (last error: {last_error!r})")
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for f in dataclasses.fields(settings):
+        env[env_name(f.name)] = str(getattr(settings, f.name))
+    return env
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextmanager
+def tracker(
+    command: str, settings: Settings, health_url: str | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``tracker <command>``; wait until ``health_url`` answers 200; SIGTERM at the end."""
+    log_path = Path(tempfile.mkdtemp(prefix="tracker-")) / f"{command}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracker.cli", command],
+        env=environment(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        if health_url:
+
+            def healthy() -> bool:
+                if process.poll() is not None:
+                    raise SystemExit(f"tracker {command} exited with {process.returncode}")
+                return http_get(health_url)[0] == 200
+
+            wait_for(
+                healthy,
+                timeout=60,
+                what=f"{command} healthy",
+            )
+        yield process
+    except BaseException:
+        log.flush()
+        sys.stderr.write(f"--- {command} log ---\n" + log_path.read_text()[-5000:])
+        raise
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()

@@ -1,0 +1,193 @@
+"""A minimal ASGI toolkit shared by the collector and the exporter, and their server.
+
+The collector answers tens of thousands of requests a second on one core; a
+framework's per-request routing, middleware and object layers cost more than the
+handlers themselves (see ``bench/collector``), so both HTTP services run on this
+small layer over uvicorn with httptools and uvloop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import structlog
+import uvicorn
+
+log = structlog.get_logger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class HTTPError(Exception):
+    """An answer other than success; the handler's message goes to the client."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+@dataclass(slots=True)
+class Request:
+    scope: Scope
+    receive: Receive
+
+    @property
+    def method(self) -> str:
+        return str(self.scope["method"])
+
+    @property
+    def path(self) -> str:
+        return str(self.scope["path"])
+
+    def query(self) -> dict[str, str]:
+        """Query parameters; the first of repeated names wins."""
+        raw = self.scope["query_string"].decode("utf-8", "replace")
+        params: dict[str, str] = {}
+        for key, value in parse_qsl(raw, keep_blank_values=True):
+            params.setdefault(key, value)
+        return params
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return str(value.decode("latin-1"))
+        return None
+
+    @property
+    def client_ip(self) -> str | None:
+        client = self.scope.get("client")
+        return str(client[0]) if client else None
+
+    @property
+    def secure(self) -> bool:
+        return self.scope.get("scheme") == "https" or self.header(b"x-forwarded-proto") == "https"
+
+    async def body(self, limit: int) -> bytes:
+        """The request body; 413 as soon as it grows past ``limit`` bytes."""
+        declared = self.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPError(413, f"body larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+@dataclass(slots=True)
+class Response:
+    body: bytes = b""
+    status: int = 200
+    content_type: bytes = b"text/plain; charset=utf-8"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> Response:
+        return cls(orjson.dumps(data), status, b"application/json")
+
+    async def send(self, send: Send) -> None:
+        headers = [
+            (b"content-type", self.content_type),
+            (b"content-length", str(len(self.body)).encode()),
+            *self.headers,
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+Hook = Callable[[], Awaitable[None]]
+
+
+class App:
+    """Routes (method, path) to handlers, runs startup and shutdown hooks."""
+
+    def __init__(self, on_startup: Hook | None = None, on_shutdown: Hook | None = None):
+        self._routes: dict[str, dict[str, Handler]] = {}
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    def route(self, path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> None:
+        for method in methods:
+            self._routes.setdefault(path, {})[method] = handler
+        if "GET" in methods:
+            self._routes[path]["HEAD"] = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            response = await self._dispatch(Request(scope, receive))
+            await response.send(send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _dispatch(self, request: Request) -> Response:
+        handlers = self._routes.get(request.path)
+        if handlers is None:
+            return Response.json({"error": f"no such endpoint: {request.path}"}, 404)
+        handler = handlers.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(handlers)).encode()
+            response = Response.json({"error": f"{request.method} not allowed"}, 405)
+            response.headers.append((b"allow", allowed))
+            return response
+        try:
+            return await handler(request)
+        except HTTPError as exc:
+            response = Response.json({"error": exc.reason}, exc.status)
+            response.headers.extend(exc.headers)
+            return response
+        except Exception:
+            log.exception("handler failed", path=request.path)
+            return Response.json({"error": "internal error"}, 500)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup:
+                        await self._on_startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown:
+                    await self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def serve(app: App, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM, then finish open requests and run shutdown hooks."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()

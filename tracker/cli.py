@@ -1,0 +1,102 @@
+"""The ``tracker`` command: one subcommand per process, settings from flags or env."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import structlog
+
+from tracker import logs, settings
+
+log = structlog.get_logger(__name__)
+
+
+def _collector(config: settings.Settings, args: argparse.Namespace) -> int:
+    from collector.app import Collector
+    from tracker import asgi
+
+    asgi.serve(Collector(config).app(), config.collector_host, config.collector_port)
+    return 0
+
+
+def _worker(config: settings.Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from tracker.kafka import ensure_topics
+    from tracker.stream.app import build_app
+
+    asyncio.run(ensure_topics(config))
+    app = build_app(config)
+    worker = faust.Worker(
+        app,
+        loglevel=config.log_level.upper(),
+        logging_config=logs.logging_config(config.log_format, config.log_level),
+    )
+    worker.execute_from_commandline()  # runs until SIGTERM, then stops gracefully
+    return 0
+
+
+def _serve(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker import asgi
+    from tracker.export.server import build
+
+    asgi.serve(build(config), config.exporter_host, config.exporter_port)
+    return 0
+
+
+def _simulate(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker import simulate
+
+    url = args.collector_url or f"http://{config.collector_host}:{config.collector_port}"
+    accepted = simulate.run(
+        url,
+        rate=args.rate,
+        duration=args.duration,
+        campaign_count=args.campaigns,
+        seed=args.seed,
+    )
+    log.info("simulation finished", accepted=accepted)
+    return 0
+
+
+COMMANDS = {
+    "collector": (_collector, "run the HTTP collector (pixel, batch API)"),
+    "worker": (_worker, "run a Faust stream worker (Kafka -> Redis)"),
+    "serve": (_serve, "run the exporter: /metrics and /v1/kpis"),
+    "simulate": (_simulate, "send realistic traffic to the collector"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="tracker", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        settings.add_arguments(sub)
+        if name == "simulate":
+            sub.add_argument("--rate", type=float, default=200.0, help="events per second")
+            sub.add_argument(
+                "--duration", type=float, default=None, help="seconds; default forever"
+            )
+            sub.add_argument("--campaigns", type=int, default=20, help="number of campaigns")
+            sub.add_argument("--seed", type=int, default=1, help="random seed")
+            sub.add_argument("--collector-url", default=None, help="default from the settings")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = settings.load(args)
+    except settings.SettingsError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_format, config.log_level)
+    handler, _ = COMMANDS[args.command]
+    return handler(config, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The one event model, and the validation that turns raw input into it.
+
+Collector, stream processors, simulator and tests all share :class:`Event`; its
+wire form (orjson of the dataclass) is derived from it in :mod:`tracker.records`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from tracker import money
+from tracker.channels import CHANNELS, CLICK_ID_CHANNELS, derive_channel
+from tracker.types import EpochMs, Micros
+from tracker.windows import period_start
+
+EVENT_TYPES: Final = frozenset({"impression", "click", "pageview", "conversion", "spend"})
+STATUSES: Final = frozenset({"approved", "pending", "rejected", "refund"})
+
+# Incoming names that mean one of our fields, as sent by UTM links and ad platforms.
+ALIASES: Final = {
+    "utm_campaign": "campaign",
+    "utm_source": "source",
+    "utm_medium": "medium",
+    "utm_content": "creative",
+    **{name: "click_id" for name in CLICK_ID_CHANNELS},
+}
+# Parameters browsers and tag managers add that carry nothing for us.
+IGNORED_PREFIXES: Final = ("_", "cb", "utm_", "rnd")
+
+_SHORT, _LONG, _URL = 256, 512, 2048
+_MAX_LENGTH: Final = {
+    "event_id": 64,
+    "campaign": _SHORT,
+    "source": _SHORT,
+    "medium": _SHORT,
+    "ad_group": _SHORT,
+    "creative": _SHORT,
+    "click_id": _SHORT,
+    "user_id": _SHORT,
+    "anonymous_id": _SHORT,
+    "goal": 64,
+    "order_id": _SHORT,
+    "period": 32,
+    "url": _URL,
+    "referrer": _URL,
+    "user_agent": _LONG,
+    "ip": 64,
+}
+# Dimensions end up in Redis field names and Prometheus labels: keep them printable.
+_DIMENSIONS: Final = ("campaign", "source", "medium", "ad_group", "creative", "goal")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One accepted tracking event. Money in micro-units of ``currency``."""
+
+    event_id: str
+    """Client-chosen or collector-minted id; the same id twice is one event."""
+    type: str
+    """One of :data:`EVENT_TYPES`."""
+    ts: EpochMs
+    """Event time; windows use it."""
+    received_at: EpochMs
+    """When the collector accepted it."""
+    channel: str
+    """One of :data:`tracker.channels.CHANNELS`, given or derived."""
+    campaign: str | None = None
+    source: str | None = None
+    medium: str | None = None
+    ad_group: str | None = None
+    creative: str | None = None
+    click_id: str | None = None
+    """The click this event belongs to."""
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    cost: Micros | None = None
+    """Money spent on this impression or click, or a spend event's amount."""
+    value: Micros | None = None
+    """Conversion revenue."""
+    currency: str = "USD"
+    goal: str | None = None
+    status: str | None = None
+    """Conversions: approved, pending, rejected or refund."""
+    order_id: str | None = None
+    period: str | None = None
+    """Spend events: the day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH) the amount covers."""
+    url: str | None = None
+    referrer: str | None = None
+    user_agent: str | None = None
+    ip: str | None = None
+    """Truncated unless configured otherwise."""
+    bot: bool = False
+    """Flagged by user agent; bots never enter KPIs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What validation needs to know, taken from the settings."""
+
+    currencies: frozenset[str]
+    default_currency: str
+    max_future_ms: int = 300_000
+    max_age_ms: int = 30 * 86_400_000
+    truncate_ip: bool = True
+    is_bot: Callable[[str | None], bool] = lambda user_agent: False
+    """Bot decision on the event's final user agent (its own, else the request's)."""
+
+
+@dataclass(slots=True)
+class Context:
+    """What the request adds to events that do not say it themselves."""
+
+    received_at: EpochMs = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    ip: str | None = None
+    user_agent: str | None = None
+    referrer: str | None = None
+    anonymous_id: str | None = None
+
+
+class InvalidEvent(ValueError):
+    """Input that is not an event; ``reasons`` maps each bad field to what is wrong."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in reasons.items()))
+        self.reasons = reasons
+
+
+def new_id(now_ms: EpochMs | None = None) -> str:
+    """A UUIDv7 (RFC 9562): time-ordered, so ids sort by when they were minted."""
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def parse_ts(raw: object) -> EpochMs:
+    """Epoch milliseconds from epoch ms (number or digits) or an RFC 3339 string."""
+    if isinstance(raw, bool):
+        raise ValueError("must be epoch milliseconds or RFC 3339")
+    if isinstance(raw, int | float):
+        return int(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{raw!r} is neither epoch milliseconds nor RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise ValueError("RFC 3339 time needs an offset such as Z or +02:00")
+        return int(parsed.timestamp() * 1000)
+    raise ValueError("must be epoch milliseconds or RFC 3339")
+
+
+def truncate_ip(raw: str) -> str:
+    """Keep the network part only: IPv4 /24, IPv6 /48."""
+    address = ipaddress.ip_address(raw.strip())
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event:
+    """Validate one raw event (a JSON object or pixel query) into an :class:`Event`.
+
+    Raises :class:`InvalidEvent` naming every bad field; never returns half an event.
+    """
+    reasons: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    click_hint: str | None = None
+    for key, item in raw.items():
+        name = ALIASES.get(key, key)
+        if name == "click_id" and key in CLICK_ID_CHANNELS:
+            click_hint = CLICK_ID_CHANNELS[key]
+        if name in values and key != name:
+            continue  # the canonical name wins over its alias
+        if name not in _FIELDS:
+            if not key.startswith(IGNORED_PREFIXES):
+                reasons[key] = "unknown field"
+            continue
+        if item is None or item == "":
+            continue
+        values[name] = item
+
+    for name, limit in _MAX_LENGTH.items():
+        item = values.get(name)
+        if item is None:
+            continue
+        if isinstance(item, int | float) and not isinstance(item, bool) and name != "ip":
+            item = values[name] = str(item)
+        if not isinstance(item, str):
+            reasons[name] = "must be a string"
+        elif len(item) > limit:
+            reasons[name] = f"longer than {limit} characters"
+        elif name in _DIMENSIONS and not item.isprintable():
+            reasons[name] = "has control characters"
+
+    kind = values.get("type")
+    if kind not in EVENT_TYPES:
+        reasons["type"] = f"must be one of {', '.join(sorted(EVENT_TYPES))}"
+
+    ts = context.received_at
+    if "ts" in values:
+        try:
+            ts = parse_ts(values["ts"])
+        except ValueError as exc:
+            reasons["ts"] = str(exc)
+        else:
+            if ts > context.received_at + rules.max_future_ms:
+                reasons["ts"] = "is too far in the future"
+            elif ts < context.received_at - rules.max_age_ms:
+                reasons["ts"] = "is older than the accepted horizon"
+
+    currency = str(values.get("currency", rules.default_currency)).upper()
+    if currency not in rules.currencies:
+        reasons["currency"] = f"no rate configured for {currency!r}"
+    amounts: dict[str, Micros | None] = {}
+    for name in ("cost", "value"):
+        try:
+            amounts[name] = money.parse_micros(values[name]) if name in values else None
+        except money.MoneyError as exc:
+            reasons[name] = str(exc)
+
+    channel = values.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        reasons["channel"] = f"must be one of {', '.join(CHANNELS)}"
+    status = values.get("status")
+    if status is not None and status not in STATUSES:
+        reasons["status"] = f"must be one of {', '.join(sorted(STATUSES))}"
+    if "period" in values and "period" not in reasons:
+        try:
+            period_start(values["period"])
+        except ValueError as exc:
+            reasons["period"] = str(exc)
+    if kind == "spend":
+        if "campaign" not in values:
+            reasons["campaign"] = "spend needs a campaign"
+        if amounts.get("cost") is None and "cost" not in reasons:
+            reasons["cost"] = "spend needs a cost"
+
+    ip = values.get("ip", context.ip)
+    if ip is not None and rules.truncate_ip and "ip" not in reasons:
+        try:
+            ip = truncate_ip(str(ip))
+        except ValueError:
+            reasons["ip"] = "is not an IP address"
+
+    if reasons:
+        raise InvalidEvent(reasons)
+    source, medium = values.get("source"), values.get("medium")
+    user_agent = values.get("user_agent", context.user_agent)
+    return Event(
+        event_id=values.get("event_id") or new_id(context.received_at),
+        type=kind,  # type: ignore[arg-type]  # checked against EVENT_TYPES above
+        ts=ts,
+        received_at=context.received_at,
+        channel=channel or click_hint or derive_channel(source, medium),
+        campaign=values.get("campaign"),
+        source=source,
+        medium=medium,
+        ad_group=values.get("ad_group"),
+        creative=values.get("creative"),
+        click_id=values.get("click_id"),
+        user_id=values.get("user_id"),
+        anonymous_id=values.get("anonymous_id", context.anonymous_id),
+        cost=amounts["cost"],
+        value=amounts["value"],
+        currency=currency,
+        goal=values.get("goal", "purchase" if kind == "conversion" else None),
+        status=status or ("approved" if kind == "conversion" else None),
+        order_id=values.get("order_id"),
+        period=values.get("period"),
+        url=values.get("url"),
+        referrer=values.get("referrer", context.referrer),
+        user_agent=user_agent,
+        ip=ip,
+        bot=kind != "spend" and rules.is_bot(user_agent),  # spend is a report, not a hit
+    )
+
+
+_FIELDS: Final = frozenset(Event.__dataclass_fields__) - {"received_at", "bot"}
+
+__all__ = ["EVENT_TYPES", "Context", "Event", "InvalidEvent", "Rules", "parse_event"]

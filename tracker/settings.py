@@ -1,0 +1,148 @@
+"""Every setting of every tracker process, in one typed object.
+
+Each field is settable as a command-line flag (``--kafka-bootstrap``) or a
+``TRACKER_*`` environment variable (``TRACKER_KAFKA_BOOTSTRAP``); a flag wins over
+the environment, which wins over the default. Defaults work on localhost.
+Nothing here runs at import time: :func:`load` is called once by the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "TRACKER_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL of the KPI store")
+    redis_prefix: str = _setting("tracker", "prefix of every Redis key, to share one Redis")
+    events_topic: str = _setting("tracker.events", "topic of accepted events")
+    dead_letter_topic: str = _setting("tracker.dead-letters", "topic of rejected input")
+    topic_partitions: int = _setting(4, "partitions of the events topic when it is created")
+    topic_replicas: int = _setting(1, "replication factor of topics we create (3 in production)")
+    collector_host: str = _setting("127.0.0.1", "collector listen address")
+    collector_port: int = _setting(8080, "collector listen port")
+    exporter_host: str = _setting("127.0.0.1", "exporter and query API listen address")
+    exporter_port: int = _setting(9108, "exporter and query API listen port")
+    worker_port: int = _setting(6066, "worker health endpoint port")
+    app_id: str = _setting("tracker", "Faust application id (the Kafka consumer group)")
+    flush_ms: float = _setting(2.0, "collector: longest wait before a batch goes to Kafka")
+    flush_max_events: int = _setting(2000, "collector: events per Kafka record at most")
+    buffer_max_events: int = _setting(100_000, "collector: events held while Kafka is slow")
+    produce_timeout_s: float = _setting(10.0, "collector: wait for Kafka before answering 503")
+    max_body_bytes: int = _setting(1_048_576, "collector: largest request body")
+    max_batch_events: int = _setting(1000, "collector: most events in one batch request")
+    max_future_s: int = _setting(300, "reject events timed further than this in the future")
+    max_age_days: int = _setting(30, "reject events older than this many days")
+    truncate_ip: bool = _setting(True, "store IPs truncated (IPv4 /24, IPv6 /48)")
+    base_currency: str = _setting("USD", "ISO 4217 currency all money is reported in")
+    currency_rates: str = _setting(
+        "", "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)"
+    )
+    grace_s: int = _setting(3600, "late events up to this far behind still count")
+    worker_batch_max: int = _setting(200, "worker: Kafka records applied per Redis transaction")
+    worker_batch_wait_s: float = _setting(0.05, "worker: longest wait to fill a batch")
+    retention_1m_days: int = _setting(2, "days 1-minute buckets are kept in Redis")
+    retention_1h_days: int = _setting(90, "days 1-hour buckets are kept in Redis")
+    retention_1d_days: int = _setting(1100, "days 1-day buckets are kept in Redis")
+    top_campaigns: int = _setting(50, "campaigns labelled in /metrics; the rest is 'other'")
+    log_format: str = _setting("auto", "json, console, or auto (console on a terminal)")
+    log_level: str = _setting("info", "debug, info, warning or error")
+
+    def rates(self) -> dict[str, float]:
+        """The currency table as a mapping, the base currency at rate 1."""
+        table = {self.base_currency.upper(): 1.0}
+        for item in filter(None, (p.strip() for p in self.currency_rates.split(","))):
+            code, _, rate = item.partition("=")
+            table[code.strip().upper()] = float(rate)
+        return table
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+_CONVERTERS: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": _parse_bool}
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(Settings)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare one flag per setting; unset flags fall back to the environment."""
+    group = parser.add_argument_group("settings (flag, or TRACKER_<NAME> in the environment)")
+    for f in fields():
+        group.add_argument(
+            flag_name(f.name),
+            dest=f.name,
+            default=None,
+            metavar=str(f.type).upper(),
+            help=f"{f.metadata['help']} [{env_name(f.name)}, default {f.default!r}]",
+        )
+
+
+def load(
+    namespace: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings from flags, then ``TRACKER_*`` variables, then defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields():
+        raw = getattr(namespace, f.name, None) if namespace is not None else None
+        source = flag_name(f.name)
+        if raw is None:
+            raw, source = environ.get(env_name(f.name)), env_name(f.name)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _CONVERTERS[str(f.type)](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {exc}") from exc
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    try:
+        settings.rates()
+    except ValueError as exc:
+        raise SettingsError(f"currency_rates: {exc}") from exc
+    if settings.log_format not in {"auto", "json", "console"}:
+        raise SettingsError("log_format: expected auto, json or console")
+
+
+def documented() -> Sequence[tuple[str, str, str, str]]:
+    """(flag, variable, default, meaning) of every setting, for the README table."""
+    return [
+        (flag_name(f.name), env_name(f.name), repr(f.default), f.metadata["help"]) for f in fields()
+    ]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""

@@ -1,0 +1,80 @@
+"""The Redis key layout of the KPI store, and its reads.
+
+Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
+
+- ``P:b:<window>:<bucket start ms>``: hash, one bucket of a window (``1m``, ``1h``,
+  ``1d``; ``all:0`` holds all-time totals); fields ``<dimension>SEP<value>SEP<metric>``
+  with integer values (money in micro-units of the base currency). Expires after the
+  window's retention.
+- ``P:src:<topic>:<partition>``: JSON ``{"offset", "watermark", "newest"}``: the
+  last Kafka offset applied to the buckets, written in the same transaction as
+  them, which is what makes replays apply nothing twice.
+- ``P:seen:<event id>``: present for 48 hours after the event was counted.
+- ``P:spend:<campaign>SEP<period>``: ``<report ts>:<micros>``, the standing figure.
+- ``P:health``: hash of pipeline counters (events, duplicates, late, bots).
+- ``P:sources``: set of the ``src`` keys, to find every partition's progress.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tracker.types import EpochMs
+
+SEP = "\x1f"
+"""Separates parts of a Redis name; validation keeps control characters out of dimensions."""
+
+Buckets = dict[EpochMs, dict[tuple[str, str], dict[str, int]]]
+"""bucket start -> (dimension, value) -> metric -> amount."""
+
+SEEN_TTL_S = 48 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def bucket(self, window: str, start: EpochMs) -> str:
+        return f"{self.prefix}:b:{window}:{start}"
+
+    def source(self, topic: str, partition: int) -> str:
+        return f"{self.prefix}:src:{topic}:{partition}"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.prefix}:seen:{event_id}"
+
+    def spend(self, campaign: str, period: str) -> str:
+        return f"{self.prefix}:spend:{campaign}{SEP}{period}"
+
+    def field(self, dimension: str, value: str, metric: str) -> str:
+        """The hash field of one metric of one dimension value in a bucket."""
+        return f"{dimension}{SEP}{value}{SEP}{metric}"
+
+    @property
+    def health(self) -> str:
+        return f"{self.prefix}:health"
+
+    @property
+    def sources(self) -> str:
+        return f"{self.prefix}:sources"
+
+
+def parse_bucket(raw: dict[bytes, bytes]) -> dict[tuple[str, str], dict[str, int]]:
+    """A bucket hash as (dimension, value) -> metric -> amount."""
+    rows: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for name, amount in raw.items():
+        dimension, value, metric = name.decode().split(SEP)
+        rows[dimension, value][metric] = int(amount)
+    return rows
+
+
+async def read_buckets(redis: Redis, window: str, starts: list[EpochMs], keys: Keys) -> Buckets:
+    """Every bucket of ``window`` starting at ``starts``, in one pipelined round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in starts:
+            pipe.hgetall(keys.bucket(window, start))
+        raw = await pipe.execute()
+    return {start: parse_bucket(item) for start, item in zip(starts, raw, strict=True) if item}

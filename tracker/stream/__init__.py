@@ -1,0 +1,1 @@
+"""Stream processing: Kafka records of events -> deduplicated windowed sums in Redis."""

@@ -1,0 +1,91 @@
+"""The Faust worker: reads event records, applies them to Redis through the sink.
+
+Faust gives us consumer-group membership, partition assignment, offset commits
+and graceful shutdown. Results do not rest on Faust's windowed tables (their
+windows close by wall clock and ``on_window_close`` drops windows on
+multi-partition workers): windows are bucketed on the event's own time, and the
+sink makes every record count exactly once in Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import structlog
+from redis.asyncio import Redis
+
+from tracker.records import decode_events, encode_dead_letter
+from tracker.settings import Settings
+from tracker.stream.sink import Record, Sink, WatchError
+
+log = structlog.get_logger(__name__)
+
+
+def build_app(settings: Settings) -> faust.App:
+    """A Faust app consuming ``settings.events_topic`` into Redis."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_port=settings.worker_port,
+        web_in_thread=False,
+        # Records are applied idempotently; commits only bound the replay.
+        broker_commit_interval=1.0,
+    )
+    events = app.topic(settings.events_topic, value_serializer="raw", key_serializer="raw")
+    dead_letters = app.topic(
+        settings.dead_letter_topic, value_serializer="raw", key_serializer="raw"
+    )
+
+    @app.agent(events)
+    async def apply_records(stream: Any) -> None:
+        redis = Redis.from_url(settings.redis_url)
+        sink = Sink(redis, settings)
+        try:
+            async for batch in stream.take_events(
+                settings.worker_batch_max, within=settings.worker_batch_wait_s
+            ):
+                records = []
+                for event in batch:
+                    message = event.message
+                    try:
+                        decoded = decode_events(event.value)
+                    except (ValueError, TypeError) as exc:
+                        log.error(
+                            "undecodable record",
+                            partition=message.partition,
+                            offset=message.offset,
+                            error=str(exc),
+                        )
+                        await dead_letters.send(
+                            value=encode_dead_letter(
+                                event.value,
+                                {"record": str(exc)},
+                                "worker",
+                                int(message.timestamp * 1000),
+                            )
+                        )
+                        continue
+                    records.append(
+                        Record(message.topic, message.partition, message.offset, decoded)
+                    )
+                try:
+                    health = await sink.apply(records)
+                except WatchError:
+                    log.warning("partition moved to another worker; batch left to it")
+                    continue
+                log.debug("applied", records=len(records), **health)
+        finally:
+            await redis.aclose()
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    return app
