@@ -19,7 +19,11 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.start()
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replicas)
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replicas,
+            )
             for name in (settings.events_topic, settings.dead_letter_topic)
             if name not in existing
         ]

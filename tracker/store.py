@@ -18,6 +18,7 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -62,11 +63,12 @@ class Keys:
         return f"{self.prefix}:sources"
 
 
-def parse_bucket(raw: dict[bytes, bytes]) -> dict[tuple[str, str], dict[str, int]]:
+def parse_bucket(raw: Mapping[bytes | str, bytes | str]) -> dict[tuple[str, str], dict[str, int]]:
     """A bucket hash as (dimension, value) -> metric -> amount."""
     rows: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for name, amount in raw.items():
-        dimension, value, metric = name.decode().split(SEP)
+        text = name.decode() if isinstance(name, bytes) else name
+        dimension, value, metric = text.split(SEP)
         rows[dimension, value][metric] = int(amount)
     return rows
 

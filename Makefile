@@ -1,0 +1,54 @@
+# The commands a person types. Everything runs on this machine: the scripts in
+# deploy/local/ install and start Kafka, Redis and Prometheus when missing.
+SHELL := bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install up down status test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+## Start Kafka, Redis, Prometheus, then collector, worker, exporter and simulator.
+up: install
+	bash deploy/local/services.sh start
+	bash deploy/local/tracker.sh start
+	@echo
+	@echo "tracker is up:"
+	@echo "  collector   http://127.0.0.1:$${TRACKER_COLLECTOR_PORT:-8080}/p.gif  (logs in .run/tracker/)"
+	@echo "  KPIs        http://127.0.0.1:$${TRACKER_EXPORTER_PORT:-9108}/v1/kpis?dimension=channel&window=1m"
+	@echo "  metrics     http://127.0.0.1:$${TRACKER_EXPORTER_PORT:-9108}/metrics"
+	@echo "  Prometheus  http://127.0.0.1:$${TRACKER_PROMETHEUS_PORT:-9090}/graph"
+	@echo "stop it all with 'make down'"
+
+## Stop everything; Kafka and Redis keep their data in .run/ for the next 'make up'.
+down:
+	-bash deploy/local/tracker.sh stop
+	bash deploy/local/services.sh stop
+
+status:
+	-bash deploy/local/tracker.sh status
+	bash deploy/local/services.sh status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## The whole suite on real servers (started here when not running).
+test: install
+	bash deploy/local/services.sh start
+	$(BIN)/pytest
+
+bench: install
+	bash deploy/local/services.sh start kafka redis
+	$(BIN)/python bench/pipeline.py
+
+clean: down
+	rm -rf .run

@@ -1,0 +1,105 @@
+"""The sink on a real Redis: each record counts once, whatever Kafka redelivers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from redis.asyncio import Redis
+
+from tracker.events import Event
+from tracker.settings import Settings
+from tracker.store import Keys, parse_bucket
+from tracker.stream.sink import Record, Sink
+
+pytestmark = pytest.mark.services
+T = TypeVar("T")
+NOW = int(time.time() * 1000) - 3 * 3_600_000
+MINUTE = NOW - NOW % 60_000
+
+
+def click(event_id: str, ts: int = MINUTE, campaign: str = "spring", cost: int = 250_000) -> Event:
+    return Event(event_id=event_id, type="click", ts=ts, received_at=ts, channel="search",
+                 campaign=campaign, cost=cost)  # fmt: skip
+
+
+def run(settings: Settings, body: Callable[[Redis, Sink], Awaitable[T]]) -> T:
+    async def main() -> T:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            return await body(redis, Sink(redis, settings))
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
+
+
+async def campaign(redis: Redis, settings: Settings, window: str, start: int) -> dict[str, int]:
+    raw = await redis.hgetall(Keys(settings.redis_prefix).bucket(window, start))
+    return parse_bucket(raw).get(("campaign", "spring"), {})
+
+
+@pytest.fixture
+def settings(servers: tuple[str, str]) -> Settings:
+    return Settings(redis_url=servers[1], redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+
+
+def test_a_redelivered_record_is_skipped_and_changes_nothing(settings: Settings) -> None:
+    records = [
+        Record("t", 0, 10, [click("a"), click("b")]),
+        Record("t", 1, 3, [click("c")]),
+    ]
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        first = await sink.apply(records)
+        assert first["events"] == 3
+        after_first = await campaign(redis, settings, "1m", MINUTE)
+        again = await sink.apply(records)  # e.g. a crash before the offset commit
+        assert again["skipped_records"] == 2
+        assert again["events"] == 0
+        assert await campaign(redis, settings, "1m", MINUTE) == after_first
+        # 3 clicks at 0.25 = 750_000 micros
+        assert after_first == {"clicks": 3, "spend": 750_000}
+
+    run(settings, body)
+
+
+def test_the_same_event_in_a_later_record_is_a_duplicate(settings: Settings) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 1, [click("a")])])
+        health = await sink.apply([Record("t", 2, 7, [click("a"), click("b")])])
+        assert health["duplicates"] == 1
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
+
+    run(settings, body)
+
+
+def test_events_behind_the_stored_watermark_by_more_than_grace_are_late(
+    settings: Settings,
+) -> None:
+    hour = 3_600_000
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [click("new", ts=MINUTE + 2 * hour)])])
+        health = await sink.apply(
+            [Record("t", 0, 1, [click("late", ts=MINUTE), click("ok", ts=MINUTE + hour + 1)])]
+        )
+        assert health["late"] == 1
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
+
+    run(settings, body)
+
+
+def test_minute_buckets_expire_after_their_retention(settings: Settings) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [click("a")])])
+        keys = Keys(settings.redis_prefix)
+        expire_at = await redis.expiretime(keys.bucket("1m", MINUTE))
+        assert expire_at == MINUTE // 1000 + settings.retention_1m_days * 86_400
+        assert await redis.ttl(keys.bucket("all", 0)) == -1  # all-time totals stay
+
+    run(settings, body)
