@@ -1,0 +1,229 @@
+"""Pipeline benchmark: a worker's sustained events/s and acceptance-to-visibility delay.
+
+Run with ``make bench`` (Kafka and Redis are started when missing). In one run:
+
+1. preloads a fresh topic with records as the collector writes them;
+2. ceiling: a bare aiokafka consumer (getmany, orjson, one dict increment per event);
+3. one ``tracker worker`` process through the full processing into Redis;
+4. freshness: under steady load through the collector, the delay from a pixel's 200
+   to its campaign appearing in ``/v1/kpis`` (p50, p99).
+
+Figures are printed with the ratio to the ceiling measured in the same run, since
+these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import random
+import statistics
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis import Redis
+
+from bench.conditions import describe
+from tests.processes import http_get, tracker, wait_for
+from tracker import simulate
+from tracker.events import Context, Event, Rules, parse_event
+from tracker.kafka import ensure_topics
+from tracker.records import encode_events, partition_of
+from tracker.settings import Settings
+from tracker.store import Keys
+
+
+def synthetic_events(count: int, seed: int) -> list[Event]:
+    rng = random.Random(seed)
+    pool = simulate.campaigns(50, rng)
+    rules = Rules(currencies=frozenset({"USD"}), default_currency="USD")
+    now = int(time.time() * 1000)
+    events: list[Event] = []
+    while len(events) < count:
+        for raw in simulate.funnel(rng.choice(pool), rng, now):
+            events.append(parse_event(raw, Context(received_at=now), rules))
+    return events[:count]
+
+
+async def preload(settings: Settings, events: list[Event], per_record: int) -> int:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        partitions: dict[int, list[Event]] = {}
+        for event in events:
+            partitions.setdefault(partition_of(event, settings.topic_partitions), []).append(event)
+        sends = []
+        for partition, items in partitions.items():
+            for start in range(0, len(items), per_record):
+                chunk = encode_events(items[start : start + per_record])
+                sends.append(await producer.send(settings.events_topic, chunk, partition=partition))
+        await asyncio.gather(*sends)
+        return len(sends)
+    finally:
+        await producer.stop()
+
+
+async def bare_consumer(settings: Settings, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    counts: Counter[str] = Counter()
+    seen = 0
+    started = None
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            started = started or time.perf_counter()
+            for messages in batches.values():
+                for message in messages:
+                    for item in orjson.loads(message.value):
+                        counts[item["type"]] += 1
+                        seen += 1
+        return total / (time.perf_counter() - (started or 0))
+    finally:
+        await consumer.stop()
+
+
+def worker_throughput(settings: Settings, total: int) -> float:
+    redis = Redis.from_url(settings.redis_url)
+    health = Keys(settings.redis_prefix).health
+
+    def applied() -> int:
+        return int(redis.hget(health, "events") or 0)
+
+    with tracker("worker", settings, f"http://127.0.0.1:{settings.worker_port}/healthz"):
+        wait_for(applied, timeout=120, what="worker applying")
+        first, started = applied(), time.perf_counter()
+        wait_for(lambda: applied() >= total, timeout=600, what="every event applied")
+        elapsed = time.perf_counter() - started
+    redis.close()
+    return (total - first) / elapsed
+
+
+def freshness(settings: Settings, rate: float, probes: int) -> list[float]:
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    exporter = f"http://127.0.0.1:{settings.exporter_port}"
+    stop = threading.Event()
+
+    def load() -> None:
+        rng = random.Random(7)
+        pool = simulate.campaigns(50, rng)
+        while not stop.is_set():
+            tick = time.monotonic()
+            now = int(time.time() * 1000)
+            batch: list[dict[str, object]] = []
+            while len(batch) < rate / 10:
+                batch.extend(simulate.funnel(rng.choice(pool), rng, now))
+            simulate.post_batch(collector, batch)
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
+
+    delays: list[float] = []
+    with (
+        tracker("worker", settings, f"http://127.0.0.1:{settings.worker_port}/healthz"),
+        tracker("collector", settings, f"{collector}/healthz"),
+        tracker("serve", settings, f"{exporter}/healthz"),
+    ):
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        time.sleep(3)  # warm-up: let the load reach its steady state before probing
+        for _ in range(probes):
+            campaign = f"probe-{uuid.uuid4().hex[:8]}"
+            query = urllib.parse.urlencode({"type": "click", "campaign": campaign})
+            request = urllib.request.Request(
+                f"{collector}/p.gif?{query}", headers={"user-agent": simulate.BROWSER}
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+            accepted = time.perf_counter()
+            since = int(time.time() * 1000) - 120_000
+            url = f"{exporter}/v1/kpis?dimension=campaign&window=1m&from={since}"
+
+            def visible(campaign: str = campaign, url: str = url) -> bool:
+                rows = orjson.loads(http_get(url)[1])["rows"]
+                return any(row["value"] == campaign for row in rows)
+
+            wait_for(visible, timeout=60, what="probe visible")
+            delays.append(time.perf_counter() - accepted)
+        stop.set()
+        loader.join()
+    return delays
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--per-record", type=int, default=500, help="events per Kafka record")
+    parser.add_argument("--rate", type=float, default=2000.0, help="steady load, events/s")
+    parser.add_argument("--probes", type=int, default=40)
+    args = parser.parse_args()
+
+    from tests.conftest import free_port
+    from tests.services import all_services
+
+    with all_services() as (bootstrap, redis_url):
+        run = uuid.uuid4().hex[:8]
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            redis_prefix=f"bench-{run}",
+            events_topic=f"bench-{run}.events",
+            dead_letter_topic=f"bench-{run}.dead",
+            app_id=f"bench-{run}",
+            collector_port=free_port(),
+            exporter_port=free_port(),
+            worker_port=free_port(),
+            log_format="json",
+            log_level="warning",
+        )
+        print(describe())
+        events = synthetic_events(args.events, seed=1)
+        records = asyncio.run(preload(settings, events, args.per_record))
+        print(
+            f"preloaded {len(events)} events in {records} records "
+            f"({args.per_record} events per record)"
+        )
+        ceiling = asyncio.run(bare_consumer(settings, len(events)))
+        worker = worker_throughput(settings, len(events))
+        print(f"bare aiokafka consumer (ceiling): {ceiling:12,.0f} events/s")
+        print(
+            f"tracker worker, full processing:  {worker:12,.0f} events/s "
+            f"({worker / ceiling:.1%} of the ceiling)"
+        )
+        live = dataclasses.replace(
+            settings,
+            redis_prefix=f"bench-{run}-live",
+            events_topic=f"bench-{run}.live",
+            app_id=f"bench-{run}-live",
+        )
+        delays = freshness(live, args.rate, args.probes)
+        print(
+            f"freshness at {args.rate:,.0f} events/s through the collector, "
+            f"{len(delays)} probes: p50 {percentile(delays, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(delays, 0.99) * 1000:.0f} ms, "
+            f"mean {statistics.mean(delays) * 1000:.0f} ms"
+        )
+        print(describe())
+
+
+if __name__ == "__main__":
+    main()
