@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from tracker import money
@@ -33,6 +33,7 @@ ALIASES: Final = {
 # Parameters browsers and tag managers add that carry nothing for us.
 IGNORED_PREFIXES: Final = ("_", "cb", "utm_", "rnd")
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SHORT, _LONG, _URL = 256, 512, 2048
 _MAX_LENGTH: Final = {
     "event_id": 64,
@@ -157,7 +158,7 @@ def parse_ts(raw: object) -> EpochMs:
             raise ValueError(f"{raw!r} is neither epoch milliseconds nor RFC 3339") from None
         if parsed.tzinfo is None:
             raise ValueError("RFC 3339 time needs an offset such as Z or +02:00")
-        return int(parsed.timestamp() * 1000)
+        return (parsed - _EPOCH) // timedelta(milliseconds=1)  # exact, unlike float math
     raise ValueError("must be epoch milliseconds or RFC 3339")
 
 
@@ -178,10 +179,10 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     click_hint: str | None = None
     for key, item in raw.items():
         name = ALIASES.get(key, key)
-        if name == "click_id" and key in CLICK_ID_CHANNELS:
-            click_hint = CLICK_ID_CHANNELS[key]
+        if key in CLICK_ID_CHANNELS and item and click_hint is None:
+            click_hint = CLICK_ID_CHANNELS[key]  # a platform's click id names its channel
         if name in values and key != name:
-            continue  # the canonical name wins over its alias
+            continue  # the canonical name (or the first alias) wins
         if name not in _FIELDS:
             if not key.startswith(IGNORED_PREFIXES):
                 reasons[key] = "unknown field"
@@ -204,7 +205,7 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
             reasons[name] = "has control characters"
 
     kind = values.get("type")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
         reasons["type"] = f"must be one of {', '.join(sorted(EVENT_TYPES))}"
 
     ts = context.received_at
@@ -230,10 +231,10 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
             reasons[name] = str(exc)
 
     channel = values.get("channel")
-    if channel is not None and channel not in CHANNELS:
+    if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
         reasons["channel"] = f"must be one of {', '.join(CHANNELS)}"
     status = values.get("status")
-    if status is not None and status not in STATUSES:
+    if status is not None and (not isinstance(status, str) or status not in STATUSES):
         reasons["status"] = f"must be one of {', '.join(sorted(STATUSES))}"
     if "period" in values and "period" not in reasons:
         try:

@@ -7,13 +7,26 @@ not. Parsing goes through :class:`decimal.Decimal` so "19.99" is exactly 19_990_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DecimalException,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    localcontext,
+)
 
 from tracker.types import Micros
 
 MICROS_PER_UNIT = 1_000_000
 # Far above any single event's amount, far below where a float would lose the micro.
 MAX_MICROS: Micros = 10**15
+_MAX_DIGITS = 40
+# Enough precision that no amount of _MAX_DIGITS characters is ever rounded, and
+# a trap on every signal that would mean it was (or that it is not a number).
+_EXACT = Context(prec=2 * _MAX_DIGITS, traps=[InvalidOperation, Overflow, Rounded])
 
 
 class MoneyError(ValueError):
@@ -27,15 +40,21 @@ def parse_micros(raw: object) -> Micros:
     """
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise MoneyError("must be a number")
-    try:
-        amount = Decimal(str(raw).strip()) if not isinstance(raw, int) else Decimal(raw)
-    except InvalidOperation:
-        raise MoneyError(f"{raw!r} is not a number") from None
-    if not amount.is_finite():
-        raise MoneyError("must be finite")
+    text = str(raw).strip()
+    if len(text) > _MAX_DIGITS:
+        raise MoneyError(f"has more than {_MAX_DIGITS} characters")
+    with localcontext(_EXACT):
+        try:
+            amount = Decimal(text)
+            if not amount.is_finite():
+                raise MoneyError("must be finite")
+            if amount.adjusted() > 15:
+                raise MoneyError("is too large")
+            micros = amount.scaleb(6)
+        except DecimalException:
+            raise MoneyError(f"{raw!r} is not a number") from None
     if amount < 0:
         raise MoneyError("must not be negative")
-    micros = amount * MICROS_PER_UNIT
     if micros != micros.to_integral_value():
         raise MoneyError("has more than 6 decimals")
     if micros > MAX_MICROS:

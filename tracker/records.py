@@ -39,7 +39,10 @@ def decode_events(value: bytes) -> list[Event]:
     items = orjson.loads(value)
     if not isinstance(items, list):
         raise ValueError("an events record holds a JSON array")
-    return [Event(**item) for item in items]
+    try:
+        return [Event(**item) for item in items]
+    except TypeError as exc:
+        raise ValueError(f"an item is not an event: {exc}") from None
 
 
 def encode_dead_letter(

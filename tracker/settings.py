@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,8 +65,11 @@ class Settings:
         """The currency table as a mapping, the base currency at rate 1."""
         table = {self.base_currency.upper(): 1.0}
         for item in filter(None, (p.strip() for p in self.currency_rates.split(","))):
-            code, _, rate = item.partition("=")
-            table[code.strip().upper()] = float(rate)
+            code, _, text = item.partition("=")
+            rate = float(text)
+            if not math.isfinite(rate) or rate <= 0:
+                raise ValueError(f"rate of {code.strip()} must be a positive number, got {text}")
+            table[code.strip().upper()] = rate
         return table
 
 
@@ -132,9 +136,11 @@ def _check(settings: Settings) -> None:
     try:
         settings.rates()
     except ValueError as exc:
-        raise SettingsError(f"currency_rates: {exc}") from exc
+        raise SettingsError(f"{env_name('currency_rates')}: {exc}") from exc
     if settings.log_format not in {"auto", "json", "console"}:
-        raise SettingsError("log_format: expected auto, json or console")
+        raise SettingsError(f"{env_name('log_format')}: expected auto, json or console")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise SettingsError(f"{env_name('log_level')}: expected debug, info, warning or error")
 
 
 def documented() -> Sequence[tuple[str, str, str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from tracker.types import EpochMs
@@ -29,12 +30,15 @@ def buckets_between(start: EpochMs, end: EpochMs, window: str) -> list[EpochMs]:
 
 
 _PERIOD_FORMATS = {10: "%Y-%m-%d", 13: "%Y-%m-%dT%H"}
+# strptime tolerates padding spaces and lower case; one spelling per period keeps
+# spend upserts from counting the same day twice under two names.
+_PERIOD = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2})?")
 
 
 def period_start(period: str) -> EpochMs:
     """Start of a reporting period (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH``, UTC) in epoch ms."""
     fmt = _PERIOD_FORMATS.get(len(period))
-    if fmt is None:
+    if fmt is None or not _PERIOD.fullmatch(period):
         raise ValueError(f"{period!r} is neither YYYY-MM-DD nor YYYY-MM-DDTHH")
     try:
         parsed = datetime.strptime(period, fmt)

@@ -1,0 +1,430 @@
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from collector.bots import is_bot
+from tracker.events import (
+    Context,
+    Event,
+    InvalidEvent,
+    Rules,
+    new_id,
+    parse_event,
+    parse_ts,
+    truncate_ip,
+)
+
+# 2024-05-01T10:00:00Z: 19_844 days after 1970-01-01 (2024-01-01 is day 19_723, plus
+# 31 + 29 + 31 + 30 = 121) -> 19_844 * 86_400_000 + 10 * 3_600_000.
+NOW = 1_714_557_600_000
+DAY_MS = 86_400_000
+RULES = Rules(currencies=frozenset({"USD", "EUR"}), default_currency="USD")
+UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def parse(raw: Mapping[str, Any], context: Context | None = None, rules: Rules = RULES) -> Event:
+    return parse_event(raw, context or Context(received_at=NOW), rules)
+
+
+def reasons(raw: Mapping[str, Any], rules: Rules = RULES) -> dict[str, str]:
+    with pytest.raises(InvalidEvent) as caught:
+        parse(raw, rules=rules)
+    return caught.value.reasons
+
+
+def only_bad_user_agent(user_agent: str | None) -> bool:
+    return user_agent == "BadBot"
+
+
+# parse_ts
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (NOW, NOW),
+        (NOW + 0.9, NOW),  # fractions of a millisecond are dropped
+        (str(NOW), NOW),
+        (f" {NOW} ", NOW),
+        ("2024-05-01T10:00:00Z", NOW),
+        ("2024-05-01T12:00:00+02:00", NOW),  # 12:00 at +02:00 is 10:00 UTC
+        ("2024-05-01T05:30:00-04:30", NOW),  # 05:30 at -04:30 is 10:00 UTC
+        ("2024-05-01T10:00:00.250Z", NOW + 250),
+        ("1970-01-01T00:00:00+00:00", 0),
+    ],
+)
+def test_parse_ts_accepts(raw: object, expected: int) -> None:
+    assert parse_ts(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("2024-05-01T10:00:00", "offset"),  # naive: whose 10:00?
+        ("yesterday", "neither epoch milliseconds nor RFC 3339"),
+        ("", "neither epoch milliseconds nor RFC 3339"),
+        (True, "must be epoch milliseconds"),
+        (None, "must be epoch milliseconds"),
+        ([NOW], "must be epoch milliseconds"),
+    ],
+)
+def test_parse_ts_rejects(raw: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_ts(raw)
+
+
+def test_parse_ts_keeps_milliseconds_exact() -> None:
+    # 2004-03-15: 12_418 days to 2004-01-01 (34 * 365 + 8 leap days) + 31 + 29 + 14 = 12_492
+    # days -> 1_079_308_800 s; 07:55:47 = 28_547 s -> 1_079_337_347 s, plus 472 ms.
+    assert parse_ts("2004-03-15T07:55:47.472Z") == 1_079_337_347_472
+
+
+# truncate_ip
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("203.0.113.77", "203.0.113.0"),  # IPv4 keeps /24
+        ("10.1.2.255", "10.1.2.0"),
+        (" 192.168.1.9 ", "192.168.1.0"),
+        ("2001:db8:abcd:1234:5678::1", "2001:db8:abcd::"),  # IPv6 keeps /48
+        ("2001:0db8:00ab:ffff::", "2001:db8:ab::"),
+        ("::1", "::"),
+    ],
+)
+def test_truncate_ip(raw: str, expected: str) -> None:
+    assert truncate_ip(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["not-an-ip", "256.1.1.1", "", "1.2.3"])
+def test_truncate_ip_rejects(raw: str) -> None:
+    with pytest.raises(ValueError, match="does not appear to be"):
+        truncate_ip(raw)
+
+
+# new_id
+
+
+def test_new_id_is_a_uuid7() -> None:
+    text = new_id(NOW)
+    assert UUID7.match(text)
+    parsed = uuid.UUID(text)
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122  # variant bits 10
+    assert parsed.int >> 80 == NOW  # the first 48 bits are the epoch milliseconds
+
+
+def test_new_id_time_prefix_sorts() -> None:
+    ids = [new_id(NOW + delta) for delta in (0, 1, 1_000, DAY_MS, 365 * DAY_MS)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_new_id_is_random_within_one_millisecond() -> None:
+    ids = {new_id(NOW) for _ in range(1_000)}
+    assert len(ids) == 1_000
+    assert {text[:13] for text in ids} == {new_id(NOW)[:13]}  # same time prefix
+
+
+def test_new_id_defaults_to_now() -> None:
+    before = time.time_ns() // 1_000_000
+    minted = uuid.UUID(new_id()).int >> 80
+    after = time.time_ns() // 1_000_000
+    assert before <= minted <= after
+
+
+# parse_event: defaults and fields
+
+
+def test_minimal_click() -> None:
+    event = parse({"type": "click"})
+    assert event.ts == NOW  # no ts: the time it was received
+    assert event.received_at == NOW
+    assert event.channel == "direct"  # no source, medium or click id
+    assert event.currency == "USD"
+    assert (event.goal, event.status, event.cost, event.value) == (None, None, None, None)
+    assert event.bot is False
+    assert UUID7.match(event.event_id)
+    assert uuid.UUID(event.event_id).int >> 80 == NOW  # minted at received_at
+
+
+def test_conversion_defaults_goal_and_status() -> None:
+    event = parse({"type": "conversion", "value": "19.99"})
+    assert (event.goal, event.status) == ("purchase", "approved")
+    assert event.value == 19_990_000  # 19.99 -> 19_990_000 micros
+
+
+def test_given_fields_are_kept() -> None:
+    event = parse(
+        {
+            "event_id": "e-1",
+            "type": "conversion",
+            "ts": NOW - 1_000,
+            "campaign": "spring",
+            "goal": "signup",
+            "status": "pending",
+            "order_id": "o-9",
+            "cost": 0.35,
+            "value": 12,
+            "currency": "eur",
+            "user_id": 42,  # numbers become strings
+        }
+    )
+    assert event.event_id == "e-1"
+    assert event.ts == NOW - 1_000
+    assert (event.campaign, event.goal, event.status) == ("spring", "signup", "pending")
+    assert (event.order_id, event.user_id) == ("o-9", "42")
+    assert (event.cost, event.value) == (350_000, 12_000_000)  # 0.35 and 12 units
+    assert event.currency == "EUR"  # upper-cased
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_empty_values_are_absent(empty: str | None) -> None:
+    event = parse({"type": "click", "campaign": empty, "ts": empty})
+    assert event.campaign is None
+    assert event.ts == NOW
+
+
+def test_context_fills_what_the_event_does_not_say() -> None:
+    context = Context(received_at=NOW, referrer="https://a.example/", anonymous_id="anon-1")
+    assert parse({"type": "pageview"}, context).referrer == "https://a.example/"
+    assert parse({"type": "pageview"}, context).anonymous_id == "anon-1"
+    own = parse(
+        {"type": "pageview", "referrer": "https://b.example/", "anonymous_id": "x"}, context
+    )
+    assert (own.referrer, own.anonymous_id) == ("https://b.example/", "x")
+
+
+# parse_event: ts window
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [
+        (NOW + 300_001, "is too far in the future"),  # 1 ms past the 5 minute default
+        (NOW - 30 * DAY_MS - 1, "is older than the accepted horizon"),  # past 30 days
+        ("2024-05-01T10:00:00", "RFC 3339 time needs an offset such as Z or +02:00"),
+    ],
+)
+def test_ts_rejected(ts: object, reason: str) -> None:
+    assert reasons({"type": "click", "ts": ts}) == {"ts": reason}
+
+
+@pytest.mark.parametrize("ts", [NOW + 300_000, NOW - 30 * DAY_MS])
+def test_ts_on_the_horizon_is_accepted(ts: int) -> None:
+    assert parse({"type": "click", "ts": ts}).ts == ts
+
+
+def test_ts_rfc3339_with_offset() -> None:
+    assert parse({"type": "click", "ts": "2024-05-01T11:59:00+02:00"}).ts == NOW - 60_000
+
+
+def test_ts_limits_come_from_rules() -> None:
+    strict = Rules(RULES.currencies, "USD", max_future_ms=0, max_age_ms=1_000)
+    assert reasons({"type": "click", "ts": NOW + 1}, strict) == {"ts": "is too far in the future"}
+    assert "ts" in reasons({"type": "click", "ts": NOW - 1_001}, strict)
+
+
+# parse_event: names
+
+
+@pytest.mark.parametrize("name", ["colour", "received_at", "bot"])
+def test_unknown_field_rejected(name: str) -> None:
+    # received_at and bot are the collector's to set, never the client's
+    assert reasons({"type": "click", name: "x"}) == {name: "unknown field"}
+
+
+@pytest.mark.parametrize("name", ["_", "utm_term", "cb", "cb123", "rnd", "_ga"])
+def test_noise_parameters_ignored(name: str) -> None:
+    assert parse({"type": "click", name: "123"}).type == "click"
+
+
+def test_aliases() -> None:
+    event = parse(
+        {
+            "type": "click",
+            "utm_campaign": "spring",
+            "utm_source": "newsletter-42",
+            "utm_medium": "email",
+            "utm_content": "banner-a",
+        }
+    )
+    assert (event.campaign, event.source, event.medium) == ("spring", "newsletter-42", "email")
+    assert event.creative == "banner-a"
+    assert event.channel == "email"  # derived from the medium
+
+
+@pytest.mark.parametrize(
+    ("name", "channel"),
+    [("gclid", "search"), ("msclkid", "search"), ("fbclid", "social"), ("tclid", "social")],
+)
+def test_click_id_alias_implies_channel(name: str, channel: str) -> None:
+    event = parse({"type": "click", name: "abc123"})
+    assert (event.click_id, event.channel) == ("abc123", channel)
+
+
+def test_click_id_hint_beats_medium_but_not_channel() -> None:
+    assert parse({"type": "click", "gclid": "g", "utm_medium": "email"}).channel == "search"
+    assert parse({"type": "click", "gclid": "g", "channel": "email"}).channel == "email"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "click", "campaign": "canonical", "utm_campaign": "alias"},
+        {"type": "click", "utm_campaign": "alias", "campaign": "canonical"},
+    ],
+)
+def test_canonical_name_wins_over_alias(raw: dict[str, str]) -> None:
+    assert parse(raw).campaign == "canonical"
+
+
+def test_canonical_click_id_wins_over_gclid() -> None:
+    event = parse({"type": "click", "click_id": "mine", "gclid": "google"})
+    assert (event.click_id, event.channel) == ("mine", "search")
+
+
+# parse_event: values
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [("campaign", 256), ("event_id", 64), ("goal", 64), ("user_agent", 512), ("url", 2048)],
+)
+def test_string_limits(name: str, limit: int) -> None:
+    assert getattr(parse({"type": "click", name: "a" * limit}), name) == "a" * limit
+    too_long = reasons({"type": "click", name: "a" * (limit + 1)})
+    assert too_long == {name: f"longer than {limit} characters"}
+
+
+@pytest.mark.parametrize("value", [["spring"], {"a": 1}, True])
+def test_non_string_dimension_rejected(value: object) -> None:
+    assert reasons({"type": "click", "campaign": value}) == {"campaign": "must be a string"}
+
+
+@pytest.mark.parametrize("campaign", ["spring\nsale", "tab\there", "nul\x00", "esc\x1b[31m"])
+def test_control_characters_in_dimensions_rejected(campaign: str) -> None:
+    assert reasons({"type": "click", "campaign": campaign}) == {
+        "campaign": "has control characters"
+    }
+
+
+def test_printable_unicode_dimension_accepted() -> None:
+    assert parse({"type": "click", "campaign": "Frühling 2024 ☀"}).campaign == "Frühling 2024 ☀"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"campaign": "spring"}, "type"),
+        ({"type": "view"}, "type"),
+        ({"type": "click", "channel": "tv"}, "channel"),
+        ({"type": "conversion", "status": "maybe"}, "status"),
+        ({"type": "click", "currency": "GBP"}, "currency"),
+        ({"type": "click", "cost": "-1"}, "cost"),
+        ({"type": "click", "cost": True}, "cost"),
+        ({"type": "conversion", "value": "1.0000001"}, "value"),
+        ({"type": "spend", "campaign": "c", "cost": 5, "period": "2024-13-01"}, "period"),
+        ({"type": "spend", "campaign": "c", "cost": 5, "period": "May 1st"}, "period"),
+    ],
+)
+def test_bad_value_names_its_field(raw: dict[str, object], field: str) -> None:
+    assert list(reasons(raw)) == [field]
+
+
+def test_every_bad_field_is_named_at_once() -> None:
+    bad = reasons({"type": "nope", "cost": "-1", "channel": "tv", "colour": "red"})
+    assert set(bad) == {"type", "cost", "channel", "colour"}
+    with pytest.raises(InvalidEvent) as caught:
+        parse({"type": "nope", "colour": "red"})
+    assert str(caught.value) == (
+        "colour: unknown field; type: must be one of click, conversion, impression, pageview, spend"
+    )
+
+
+def test_spend_needs_campaign_and_cost() -> None:
+    assert reasons({"type": "spend"}) == {
+        "campaign": "spend needs a campaign",
+        "cost": "spend needs a cost",
+    }
+    # A cost that is there but wrong is reported as wrong, not as missing.
+    assert reasons({"type": "spend", "campaign": "c", "cost": "abc"}) == {
+        "cost": "'abc' is not a number"
+    }
+
+
+def test_spend_with_period() -> None:
+    event = parse({"type": "spend", "campaign": "c", "cost": "100", "period": "2024-05-01T09"})
+    assert (event.cost, event.period) == (100_000_000, "2024-05-01T09")
+
+
+@pytest.mark.parametrize("raw", [{"type": ["click"]}, {"type": "conversion", "status": {}}])
+def test_unhashable_type_or_status_rejected(raw: dict[str, object]) -> None:
+    assert set(reasons(raw)) <= {"type", "status"}
+
+
+def test_cost_with_huge_exponent_rejected() -> None:
+    assert list(reasons({"type": "click", "cost": "1e1000000"})) == ["cost"]
+
+
+# parse_event: ip
+
+
+def test_ip_from_context_truncated() -> None:
+    assert parse({"type": "click"}, Context(received_at=NOW, ip="203.0.113.77")).ip == "203.0.113.0"
+
+
+def test_ip_from_event_truncated() -> None:
+    event = parse({"type": "click", "ip": "2001:db8:abcd:1234::1"})
+    assert event.ip == "2001:db8:abcd::"
+
+
+def test_ip_kept_when_truncation_is_off() -> None:
+    keep = Rules(RULES.currencies, "USD", truncate_ip=False)
+    context = Context(received_at=NOW, ip="203.0.113.77")
+    assert parse({"type": "click"}, context, keep).ip == "203.0.113.77"
+
+
+@pytest.mark.parametrize(
+    ("ip", "reason"), [("999.1.1.1", "is not an IP address"), (12345, "must be a string")]
+)
+def test_bad_ip_rejected(ip: object, reason: str) -> None:
+    assert reasons({"type": "click", "ip": ip}) == {"ip": reason}
+
+
+# parse_event: bots and user agent
+
+
+def test_bot_flag_from_rules() -> None:
+    rules = Rules(RULES.currencies, "USD", is_bot=only_bad_user_agent)
+    assert parse({"type": "click", "user_agent": "BadBot"}, rules=rules).bot is True
+    assert parse({"type": "click", "user_agent": "Mozilla/5.0"}, rules=rules).bot is False
+    assert parse({"type": "click"}, rules=rules).bot is False  # no agent at all
+
+
+def test_event_user_agent_wins_over_context() -> None:
+    rules = Rules(RULES.currencies, "USD", is_bot=only_bad_user_agent)
+    context = Context(received_at=NOW, user_agent="BadBot")
+    own = parse({"type": "click", "user_agent": "Mozilla/5.0"}, context, rules)
+    assert (own.user_agent, own.bot) == ("Mozilla/5.0", False)
+    inherited = parse({"type": "click"}, context, rules)
+    assert (inherited.user_agent, inherited.bot) == ("BadBot", True)
+
+
+def test_spend_is_never_a_bot() -> None:
+    rules = Rules(RULES.currencies, "USD", is_bot=only_bad_user_agent)
+    raw = {"type": "spend", "campaign": "c", "cost": 1, "user_agent": "BadBot"}
+    assert parse(raw, rules=rules).bot is False
+
+
+def test_bot_flag_with_collector_rules() -> None:
+    rules = Rules(RULES.currencies, "USD", is_bot=is_bot)
+    context = Context(received_at=NOW, user_agent="curl/8.4.0")
+    assert parse({"type": "pageview"}, context, rules).bot is True

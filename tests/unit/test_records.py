@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tracker.events import Event
+from tracker.records import (
+    decode_dead_letter,
+    decode_events,
+    encode_dead_letter,
+    encode_events,
+    partition_key,
+    partition_of,
+)
+
+NOW = 1_714_557_600_000  # 2024-05-01T10:00:00Z
+
+
+def event(event_id: str, **fields: Any) -> Event:
+    base: dict[str, Any] = {
+        "event_id": event_id,
+        "type": "click",
+        "ts": NOW,
+        "received_at": NOW,
+        "channel": "direct",
+    }
+    return Event(**(base | fields))
+
+
+FULL = Event(
+    event_id="0190f3b4-0000-7000-8000-000000000001",
+    type="conversion",
+    ts=NOW - 5,
+    received_at=NOW,
+    channel="search",
+    campaign="Frühling ☀",
+    source="google",
+    medium="cpc",
+    ad_group="g",
+    creative="c",
+    click_id="gclid-1",
+    user_id="u1",
+    anonymous_id="a1",
+    cost=350_000,
+    value=19_990_000,
+    currency="EUR",
+    goal="purchase",
+    status="pending",
+    order_id="o1",
+    period="2024-05-01",
+    url="https://shop.example/thanks?x=1",
+    referrer="https://www.google.com/",
+    user_agent="Mozilla/5.0",
+    ip="203.0.113.0",
+    bot=True,
+)
+
+
+def test_round_trip() -> None:
+    events = [FULL, event("minimal"), event("spend", type="spend", campaign="c", cost=1)]
+    assert decode_events(encode_events(events)) == events
+
+
+def test_round_trip_of_nothing() -> None:
+    assert encode_events([]) == b"[]"
+    assert decode_events(b"[]") == []
+
+
+def test_wire_form_is_an_array_of_objects() -> None:
+    items = orjson.loads(encode_events(iter([event("e1", cost=5)])))
+    assert isinstance(items, list)
+    assert items[0]["event_id"] == "e1"
+    assert items[0]["cost"] == 5  # micros stay integers
+    assert items[0]["campaign"] is None
+
+
+@pytest.mark.parametrize("value", [b'{"event_id": "e1"}', b'"e1"', b"1", b"null"])
+def test_decode_of_a_non_array_raises(value: bytes) -> None:
+    with pytest.raises(ValueError, match="JSON array"):
+        decode_events(value)
+
+
+def test_decode_of_invalid_json_raises() -> None:
+    with pytest.raises(orjson.JSONDecodeError):  # a ValueError
+        decode_events(b"not json")
+
+
+@pytest.mark.parametrize("value", [b'[{"foo": 1}]', b"[1]", b'[{"event_id": "e1"}]'])
+def test_decode_of_foreign_items_raises_value_error(value: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        decode_events(value)
+
+
+def test_partition_key_prefers_the_person() -> None:
+    assert partition_key(event("e", user_id="u", anonymous_id="a", click_id="c")) == "u"
+    assert partition_key(event("e", anonymous_id="a", click_id="c")) == "a"
+    assert partition_key(event("e", click_id="c")) == "c"
+    assert partition_key(event("e")) == "e"
+
+
+@pytest.mark.parametrize(
+    ("user", "partitions", "expected"),
+    [
+        # Kafka's murmur2 test vectors: "foobar" -> -790332482, "21" -> -973932308.
+        # -790332482 & 0x7fffffff = 1_357_151_166; % 4 = 2
+        ("foobar", 4, 2),
+        # -973932308 & 0x7fffffff = 1_173_551_340; % 4 = 0, % 7 = 3 (7 * 167_650_191 + 3)
+        ("21", 4, 0),
+        ("21", 7, 3),
+        ("foobar", 1, 0),
+    ],
+)
+def test_partition_of_agrees_with_kafka(user: str, partitions: int, expected: int) -> None:
+    assert partition_of(event("e", user_id=user), partitions) == expected
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 4, 12, 100])
+def test_partition_of_within_range(partitions: int) -> None:
+    found = {partition_of(event(f"e{n}"), partitions) for n in range(500)}
+    assert found <= set(range(partitions))
+    if partitions <= 4:
+        assert found == set(range(partitions))  # 500 keys reach every one of a few
+
+
+def test_partition_of_is_stable() -> None:
+    first = [partition_of(event(f"e{n}"), 12) for n in range(100)]
+    assert [partition_of(event(f"e{n}"), 12) for n in range(100)] == first
+
+
+def test_events_of_one_user_share_a_partition() -> None:
+    mine = [
+        event("e1", user_id="u-42"),
+        event("e2", user_id="u-42", type="conversion", anonymous_id="a-1"),
+        event("e3", user_id="u-42", click_id="gclid-9", ts=NOW + 1),
+    ]
+    assert len({partition_of(item, 12) for item in mine}) == 1
+    anonymous = [event(f"x{n}", anonymous_id="a-7") for n in range(5)]
+    assert len({partition_of(item, 12) for item in anonymous}) == 1
+
+
+def test_dead_letter_round_trip() -> None:
+    encoded = encode_dead_letter(b'{"type": "x"}', {"type": "bad"}, "batch", NOW)
+    assert decode_dead_letter(encoded) == {
+        "raw": '{"type": "x"}',
+        "reasons": {"type": "bad"},
+        "endpoint": "batch",
+        "received_at": NOW,
+    }
+
+
+def test_dead_letter_of_text_and_of_invalid_utf8() -> None:
+    assert decode_dead_letter(encode_dead_letter("a=1", {}, "pixel", 0))["raw"] == "a=1"
+    letter = decode_dead_letter(encode_dead_letter(b"ok\xff", {"body": "x"}, "batch", 0))
+    assert letter["raw"] == "ok\ufffd"  # undecodable bytes replaced, never lost whole
+
+
+@pytest.mark.parametrize("value", [b"[]", b'"x"', b"null"])
+def test_decode_dead_letter_of_a_non_object_raises(value: bytes) -> None:
+    with pytest.raises(ValueError, match="JSON object"):
+        decode_dead_letter(value)
