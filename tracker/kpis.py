@@ -16,6 +16,11 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def money_ratio(micros: Micros, denominator: int) -> float | None:
+    """Money per unit in currency units, rounded to the micro-unit (no 1.6920000000000002)."""
+    return round(micros / MICROS_PER_UNIT / denominator, 6) if denominator else None
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """Sums over one bucket and one dimension value."""
@@ -36,11 +41,11 @@ class Totals:
 
     def cpc(self) -> float | None:
         """Spend per click, in currency units."""
-        return ratio(self.spend / MICROS_PER_UNIT, self.clicks)
+        return money_ratio(self.spend, self.clicks)
 
     def cpa(self) -> float | None:
         """Spend per conversion, in currency units."""
-        return ratio(self.spend / MICROS_PER_UNIT, self.conversions)
+        return money_ratio(self.spend, self.conversions)
 
     def roas(self) -> float | None:
         """Revenue per unit of spend."""
