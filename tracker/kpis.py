@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tracker.attribution import ONE
 from tracker.money import MICROS_PER_UNIT
 from tracker.types import Micros
 
@@ -28,6 +29,7 @@ class Totals:
     impressions: int = 0
     clicks: int = 0
     conversions: int = 0
+    """In micro-conversions: attribution models may credit a fraction of one."""
     spend: Micros = 0
     revenue: Micros = 0
 
@@ -37,7 +39,7 @@ class Totals:
 
     def cvr(self) -> float | None:
         """Conversions per click."""
-        return ratio(self.conversions, self.clicks)
+        return ratio(self.conversions / ONE, self.clicks)
 
     def cpc(self) -> float | None:
         """Spend per click, in currency units."""
@@ -45,7 +47,9 @@ class Totals:
 
     def cpa(self) -> float | None:
         """Spend per conversion, in currency units."""
-        return money_ratio(self.spend, self.conversions)
+        if not self.conversions:
+            return None
+        return round(self.spend / self.conversions, 6)  # micros per micro-conversion
 
     def roas(self) -> float | None:
         """Revenue per unit of spend."""

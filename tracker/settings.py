@@ -12,15 +12,24 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracker.channels import CHANNELS
+
 ENV_PREFIX = "TRACKER_"
+# An allowed redirect host: a DNS name or IPv4 address, "*." for its subdomains, a port.
+_ALLOWED_HOST = re.compile(
+    r"(?P<host>(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?"
+)
+MIN_SECRET_CHARS = 16
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _setting(default: Any, help: str, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"help": help})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,13 @@ class Settings:
     produce_timeout_s: float = _setting(10.0, "collector: wait for Kafka before answering 503")
     max_body_bytes: int = _setting(1_048_576, "collector: largest request body")
     max_batch_events: int = _setting(1000, "collector: most events in one batch request")
+    redirect_allow: str = _setting(
+        "", "click redirect /r: allowed hosts, e.g. 'shop.example,*.shop.example,shop.example:8443'"
+    )
+    postback_secrets: str = _setting(
+        "", "postback HMAC-SHA256 secrets per partner, e.g. 'net1=<secret>,net2=<secret>'", True
+    )
+    postback_tolerance_s: int = _setting(300, "postback: largest clock difference of a signed ts")
     max_future_s: int = _setting(300, "reject events timed further than this in the future")
     max_age_days: int = _setting(30, "reject events older than this many days")
     truncate_ip: bool = _setting(True, "store IPs truncated (IPv4 /24, IPv6 /48)")
@@ -52,6 +68,14 @@ class Settings:
         "", "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)"
     )
     grace_s: int = _setting(3600, "late events up to this far behind still count")
+    lookback_days: float = _setting(
+        30.0, "attribution lookback: touches this old still earn credit"
+    )
+    lookback_by_channel: str = _setting(
+        "", "per-channel lookbacks in days overriding lookback_days, e.g. 'display=1,social=7'"
+    )
+    half_life_days: float = _setting(7.0, "time_decay model: a touch's credit halves this often")
+    path_max_touches: int = _setting(20, "touches remembered per person for attribution")
     worker_batch_max: int = _setting(200, "worker: Kafka records applied per Redis transaction")
     worker_batch_wait_s: float = _setting(0.05, "worker: longest wait to fill a batch")
     retention_1m_days: int = _setting(2, "days 1-minute buckets are kept in Redis")
@@ -70,6 +94,52 @@ class Settings:
             if not math.isfinite(rate) or rate <= 0:
                 raise ValueError(f"rate of {code.strip()} must be a positive number, got {text}")
             table[code.strip().upper()] = rate
+        return table
+
+    def redirect_hosts(self) -> list[tuple[str, int | None]]:
+        """Allowed redirect destinations as (host, port or None), lower-cased.
+
+        A ``*.name`` host stands for the subdomains of name (not name itself); no port
+        means the scheme's default port.
+        """
+        hosts: list[tuple[str, int | None]] = []
+        for item in filter(None, (p.strip().lower() for p in self.redirect_allow.split(","))):
+            match = _ALLOWED_HOST.fullmatch(item)
+            if match is None or (match["port"] and int(match["port"]) > 65535):
+                raise ValueError(
+                    f"{item!r} is not a host: write 'shop.example', '*.shop.example' or "
+                    "'shop.example:8443' (no scheme or path; IDN hosts in their xn-- form)"
+                )
+            hosts.append((match["host"], int(match["port"]) if match["port"] else None))
+        return hosts
+
+    def postback_keys(self) -> dict[str, str]:
+        """Each postback partner's secret, from ``postback_secrets``.
+
+        Errors name the partner or the item's position, never a secret.
+        """
+        keys: dict[str, str] = {}
+        items = (p.strip() for p in self.postback_secrets.split(","))
+        for position, item in enumerate(filter(None, items), 1):
+            partner, _, secret = item.partition("=")
+            partner, secret = partner.strip(), secret.strip()
+            if not partner or not secret:
+                raise ValueError(f"item {position} is not partner=secret")
+            if partner in keys:
+                raise ValueError(f"partner {partner!r} is given twice")
+            if len(secret) < MIN_SECRET_CHARS:
+                raise ValueError(
+                    f"the secret of {partner!r} is shorter than {MIN_SECRET_CHARS} characters"
+                )
+            keys[partner] = secret
+        return keys
+
+    def lookback_overrides(self) -> dict[str, float]:
+        """Per-channel lookbacks in days, from ``lookback_by_channel``."""
+        table: dict[str, float] = {}
+        for item in filter(None, (p.strip() for p in self.lookback_by_channel.split(","))):
+            channel, _, days = item.partition("=")
+            table[channel.strip()] = float(days)
         return table
 
 
@@ -137,6 +207,29 @@ def _check(settings: Settings) -> None:
         settings.rates()
     except ValueError as exc:
         raise SettingsError(f"{env_name('currency_rates')}: {exc}") from exc
+    try:
+        overrides = settings.lookback_overrides()
+    except ValueError as exc:
+        raise SettingsError(f"{env_name('lookback_by_channel')}: {exc}") from exc
+    unknown = set(overrides) - set(CHANNELS)
+    if unknown:
+        raise SettingsError(f"{env_name('lookback_by_channel')}: unknown channel {sorted(unknown)}")
+    for name, parse in (
+        ("redirect_allow", settings.redirect_hosts),
+        ("postback_secrets", settings.postback_keys),
+    ):
+        try:
+            parse()
+        except ValueError as exc:
+            raise SettingsError(f"{env_name(name)}: {exc}") from exc
+    for name, value, floor in (
+        ("half_life_days", settings.half_life_days, 0.0),
+        ("lookback_days", settings.lookback_days, 0.0),
+    ):
+        if not value > floor:
+            raise SettingsError(f"{env_name(name)}: must be above {floor:g}")
+    if settings.path_max_touches < 1:
+        raise SettingsError(f"{env_name('path_max_touches')}: must be at least 1")
     if settings.log_format not in {"auto", "json", "console"}:
         raise SettingsError(f"{env_name('log_format')}: expected auto, json or console")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:

@@ -11,6 +11,13 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
   them, which is what makes replays apply nothing twice.
 - ``P:seen:<event id>``: present for 48 hours after the event was counted.
 - ``P:spend:<campaign>SEP<period>``: ``<report ts>:<micros>``, the standing figure.
+- ``P:u:<window>:<bucket start>:<dimension>SEP<value>``: HyperLogLog of the people
+  seen (unique users; standard error 0.81%), expiring with its bucket.
+- ``P:order:<order id>``: JSON of a counted conversion and its credits, kept for the
+  attribution lookback so re-fires are dropped and refunds reversed.
+- ``P:click:<click id>``: JSON ``[ts, campaign, channel, person]``, for the lookback.
+- ``P:path:<person>``: JSON list of the person's recent touches, for the lookback.
+- ``P:cust:<person>``: JSON ``[campaign, channel]`` that acquired the customer.
 - ``P:health``: hash of pipeline counters (events, duplicates, late, bots).
 - ``P:sources``: set of the ``src`` keys, to find every partition's progress.
 """
@@ -50,6 +57,21 @@ class Keys:
     def spend(self, campaign: str, period: str) -> str:
         return f"{self.prefix}:spend:{campaign}{SEP}{period}"
 
+    def uniques(self, window: str, start: EpochMs, dimension: str, value: str) -> str:
+        return f"{self.prefix}:u:{window}:{start}:{dimension}{SEP}{value}"
+
+    def order(self, order_id: str) -> str:
+        return f"{self.prefix}:order:{order_id}"
+
+    def click(self, click_id: str) -> str:
+        return f"{self.prefix}:click:{click_id}"
+
+    def path(self, person: str) -> str:
+        return f"{self.prefix}:path:{person}"
+
+    def customer(self, person: str) -> str:
+        return f"{self.prefix}:cust:{person}"
+
     def field(self, dimension: str, value: str, metric: str) -> str:
         """The hash field of one metric of one dimension value in a bucket."""
         return f"{dimension}{SEP}{value}{SEP}{metric}"
@@ -80,3 +102,15 @@ async def read_buckets(redis: Redis, window: str, starts: list[EpochMs], keys: K
             pipe.hgetall(keys.bucket(window, start))
         raw = await pipe.execute()
     return {start: parse_bucket(item) for start, item in zip(starts, raw, strict=True) if item}
+
+
+async def read_uniques(
+    redis: Redis, audiences: list[tuple[str, EpochMs, str, str]], keys: Keys
+) -> list[int]:
+    """Approximate unique people of each (window, bucket, dimension, value), one round trip."""
+    if not audiences:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for audience in audiences:
+            pipe.pfcount(keys.uniques(*audience))
+        return [int(n) for n in await pipe.execute()]

@@ -5,17 +5,24 @@ from typing import Any
 
 import pytest
 
+from tracker.attribution import ONE, Touch
 from tracker.events import Event
 from tracker.money import MoneyError
-from tracker.stream.aggregate import Cell, Delta, SpendFigure, fold, spend_key
+from tracker.stream.aggregate import Cell, Delta, Policy, fold, spend_key
+from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
 
-# 2024-05-01T00:00:00Z = 19_844 days * 86_400_000 ms; T0 is 10:00 that day.
-DAY = 1_714_521_600_000
+DAY = 86_400_000
 HOUR = 3_600_000
 MINUTE = 60_000
-T0 = DAY + 10 * HOUR  # 1_714_557_600_000
+# 2024-05-01T00:00:00Z = 19_844 days * 86_400_000 ms; T0 is 10:00 that day.
+MAY1 = 1_714_521_600_000
+T0 = MAY1 + 10 * HOUR  # 1_714_557_600_000
+HALF_LIFE = 7 * DAY
 RATES = {"USD": 1.0, "EUR": 1.08}
 KEY = ("spring", "2024-05-01")
+MODELS = ("last_click", "first_click", "linear", "time_decay", "position_based")
+# The buckets holding T0 in each window.
+AT_T0 = {"1m": T0, "1h": T0, "1d": MAY1, "all": 0}
 
 
 def event(event_id: str, kind: str = "click", **fields: Any) -> Event:
@@ -34,21 +41,42 @@ def spend(event_id: str, cost: int, **fields: Any) -> Event:
     return event(event_id, "spend", cost=cost, **({"period": "2024-05-01"} | fields))
 
 
+def click(event_id: str, ts: int, campaign: str | None, channel: str, **fields: Any) -> Event:
+    return event(event_id, "click", ts=ts, campaign=campaign, channel=channel, **fields)
+
+
+def conversion(event_id: str, **fields: Any) -> Event:
+    """A conversion postback naming no campaign, as most do: attribution decides."""
+    base: dict[str, Any] = {
+        "campaign": None,
+        "channel": "direct",
+        "goal": "purchase",
+        "status": "approved",
+    }
+    return event(event_id, "conversion", **(base | fields))
+
+
 def run(
     events: Iterable[Event],
+    lookups: Lookups | None = None,
     *,
-    seen_before: frozenset[str] = frozenset(),
     watermark: int = 0,
     grace_ms: int = HOUR,
-    spend_before: Mapping[tuple[str, str], SpendFigure] | None = None,
+    lookback: Mapping[str, int] | None = None,
+    half_life_ms: int = HALF_LIFE,
+    path_max: int = 20,
 ) -> Delta:
-    return fold(
-        events,
-        seen_before=seen_before,
-        watermark=watermark,
+    """Fold ``events``; ``lookback`` overrides the 30-day lookback per channel."""
+    overrides = dict(lookback or {})
+    policy = Policy(
         grace_ms=grace_ms,
         rates=RATES,
-        spend_before=spend_before or {},
+        lookback_ms=lambda channel: overrides.get(channel, 30 * DAY),
+        half_life_ms=half_life_ms,
+        path_max=path_max,
+    )
+    return fold(
+        events, Lookups() if lookups is None else lookups, watermark=watermark, policy=policy
     )
 
 
@@ -56,19 +84,38 @@ def total(delta: Delta, metric: str, window: str = "all", bucket: int = 0) -> in
     return delta.sums[window, bucket, "total", "total", metric]
 
 
+def credits(delta: Delta, dimension: str, metric: str) -> dict[str, int]:
+    """All-time, non-zero ``metric`` per value of ``dimension``."""
+    return {
+        value: amount
+        for (window, _, dim, value, name), amount in delta.sums.items()
+        if window == "all" and dim == dimension and name == metric and amount
+    }
+
+
+def nonzero(delta: Delta) -> dict[Cell, int]:
+    return {cell: amount for cell, amount in delta.sums.items() if amount}
+
+
+# counting
+
+
 def test_click_lands_in_every_window_and_dimension() -> None:
-    delta = run([event("e1")])
-    buckets = {"1m": T0, "1h": T0, "1d": DAY, "all": 0}
+    lookups = Lookups()
+    delta = run([event("e1")], lookups)
     dimensions = [("channel", "search"), ("total", "total"), ("campaign", "spring")]
     expected: dict[Cell, int] = {
         (window, start, dimension, value, "clicks"): 1
-        for window, start in buckets.items()
+        for window, start in AT_T0.items()
         for dimension, value in dimensions
     }
     assert dict(delta.sums) == expected  # 4 windows x 3 dimensions
     assert delta.seen == {"e1"}
+    assert lookups.seen == {"e1"}
     assert dict(delta.health) == {"events": 1}
     assert (delta.watermark, delta.newest) == (T0, T0)
+    assert delta.uniques == {}  # nobody named
+    assert lookups.paths == {}  # a click of nobody is no one's touch
 
 
 def test_events_of_one_minute_are_summed() -> None:
@@ -99,22 +146,37 @@ def test_duplicates_within_a_batch() -> None:
 
 
 def test_duplicates_seen_before() -> None:
-    delta = run([event("e1"), event("e2")], seen_before=frozenset({"e1"}))
+    lookups = Lookups(seen={"e1"})
+    delta = run([event("e1"), event("e2")], lookups)
     assert total(delta, "clicks") == 1
     assert delta.health["duplicates"] == 1
     assert delta.seen == {"e2"}  # only what this batch accepted
+    assert lookups.seen == {"e1", "e2"}
+
+
+def test_duplicates_across_folds_sharing_lookups() -> None:
+    # The sink folds each partition with the same lookups: an id is taken once.
+    lookups = Lookups()
+    first = run([event("e1")], lookups)
+    second = run([event("e1")], lookups)
+    assert total(first, "clicks") == 1
+    assert not second.sums
+    assert second.health["duplicates"] == 1
 
 
 def test_late_beyond_grace_dropped_within_grace_kept() -> None:
     # watermark T0, grace 60 s: the horizon is T0 - 60_000
+    lookups = Lookups()
     delta = run(
         [event("late", ts=T0 - 60_001), event("edge", ts=T0 - 60_000)],
+        lookups,
         watermark=T0,
         grace_ms=60_000,
     )
     assert delta.health["late"] == 1
     assert delta.health["events"] == 1
     assert delta.seen == {"edge"}  # a late event is not remembered
+    assert lookups.seen == {"edge"}
     assert total(delta, "clicks") == 1
     assert delta.watermark == T0  # an older event does not move it back
 
@@ -133,25 +195,47 @@ def test_watermark_advances_within_the_batch() -> None:
     assert delta.watermark == T0 + 2 * MINUTE
 
 
-def test_bots_counted_per_campaign_never_in_kpis() -> None:
+def test_late_click_is_not_a_touch() -> None:
+    lookups = Lookups()
+    run([click("late", T0 - HOUR - 1, "spring", "search", user_id="u1")], lookups, watermark=T0)
+    assert lookups.paths == {}
+
+
+def test_bots_counted_in_every_window_never_in_kpis() -> None:
+    lookups = Lookups()
     delta = run(
         [
-            event("b1", bot=True, cost=1_000_000),
+            event("b1", bot=True, cost=1_000_000, user_id="botty", click_id="g1"),
             event("b2", "impression", bot=True),
             event("b3", bot=True, campaign=None),
+            event("b4", "conversion", bot=True, value=5_000_000, order_id="o1", user_id="botty"),
             event("human"),
-        ]
+        ],
+        lookups,
     )
-    assert delta.sums["all", 0, "campaign", "spring", "bots"] == 2
-    assert delta.sums["all", 0, "campaign", "", "bots"] == 1  # no campaign: empty value
+    for window, start in AT_T0.items():
+        assert delta.sums[window, start, "campaign", "spring", "bots"] == 3  # b1, b2, b4
+        assert delta.sums[window, start, "channel", "search", "bots"] == 4
+        assert delta.sums[window, start, "total", "total", "bots"] == 4
+    bot_cells = {cell for cell in delta.sums if cell[4] == "bots"}
+    assert {cell[2:4] for cell in bot_cells} == {
+        ("total", "total"),
+        ("channel", "search"),
+        ("campaign", "spring"),  # no campaign: no campaign cell (no more "" value)
+    }
+    assert {cell[:2] for cell in bot_cells} == set(AT_T0.items())
     assert total(delta, "clicks") == 1  # the human only
     assert total(delta, "impressions") == 0
     assert total(delta, "spend") == 0
-    assert delta.health["bots"] == 3
-    assert delta.health["events"] == 4
+    assert total(delta, "conversions") == 0
+    assert total(delta, "revenue") == 0
+    assert delta.health["bots"] == 4
+    assert delta.health["events"] == 5
     assert "b1" in delta.seen
-    bot_cells = [cell for cell in delta.sums if cell[4] == "bots"]
-    assert {cell[:2] for cell in bot_cells} == {("all", 0)}  # all-time only
+    # A bot leaves no trace to attribute by, and is no unique user.
+    assert delta.uniques == {}
+    assert (lookups.clicks, lookups.paths, lookups.orders, lookups.customers) == ({}, {}, {}, {})
+    assert not (lookups.dirty_clicks | lookups.dirty_paths | lookups.dirty_orders)
 
 
 def test_cost_counts_on_impressions_and_clicks_only() -> None:
@@ -183,11 +267,55 @@ def test_currency_conversion() -> None:
     )
     assert total(delta, "spend") == 10_800_000
     assert total(delta, "revenue") == 21_589_200
+    assert credits(delta, "campaign", "revenue@linear") == {"spring": 21_589_200}
 
 
 def test_missing_rate_raises() -> None:
     with pytest.raises(MoneyError, match="'GBP'"):
         run([event("c", cost=1_000_000, currency="GBP")])
+
+
+def test_missing_rate_on_revenue_raises() -> None:
+    with pytest.raises(MoneyError, match="'GBP'"):
+        run([conversion("v", value=1_000_000, currency="GBP")])
+
+
+def test_unique_users_per_bucket_and_dimension() -> None:
+    delta = run(
+        [
+            event("c1", user_id="u1", anonymous_id="a1"),  # user_id wins over anonymous_id
+            event("c2", anonymous_id="a2"),
+            event("c3", ts=T0 + 1_000, user_id="u1"),  # same person, same minute
+            event("i1", "impression", campaign="summer", channel="display", anonymous_id="a3"),
+            event("b1", bot=True, user_id="botty"),
+            spend("s1", 1_000_000),
+            conversion("v1", user_id="u4"),  # counted under its own (direct) channel
+        ]
+    )
+    spring = {"u1", "a2"}
+    summer = {"a3"}
+    expected: dict[tuple[str, int, str, str], set[str]] = {}
+    for window, start in AT_T0.items():
+        expected[window, start, "total", "total"] = spring | summer | {"u4"}
+        expected[window, start, "channel", "search"] = spring
+        expected[window, start, "campaign", "spring"] = spring
+        expected[window, start, "channel", "display"] = summer
+        expected[window, start, "campaign", "summer"] = summer
+        expected[window, start, "channel", "direct"] = {"u4"}
+    assert delta.uniques == expected
+
+
+def test_unique_users_of_other_minutes() -> None:
+    delta = run(
+        [event("c1", user_id="u1"), event("c2", ts=T0 + MINUTE, user_id="u2")],
+    )
+    assert delta.uniques["1m", T0, "total", "total"] == {"u1"}
+    assert delta.uniques["1m", T0 + MINUTE, "total", "total"] == {"u2"}
+    assert delta.uniques["1h", T0, "total", "total"] == {"u1", "u2"}
+    assert delta.uniques["all", 0, "campaign", "spring"] == {"u1", "u2"}
+
+
+# conversions: total and goal carry plain counts, campaign and channel attributed ones
 
 
 def test_conversions_per_goal() -> None:
@@ -199,9 +327,32 @@ def test_conversions_per_goal() -> None:
         ]
     )
     assert total(delta, "conversions") == 3
-    assert total(delta, "conversions:purchase") == 2
-    assert total(delta, "conversions:signup") == 1
     assert total(delta, "revenue") == 7_500_000  # 5.00 + 2.50
+    assert credits(delta, "goal", "conversions") == {"purchase": 2, "signup": 1}
+    assert credits(delta, "goal", "revenue") == {"purchase": 7_500_000}
+    assert delta.sums["1d", MAY1, "goal", "purchase", "conversions"] == 2
+    # Attributed: three whole conversions to the named campaign, in micro-conversions.
+    assert credits(delta, "campaign", "conversions@last_click") == {"spring": 3 * ONE}
+    assert credits(delta, "channel", "revenue@first_click") == {"search": 7_500_000}
+
+
+def test_conversion_without_goal_counts_under_goal_conversion() -> None:
+    delta = run([conversion("v", goal=None)])
+    assert credits(delta, "goal", "conversions") == {"conversion": 1}
+
+
+def test_which_metrics_live_in_which_dimension() -> None:
+    delta = run([event("v", "conversion", goal="purchase", status="approved", value=1_000_000)])
+    metrics: dict[str, set[str]] = {}
+    for _, _, dimension, _, metric in nonzero(delta):
+        metrics.setdefault(dimension, set()).add(metric)
+    attributed = {f"{metric}@{model}" for metric in ("conversions", "revenue") for model in MODELS}
+    assert metrics == {
+        "total": {"conversions", "revenue"},
+        "goal": {"conversions", "revenue"},
+        "channel": attributed,
+        "campaign": attributed,
+    }
 
 
 @pytest.mark.parametrize(
@@ -211,20 +362,597 @@ def test_conversions_per_goal() -> None:
 def test_conversion_status(status: str, conversions: int, revenue: int) -> None:
     delta = run([event("v", "conversion", goal="purchase", status=status, value=5_000_000)])
     assert total(delta, "conversions") == conversions
-    assert total(delta, "conversions:purchase") == conversions
+    assert delta.sums["all", 0, "goal", "purchase", "conversions"] == conversions
     assert total(delta, "revenue") == revenue
     assert delta.health["events"] == 1  # accepted and remembered either way
     if not conversions:
         assert not delta.sums
+        assert delta.health["unmatched_reversals"] == 1  # no order_id: nothing to reverse
 
 
-def test_conversion_without_campaign_lands_in_channel_and_total() -> None:
-    delta = run([event("v", "conversion", campaign=None, goal="purchase", status="approved")])
-    assert {(cell[2], cell[3]) for cell in delta.sums} == {
-        ("channel", "search"),
-        ("total", "total"),
+def test_unattributed_conversion_goes_to_direct_without_campaign() -> None:
+    lookups = Lookups()
+    delta = run(
+        [conversion("v", channel="search", user_id="u9", value=5_000_000, order_id="o1")],
+        lookups,
+    )
+    dims = {(cell[2], cell[3]) for cell in nonzero(delta)}
+    assert dims == {("total", "total"), ("goal", "purchase"), ("channel", "direct")}
+    for model in MODELS:
+        assert credits(delta, "channel", f"conversions@{model}") == {"direct": ONE}
+        assert credits(delta, "channel", f"revenue@{model}") == {"direct": 5_000_000}
+        assert lookups.orders["o1"].credits[model] == [Credit(None, "direct", ONE, 5_000_000)]
+    assert lookups.customers == {"u9": Acquisition(None, "direct")}
+
+
+# attribution
+
+
+def test_attribution_by_click_id_earlier_in_the_batch() -> None:
+    lookups = Lookups()
+    delta = run(
+        [
+            click("c1", T0 - MINUTE, "spring", "search", click_id="g1"),
+            conversion("v1", click_id="g1", value=10_000_000),  # nobody named: the click's
+            conversion("v2", click_id="g-unknown", value=1_000_000),
+        ],
+        lookups,
+    )
+    for model in MODELS:
+        assert credits(delta, "campaign", f"conversions@{model}") == {"spring": ONE}
+        assert credits(delta, "campaign", f"revenue@{model}") == {"spring": 10_000_000}
+        assert credits(delta, "channel", f"conversions@{model}") == {"search": ONE, "direct": ONE}
+    assert lookups.clicks == {"g1": Click(Touch(T0 - MINUTE, "spring", "search"), None)}
+    assert lookups.dirty_clicks == {"g1"}
+
+
+def test_attribution_by_click_id_from_lookups_credits_the_clicker() -> None:
+    lookups = Lookups(clicks={"g1": Click(Touch(T0 - DAY, "summer", "social"), "u7")})
+    delta = run([conversion("v", click_id="g1", value=2_000_000)], lookups)
+    for model in MODELS:
+        assert credits(delta, "campaign", f"conversions@{model}") == {"summer": ONE}
+        assert credits(delta, "channel", f"revenue@{model}") == {"social": 2_000_000}
+    # The click names the person, so the customer is theirs.
+    assert lookups.customers == {"u7": Acquisition("summer", "social")}
+    assert credits(delta, "campaign", "customers") == {"summer": 1}
+    assert credits(delta, "campaign", "customer_revenue") == {"summer": 2_000_000}
+
+
+def test_click_id_touch_joins_the_path_in_time_order() -> None:
+    path = [Touch(T0 - DAY, "b", "social")]
+    lookups = Lookups(
+        paths={"u1": list(path)},
+        clicks={"g1": Click(Touch(T0 - 2 * DAY, "a", "search"), "u1")},
+    )
+    delta = run([conversion("v", user_id="u1", click_id="g1")], lookups)
+    assert credits(delta, "campaign", "conversions@first_click") == {"a": ONE}
+    assert credits(delta, "campaign", "conversions@last_click") == {"b": ONE}
+    assert lookups.paths == {"u1": path}  # consulted, not changed
+    assert not lookups.dirty_paths
+
+
+def test_click_id_touch_already_on_the_path_counts_once() -> None:
+    a, b = Touch(T0 - 2 * DAY, "a", "search"), Touch(T0 - DAY, "b", "social")
+    lookups = Lookups(paths={"u1": [a, b]}, clicks={"g1": Click(a, "u1")})
+    delta = run([conversion("v", user_id="u1", click_id="g1")], lookups)
+    # Two touches, halves; had the click been added again: 666_667 / 333_333.
+    assert credits(delta, "campaign", "conversions@linear") == {"a": 500_000, "b": 500_000}
+
+
+def test_attribution_by_person_prefers_user_id() -> None:
+    lookups = Lookups(
+        paths={
+            "u1": [Touch(T0 - DAY, "mine", "search")],
+            "a1": [Touch(T0 - DAY, "device", "social")],
+        }
+    )
+    delta = run(
+        [
+            conversion("v1", user_id="u1", anonymous_id="a1"),
+            conversion("v2", anonymous_id="a1"),
+        ],
+        lookups,
+    )
+    assert credits(delta, "campaign", "conversions@last_click") == {"mine": ONE, "device": ONE}
+    assert credits(delta, "channel", "conversions@last_click") == {"search": ONE, "social": ONE}
+    assert lookups.customers == {
+        "u1": Acquisition("mine", "search"),
+        "a1": Acquisition("device", "social"),
     }
-    assert delta.sums["all", 0, "channel", "search", "conversions"] == 1
+
+
+def test_clicks_and_campaign_pageviews_are_touches() -> None:
+    lookups = Lookups()
+    delta = run(
+        [
+            event("i", "impression", ts=T0 - 4 * MINUTE, campaign="seen", user_id="u1"),
+            event("p0", "pageview", ts=T0 - 3 * MINUTE, campaign=None, user_id="u1"),
+            click("c", T0 - 2 * MINUTE, "brand", "search", user_id="u1", anonymous_id="a1"),
+            event(
+                "p1", "pageview", ts=T0 - MINUTE, campaign="landing", channel="email", user_id="u1"
+            ),
+            conversion("v", user_id="u1"),
+        ],
+        lookups,
+    )
+    assert lookups.paths == {
+        "u1": [Touch(T0 - 2 * MINUTE, "brand", "search"), Touch(T0 - MINUTE, "landing", "email")]
+    }
+    assert credits(delta, "campaign", "conversions@first_click") == {"brand": ONE}
+    assert credits(delta, "campaign", "conversions@last_click") == {"landing": ONE}
+
+
+# Three touches, 2, 1 and 0 half-lives (7 days) before a 10.00 conversion:
+# brand (search) -> retarget (social) -> newsletter (email).
+THREE_TOUCHES = [
+    Touch(T0 - 14 * DAY, "brand", "search"),
+    Touch(T0 - 7 * DAY, "retarget", "social"),
+    Touch(T0, "newsletter", "email"),
+]
+BY_MODEL: dict[str, dict[str, tuple[int, int]]] = {
+    # campaign -> (micro-conversions, revenue)
+    "last_click": {"newsletter": (ONE, 10_000_000)},
+    "first_click": {"brand": (ONE, 10_000_000)},
+    # thirds: 333_333.33 each, the spare unit to the earliest (all remainders tie)
+    "linear": {
+        "brand": (333_334, 3_333_334),
+        "retarget": (333_333, 3_333_333),
+        "newsletter": (333_333, 3_333_333),
+    },
+    # weights 1/4 : 1/2 : 1 = 1/7, 2/7, 4/7 of one: 142_857.14, 285_714.29, 571_428.57
+    # (one unit left, to .57); of 10.00: 1_428_571.43, 2_857_142.86, 5_714_285.71 (two
+    # units left, to .86 and .71)
+    "time_decay": {
+        "brand": (142_857, 1_428_571),
+        "retarget": (285_714, 2_857_143),
+        "newsletter": (571_429, 5_714_286),
+    },
+    "position_based": {
+        "brand": (400_000, 4_000_000),
+        "retarget": (200_000, 2_000_000),
+        "newsletter": (400_000, 4_000_000),
+    },
+}
+CHANNEL_OF = {"brand": "search", "retarget": "social", "newsletter": "email"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_three_touch_path_from_clicks_in_the_batch(model: str) -> None:
+    lookups = Lookups()
+    delta = run(
+        [
+            *(
+                click(f"c{i}", t.ts, t.campaign, t.channel, user_id="u1")
+                for i, t in enumerate(THREE_TOUCHES)
+            ),
+            conversion("v", user_id="u1", value=10_000_000, order_id="o1"),
+        ],
+        lookups,
+    )
+    expected = BY_MODEL[model]
+    assert credits(delta, "campaign", f"conversions@{model}") == {
+        c: conv for c, (conv, _) in expected.items()
+    }
+    assert credits(delta, "campaign", f"revenue@{model}") == {
+        c: rev for c, (_, rev) in expected.items()
+    }
+    assert credits(delta, "channel", f"conversions@{model}") == {
+        CHANNEL_OF[c]: conv for c, (conv, _) in expected.items()
+    }
+    # The conversion's own buckets hold it, in every window.
+    for window, start in AT_T0.items():
+        assert (
+            delta.sums[window, start, "campaign", "brand", f"conversions@{model}"]
+            == (expected.get("brand", (0, 0))[0])
+        )
+    assert lookups.paths == {"u1": THREE_TOUCHES}
+    assert lookups.orders["o1"].credits[model] == [
+        Credit(c, CHANNEL_OF[c], conv, rev) for c, (conv, rev) in expected.items()
+    ]
+
+
+def test_three_touch_path_from_lookups_sums_exactly() -> None:
+    delta = run(
+        [conversion("v", user_id="u1", value=10_000_000)],
+        Lookups(paths={"u1": list(THREE_TOUCHES)}),
+    )
+    for model in MODELS:
+        assert sum(credits(delta, "campaign", f"conversions@{model}").values()) == ONE
+        assert sum(credits(delta, "channel", f"revenue@{model}").values()) == 10_000_000
+    assert total(delta, "conversions") == 1  # plain count, once
+    assert total(delta, "revenue") == 10_000_000
+
+
+def test_time_decay_one_half_life_older_gets_half_the_weight() -> None:
+    path = [Touch(T0 - HALF_LIFE, "older", "search"), Touch(T0, "newer", "social")]
+    delta = run([conversion("v", user_id="u1", value=3_000_000)], Lookups(paths={"u1": path}))
+    # weights 1/3, 2/3: 333_333.33 + 666_666.67 -> the spare unit to .67;
+    # of 3.00: 1.00 and 2.00
+    assert credits(delta, "campaign", "conversions@time_decay") == {
+        "older": 333_333,
+        "newer": 666_667,
+    }
+    assert credits(delta, "campaign", "revenue@time_decay") == {
+        "older": 1_000_000,
+        "newer": 2_000_000,
+    }
+
+
+def test_touches_of_one_campaign_and_channel_are_merged() -> None:
+    path = [
+        Touch(T0 - 3 * HOUR, "spring", "search"),
+        Touch(T0 - 2 * HOUR, "spring", "search"),
+        Touch(T0 - HOUR, "x", "social"),
+    ]
+    lookups = Lookups(paths={"u1": path})
+    delta = run([conversion("v", user_id="u1", order_id="o1")], lookups)
+    # 333_334 + 333_333 for spring, 333_333 for x
+    assert credits(delta, "campaign", "conversions@linear") == {"spring": 666_667, "x": 333_333}
+    assert lookups.orders["o1"].credits["linear"] == [
+        Credit("spring", "search", 666_667, 0),
+        Credit("x", "social", 333_333, 0),
+    ]
+    # position_based 40/20/40: spring 60%
+    assert credits(delta, "campaign", "conversions@position_based") == {
+        "spring": 600_000,
+        "x": 400_000,
+    }
+
+
+def test_lookback_excludes_older_touches() -> None:
+    path = [
+        Touch(T0 - 30 * DAY - 1, "old", "search"),  # 1 ms beyond 30 days
+        Touch(T0 - 30 * DAY, "edge", "social"),  # exactly 30 days: still in
+        Touch(T0 - DAY, "new", "email"),
+    ]
+    delta = run([conversion("v", user_id="u1")], Lookups(paths={"u1": path}))
+    assert credits(delta, "campaign", "conversions@first_click") == {"edge": ONE}
+    assert credits(delta, "campaign", "conversions@linear") == {"edge": 500_000, "new": 500_000}
+
+
+def test_lookback_per_channel() -> None:
+    lookups = Lookups(
+        paths={
+            "u1": [
+                Touch(T0 - 3 * DAY, "brand", "search"),
+                Touch(T0 - 2 * DAY, "banner", "display"),
+            ],
+            "u2": [Touch(T0 - 3 * DAY, "brand", "search"), Touch(T0 - HOUR, "banner", "display")],
+        }
+    )
+    delta = run(
+        [conversion("v1", user_id="u1"), conversion("v2", user_id="u2")],
+        lookups,
+        lookback={"display": DAY},
+    )
+    # u1's display touch is 2 days old, beyond display's 1 day: brand takes it all.
+    # u2's is an hour old: last click is the banner, first click still brand.
+    assert credits(delta, "campaign", "conversions@last_click") == {"brand": ONE, "banner": ONE}
+    assert credits(delta, "campaign", "conversions@first_click") == {"brand": 2 * ONE}
+
+
+def test_no_touch_in_lookback_is_direct() -> None:
+    path = [Touch(T0 - 31 * DAY, "old", "search"), Touch(T0 + MINUTE, "after", "social")]
+    delta = run([conversion("v", user_id="u1")], Lookups(paths={"u1": path}))
+    # too old, and after the conversion: neither earns credit
+    for model in MODELS:
+        assert credits(delta, "channel", f"conversions@{model}") == {"direct": ONE}
+    assert credits(delta, "campaign", "conversions@last_click") == {}
+
+
+def test_explicit_campaign_on_a_conversion_is_kept_by_every_model() -> None:
+    lookups = Lookups(paths={"u1": list(THREE_TOUCHES)})
+    delta = run(
+        [
+            conversion(
+                "v", user_id="u1", campaign="partner-x", channel="affiliate", value=10_000_000
+            )
+        ],
+        lookups,
+    )
+    for model in MODELS:
+        assert credits(delta, "campaign", f"conversions@{model}") == {"partner-x": ONE}
+        assert credits(delta, "channel", f"revenue@{model}") == {"affiliate": 10_000_000}
+    assert lookups.customers == {"u1": Acquisition("partner-x", "affiliate")}
+
+
+def test_path_max_keeps_the_newest_touches() -> None:
+    lookups = Lookups()
+    run(
+        [
+            click("c1", T0 - 3 * MINUTE, "a", "search", user_id="u1"),
+            click("c2", T0 - MINUTE, "c", "search", user_id="u1"),
+            click("c3", T0 - 2 * MINUTE, "b", "search", user_id="u1"),  # out of order
+        ],
+        lookups,
+        path_max=2,
+    )
+    assert lookups.paths == {
+        "u1": [Touch(T0 - 2 * MINUTE, "b", "search"), Touch(T0 - MINUTE, "c", "search")]
+    }
+    # A click older than a full path is dropped at once.
+    run([click("c0", T0 - 4 * MINUTE, "z", "search", user_id="u1")], lookups, path_max=2)
+    assert [t.campaign for t in lookups.paths["u1"]] == ["b", "c"]
+
+
+def test_path_max_bounds_the_touches_credited() -> None:
+    path = [
+        Touch(T0 - 3 * HOUR, "a", "search"),
+        Touch(T0 - 2 * HOUR, "b", "social"),
+        Touch(T0 - HOUR, "c", "email"),
+    ]
+    delta = run([conversion("v", user_id="u1")], Lookups(paths={"u1": path}), path_max=2)
+    assert credits(delta, "campaign", "conversions@first_click") == {"b": ONE}
+    assert credits(delta, "campaign", "conversions@linear") == {"b": 500_000, "c": 500_000}
+
+
+def test_time_decay_with_a_short_half_life_does_not_crash() -> None:
+    path = [Touch(T0 - 29 * DAY, "a", "search"), Touch(T0 - 28 * DAY, "b", "social")]
+    # half-life 30 min: the touches are 1392 and 1344 half-lives old; b weighs 2**48
+    # times a, so a's share rounds to nothing and b takes the whole conversion.
+    delta = run(
+        [conversion("v", user_id="u1")], Lookups(paths={"u1": path}), half_life_ms=30 * MINUTE
+    )
+    assert credits(delta, "campaign", "conversions@time_decay") == {"b": ONE}
+
+
+# orders: re-fires, pending -> approved, refunds and rejections
+
+
+def test_refired_order_within_a_batch_is_dropped() -> None:
+    lookups = Lookups()
+    delta = run(
+        [
+            conversion("v1", order_id="o1", value=10_000_000),
+            conversion("v2", order_id="o1", value=10_000_000, ts=T0 + 1_000),
+        ],
+        lookups,
+    )
+    assert total(delta, "conversions") == 1
+    assert total(delta, "revenue") == 10_000_000
+    assert delta.health["duplicate_orders"] == 1
+    assert delta.health["events"] == 2
+    assert delta.seen == {"v1", "v2"}  # both event ids are remembered
+    assert set(lookups.orders) == {"o1"}
+
+
+def test_refired_order_from_lookups_is_dropped() -> None:
+    order = Order(T0 - DAY, "purchase", 10_000_000, {}, None)
+    lookups = Lookups(orders={"o1": order})
+    delta = run([conversion("v", order_id="o1", value=10_000_000)], lookups)
+    assert not delta.sums
+    assert delta.health["duplicate_orders"] == 1
+    assert lookups.orders == {"o1": order}
+    assert not lookups.dirty_orders
+
+
+def test_conversions_without_order_id_are_all_counted() -> None:
+    lookups = Lookups()
+    delta = run([conversion("v1"), conversion("v2")], lookups)
+    assert total(delta, "conversions") == 2
+    assert lookups.orders == {}
+
+
+def test_pending_then_approved_is_counted_once() -> None:
+    delta = run(
+        [
+            conversion("v1", order_id="o1", status="pending", value=10_000_000),
+            conversion("v2", order_id="o1", status="approved", value=10_000_000, ts=T0 + HOUR),
+        ]
+    )
+    assert total(delta, "conversions") == 1
+    assert total(delta, "revenue") == 10_000_000
+    assert credits(delta, "channel", "conversions@linear") == {"direct": ONE}
+    assert delta.health["duplicate_orders"] == 1
+
+
+@pytest.mark.parametrize("status", ["refund", "rejected"])
+def test_reversal_in_the_same_batch_takes_back_everything_but_the_customer(status: str) -> None:
+    lookups = Lookups(paths={"u1": list(THREE_TOUCHES)})
+    delta = run(
+        [
+            conversion("v1", user_id="u1", order_id="o1", status="pending", value=10_000_000),
+            conversion("v2", user_id="u1", order_id="o1", status=status, ts=T0 + MINUTE),
+        ],
+        lookups,
+    )
+    # Every bucket, every model, every dimension back to 0; the customer stays won.
+    assert nonzero(delta) == {
+        ("all", 0, "total", "total", "customers"): 1,
+        ("all", 0, "channel", "email", "customers"): 1,  # last click: newsletter (email)
+        ("all", 0, "campaign", "newsletter", "customers"): 1,
+    }
+    assert delta.sums["1m", T0, "campaign", "brand", "revenue@linear"] == 0  # added, taken back
+    assert lookups.orders["o1"].reversed
+    assert delta.health["reversals"] == 1
+    assert lookups.dirty_orders == {"o1"}
+
+
+def test_refund_of_a_known_order_subtracts_exactly_what_it_added() -> None:
+    order = Order(
+        ts=T0,
+        goal="purchase",
+        revenue=10_000_000,
+        credits={
+            "last_click": [Credit("summer", "social", ONE, 10_000_000)],
+            "linear": [
+                Credit("spring", "search", 500_000, 5_000_000),
+                Credit("summer", "social", 500_000, 5_000_000),
+            ],
+        },
+        acquisition=Acquisition("spring", "search"),
+    )
+    lookups = Lookups(orders={"o1": order})
+    refund = conversion("r", order_id="o1", status="refund", ts=T0 + DAY, value=10_000_000)
+    delta = run([refund], lookups)
+    expected: dict[Cell, int] = {}
+    for window, start in AT_T0.items():  # the order's own buckets, not the refund's
+        for dimension, value in (("total", "total"), ("goal", "purchase")):
+            expected[window, start, dimension, value, "conversions"] = -1
+            expected[window, start, dimension, value, "revenue"] = -10_000_000
+        for dimension, value in (("channel", "social"), ("campaign", "summer")):
+            expected[window, start, dimension, value, "conversions@last_click"] = -ONE
+            expected[window, start, dimension, value, "revenue@last_click"] = -10_000_000
+            expected[window, start, dimension, value, "conversions@linear"] = -500_000
+            expected[window, start, dimension, value, "revenue@linear"] = -5_000_000
+        for dimension, value in (("channel", "search"), ("campaign", "spring")):
+            expected[window, start, dimension, value, "conversions@linear"] = -500_000
+            expected[window, start, dimension, value, "revenue@linear"] = -5_000_000
+    # lifetime value of the acquiring campaign; the customer is not taken back
+    for dimension, value in (("total", "total"), ("channel", "search"), ("campaign", "spring")):
+        expected["all", 0, dimension, value, "customer_revenue"] = -10_000_000
+    assert dict(delta.sums) == expected
+    assert lookups.orders["o1"].reversed
+    assert lookups.dirty_orders == {"o1"}
+    assert delta.health["reversals"] == 1
+
+
+def test_refund_of_an_order_without_person_leaves_lifetime_value_alone() -> None:
+    order = Order(
+        T0, "purchase", 1_000_000, {"linear": [Credit(None, "direct", ONE, 1_000_000)]}, None
+    )
+    delta = run([conversion("r", order_id="o1", status="refund")], Lookups(orders={"o1": order}))
+    assert {cell[4] for cell in delta.sums} == {
+        "conversions",
+        "revenue",
+        "conversions@linear",
+        "revenue@linear",
+    }
+
+
+def test_refund_of_unknown_order_is_unmatched() -> None:
+    lookups = Lookups()
+    delta = run(
+        [
+            conversion("r1", order_id="o404", status="refund"),
+            conversion("r2", status="refund"),  # no order_id at all
+            conversion("r3", order_id="o405", status="rejected"),
+        ],
+        lookups,
+    )
+    assert not delta.sums
+    assert delta.health["unmatched_reversals"] == 3
+    assert delta.health["reversals"] == 0
+    assert lookups.orders == {}
+    assert not lookups.dirty_orders
+
+
+def test_refund_twice_is_repeated() -> None:
+    lookups = Lookups()
+    delta = run(
+        [
+            conversion("v", order_id="o1", value=4_000_000),
+            conversion("r1", order_id="o1", status="refund"),
+            conversion("r2", order_id="o1", status="refund"),
+        ],
+        lookups,
+    )
+    assert total(delta, "conversions") == 0
+    assert total(delta, "revenue") == 0
+    assert delta.health["reversals"] == 1
+    assert delta.health["repeated_reversals"] == 1
+    # and once more in a later batch, against the stored (reversed) order
+    later = run([conversion("r3", order_id="o1", status="rejected")], lookups)
+    assert not later.sums
+    assert later.health["repeated_reversals"] == 1
+
+
+def test_refunded_order_refired_stays_dropped() -> None:
+    delta = run(
+        [
+            conversion("v1", order_id="o1", value=4_000_000),
+            conversion("r1", order_id="o1", status="refund"),
+            conversion("v2", order_id="o1", value=4_000_000),
+        ]
+    )
+    assert total(delta, "conversions") == 0
+    assert delta.health["duplicate_orders"] == 1
+
+
+# customer lifetime value
+
+
+def test_acquisition_is_the_first_conversion_and_kept_for_later_ones() -> None:
+    lookups = Lookups(paths={"u1": [Touch(T0 - 2 * DAY, "brand", "search")]})
+    delta = run(
+        [
+            conversion("v1", user_id="u1", order_id="o1", value=10_000_000),
+            click("c", T0 + MINUTE, "retarget", "social", user_id="u1"),
+            conversion("v2", user_id="u1", order_id="o2", value=4_000_000, ts=T0 + 2 * MINUTE),
+        ],
+        lookups,
+    )
+    # the second order is credited to retarget, but the customer was won by brand
+    assert credits(delta, "campaign", "conversions@last_click") == {
+        "brand": ONE,
+        "retarget": ONE,
+    }
+    assert credits(delta, "campaign", "customers") == {"brand": 1}
+    assert credits(delta, "channel", "customers") == {"search": 1}
+    assert total(delta, "customers") == 1
+    assert credits(delta, "campaign", "customer_revenue") == {"brand": 14_000_000}
+    assert credits(delta, "channel", "customer_revenue") == {"search": 14_000_000}
+    assert total(delta, "customer_revenue") == 14_000_000
+    assert {cell[:2] for cell in delta.sums if cell[4].startswith("customer")} == {("all", 0)}
+    assert lookups.customers == {"u1": Acquisition("brand", "search")}
+    assert lookups.dirty_customers == {"u1"}
+    assert lookups.orders["o2"].acquisition == Acquisition("brand", "search")
+
+
+def test_known_customer_adds_revenue_not_a_customer() -> None:
+    lookups = Lookups(customers={"u1": Acquisition("brand", "search")})
+    delta = run([conversion("v", user_id="u1", value=5_000_000)], lookups)
+    assert total(delta, "customers") == 0
+    assert credits(delta, "campaign", "customer_revenue") == {"brand": 5_000_000}
+    assert credits(delta, "channel", "conversions@last_click") == {"direct": ONE}
+    assert not lookups.dirty_customers
+
+
+def test_acquisition_of_a_multi_touch_path_is_its_last_click() -> None:
+    lookups = Lookups(paths={"u1": list(THREE_TOUCHES)})
+    run([conversion("v", user_id="u1")], lookups)
+    assert lookups.customers == {"u1": Acquisition("newsletter", "email")}
+
+
+def test_conversion_of_nobody_wins_no_customer() -> None:
+    lookups = Lookups()
+    delta = run([conversion("v", value=5_000_000)], lookups)
+    assert total(delta, "customers") == 0
+    assert total(delta, "customer_revenue") == 0
+    assert lookups.customers == {}
+
+
+# what the sink must write back
+
+
+def test_dirty_sets_name_exactly_what_changed() -> None:
+    lookups = Lookups(
+        clicks={"g-old": Click(Touch(T0 - DAY, "orig", "search"), "u1")},
+        orders={"o-old": Order(T0 - DAY, "purchase", 1, {}, None)},
+        customers={"u5": Acquisition(None, "direct")},
+    )
+    run(
+        [
+            click("c1", T0 - 5 * MINUTE, "spring", "search", user_id="u1", click_id="g1"),
+            click("c2", T0 - 4 * MINUTE, "again", "search", user_id="u2", click_id="g-old"),
+            event("p1", "pageview", ts=T0 - 3 * MINUTE, campaign="landing", anonymous_id="a3"),
+            event("p2", "pageview", ts=T0 - 3 * MINUTE, campaign=None, user_id="u4"),
+            event("i1", "impression", ts=T0 - 3 * MINUTE, user_id="u6"),
+            click("c3", T0 - 2 * MINUTE, "spring", "search", click_id="g2"),  # nobody's
+            conversion("v1", user_id="u1", order_id="o1"),
+            conversion("v2", user_id="u5", order_id="o-old"),  # re-fired: nothing changes
+            conversion("v3", user_id="u5"),  # known customer, no order id
+            conversion("r1", order_id="o404", status="refund"),  # unmatched
+        ],
+        lookups,
+    )
+    assert lookups.dirty_clicks == {"g1", "g2"}  # g-old was known: kept as it was
+    assert lookups.clicks["g-old"] == Click(Touch(T0 - DAY, "orig", "search"), "u1")
+    assert lookups.dirty_paths == {"u1", "u2", "a3"}
+    assert lookups.dirty_orders == {"o1"}
+    assert lookups.dirty_customers == {"u1"}
+    assert set(lookups.orders) == {"o-old", "o1"}
+    assert set(lookups.customers) == {"u1", "u5"}
 
 
 # spend upsert
@@ -232,31 +960,34 @@ def test_conversion_without_campaign_lands_in_channel_and_total() -> None:
 
 def test_spend_key() -> None:
     assert spend_key(spend("s", 1)) == KEY
-    assert spend_key(spend("s", 1, period=None, ts=DAY - 1)) == ("spring", "2024-04-30")
+    assert spend_key(spend("s", 1, period=None, ts=MAY1 - 1)) == ("spring", "2024-04-30")
     assert spend_key(spend("s", 1, period="2024-05-01T13")) == ("spring", "2024-05-01T13")
 
 
 def test_first_spend_report() -> None:
-    delta = run([spend("s1", 100_000_000)])
+    lookups = Lookups()
+    delta = run([spend("s1", 100_000_000)], lookups)
     # A day's spend lands at the start of its period, 2024-05-01T00:00Z, in every window.
-    for window, bucket in (("1m", DAY), ("1h", DAY), ("1d", DAY), ("all", 0)):
+    for window, bucket in (("1m", MAY1), ("1h", MAY1), ("1d", MAY1), ("all", 0)):
         for dimension, value in (("channel", "search"), ("total", "total"), ("campaign", "spring")):
             assert delta.sums[window, bucket, dimension, value, "spend"] == 100_000_000
     assert len(delta.sums) == 12
     assert delta.spend == {KEY: SpendFigure(T0, 100_000_000)}
+    assert lookups.spend == {KEY: SpendFigure(T0, 100_000_000)}
     assert delta.health["events"] == 1
+    assert delta.uniques == {}
 
 
 def test_hourly_spend_period() -> None:
     delta = run([spend("s1", 7_000_000, period="2024-05-01T13")])
-    assert total(delta, "spend", "1h", DAY + 13 * HOUR) == 7_000_000
-    assert total(delta, "spend", "1d", DAY) == 7_000_000
+    assert total(delta, "spend", "1h", MAY1 + 13 * HOUR) == 7_000_000
+    assert total(delta, "spend", "1d", MAY1) == 7_000_000
 
 
 def test_spend_without_period_covers_its_day() -> None:
     delta = run([spend("s1", 3_000_000, period=None)])
     assert delta.spend == {KEY: SpendFigure(T0, 3_000_000)}
-    assert total(delta, "spend", "1d", DAY) == 3_000_000
+    assert total(delta, "spend", "1d", MAY1) == 3_000_000
 
 
 @pytest.mark.parametrize(
@@ -269,29 +1000,33 @@ def test_spend_without_period_covers_its_day() -> None:
 def test_newer_spend_replaces_older_adding_the_difference(
     before: int, after: int, added: int
 ) -> None:
-    delta = run(
-        [spend("s2", after, ts=T0)],
-        spend_before={KEY: SpendFigure(T0 - 1_000, before)},
-    )
+    lookups = Lookups(spend={KEY: SpendFigure(T0 - 1_000, before)})
+    delta = run([spend("s2", after, ts=T0)], lookups)
     assert total(delta, "spend") == added
-    assert total(delta, "spend", "1d", DAY) == added
+    assert total(delta, "spend", "1d", MAY1) == added
     assert delta.spend == {KEY: SpendFigure(T0, after)}
+    assert lookups.spend == {KEY: SpendFigure(T0, after)}
 
 
 def test_same_spend_figure_again_adds_nothing() -> None:
-    delta = run([spend("s2", 100_000_000)], spend_before={KEY: SpendFigure(T0 - 1, 100_000_000)})
+    delta = run([spend("s2", 100_000_000)], Lookups(spend={KEY: SpendFigure(T0 - 1, 100_000_000)}))
     assert not delta.sums
     assert delta.spend == {KEY: SpendFigure(T0, 100_000_000)}  # newer timestamp stands
 
 
+def test_spend_report_of_the_same_time_replaces() -> None:
+    delta = run([spend("s2", 30_000_000)], Lookups(spend={KEY: SpendFigure(T0, 10_000_000)}))
+    assert total(delta, "spend") == 20_000_000
+    assert delta.health["stale_spend"] == 0
+
+
 def test_older_spend_report_is_stale() -> None:
-    delta = run(
-        [spend("s0", 50_000_000, ts=T0)],
-        spend_before={KEY: SpendFigure(T0 + 1_000, 80_000_000)},
-    )
+    lookups = Lookups(spend={KEY: SpendFigure(T0 + 1_000, 80_000_000)})
+    delta = run([spend("s0", 50_000_000, ts=T0)], lookups)
     assert delta.health["stale_spend"] == 1
     assert not delta.sums
     assert delta.spend == {}
+    assert lookups.spend == {KEY: SpendFigure(T0 + 1_000, 80_000_000)}
 
 
 def test_spend_reports_within_one_batch() -> None:
@@ -308,7 +1043,7 @@ def test_spend_in_another_currency() -> None:
     delta = run([spend("s1", 100_000_000, currency="EUR")])  # 100 EUR * 1.08 = 108 USD
     assert total(delta, "spend") == 108_000_000
     assert delta.spend == {KEY: SpendFigure(T0, 108_000_000)}  # stored converted
-    again = run([spend("s2", 108_000_000, ts=T0 + 1)], spend_before=delta.spend)
+    again = run([spend("s2", 108_000_000, ts=T0 + 1)], Lookups(spend=dict(delta.spend)))
     assert not again.sums  # the same amount, now reported in USD
 
 
@@ -322,11 +1057,14 @@ def test_spend_figures_are_per_campaign_and_period() -> None:
     )
     assert set(delta.spend) == {KEY, ("summer", "2024-05-01"), ("spring", "2024-05-02")}
     assert total(delta, "spend") == 70_000_000
-    assert total(delta, "spend", "1d", DAY + 86_400_000) == 40_000_000
+    assert total(delta, "spend", "1d", MAY1 + DAY) == 40_000_000
 
 
 def test_empty_batch() -> None:
-    delta = run([], watermark=T0)
+    lookups = Lookups()
+    delta = run([], lookups, watermark=T0)
     assert not delta.sums
+    assert delta.uniques == {}
     assert (delta.watermark, delta.newest) == (T0, 0)
     assert not delta.seen
+    assert lookups == Lookups()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tracker.attribution import ONE
 from tracker.kpis import Totals, ratio
 
 
@@ -10,7 +11,9 @@ def test_ctr() -> None:
 
 
 def test_cvr() -> None:
-    assert Totals(clicks=8, conversions=2).cvr() == 0.25  # 2 / 8
+    assert Totals(clicks=8, conversions=2 * ONE).cvr() == 0.25  # 2 / 8
+    # a model crediting a third of a conversion: 333_333 micro-conversions per 3 clicks
+    assert Totals(clicks=3, conversions=333_333).cvr() == pytest.approx(0.111111)
 
 
 def test_cpc_in_currency_units() -> None:
@@ -20,7 +23,7 @@ def test_cpc_in_currency_units() -> None:
 
 def test_cpa_in_currency_units() -> None:
     # 10.00 spent over 4 conversions -> 2.50 per conversion
-    assert Totals(conversions=4, spend=10_000_000).cpa() == pytest.approx(2.5)
+    assert Totals(conversions=4 * ONE, spend=10_000_000).cpa() == 2.5  # 10.00 / 4
 
 
 def test_roas() -> None:

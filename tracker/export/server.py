@@ -12,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tracker import asgi
 from tracker.asgi import Request, Response
 from tracker.export.api import KpiApi
+from tracker.export.lag import EndOffsets
 from tracker.export.metrics import StoreCollector
 from tracker.settings import Settings
 
@@ -20,10 +21,13 @@ def build(settings: Settings) -> asgi.App:
     redis_async = redis.asyncio.Redis.from_url(settings.redis_url)
     redis_sync = redis.Redis.from_url(settings.redis_url)
     registry = CollectorRegistry()
-    registry.register(StoreCollector(redis_sync, settings))
+    store = StoreCollector(redis_sync, settings)
+    registry.register(store)
     api = KpiApi(redis_async, settings)
+    ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
+        store.end_offsets = await ends.read()
         # collect() talks to Redis synchronously: keep it off the event loop.
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, content_type=CONTENT_TYPE_LATEST.encode())
@@ -39,12 +43,14 @@ def build(settings: Settings) -> asgi.App:
         return Response.json({"status": "ready"})
 
     async def shutdown() -> None:
+        await ends.stop()
         await redis_async.aclose()
         redis_sync.close()
 
-    app = asgi.App(on_shutdown=shutdown)
+    app = asgi.App(on_startup=ends.start, on_shutdown=shutdown)
     app.route("/metrics", metrics)
     app.route("/v1/kpis", api.kpis)
+    app.route("/v1/clv", api.clv)
     app.route("/healthz", healthz)
     app.route("/readyz", readyz)
     return app

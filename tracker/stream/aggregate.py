@@ -1,52 +1,75 @@
 """The pure core of the worker: a batch of events -> the sums to add to Redis.
 
-No I/O here. The sink reads what this needs (which event ids were seen, each
-partition's watermark, earlier spend figures), calls :func:`fold`, and writes
-the resulting :class:`Delta` in one transaction with the source offsets.
+No I/O here. The sink reads what this needs into :class:`Lookups` (seen event ids,
+spend figures, orders, clicks, touch paths, customers), calls :func:`fold` per
+partition, and writes the resulting :class:`Delta` and the changed lookups in one
+transaction with the source offsets.
+
+Dimensions of a bucket: ``total``, ``channel``, ``campaign`` and ``goal``.
+Impressions, clicks, pageviews, spend and bots count under the event's own campaign
+and channel. Conversions and revenue count under ``total`` and ``goal`` as they
+happened, and under campaign and channel as each attribution model credits them
+(metrics ``conversions@<model>`` in micro-conversions, ``revenue@<model>``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tracker import money
+from tracker.attribution import MODELS, ONE, Touch, split, weights
 from tracker.events import Event
+from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
 from tracker.types import EpochMs, Micros
 from tracker.windows import ALL_TIME, WINDOWS, bucket_start, day_of, period_start
 
-METRICS = ("impressions", "clicks", "pageviews", "conversions", "spend", "revenue")
 TOTAL = "total"
+DIRECT = "direct"
 _MINUTE = WINDOWS["1m"]
-
+_SPREAD_WINDOWS = (*WINDOWS, ALL_TIME)
 
 Cell = tuple[str, EpochMs, str, str, str]
 """(window, bucket start, dimension, dimension value, metric)."""
+Audience = tuple[str, EpochMs, str, str]
+"""(window, bucket start, dimension, dimension value): whose unique users to count."""
+
+
+def attributed(metric: str, model: str) -> str:
+    """The bucket metric holding ``metric`` as ``model`` credits it."""
+    return f"{metric}@{model}"
 
 
 @dataclass(frozen=True, slots=True)
-class SpendFigure:
-    """The newest reported amount for a campaign and period, and when it was reported."""
+class Policy:
+    """The rules of counting, from the settings."""
 
-    ts: EpochMs
-    amount: Micros
+    grace_ms: int
+    rates: Mapping[str, float]
+    lookback_ms: Callable[[str], int]
+    """Per channel: how long before a conversion a touch may still earn credit."""
+    half_life_ms: int
+    path_max: int
 
 
 @dataclass(slots=True)
 class Delta:
-    """What one batch changes: bucket sums, remembered ids, spend figures, health."""
+    """What one batch adds: bucket sums, unique users, health counters."""
 
     sums: Counter[Cell] = field(default_factory=Counter)
-    """Amounts to add, per cell."""
+    uniques: dict[Audience, set[str]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     """Event ids accepted by this batch, to remember for deduplication."""
     spend: dict[tuple[str, str], SpendFigure] = field(default_factory=dict)
     """(campaign, period) -> the figure that now stands."""
     health: Counter[str] = field(default_factory=Counter)
-    """Pipeline counters: events, duplicates, late, bots."""
     watermark: EpochMs = 0
     newest: EpochMs = 0
+
+
+def person_of(event: Event) -> str | None:
+    return event.user_id or event.anonymous_id
 
 
 def spend_key(event: Event) -> tuple[str, str]:
@@ -54,96 +77,212 @@ def spend_key(event: Event) -> tuple[str, str]:
     return (event.campaign or "", event.period or day_of(event.ts))
 
 
-def fold(
-    events: Iterable[Event],
-    *,
-    seen_before: frozenset[str] | set[str],
-    watermark: EpochMs,
-    grace_ms: int,
-    rates: Mapping[str, float],
-    spend_before: Mapping[tuple[str, str], SpendFigure],
-) -> Delta:
-    """Sum a partition's batch of events, in their order.
+def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, policy: Policy) -> Delta:
+    """Count a partition's batch of events, in their order, updating ``lookups``.
 
-    Drops (and counts) duplicates by ``event_id``, late events (more than
-    ``grace_ms`` behind the partition's newest event time) and bots (counted per
-    campaign, never in KPIs). Spend events replace the figure of their campaign and
-    period when they are newer, adding only the difference.
+    Drops (and counts) duplicate event ids, re-fired orders, late events (more than
+    the grace behind the partition's newest event time) and bots (counted, never
+    in KPIs). Spend events replace their campaign and period's figure when newer.
+    Refunds and rejections of a counted order take it back out.
     """
     delta = Delta(watermark=watermark)
     # Sum per (minute, campaign, channel) first, then spread to windows and
     # dimensions once per cell instead of once per event.
-    cells: dict[tuple[EpochMs, str | None, str], Counter[str]] = {}
+    cells: dict[tuple[EpochMs, str | None, str], tuple[Counter[str], set[str]]] = {}
     for event in events:
-        if event.event_id in seen_before or event.event_id in delta.seen:
+        if event.event_id in lookups.seen:
             delta.health["duplicates"] += 1
             continue
-        if event.ts < delta.watermark - grace_ms:
+        if event.ts < delta.watermark - policy.grace_ms:
             delta.health["late"] += 1
             continue
+        lookups.seen.add(event.event_id)
         delta.seen.add(event.event_id)
         delta.watermark = max(delta.watermark, event.ts)
         delta.newest = max(delta.newest, event.received_at)
         delta.health["events"] += 1
+        if event.type == "spend":
+            _upsert_spend(event, delta, lookups, policy)
+            continue
+        key = (event.ts - event.ts % _MINUTE, event.campaign, event.channel)
+        counts, people = cells.get(key) or cells.setdefault(key, (Counter(), set()))
         if event.bot:
             delta.health["bots"] += 1
-            delta.sums[ALL_TIME, 0, "campaign", event.campaign or "", "bots"] += 1
+            counts["bots"] += 1
             continue
-        if event.type == "spend":
-            _upsert_spend(event, delta, spend_before, rates)
+        person = person_of(event)
+        if person:
+            people.add(person)
+        if event.type == "conversion":
+            _convert(event, delta, lookups, policy)
             continue
-        cell = cells.setdefault(
-            (event.ts - event.ts % _MINUTE, event.campaign, event.channel), Counter()
-        )
-        _count(event, cell, rates)
-    for (minute, campaign, channel), metrics in cells.items():
-        _spread(delta, minute, campaign, channel, metrics)
+        counts[event.type + "s"] += 1
+        if event.cost and event.type in ("impression", "click"):
+            counts["spend"] += money.convert(event.cost, event.currency, policy.rates)
+        if event.type == "click" or (event.type == "pageview" and event.campaign):
+            _remember_touch(event, lookups, policy)
+    for (minute, campaign, channel), (counts, people) in cells.items():
+        dimensions = _dimensions(campaign, channel)
+        _spread(delta, minute, dimensions, counts)
+        if people:
+            for window in _SPREAD_WINDOWS:
+                start = bucket_start(minute, window)
+                for dimension, value in dimensions:
+                    delta.uniques.setdefault((window, start, dimension, value), set()).update(
+                        people
+                    )
     return delta
 
 
-def _count(event: Event, cell: Counter[str], rates: Mapping[str, float]) -> None:
-    if event.type == "impression":
-        cell["impressions"] += 1
-    elif event.type == "click":
-        cell["clicks"] += 1
-    elif event.type == "pageview":
-        cell["pageviews"] += 1
-    elif event.type == "conversion" and event.status in ("approved", "pending"):
-        cell["conversions"] += 1
-        cell[f"conversions:{event.goal}"] += 1
-        if event.value:
-            cell["revenue"] += money.convert(event.value, event.currency, rates)
-    if event.cost and event.type in ("impression", "click"):
-        cell["spend"] += money.convert(event.cost, event.currency, rates)
-
-
-def _upsert_spend(
-    event: Event,
-    delta: Delta,
-    spend_before: Mapping[tuple[str, str], SpendFigure],
-    rates: Mapping[str, float],
-) -> None:
-    key = spend_key(event)
-    previous = delta.spend.get(key) or spend_before.get(key)
-    if previous is not None and previous.ts > event.ts:
-        delta.health["stale_spend"] += 1
-        return
-    amount = money.convert(event.cost or 0, event.currency, rates)
-    delta.spend[key] = SpendFigure(event.ts, amount)
-    change = amount - (previous.amount if previous else 0)
-    if change:
-        start = period_start(key[1])
-        _spread(delta, start, event.campaign, event.channel, Counter(spend=change))
+def _dimensions(campaign: str | None, channel: str) -> list[tuple[str, str]]:
+    dims = [(TOTAL, TOTAL), ("channel", channel)]
+    if campaign:
+        dims.append(("campaign", campaign))
+    return dims
 
 
 def _spread(
-    delta: Delta, ts: EpochMs, campaign: str | None, channel: str, metrics: Counter[str]
+    delta: Delta, ts: EpochMs, dimensions: list[tuple[str, str]], metrics: Mapping[str, int]
 ) -> None:
-    dimensions = [("channel", channel), (TOTAL, TOTAL)]
-    if campaign:
-        dimensions.append(("campaign", campaign))
-    for window in (*WINDOWS, ALL_TIME):
+    for window in _SPREAD_WINDOWS:
         bucket = bucket_start(ts, window)
         for dimension, value in dimensions:
             for metric, amount in metrics.items():
                 delta.sums[window, bucket, dimension, value, metric] += amount
+
+
+def _remember_touch(event: Event, lookups: Lookups, policy: Policy) -> None:
+    touch = Touch(event.ts, event.campaign, event.channel)
+    person = person_of(event)
+    if event.click_id and event.click_id not in lookups.clicks:
+        lookups.clicks[event.click_id] = Click(touch, person)
+        lookups.dirty_clicks.add(event.click_id)
+    if person:
+        path = lookups.paths.setdefault(person, [])
+        path.append(touch)
+        path.sort(key=lambda t: t.ts)
+        del path[: -policy.path_max]
+        lookups.dirty_paths.add(person)
+
+
+def _touches(event: Event, lookups: Lookups, policy: Policy) -> tuple[list[Touch], str | None]:
+    """The touches ``event`` (a conversion) may credit, oldest first, and its person."""
+    person = person_of(event)
+    click = lookups.clicks.get(event.click_id) if event.click_id else None
+    if click is not None:
+        person = person or click.person
+    if event.campaign:  # a conversion that names its campaign keeps it
+        return [Touch(event.ts, event.campaign, event.channel)], person
+    path = list(lookups.paths.get(person, [])) if person else []
+    if click is not None and click.touch not in path:
+        path.append(click.touch)
+        path.sort(key=lambda t: t.ts)
+    eligible = [
+        t for t in path if t.ts <= event.ts and event.ts - t.ts <= policy.lookback_ms(t.channel)
+    ]
+    return eligible[-policy.path_max :], person
+
+
+def _convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> None:
+    if event.status in ("refund", "rejected"):
+        _reverse(event, delta, lookups)
+        return
+    order_id = event.order_id
+    if order_id and order_id in lookups.orders:
+        delta.health["duplicate_orders"] += 1
+        return
+    revenue = money.convert(event.value or 0, event.currency, policy.rates)
+    touches, person = _touches(event, lookups, policy)
+    credits = {model: _credit(model, touches, event.ts, revenue, policy) for model in MODELS}
+    acquisition = None
+    if person:
+        acquisition = lookups.customers.get(person)
+        if acquisition is None:
+            first = max(credits["last_click"], key=lambda c: c.conversions)
+            acquisition = lookups.customers[person] = Acquisition(first.campaign, first.channel)
+            lookups.dirty_customers.add(person)
+            _spread_clv(delta, acquisition, customers=1, revenue=0)
+        _spread_clv(delta, acquisition, customers=0, revenue=revenue)
+    goal = event.goal or "conversion"
+    order = Order(event.ts, goal, revenue, credits, acquisition)
+    _count_order(delta, order, sign=1)
+    if order_id:
+        lookups.orders[order_id] = order
+        lookups.dirty_orders.add(order_id)
+
+
+def _reverse(event: Event, delta: Delta, lookups: Lookups) -> None:
+    order = lookups.orders.get(event.order_id) if event.order_id else None
+    if order is None:
+        delta.health["unmatched_reversals"] += 1
+        return
+    if order.reversed:
+        delta.health["repeated_reversals"] += 1
+        return
+    order.reversed = True
+    lookups.dirty_orders.add(event.order_id or "")
+    _count_order(delta, order, sign=-1)
+    if order.acquisition is not None:
+        _spread_clv(delta, order.acquisition, customers=0, revenue=-order.revenue)
+    delta.health["reversals"] += 1
+
+
+def _credit(
+    model: str, touches: list[Touch], ts: EpochMs, revenue: Micros, policy: Policy
+) -> list[Credit]:
+    if not touches:
+        return [Credit(None, DIRECT, ONE, revenue)]
+    shares = weights(model, touches, ts, policy.half_life_ms)
+    merged: dict[tuple[str | None, str], tuple[int, int]] = {}
+    for touch, conv, rev in zip(touches, split(ONE, shares), split(revenue, shares), strict=True):
+        if conv or rev:
+            before = merged.get((touch.campaign, touch.channel), (0, 0))
+            merged[touch.campaign, touch.channel] = (before[0] + conv, before[1] + rev)
+    return [Credit(c, ch, conv, rev) for (c, ch), (conv, rev) in merged.items()]
+
+
+def _count_order(delta: Delta, order: Order, sign: int) -> None:
+    """Add (or with ``sign=-1`` take back) an order in the buckets of its own time."""
+    _spread(
+        delta,
+        order.ts,
+        [(TOTAL, TOTAL), ("goal", order.goal)],
+        {"conversions": sign, "revenue": sign * order.revenue},
+    )
+    for model, shares in order.credits.items():
+        for credit in shares:
+            dims = [("channel", credit.channel)]
+            if credit.campaign:
+                dims.append(("campaign", credit.campaign))
+            _spread(
+                delta,
+                order.ts,
+                dims,
+                {
+                    attributed("conversions", model): sign * credit.conversions,
+                    attributed("revenue", model): sign * credit.revenue,
+                },
+            )
+
+
+def _spread_clv(delta: Delta, acquisition: Acquisition, customers: int, revenue: Micros) -> None:
+    """Customer lifetime value lives in all-time totals, per acquisition campaign/channel."""
+    for dimension, value in _dimensions(acquisition.campaign, acquisition.channel):
+        if customers:
+            delta.sums[ALL_TIME, 0, dimension, value, "customers"] += customers
+        if revenue:
+            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] += revenue
+
+
+def _upsert_spend(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> None:
+    key = spend_key(event)
+    previous = lookups.spend.get(key)
+    if previous is not None and previous.ts > event.ts:
+        delta.health["stale_spend"] += 1
+        return
+    amount = money.convert(event.cost or 0, event.currency, policy.rates)
+    lookups.spend[key] = delta.spend[key] = SpendFigure(event.ts, amount)
+    change = amount - (previous.amount if previous else 0)
+    if change:
+        start = period_start(key[1])
+        _spread(delta, start, _dimensions(event.campaign, event.channel), {"spend": change})

@@ -9,11 +9,13 @@ sink makes every record count exactly once in Redis.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from tracker.records import decode_events, encode_dead_letter
 from tracker.settings import Settings
@@ -45,44 +47,58 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.agent(events)
     async def apply_records(stream: Any) -> None:
+        # noack_take: a record is acknowledged (and its offset committed) only after
+        # the sink applied it. A crash, a SIGTERM mid-batch or a Redis outage then
+        # leaves it uncommitted, and Kafka delivers it again; the sink's offset
+        # guard makes that harmless.
         redis = Redis.from_url(settings.redis_url)
         sink = Sink(redis, settings)
         try:
-            async for batch in stream.take_events(
+            async for batch in stream.noack_take(
                 settings.worker_batch_max, within=settings.worker_batch_wait_s
             ):
-                records = []
-                for event in batch:
-                    message = event.message
-                    try:
-                        decoded = decode_events(event.value)
-                    except (ValueError, TypeError) as exc:
-                        log.error(
-                            "undecodable record",
-                            partition=message.partition,
-                            offset=message.offset,
-                            error=str(exc),
-                        )
-                        await dead_letters.send(
-                            value=encode_dead_letter(
-                                event.value,
-                                {"record": str(exc)},
-                                "worker",
-                                int(message.timestamp * 1000),
-                            )
-                        )
-                        continue
-                    records.append(
-                        Record(message.topic, message.partition, message.offset, decoded)
-                    )
-                try:
-                    health = await sink.apply(records)
-                except WatchError:
-                    log.warning("partition moved to another worker; batch left to it")
-                    continue
-                log.debug("applied", records=len(records), **health)
+                records = [await decoded(event) for event in batch]
+                if await apply_until_done(sink, [r for r in records if r is not None]):
+                    for event in batch:
+                        await stream.ack(event)
         finally:
             await redis.aclose()
+
+    async def decoded(event: Any) -> Record | None:
+        message = event.message
+        try:
+            return Record(
+                message.topic, message.partition, message.offset, decode_events(event.value)
+            )
+        except ValueError as exc:
+            log.error(
+                "undecodable record, dead-lettered",
+                partition=message.partition,
+                offset=message.offset,
+                error=str(exc),
+            )
+            letter = encode_dead_letter(
+                event.value, {"record": str(exc)}, "worker", int(message.timestamp * 1000)
+            )
+            await dead_letters.send(value=letter)
+            return None
+
+    async def apply_until_done(sink: Sink, records: list[Record]) -> bool:
+        """Apply, retrying while Redis is away; False if the partitions moved on."""
+        delay = 0.1
+        while True:
+            try:
+                health = await sink.apply(records)
+            except WatchError:
+                log.warning("partition moved to another worker; batch left to it")
+                return False
+            except RedisError as exc:
+                log.warning("redis unavailable, retrying", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.debug("applied", records=len(records), **health)
+            return True
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -1,34 +1,42 @@
 """Applies batches of Kafka records to Redis exactly once.
 
 Each call reads, under ``WATCH``, the last applied offset of every partition in the
-batch, skips records at or below it, folds the rest (:func:`aggregate.fold`) and
-writes the sums, the remembered event ids and the new offsets in one ``MULTI``.
-So a record counts once however often Kafka redelivers it (restart, rebalance,
-crash before the offset commit), and a worker that lost its partition to another
-(a zombie) fails its ``EXEC`` instead of double counting. This relies on Redis
-keeping acknowledged writes across its own restarts (``appendfsync always``).
+batch, skips records at or below it, reads the state the fold needs (seen ids,
+spend figures, orders, clicks, touch paths, customers), folds the rest
+(:func:`aggregate.fold`) and writes the sums, the changed state and the new offsets
+in one ``MULTI``. So a record counts once however often Kafka redelivers it
+(restart, rebalance, crash before the offset commit), and a worker that lost its
+partition to another (a zombie) fails its ``EXEC`` instead of double counting.
+This relies on Redis keeping acknowledged writes across its own restarts
+(``appendfsync always``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from tracker.channels import CHANNELS
 from tracker.events import Event
 from tracker.settings import Settings
 from tracker.store import SEEN_TTL_S, Keys
-from tracker.stream.aggregate import SpendFigure, fold, spend_key
+from tracker.stream import state
+from tracker.stream.aggregate import Delta, Policy, fold, person_of, spend_key
+from tracker.stream.state import Lookups
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME
 
 log = structlog.get_logger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +56,29 @@ class SourceState:
     newest: EpochMs = 0
 
 
+def policy_of(settings: Settings) -> Policy:
+    day = 86_400_000
+    overrides = settings.lookback_overrides()
+    return Policy(
+        grace_ms=settings.grace_s * 1000,
+        rates=settings.rates(),
+        lookback_ms=lambda channel: int(overrides.get(channel, settings.lookback_days) * day),
+        half_life_ms=int(settings.half_life_days * day),
+        path_max=settings.path_max_touches,
+    )
+
+
 class Sink:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._keys = Keys(settings.redis_prefix)
-        self._grace_ms = settings.grace_s * 1000
-        self._rates = settings.rates()
+        self._policy = policy_of(settings)
         self._ttl = {
             "1m": settings.retention_1m_days * 86_400,
             "1h": settings.retention_1h_days * 86_400,
             "1d": settings.retention_1d_days * 86_400,
         }
+        self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
 
     async def apply(self, records: Sequence[Record]) -> Counter[str]:
         """Apply ``records`` once; returns the health counters of what was new.
@@ -71,91 +91,129 @@ class Sink:
         for record in records:
             by_source.setdefault((record.topic, record.partition), []).append(record)
         source_keys = [keys.source(topic, partition) for topic, partition in by_source]
-        events = [event for record in records for event in record.events]
-        seen_keys = [keys.seen(event.event_id) for event in events]
-        spends = sorted({spend_key(e) for e in events if e.type == "spend" and not e.bot})
-        spend_keys = [keys.spend(*key) for key in spends]
 
         async with self._redis.pipeline(transaction=True) as pipe:
             await pipe.watch(*source_keys)
-            found = await pipe.mget(*source_keys, *seen_keys, *spend_keys)
-            states = [_source_state(raw) for raw in found[: len(source_keys)]]
-            seen_raw = found[len(source_keys) : len(source_keys) + len(seen_keys)]
-            seen = {e.event_id for e, raw in zip(events, seen_raw, strict=True) if raw}
-            spend_before = {
-                key: _spend_figure(raw)
-                for key, raw in zip(spends, found[len(source_keys) + len(seen_keys) :], strict=True)
-                if raw
-            }
-            health: Counter[str] = Counter()
+            raw_states = await pipe.mget(*source_keys)
+            states = [_source_state(raw) for raw in raw_states]
+            fresh = [
+                [r for r in batch if r.offset > st.offset]
+                for st, batch in zip(states, by_source.values(), strict=True)
+            ]
+            events = [e for batch in fresh for record in batch for e in record.events]
+            lookups = await self._read(pipe, events)
+            health: Counter[str] = Counter(skipped_records=len(records) - sum(map(len, fresh)))
+            deltas: list[tuple[str, SourceState, Delta]] = []
+            for source_key, st, batch in zip(source_keys, states, fresh, strict=True):
+                if batch:
+                    delta = fold(
+                        (e for record in batch for e in record.events),
+                        lookups,
+                        watermark=st.watermark,
+                        policy=self._policy,
+                    )
+                    newest = max(st.newest, delta.newest)
+                    new_state = SourceState(batch[-1].offset, delta.watermark, newest)
+                    deltas.append((source_key, new_state, delta))
+                    health.update(delta.health)
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-            for source_key, state, batch in zip(
-                source_keys, states, by_source.values(), strict=True
-            ):
-                fresh = [r for r in batch if r.offset > state.offset]
-                health["skipped_records"] += len(batch) - len(fresh)
-                if not fresh:
-                    continue
-                delta = fold(
-                    (event for record in fresh for event in record.events),
-                    seen_before=seen,
-                    watermark=state.watermark,
-                    grace_ms=self._grace_ms,
-                    rates=self._rates,
-                    spend_before=spend_before,
-                )
-                seen |= delta.seen
-                spend_before = {**spend_before, **delta.spend}
-                self._write(pipe, delta.sums, delta.seen, delta.spend)
-                new_state = SourceState(
-                    offset=fresh[-1].offset,
-                    watermark=delta.watermark,
-                    newest=max(state.newest, delta.newest),
-                )
+            for source_key, new_state, delta in deltas:
+                self._write_delta(pipe, delta)
                 pipe.set(source_key, orjson.dumps(new_state))
                 pipe.sadd(keys.sources, source_key)
-                health.update(delta.health)
+            self._write_lookups(pipe, lookups)
             for name, amount in health.items():
-                pipe.hincrby(keys.health, name, amount)
+                if amount:
+                    pipe.hincrby(keys.health, name, amount)
             started = time.perf_counter()
             await pipe.execute()
             health["redis_write_us"] = int((time.perf_counter() - started) * 1e6)
         return health
 
-    def _write(
-        self,
-        pipe: Redis,  # a pipeline in MULTI mode, same command surface
-        sums: Counter[tuple[str, EpochMs, str, str, str]],
-        seen: set[str],
-        spend: Mapping[tuple[str, str], SpendFigure],
-    ) -> None:
+    async def _read(self, pipe: Any, events: list[Event]) -> Lookups:
+        """Everything the fold may consult for ``events``, in at most two round trips."""
+        keys = self._keys
+        ids = list({e.event_id for e in events})
+        spends = list({spend_key(e) for e in events if e.type == "spend"})
+        conversions = [e for e in events if e.type == "conversion" and not e.bot]
+        orders = list({e.order_id for e in conversions if e.order_id})
+        clicks = list({e.click_id for e in conversions if e.click_id})
+        touch_types = ("click", "pageview", "conversion")
+        people = {p for e in events if e.type in touch_types and (p := person_of(e))}
+
+        lookups = Lookups()
+        found = await _mget(
+            pipe,
+            [
+                *map(keys.seen, ids),
+                *(keys.spend(*k) for k in spends),
+                *map(keys.order, orders),
+                *map(keys.click, clicks),
+            ],
+        )
+        lookups.seen = set(_loaded(ids, found, bool))
+        lookups.spend = _loaded(spends, found, state.load_spend)
+        lookups.orders = _loaded(orders, found, state.load_order)
+        lookups.clicks = _loaded(clicks, found, state.load_click)
+        # A conversion that names only its click is credited along the clicker's path.
+        people |= {c.person for c in lookups.clicks.values() if c.person}
+        people_list = list(people)
+        found = await _mget(pipe, [*map(keys.path, people_list), *map(keys.customer, people_list)])
+        lookups.paths = _loaded(people_list, found, state.load_path)
+        lookups.customers = _loaded(people_list, found, state.load_acquisition)
+        return lookups
+
+    def _write_delta(self, pipe: Any, delta: Delta) -> None:
         keys = self._keys
         touched: set[tuple[str, EpochMs]] = set()
-        for (window, start, dimension, value, metric), amount in sums.items():
+        for (window, start, dimension, value, metric), amount in delta.sums.items():
             if amount:
-                pipe.hincrby(
-                    keys.bucket(window, start), keys.field(dimension, value, metric), amount
-                )
+                name = keys.field(dimension, value, metric)
+                pipe.hincrby(keys.bucket(window, start), name, amount)
                 touched.add((window, start))
+        for (window, start, dimension, value), people in delta.uniques.items():
+            key = keys.uniques(window, start, dimension, value)
+            pipe.pfadd(key, *people)
+            if window != ALL_TIME:
+                pipe.expireat(key, self._expiry(window, start))
         for window, start in touched:
             if window != ALL_TIME:
-                # Retention counts from the bucket's own time, so old buckets replayed
-                # late do not linger.
-                expire_at = start // 1000 + self._ttl[window]
-                pipe.expireat(keys.bucket(window, start), max(expire_at, int(time.time()) + 60))
-        for event_id in seen:
+                pipe.expireat(keys.bucket(window, start), self._expiry(window, start))
+        for event_id in delta.seen:
             pipe.set(keys.seen(event_id), b"1", ex=SEEN_TTL_S)
-        for (campaign, period), figure in spend.items():
-            pipe.set(keys.spend(campaign, period), f"{figure.ts}:{figure.amount}")
+        for (campaign, period), figure in delta.spend.items():
+            pipe.set(keys.spend(campaign, period), state.dump_spend(figure))
+
+    def _write_lookups(self, pipe: Any, lookups: Lookups) -> None:
+        keys, ttl = self._keys, self._lookback_s
+        for order_id in lookups.dirty_orders:
+            pipe.set(keys.order(order_id), state.dump_order(lookups.orders[order_id]), ex=ttl)
+        for click_id in lookups.dirty_clicks:
+            pipe.set(keys.click(click_id), state.dump_click(lookups.clicks[click_id]), ex=ttl)
+        for person in lookups.dirty_paths:
+            pipe.set(keys.path(person), state.dump_path(lookups.paths[person]), ex=ttl)
+        for person in lookups.dirty_customers:
+            # Lifetime value is for the customer's lifetime: no expiry.
+            pipe.set(keys.customer(person), state.dump_acquisition(lookups.customers[person]))
+
+    def _expiry(self, window: str, start: EpochMs) -> int:
+        # Retention counts from the bucket's own time, so old buckets replayed late do
+        # not linger; but never in the past, or the write would vanish at once.
+        return max(start // 1000 + self._ttl[window], int(time.time()) + 60)
+
+
+async def _mget(pipe: Any, names: list[str]) -> Iterator[Any]:
+    return iter(await pipe.mget(*names) if names else [])
+
+
+def _loaded(names: list[K], found: Iterator[Any], load: Callable[[Any], V]) -> dict[K, V]:
+    """The next ``len(names)`` values of ``found``, those present loaded, by name."""
+    values = [next(found) for _ in names]
+    return {name: load(raw) for name, raw in zip(names, values, strict=True) if raw}
 
 
 def _source_state(raw: bytes | str | None) -> SourceState:
     return SourceState(**orjson.loads(raw)) if raw else SourceState()
-
-
-def _spend_figure(raw: bytes | str) -> SpendFigure:
-    ts, _, amount = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
-    return SpendFigure(int(ts), int(amount))
 
 
 __all__ = ["Record", "Sink", "WatchError"]
