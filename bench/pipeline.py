@@ -17,14 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import random
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -99,20 +103,56 @@ async def bare_consumer(settings: Settings, total: int) -> float:
         await consumer.stop()
 
 
-def worker_throughput(settings: Settings, total: int) -> float:
+def faust_counter(settings: Settings, records: int) -> float:
+    """Records/s of a Faust agent that only counts what ``stream.take()`` hands it."""
+    output = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.faust_counter",
+            "--topic",
+            settings.events_topic,
+            "--records",
+            str(records),
+            "--app-id",
+            settings.app_id + "-counter",
+            "--bootstrap",
+            settings.kafka_bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    return float(output.split("faust-counter ")[1].split()[0])
+
+
+def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple[float, int]:
+    """Events/s of ``workers`` worker processes, and Redis memory used per event."""
     redis = Redis.from_url(settings.redis_url)
     health = Keys(settings.redis_prefix).health
 
     def applied() -> int:
         return int(redis.hget(health, "events") or 0)
 
-    with tracker("worker", settings, f"http://127.0.0.1:{settings.worker_port}/healthz"):
+    memory_before = int(redis.info("memory")["used_memory"])
+    with ExitStack() as stack:
+        for index in range(workers):
+            port = settings.worker_port + index
+            stack.enter_context(
+                tracker(
+                    "worker",
+                    dataclasses.replace(settings, worker_port=port),
+                    f"http://127.0.0.1:{port}/healthz",
+                )
+            )
         wait_for(applied, timeout=120, what="worker applying")
         first, started = applied(), time.perf_counter()
         wait_for(lambda: applied() >= total, timeout=600, what="every event applied")
         elapsed = time.perf_counter() - started
+    memory = int(redis.info("memory")["used_memory"]) - memory_before
     redis.close()
-    return (total - first) / elapsed
+    return (total - first) / elapsed, memory
 
 
 def freshness(settings: Settings, rate: float, probes: int) -> list[float]:
@@ -203,11 +243,29 @@ def main() -> None:
             f"({args.per_record} events per record)"
         )
         ceiling = asyncio.run(bare_consumer(settings, len(events)))
-        worker = worker_throughput(settings, len(events))
-        print(f"bare aiokafka consumer (ceiling): {ceiling:12,.0f} events/s")
+        counter = faust_counter(settings, records)
+        worker, memory = worker_throughput(settings, len(events))
+        two = dataclasses.replace(
+            settings, redis_prefix=f"bench-{run}-two", app_id=f"bench-{run}-two"
+        )
+        two_workers, _ = worker_throughput(two, len(events), workers=2)
+        print(f"bare aiokafka consumer (ceiling):     {ceiling:12,.0f} events/s")
         print(
-            f"tracker worker, full processing:  {worker:12,.0f} events/s "
-            f"({worker / ceiling:.1%} of the ceiling)"
+            f"Faust agent counting take() batches:  {counter:12,.0f} records/s "
+            f"(= {counter * args.per_record:,.0f} events/s at {args.per_record} per record)"
+        )
+        print(
+            f"one tracker worker, full processing:  {worker:12,.0f} events/s "
+            f"({worker / ceiling:.1%} of the bare consumer)"
+        )
+        print(
+            f"two tracker workers:                  {two_workers:12,.0f} events/s "
+            f"({two_workers / worker:.2f}x one worker, on {os.cpu_count()} cores shared "
+            "with Kafka and Redis)"
+        )
+        print(
+            f"Redis memory: {memory / len(events) * 1e6 / 2**20:,.0f} MiB per million events "
+            f"(each a distinct event id; ids kept 48 h for deduplication)"
         )
         live = dataclasses.replace(
             settings,
