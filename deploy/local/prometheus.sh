@@ -2,7 +2,9 @@
 # Runs Prometheus (Debian's package, installed on first use) scraping the
 # tracker's exporter and collector, with this repo's config and rules.
 #
-# Usage: deploy/local/prometheus.sh {start|stop|status}
+# Usage: deploy/local/prometheus.sh {start|stop|status|render FILE}
+#   render FILE  writes the config 'start' would run with to FILE and checks it
+#                with promtool (rules included); starts nothing.
 #
 # Environment:
 #   TRACKER_PROMETHEUS_PORT           listen port on 127.0.0.1 (default 9090)
@@ -169,6 +171,13 @@ cmd_stop() {
     fi
 }
 
+cmd_render() {
+    (($# == 1)) || die "usage: $0 render FILE"
+    mkdir -p "$RUN"
+    render_conf "$1"
+    log "rendered $1 (promtool check config passed)"
+}
+
 cmd_status() {
     local pid
     if ready; then
@@ -187,8 +196,12 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    render)
+        shift
+        cmd_render "$@"
+        ;;
     *)
-        echo "usage: $0 {start|stop|status}" >&2
+        echo "usage: $0 {start|stop|status|render FILE}" >&2
         exit 2
         ;;
 esac
