@@ -11,12 +11,13 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from collector import bots
+from collector import postback, redirect, validation
 from collector.pixel import GIF, NO_CACHE_HEADERS
 from collector.producer import BatchingProducer, Unavailable
+from collector.snippet import Snippet
 from tracker import asgi
 from tracker.asgi import HTTPError, Request, Response
-from tracker.events import Context, Event, InvalidEvent, Rules, new_id, parse_event
+from tracker.events import Context, Event, InvalidEvent, new_id, parse_event
 from tracker.kafka import ensure_topics
 from tracker.records import encode_dead_letter
 from tracker.settings import Settings
@@ -57,19 +58,15 @@ class Collector:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.producer = BatchingProducer(settings)
-        self.rules = Rules(
-            currencies=frozenset(settings.rates()),
-            default_currency=settings.base_currency.upper(),
-            max_future_ms=settings.max_future_s * 1000,
-            max_age_ms=settings.max_age_days * 86_400_000,
-            truncate_ip=settings.truncate_ip,
-            is_bot=bots.is_bot,
-        )
+        self.rules = validation.rules(settings)
 
     def app(self) -> asgi.App:
         app = asgi.App(on_startup=self.start, on_shutdown=self.stop)
         app.route("/p.gif", self.pixel)
         app.route("/v1/events", self.batch, methods=("POST",))
+        app.route("/r", redirect.Redirect(self).click)
+        app.route("/v1/postback", postback.Postback(self).receive, methods=("GET", "POST"))
+        app.route("/t.js", Snippet().serve)
         app.route("/healthz", self.healthz)
         app.route("/readyz", self.readyz)
         app.route("/metrics", self.metrics_page)
@@ -84,10 +81,14 @@ class Collector:
         await self.producer.stop()
         log.info("collector stopped", buffered=self.producer.buffered)
 
-    def _context(self, request: Request) -> tuple[Context, str | None]:
-        """What the request says about its events, and a fresh visitor id if it had none."""
+    def _context(self, request: Request, mint: bool = True) -> tuple[Context, str | None]:
+        """What the request says about its events, and a fresh visitor id if it had none.
+
+        ``mint=False`` for requests that speak for many people (a server's batch):
+        one minted id would merge them all into one visitor.
+        """
         visitor = _cookie(request.header(b"cookie"), COOKIE)
-        minted = None if visitor else new_id()
+        minted = None if visitor or not mint else new_id()
         return Context(
             ip=request.client_ip,
             user_agent=request.header(b"user-agent"),
@@ -108,10 +109,17 @@ class Collector:
             raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
         self.metrics.events.labels(endpoint, "accepted").inc(len(events))
 
-    async def _reject(self, endpoint: str, raw: bytes | str, reasons: Mapping[str, str]) -> None:
+    async def _reject(
+        self,
+        endpoint: str,
+        raw: bytes | str,
+        reasons: Mapping[str, str],
+        context: Context | None = None,
+    ) -> None:
         """Dead-letter rejected input, so it is never dropped silently."""
         self.metrics.events.labels(endpoint, "rejected").inc()
-        letter = encode_dead_letter(raw, reasons, endpoint, int(time.time() * 1000))
+        kept = validation.letter_context(context, self.rules) if context else None
+        letter = encode_dead_letter(raw, reasons, endpoint, int(time.time() * 1000), kept)
         try:
             await self.producer.send_raw(self.settings.dead_letter_topic, letter)
         except Unavailable as exc:
@@ -124,9 +132,9 @@ class Collector:
         if minted:
             headers.append(self._cookie_header(request, minted))
         try:
-            event = parse_event(request.query(), context, self.rules)
+            event = parse_event(validation.query(request), context, self.rules)
         except InvalidEvent as exc:
-            await self._reject("pixel", request.scope["query_string"], exc.reasons)
+            await self._reject("pixel", request.scope["query_string"], exc.reasons, context)
             headers.append((b"x-tracker-error", str(exc).encode("ascii", "replace")[:512]))
             return Response(GIF, 400, b"image/gif", headers)
         await self._deliver("pixel", [event])
@@ -144,16 +152,19 @@ class Collector:
             raise HTTPError(400, str(exc)) from exc
         if len(items) > self.settings.max_batch_events:
             raise HTTPError(413, f"more than {self.settings.max_batch_events} events")
-        context, _ = self._context(request)
+        context, _ = self._context(request, mint=False)
         accepted: list[Event] = []
         results: list[dict[str, Any]] = []
+        large = len(body) > validation.MAX_EVENT_BYTES  # else no item can be too large
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
                     raise InvalidEvent({"event": "must be a JSON object"})
+                if large:
+                    validation.check_size(item)
                 event = parse_event(item, context, self.rules)
             except InvalidEvent as exc:
-                await self._reject("batch", orjson.dumps(item), exc.reasons)
+                await self._reject("batch", validation.raw_item(item), exc.reasons, context)
                 results.append({"index": index, "status": "rejected", "reasons": exc.reasons})
                 continue
             accepted.append(event)

@@ -1,12 +1,23 @@
 """Hands accepted events to Kafka in batches, and tells each request when its are in.
 
 Per-event produce calls cost aiokafka more Python work than the HTTP request
-itself. Instead, events wait in a per-partition buffer; a flusher sends one record
-per partition carrying every event that arrived meanwhile (at most ``flush_ms``
-later), with ``acks=all`` and idempotence, and resolves the waiting requests when
-Kafka acknowledges the record. When Kafka is slow or away, the buffer is bounded
-(``buffer_max_events``) and so is the wait (``produce_timeout_s``): past either,
-:class:`Unavailable` tells the handler to answer 503, never to pretend.
+itself. Instead, events wait in a per-partition buffer, and a flusher sends one
+record per partition carrying every event that arrived meanwhile, with
+``acks=all`` and idempotence, and resolves the waiting requests when Kafka
+acknowledges the record.
+
+Batching adapts to the load instead of adding a fixed delay. An event arriving
+after a quiet spell goes to Kafka at once, so a lone hit waits for nothing but
+Kafka. Under load, flushes are at least ``flush_ms`` apart, and a partition whose
+record is still unacknowledged keeps gathering events for its next one (group
+commit; aiokafka sends one request per broker at a time anyway, so holding them
+here costs no time, and keeps a partition's records in order across retries).
+Each produce request costs aiokafka some 100-200 us of CPU, so under load
+records grow with the traffic instead of their number.
+
+When Kafka is slow or away, the buffer is bounded (``buffer_max_events``) and so
+is the wait (``produce_timeout_s``): past either, :class:`Unavailable` tells the
+handler to answer 503, never to pretend.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from tracker.events import Event
-from tracker.records import encode_events, partition_of
+from tracker.records import encode_records, partition_of
 from tracker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -32,11 +43,40 @@ class Unavailable(RuntimeError):
 
 
 @dataclass(slots=True)
+class _Waiter:
+    """One request's wait: done once each of the ``remaining`` records it joined is in."""
+
+    future: asyncio.Future[None]
+    remaining: int = 0
+
+
+@dataclass(slots=True)
 class _Pending:
+    """The next record of one partition: its events and the requests waiting on it."""
+
     events: list[Event] = field(default_factory=list)
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    waiters: list[_Waiter] = field(default_factory=list)
+    expiry: asyncio.TimerHandle | None = None
+    """Fails the waiters ``produce_timeout_s`` after the first event: one timer per
+    record rather than one per request."""
+
+    def acknowledged(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        for waiter in self.waiters:
+            waiter.remaining -= 1
+            if waiter.remaining == 0 and not waiter.future.done():
+                waiter.future.set_result(None)
+
+    def failed(self, error: Exception) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        for waiter in self.waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+
+    def expire(self) -> None:
+        self.failed(Unavailable("Kafka did not acknowledge in time"))
 
 
 class BatchingProducer:
@@ -49,6 +89,7 @@ class BatchingProducer:
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._unacknowledged: set[int] = set()  # partitions with a record in flight
         self._last_error: float = 0.0
         self._stopping = False
 
@@ -101,22 +142,23 @@ class BatchingProducer:
             raise Unavailable("collector is shutting down")
         if self._buffered + len(events) > self._settings.buffer_max_events:
             raise Unavailable("buffer full: Kafka is not keeping up")
-        waits = set()
+        # One future per request, resolved by the records it joined (or failed by
+        # their expiry): cheaper than a timeout around gathered shielded futures,
+        # and a cancelled request harms no other.
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future())
         for event in events:
             pending = self._pending.get(p := partition_of(event, self._partitions))
             if pending is None:
                 pending = self._pending[p] = _Pending()
+                pending.expiry = loop.call_later(self._settings.produce_timeout_s, pending.expire)
+            if not pending.waiters or pending.waiters[-1] is not waiter:
+                pending.waiters.append(waiter)
+                waiter.remaining += 1
             pending.events.append(event)
-            waits.add(pending.done)
         self._buffered += len(events)
         self._wakeup.set()
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(asyncio.shield(w) for w in waits)),
-                self._settings.produce_timeout_s,
-            )
-        except TimeoutError:
-            raise Unavailable("Kafka did not acknowledge in time") from None
+        await waiter.future  # Unavailable when Kafka refused or did not answer in time
 
     async def send_raw(self, topic: str, value: bytes) -> None:
         """One record to ``topic`` (dead letters), acknowledged before returning."""
@@ -128,14 +170,23 @@ class BatchingProducer:
             raise Unavailable(f"Kafka did not take the record: {exc!r}") from exc
 
     async def _flush_loop(self) -> None:
-        linger = self._settings.flush_ms / 1000
+        interval = self._settings.flush_ms / 1000
+        most = self._settings.flush_max_events
+        last = -interval
         while True:
-            await self._wakeup.wait()
-            if linger and not self._stopping and self._buffered < self._settings.flush_max_events:
-                await asyncio.sleep(linger)  # let concurrent requests join this batch
+            await self._wakeup.wait()  # set by new events and by acknowledgements
+            wait = last + interval - time.monotonic()
+            if wait > 0 and not self._stopping and self._buffered < most:
+                await asyncio.sleep(wait)  # busy: this flush gathers what arrives meanwhile
             self._wakeup.clear()
-            pending, self._pending = self._pending, {}
-            for partition, batch in pending.items():
+            for partition in list(self._pending):
+                batch = self._pending[partition]
+                held = partition in self._unacknowledged and len(batch.events) < most
+                if held and not self._stopping:
+                    continue  # joins the next record once the one in flight is in
+                del self._pending[partition]
+                self._unacknowledged.add(partition)
+                last = time.monotonic()
                 task = asyncio.create_task(self._deliver(partition, batch))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
@@ -144,22 +195,30 @@ class BatchingProducer:
 
     async def _deliver(self, partition: int, batch: _Pending) -> None:
         deadline = time.monotonic() + self._settings.produce_timeout_s
-        value = encode_events(batch.events)
+        values = encode_records(batch.events)  # several only past Kafka's record size limit
+        sent = 0
         try:
             while True:
                 try:
-                    future = await self._started.send(
-                        self._settings.events_topic, value, partition=partition
-                    )
-                    await future
-                    batch.done.set_result(None)
+                    while sent < len(values):  # in order; an acknowledged one is not resent
+                        future = await self._started.send(
+                            self._settings.events_topic, values[sent], partition=partition
+                        )
+                        await future
+                        sent += 1
+                    batch.acknowledged()
                     return
                 except KafkaError as exc:
                     self._last_error = time.monotonic()
                     log.warning("kafka send failed", error=repr(exc), events=len(batch.events))
                     if time.monotonic() > deadline:
-                        batch.done.set_exception(Unavailable(f"Kafka refused: {exc!r}"))
+                        batch.failed(Unavailable(f"Kafka refused: {exc!r}"))
                         return
                     await asyncio.sleep(0.2)
+        except Exception as exc:  # a bug, not Kafka: answer the requests now, not at timeout
+            log.exception("delivery failed", events=len(batch.events))
+            batch.failed(Unavailable(f"delivery failed: {exc!r}"))
         finally:
             self._buffered -= len(batch.events)
+            self._unacknowledged.discard(partition)
+            self._wakeup.set()  # the partition's next record may go now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -29,3 +30,43 @@ async def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
 def caught_up(bootstrap: str, group: str, topic: str) -> bool:
     """True once ``group`` has committed every record of ``topic`` that exists now."""
     return asyncio.run(_caught_up(bootstrap, group, topic))
+
+
+async def _records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        # Explicit offsets: seek_to_beginning() can lose a race against assign()'s reset.
+        for tp, start in (await consumer.beginning_offsets(partitions)).items():
+            consumer.seek(tp, start)
+        found: list[tuple[int, int, bytes]] = []
+        deadline = time.monotonic() + 30
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic} not read to its end within 30 s")
+                fetched = await consumer.getmany(tp, timeout_ms=1000)
+                found += [
+                    (r.partition, r.offset, r.value)
+                    for r in fetched.get(tp, [])
+                    if r.offset < ends[tp]
+                ]
+        return sorted(found)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every record ``topic`` holds now, in order."""
+    return asyncio.run(_records(bootstrap, topic))

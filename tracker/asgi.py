@@ -24,6 +24,16 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+MAX_TARGET_BYTES = 16 * 1024
+"""Path and query of a request at most; longer answers 414 before any handler runs."""
+MAX_HEADER_BYTES = 32 * 1024
+"""All header names and values of a request at most; more answers 431.
+
+uvicorn's httptools parser has no limit of its own: without this, a megabyte of
+User-Agent would travel into every event. Put a proxy with its own (smaller) limits in
+front of the collector to keep such requests from being buffered at all.
+"""
+
 
 class HTTPError(Exception):
     """An answer other than success; the handler's message goes to the client."""
@@ -103,11 +113,9 @@ class Response:
         return cls(orjson.dumps(data), status, b"application/json")
 
     async def send(self, send: Send) -> None:
-        headers = [
-            (b"content-type", self.content_type),
-            (b"content-length", str(len(self.body)).encode()),
-            *self.headers,
-        ]
+        headers = [(b"content-type", self.content_type), *self.headers]
+        if self.status != 304:  # a 304's length would have to be the 200's (RFC 9110 8.6)
+            headers.insert(1, (b"content-length", str(len(self.body)).encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -138,6 +146,11 @@ class App:
             await self._lifespan(receive, send)
 
     async def _dispatch(self, request: Request) -> Response:
+        scope = request.scope
+        if len(scope.get("raw_path") or b"") + len(scope["query_string"]) > MAX_TARGET_BYTES:
+            return Response.json({"error": f"URL longer than {MAX_TARGET_BYTES} bytes"}, 414)
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            return Response.json({"error": f"headers larger than {MAX_HEADER_BYTES} bytes"}, 431)
         handlers = self._routes.get(request.path)
         if handlers is None:
             return Response.json({"error": f"no such endpoint: {request.path}"}, 404)

@@ -61,11 +61,34 @@ def _simulate(config: settings.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_dead_letters(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker import deadletters
+    from tracker.events import parse_ts
+    from tracker.kafka import KafkaUnavailable
+
+    try:
+        since = None if args.since is None else parse_ts(args.since)
+    except ValueError as exc:
+        print(f"tracker: --since: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = deadletters.run(config, since, args.dry_run)
+    except KafkaUnavailable as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
+
+
 COMMANDS = {
     "collector": (_collector, "run the HTTP collector (pixel, batch API)"),
     "worker": (_worker, "run a Faust stream worker (Kafka -> Redis)"),
     "serve": (_serve, "run the exporter: /metrics and /v1/kpis"),
     "simulate": (_simulate, "send realistic traffic to the collector"),
+    "replay-dead-letters": (
+        _replay_dead_letters,
+        "judge dead letters again with the current settings; send what passes to Kafka",
+    ),
 }
 
 
@@ -83,6 +106,11 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--campaigns", type=int, default=20, help="number of campaigns")
             sub.add_argument("--seed", type=int, default=1, help="random seed")
             sub.add_argument("--collector-url", default=None, help="default from the settings")
+        if name == "replay-dead-letters":
+            sub.add_argument(
+                "--since", default=None, help="epoch ms or RFC 3339; default: the beginning"
+            )
+            sub.add_argument("--dry-run", action="store_true", help="only report, send nothing")
     return root
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from tracker import money
@@ -162,11 +163,16 @@ def parse_ts(raw: object) -> EpochMs:
     raise ValueError("must be epoch milliseconds or RFC 3339")
 
 
+@lru_cache(maxsize=16_384)
 def truncate_ip(raw: str) -> str:
-    """Keep the network part only: IPv4 /24, IPv6 /48."""
+    """Keep the network part only: IPv4 /24, IPv6 /48.
+
+    Cached, since one client sends many events (a batch shares its request's IP).
+    """
     address = ipaddress.ip_address(raw.strip())
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    if address.version == 4:
+        return str(ipaddress.IPv4Address(int(address) & 0xFFFF_FF00))
+    return str(ipaddress.IPv6Address(int(address) >> 80 << 80))
 
 
 def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event:
@@ -195,11 +201,13 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         item = values.get(name)
         if item is None:
             continue
-        if isinstance(item, int | float) and not isinstance(item, bool) and name != "ip":
-            item = values[name] = str(item)
         if not isinstance(item, str):
-            reasons[name] = "must be a string"
-        elif len(item) > limit:
+            if isinstance(item, int | float) and not isinstance(item, bool) and name != "ip":
+                item = values[name] = str(item)
+            else:
+                reasons[name] = "must be a string"
+                continue
+        if len(item) > limit:
             reasons[name] = f"longer than {limit} characters"
         elif name in _DIMENSIONS and not item.isprintable():
             reasons[name] = "has control characters"
@@ -256,35 +264,32 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
 
     if reasons:
         raise InvalidEvent(reasons)
-    source, medium = values.get("source"), values.get("medium")
-    user_agent = values.get("user_agent", context.user_agent)
+    # ``values`` now holds valid fields only, as given; the rest are derived or
+    # defaulted. Unpacking it spares a lookup per field of the event.
+    if "event_id" not in values:
+        values["event_id"] = new_id(context.received_at)
+    if not channel:
+        values["channel"] = click_hint or derive_channel(values.get("source"), values.get("medium"))
+    if "anonymous_id" not in values:
+        values["anonymous_id"] = context.anonymous_id
+    if "referrer" not in values:
+        # The request's headers are clipped, not judged: an event is not the browser's fault.
+        values["referrer"] = _clipped(context.referrer, "referrer")
+    if "user_agent" not in values:
+        values["user_agent"] = _clipped(context.user_agent, "user_agent")
+    if kind == "conversion":
+        values.setdefault("goal", "purchase")
+        values["status"] = status or "approved"
+    values.update(ts=ts, cost=amounts["cost"], value=amounts["value"], currency=currency, ip=ip)
     return Event(
-        event_id=values.get("event_id") or new_id(context.received_at),
-        type=kind,  # type: ignore[arg-type]  # checked against EVENT_TYPES above
-        ts=ts,
+        **values,
         received_at=context.received_at,
-        channel=channel or click_hint or derive_channel(source, medium),
-        campaign=values.get("campaign"),
-        source=source,
-        medium=medium,
-        ad_group=values.get("ad_group"),
-        creative=values.get("creative"),
-        click_id=values.get("click_id"),
-        user_id=values.get("user_id"),
-        anonymous_id=values.get("anonymous_id", context.anonymous_id),
-        cost=amounts["cost"],
-        value=amounts["value"],
-        currency=currency,
-        goal=values.get("goal", "purchase" if kind == "conversion" else None),
-        status=status or ("approved" if kind == "conversion" else None),
-        order_id=values.get("order_id"),
-        period=values.get("period"),
-        url=values.get("url"),
-        referrer=values.get("referrer", context.referrer),
-        user_agent=user_agent,
-        ip=ip,
-        bot=kind != "spend" and rules.is_bot(user_agent),  # spend is a report, not a hit
+        bot=kind != "spend" and rules.is_bot(values["user_agent"]),  # spend: a report, not a hit
     )
+
+
+def _clipped(text: str | None, name: str) -> str | None:
+    return text[: _MAX_LENGTH[name]] if text is not None else None
 
 
 _FIELDS: Final = frozenset(Event.__dataclass_fields__) - {"received_at", "bot"}

@@ -10,11 +10,12 @@ stay in order on one partition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Final
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from tracker.events import Event
 from tracker.types import EpochMs
@@ -26,12 +27,65 @@ def partition_key(event: Event) -> str:
 
 def partition_of(event: Event, partitions: int) -> int:
     """Kafka's default partitioner on :func:`partition_key`, so keyed producers agree."""
-    hashed: int = murmur2(partition_key(event).encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    return _partition_of_key(partition_key(event), partitions)
+
+
+@lru_cache(maxsize=16_384)
+def _partition_of_key(key: str, partitions: int) -> int:
+    # Cached: a person's events come in runs (a visit, a batch of a funnel).
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+_M: Final = 0x5BD1E995
+_MASK: Final = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (Java ``Utils.murmur2``), the hash of its default partitioner.
+
+    The same function as ``aiokafka.partitioner.murmur2``, a 4-byte word at a time
+    instead of byte by byte: about twice as fast, and partitioning is on the
+    collector's path for every event.
+    """
+    length = len(data)
+    h = 0x9747B28C ^ length
+    tail = length & ~3
+    for k in struct.unpack(f"<{length >> 2}I", data[:tail]):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    extra = length & 3
+    if extra == 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra:
+        h = ((h ^ data[tail]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
+MAX_RECORD_BYTES = 900 * 1024
+"""An events record's value at most: under Kafka's default limit of 1 MiB per record
+(``message.max.bytes``), which refuses the whole record, not just the excess."""
 
 
 def encode_events(events: Iterable[Event]) -> bytes:
     return orjson.dumps(list(events))
+
+
+def encode_records(events: Sequence[Event], max_bytes: int = MAX_RECORD_BYTES) -> list[bytes]:
+    """``events`` as one record, or as several in order when one would exceed ``max_bytes``.
+
+    A single event larger than ``max_bytes`` still makes a record of its own; the
+    collector's limits keep events far smaller.
+    """
+    value = encode_events(events)
+    if len(value) <= max_bytes or len(events) <= 1:
+        return [value]
+    middle = len(events) // 2
+    return encode_records(events[:middle], max_bytes) + encode_records(events[middle:], max_bytes)
 
 
 def decode_events(value: bytes) -> list[Event]:
@@ -45,14 +99,37 @@ def decode_events(value: bytes) -> list[Event]:
         raise ValueError(f"an item is not an event: {exc}") from None
 
 
+MAX_DEAD_LETTER_RAW = 64 * 1024
+"""Characters of raw input a dead letter keeps; past it, the rest is cut and ``truncated`` set.
+
+Keeps every dead letter far below Kafka's default 1 MiB record limit, whatever was sent.
+"""
+
+
 def encode_dead_letter(
-    raw: bytes | str, reasons: Mapping[str, str], endpoint: str, received_at: EpochMs
+    raw: bytes | str,
+    reasons: Mapping[str, str],
+    endpoint: str,
+    received_at: EpochMs,
+    context: Mapping[str, str] | None = None,
 ) -> bytes:
-    """A rejected input with why it was rejected, kept for ``tracker replay-dead-letters``."""
+    """A rejected input with why it was rejected, kept for ``tracker replay-dead-letters``.
+
+    ``context`` is what the request added to its events (agent, referrer, visitor, IP),
+    so a replay judges them as the collector did.
+    """
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return orjson.dumps(
-        {"raw": text, "reasons": reasons, "endpoint": endpoint, "received_at": received_at}
-    )
+    letter: dict[str, Any] = {
+        "raw": text[:MAX_DEAD_LETTER_RAW],
+        "reasons": reasons,
+        "endpoint": endpoint,
+        "received_at": received_at,
+    }
+    if len(text) > MAX_DEAD_LETTER_RAW:
+        letter["truncated"] = True
+    if context:
+        letter["context"] = context
+    return orjson.dumps(letter)
 
 
 def decode_dead_letter(value: bytes) -> dict[str, Any]:

@@ -82,6 +82,17 @@ class Settings:
     retention_1h_days: int = _setting(90, "days 1-hour buckets are kept in Redis")
     retention_1d_days: int = _setting(1100, "days 1-day buckets are kept in Redis")
     top_campaigns: int = _setting(50, "campaigns labelled in /metrics; the rest is 'other'")
+    trend_min_conversions: float = _setting(
+        20.0, "trends: conversions each period needs before its CPA change is ranked"
+    )
+    trend_min_spend: float = _setting(
+        100.0, "trends: spend (base currency) each period needs before its ROAS change is ranked"
+    )
+    budget_history_days: int = _setting(28, "budget: days of history response curves are fitted on")
+    budget_min_days: int = _setting(14, "budget: days with spend a unit needs before it is moved")
+    budget_max_change: float = _setting(
+        0.2, "budget: largest change of a unit's budget per recommendation, as a share"
+    )
     log_format: str = _setting("auto", "json, console, or auto (console on a terminal)")
     log_level: str = _setting("info", "debug, info, warning or error")
 
@@ -228,6 +239,20 @@ def _check(settings: Settings) -> None:
     ):
         if not value > floor:
             raise SettingsError(f"{env_name(name)}: must be above {floor:g}")
+    for name, value, floor in (
+        ("trend_min_conversions", settings.trend_min_conversions, 0.0),
+        ("trend_min_spend", settings.trend_min_spend, 0.0),
+        ("budget_max_change", settings.budget_max_change, 0.0),
+    ):
+        if not value >= floor:
+            raise SettingsError(f"{env_name(name)}: must be at least {floor:g}")
+    if not settings.budget_max_change <= 1:
+        raise SettingsError(f"{env_name('budget_max_change')}: must be at most 1 (100%)")
+    if not 3 <= settings.budget_min_days <= settings.budget_history_days:
+        raise SettingsError(
+            f"{env_name('budget_min_days')}: must be between 3 and "
+            f"{env_name('budget_history_days')} ({settings.budget_history_days})"
+        )
     if settings.path_max_touches < 1:
         raise SettingsError(f"{env_name('path_max_touches')}: must be at least 1")
     if settings.log_format not in {"auto", "json", "console"}:

@@ -428,3 +428,12 @@ def test_bot_flag_with_collector_rules() -> None:
     rules = Rules(RULES.currencies, "USD", is_bot=is_bot)
     context = Context(received_at=NOW, user_agent="curl/8.4.0")
     assert parse({"type": "pageview"}, context, rules).bot is True
+
+
+def test_request_headers_are_clipped_not_rejected() -> None:
+    context = Context(received_at=NOW, user_agent="M" * 100_000, referrer="https://r/" + "x" * 5000)
+    event = parse({"type": "pageview"}, context)
+    assert event.user_agent == "M" * 512
+    assert event.referrer == "https://r/" + "x" * 2038
+    with pytest.raises(InvalidEvent, match="longer than 512"):
+        parse({"type": "pageview", "user_agent": "M" * 513})  # an event's own field is judged

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
@@ -7,10 +8,13 @@ import pytest
 
 from tracker.events import Event
 from tracker.records import (
+    MAX_DEAD_LETTER_RAW,
     decode_dead_letter,
     decode_events,
     encode_dead_letter,
     encode_events,
+    encode_records,
+    murmur2,
     partition_key,
     partition_of,
 )
@@ -160,3 +164,51 @@ def test_dead_letter_of_text_and_of_invalid_utf8() -> None:
 def test_decode_dead_letter_of_a_non_object_raises(value: bytes) -> None:
     with pytest.raises(ValueError, match="JSON object"):
         decode_dead_letter(value)
+
+
+def test_dead_letter_keeps_the_request_context() -> None:
+    kept = {"user_agent": "Mozilla/5.0", "anonymous_id": "v1", "ip": "203.0.113.0"}
+    letter = decode_dead_letter(encode_dead_letter("a=1", {}, "pixel", NOW, kept))
+    assert letter["context"] == kept
+    assert "context" not in decode_dead_letter(encode_dead_letter("a=1", {}, "pixel", NOW))
+
+
+def test_dead_letter_of_a_huge_input_is_cut_to_fit_a_kafka_record() -> None:
+    raw = b"x" * (2 * 1024 * 1024)
+    encoded = encode_dead_letter(raw, {"body": "invalid JSON"}, "batch", NOW)
+    letter = decode_dead_letter(encoded)
+    assert len(letter["raw"]) == MAX_DEAD_LETTER_RAW
+    assert letter["truncated"] is True
+    assert len(encoded) < 100 * 1024
+    assert "truncated" not in decode_dead_letter(encode_dead_letter(b"x", {}, "batch", NOW))
+
+
+def test_events_split_into_records_under_the_size_limit_in_order() -> None:
+    events = [event(f"e{i}", url="https://shop.example/" + "a" * 900) for i in range(50)]
+    whole = encode_events(events)
+    assert encode_records(events) == [whole]  # one record while it fits
+    records = encode_records(events, max_bytes=len(whole) // 5)
+    assert len(records) > 1
+    assert all(len(value) <= len(whole) // 5 for value in records)
+    assert [e for value in records for e in decode_events(value)] == events
+
+
+def test_an_event_larger_than_the_limit_is_a_record_of_its_own() -> None:
+    events = [event("small"), event("big", url="x" * 5000), event("small2")]
+    records = encode_records(events, max_bytes=1000)
+    assert [[e.event_id for e in decode_events(v)] for v in records] == [
+        ["small"],
+        ["big"],
+        ["small2"],
+    ]
+
+
+def test_murmur2_is_kafkas_on_every_length() -> None:
+    """Our word-at-a-time murmur2 agrees with aiokafka's byte-by-byte one."""
+    from aiokafka.partitioner import murmur2 as reference
+
+    rng = random.Random(11)
+    for length in range(70):
+        for _ in range(10):
+            data = rng.randbytes(length)
+            assert murmur2(data) == reference(data), data

@@ -1,0 +1,109 @@
+"""From HTTP input to what :func:`tracker.events.parse_event` validates, with the limits.
+
+Shared by every collector endpoint and by ``tracker replay-dead-letters``, so a
+dead letter is judged again by exactly the rules the collector applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import orjson
+
+from collector import bots
+from tracker.asgi import Request
+from tracker.events import Context, InvalidEvent, Rules, truncate_ip
+from tracker.settings import Settings
+
+MAX_EVENT_BYTES: Final = 32 * 1024
+"""One event of a batch, as JSON, at most; larger items are rejected on their own."""
+
+
+def rules(settings: Settings) -> Rules:
+    """The validation rules of the current settings."""
+    return Rules(
+        currencies=frozenset(settings.rates()),
+        default_currency=settings.base_currency.upper(),
+        max_future_ms=settings.max_future_s * 1000,
+        max_age_ms=settings.max_age_days * 86_400_000,
+        truncate_ip=settings.truncate_ip,
+        is_bot=bots.is_bot,
+    )
+
+
+def parse_query(raw: str | bytes) -> dict[str, str]:
+    """Query parameters, the first of repeated names winning, as :meth:`Request.query`.
+
+    Raises :class:`InvalidEvent` when the query (or a percent-escape in it) is not UTF-8,
+    so it is rejected with a reason instead of counted with replacement characters.
+    """
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidEvent({"query": "is not valid UTF-8"}) from None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        params.setdefault(key, value)
+    return params
+
+
+def query(request: Request) -> dict[str, str]:
+    """The request's query parameters; :class:`InvalidEvent` when not UTF-8."""
+    raw: bytes = request.scope["query_string"]
+    return parse_query(raw)
+
+
+def check_size(item: Any) -> None:
+    """Raise :class:`InvalidEvent` for a batch item over :data:`MAX_EVENT_BYTES` as JSON."""
+    try:
+        size = len(orjson.dumps(item))
+    except TypeError:  # orjson refuses to write what it read: nested more than 254 deep
+        raise InvalidEvent({"event": "is nested too deeply"}) from None
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent({"event": f"larger than {MAX_EVENT_BYTES} bytes"})
+
+
+def raw_item(item: Any) -> bytes:
+    """A batch item as JSON for its dead letter, even when it cannot be written whole."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return orjson.dumps({"unrecorded": "item nested too deeply to keep"})
+
+
+def letter_context(context: Context, rules: Rules) -> dict[str, str]:
+    """What a dead letter keeps of its request, so a replay judges it as the collector did.
+
+    The IP is stored as the event would store it (truncated unless configured otherwise).
+    """
+    kept = {
+        "user_agent": context.user_agent,
+        "referrer": context.referrer,
+        "anonymous_id": context.anonymous_id,
+        "ip": context.ip,
+    }
+    if context.ip is not None and rules.truncate_ip:
+        try:
+            kept["ip"] = truncate_ip(context.ip)
+        except ValueError:
+            kept["ip"] = None
+    return {key: value for key, value in kept.items() if value is not None}
+
+
+def restored_context(received_at: int, kept: Any) -> Context:
+    """The :class:`Context` of a dead letter, from :func:`letter_context`'s mapping."""
+    fields = kept if isinstance(kept, dict) else {}
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) else None
+
+    return Context(
+        received_at=received_at,
+        ip=text("ip"),
+        user_agent=text("user_agent"),
+        referrer=text("referrer"),
+        anonymous_id=text("anonymous_id"),
+    )

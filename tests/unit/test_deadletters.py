@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+
+from collector.postback import sign
+from collector.redirect import AllowList
+from collector.validation import rules
+from tracker.deadletters import Summary, derived_id, judge
+from tracker.events import Event, InvalidEvent
+from tracker.records import decode_dead_letter, encode_dead_letter
+from tracker.settings import Settings
+
+NOW = 1_714_557_600_000
+WITH_JPY = Settings(currency_rates="JPY=0.0067")
+CONTEXT = {"user_agent": "Mozilla/5.0", "anonymous_id": "visitor-1", "ip": "203.0.113.0"}
+
+
+def letter(raw: bytes | str, endpoint: str, context: dict[str, str] | None = None) -> Any:
+    return decode_dead_letter(encode_dead_letter(raw, {"x": "y"}, endpoint, NOW, context))
+
+
+def replay(
+    value: Any, settings: Settings = WITH_JPY, partition: int = 2, offset: int = 41
+) -> list[Event]:
+    allowed = AllowList.from_settings(settings)
+    return judge(value, partition, offset, rules(settings), allowed)
+
+
+def reasons(value: Any, settings: Settings = WITH_JPY) -> dict[str, str]:
+    with pytest.raises(InvalidEvent) as caught:
+        replay(value, settings)
+    return caught.value.reasons
+
+
+def test_derived_ids_are_stable_and_short() -> None:
+    assert derived_id(2, 41) == "dl-2-41-0"
+    assert len(derived_id(2**31, 2**63)) <= 64
+
+
+def test_a_batch_item_passes_once_its_currency_has_a_rate() -> None:
+    item = {"type": "conversion", "campaign": "c", "value": "1000", "currency": "JPY"}
+    value = letter(orjson.dumps(item), "batch", CONTEXT)
+    assert reasons(value, Settings()) == {"currency": "no rate configured for 'JPY'"}
+    (event,) = replay(value)
+    assert event.event_id == "dl-2-41-0"
+    assert (event.value, event.currency, event.ts, event.received_at) == (
+        1_000_000_000,
+        "JPY",
+        NOW,
+        NOW,
+    )
+    # The request's context comes back from the letter.
+    assert (event.anonymous_id, event.user_agent, event.ip) == (
+        "visitor-1",
+        "Mozilla/5.0",
+        "203.0.113.0",
+    )
+    assert replay(value) == [event]  # the same letter, the same event
+
+
+def test_an_item_keeps_its_own_event_id() -> None:
+    item = {"event_id": "mine", "type": "click", "currency": "JPY"}
+    assert [e.event_id for e in replay(letter(orjson.dumps(item), "batch"))] == ["mine"]
+
+
+def test_a_pixel_query_passes_and_is_judged_for_bots_again() -> None:
+    value = letter(b"type=click&utm_campaign=c&cost=0.5&currency=JPY", "pixel", CONTEXT)
+    (event,) = replay(value)
+    assert (event.event_id, event.campaign, event.cost, event.bot) == (
+        "dl-2-41-0",
+        "c",
+        500_000,
+        False,
+    )
+    bot = letter(b"type=click&currency=JPY", "pixel", {"user_agent": "Googlebot/2.1"})
+    assert replay(bot)[0].bot is True
+
+
+def test_a_redirect_passes_once_its_host_is_allowed() -> None:
+    value = letter(b"to=https%3A%2F%2Fshop.example%2F&utm_campaign=c", "redirect", CONTEXT)
+    assert "TRACKER_REDIRECT_ALLOW" in reasons(value)["to"]
+    (event,) = replay(value, Settings(redirect_allow="shop.example"))
+    assert (event.type, event.event_id, event.click_id) == ("click", "dl-2-41-0", "dl-2-41-0")
+    assert (event.campaign, event.url) == ("c", "https://shop.example/")
+
+
+def test_a_postback_keeps_the_id_its_signature_gave_it() -> None:
+    params = {"partner": "n", "ts": "1", "txid": "T", "payout": "5", "currency": "JPY"}
+    params["sig"] = sign(params, "0123456789abcdef")
+    (event,) = replay(letter(orjson.dumps(params), "postback"))
+    assert (event.event_id, event.order_id, event.source) == ("pb-" + params["sig"][:32], "T", "n")
+    unsigned = {"txid": "T", "payout": "5"}
+    assert replay(letter(orjson.dumps(unsigned), "postback"))[0].event_id == "dl-2-41-0"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (letter(b"{not json", "batch"), {"raw": "is a request body that was not JSON"}),
+        (letter(b'[{"type": "click"}]', "batch"), {"event": "must be a JSON object"}),
+        (letter(b"c=%FF&type=click", "pixel"), {"query": "is not valid UTF-8"}),
+        (letter(b"[1]", "postback"), {"raw": "is not a postback's parameters"}),
+        (letter(b"x", "worker"), {"endpoint": "letters from 'worker' cannot be replayed"}),
+        (
+            letter(b'{"type": "click", "u": "' + b"x" * 70_000 + b'"}', "batch"),
+            {"raw": "was cut to fit the dead letter and cannot be replayed"},
+        ),
+        ({"endpoint": "pixel"}, {"letter": "has no raw payload or receive time"}),
+    ],
+)
+def test_letters_that_stay_rejected(value: Any, expected: dict[str, str]) -> None:
+    assert reasons(value) == expected
+
+
+def test_letters_still_invalid_keep_their_reasons() -> None:
+    assert set(reasons(letter(b"type=nope&cost=-1", "pixel"))) == {"type", "cost"}
+
+
+def test_summary() -> None:
+    summary = Summary("dl", None, dry_run=True, read=5, replayed=2, events=2, skipped=1)
+    summary.rejected = 2
+    summary.reasons = Counter({"currency: no rate configured for 'JPY'": 2, "type: bad": 1})
+    assert summary.render() == "\n".join(
+        [
+            "dead letters read from dl since the beginning: 5",
+            "  would replay: 2 (2 events)",
+            "  already replayed earlier, skipped: 1",
+            "  still rejected: 2",
+            "top reasons still rejected:",
+            "        2  currency: no rate configured for 'JPY'",
+            "        1  type: bad",
+        ]
+    )
