@@ -18,6 +18,10 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
 - ``P:click:<click id>``: JSON ``[ts, campaign, channel, person]``, for the lookback.
 - ``P:path:<person>``: JSON list of the person's recent touches, for the lookback.
 - ``P:cust:<person>``: JSON ``[campaign, channel]`` that acquired the customer.
+- ``P:rank:spend``: sorted set of campaigns by all-time spend, and in every bucket
+  the row ``campaigns``/``all`` summing all campaign rows: together they let
+  ``/metrics`` read the top campaigns and fold the rest into ``other`` without
+  reading every campaign.
 - ``P:health``: hash of pipeline counters (events, duplicates, late, bots).
 - ``P:sources``: set of the ``src`` keys, to find every partition's progress.
 """
@@ -39,6 +43,8 @@ Buckets = dict[EpochMs, dict[tuple[str, str], dict[str, int]]]
 """bucket start -> (dimension, value) -> metric -> amount."""
 
 SEEN_TTL_S = 48 * 3600
+CAMPAIGN_SUM = ("campaigns", "all")
+"""The (dimension, value) of the row that sums every campaign row of a bucket."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,10 @@ class Keys:
     def field(self, dimension: str, value: str, metric: str) -> str:
         """The hash field of one metric of one dimension value in a bucket."""
         return f"{dimension}{SEP}{value}{SEP}{metric}"
+
+    @property
+    def rank(self) -> str:
+        return f"{self.prefix}:rank:spend"
 
     @property
     def health(self) -> str:

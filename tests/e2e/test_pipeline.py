@@ -86,7 +86,7 @@ def test_pixel_and_batch_hits_reach_kpis_and_metrics_exactly(settings: Settings)
                 "value": "49.90",
                 "order_id": "o-1",
             },
-            {"type": "click", "campaign": campaign, "event_id": "c-0"},  # a duplicate
+            dict(batch[0]),  # the same event again, as a retrying client sends it
             {"type": "click", "campaign": campaign, "cost": "-1"},  # rejected
         ]
         status, answer = post(f"{collector}/v1/events", orjson.dumps(batch))

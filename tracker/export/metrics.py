@@ -8,7 +8,6 @@ summed under ``campaign="other"``. Ratios with a zero denominator are left out.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
 
 import orjson
@@ -17,10 +16,11 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from tracker.attribution import ONE
+from tracker.channels import CHANNELS
 from tracker.export.rows import totals
 from tracker.money import to_number
 from tracker.settings import Settings
-from tracker.store import Keys, parse_bucket
+from tracker.store import CAMPAIGN_SUM, Keys
 from tracker.stream.aggregate import attributed
 from tracker.windows import ALL_TIME, WINDOWS, bucket_start
 
@@ -34,6 +34,32 @@ _STORED = {
 }
 OTHER = "other"
 _KPIS = ("ctr", "cvr", "cpc", "cpa", "roas")
+_FIELDS = (
+    "impressions",
+    "clicks",
+    "spend",
+    "bots",
+    "customers",
+    "customer_revenue",
+    *(stored for stored, _ in _STORED.values()),
+)
+Rows = dict[tuple[str, str], dict[str, int]]
+"""(dimension, value) -> metric -> amount."""
+
+
+def _rows(wanted: list[tuple[str, str]], raw: list[bytes | None], fold: bool) -> Rows:
+    """HMGET answers as rows; with ``fold``, the campaign sum less the named is ``other``."""
+    rows: Rows = {}
+    values = iter(raw)
+    for row in wanted:
+        rows[row] = {m: int(v) for m in _FIELDS if (v := next(values)) is not None}
+    total = rows.pop(CAMPAIGN_SUM)
+    if fold:
+        named = [m for (d, _), m in rows.items() if d == "campaign"]
+        rows["campaign", OTHER] = {
+            m: total.get(m, 0) - sum(n.get(m, 0) for n in named) for m in _FIELDS
+        }
+    return {key: metrics for key, metrics in rows.items() if metrics}
 
 
 class StoreCollector(Collector):
@@ -49,48 +75,43 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         keys = self._keys
         now = int(time.time() * 1000)
-        windows = {w: bucket_start(now, w) for w in WINDOWS}
+        buckets = [(ALL_TIME, 0)] + [(w, bucket_start(now, w)) for w in WINDOWS]
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(keys.bucket(ALL_TIME, 0))
-        for window, start in windows.items():
-            pipe.hgetall(keys.bucket(window, start))
+        pipe.zrevrange(keys.rank, 0, self._top - 1)
+        pipe.zcard(keys.rank)
         pipe.hgetall(keys.health)
         pipe.smembers(keys.sources)
-        all_time, *current, health, sources = pipe.execute()
-        source_keys = sorted(sources)
-        progress = self._redis.mget(source_keys) if source_keys else []
+        top, ranked, health, sources = pipe.execute()
 
-        everything = parse_bucket(all_time)
-        named = self._top_campaigns(everything)
-        yield from self._counters(everything, named)
-        yield from self._window_kpis(
-            {w: parse_bucket(raw) for w, raw in zip(windows, current, strict=True)}, named
+        # Only the named campaigns, their sum and the channels are read: the scrape
+        # costs the same for ten campaigns or ten thousand.
+        named = [name.decode() for name in top]
+        wanted = [("campaign", n) for n in named] + [CAMPAIGN_SUM]
+        wanted += [("channel", c) for c in CHANNELS]
+        fields = [keys.field(d, v, m) for d, v in wanted for m in _FIELDS]
+        source_keys = sorted(sources)
+        pipe = self._redis.pipeline(transaction=False)
+        for window, start in buckets:
+            pipe.hmget(keys.bucket(window, start), fields)
+        if source_keys:
+            pipe.mget(source_keys)
+        results = pipe.execute()
+        progress = results.pop() if source_keys else []
+        fold = ranked > len(named)
+        rows = {w: _rows(wanted, raw, fold) for (w, _), raw in zip(buckets, results, strict=True)}
+
+        yield from self._counters(rows[ALL_TIME])
+        yield GaugeMetricFamily(
+            "tracker_campaigns_folded",
+            "Campaigns summed under campaign='other' to bound label cardinality",
+            value=max(0, ranked - len(named)),
         )
+        yield from self._window_kpis({w: rows[w] for w in WINDOWS})
         yield from self._health(health, progress)
         yield from self._lag(source_keys, progress)
-        yield from self._clv(everything, named)
+        yield from self._clv(rows[ALL_TIME])
 
-    def _top_campaigns(self, rows: Mapping[tuple[str, str], Mapping[str, int]]) -> set[str]:
-        campaigns = [(m.get("spend", 0), v) for (d, v), m in rows.items() if d == "campaign"]
-        campaigns.sort(reverse=True)
-        return {name for _, name in campaigns[: self._top]}
-
-    def _fold(
-        self, rows: Mapping[tuple[str, str], Mapping[str, int]], named: set[str]
-    ) -> dict[tuple[str, str], dict[str, int]]:
-        """Rows with campaigns outside ``named`` summed under ``other``."""
-        folded: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for (dimension, value), metrics in rows.items():
-            if dimension == "campaign" and value not in named:
-                value = OTHER
-            for metric, amount in metrics.items():
-                folded[dimension, value][metric] += amount
-        return folded
-
-    def _counters(
-        self, rows: Mapping[tuple[str, str], Mapping[str, int]], named: set[str]
-    ) -> Iterator[Metric]:
-        folded = self._fold(rows, named)
+    def _counters(self, folded: Rows) -> Iterator[Metric]:
         for dimension in ("campaign", "channel"):
             for metric in COUNTED:
                 money = metric in ("spend", "revenue")
@@ -106,17 +127,8 @@ class StoreCollector(Collector):
                         amount = metrics[stored]
                         family.add_metric([value], to_number(amount) if money else amount / scale)
                 yield family
-        yield GaugeMetricFamily(
-            "tracker_campaigns_folded",
-            "Campaigns summed under campaign='other' to bound label cardinality",
-            value=max(0, sum(1 for d, _ in rows if d == "campaign") - len(named)),
-        )
 
-    def _window_kpis(
-        self,
-        windows: Mapping[str, Mapping[tuple[str, str], Mapping[str, int]]],
-        named: set[str],
-    ) -> Iterator[Metric]:
+    def _window_kpis(self, windows: Mapping[str, Rows]) -> Iterator[Metric]:
         families = {
             (dimension, kpi): GaugeMetricFamily(
                 f"tracker_{dimension}_{kpi}",
@@ -127,7 +139,7 @@ class StoreCollector(Collector):
             for kpi in _KPIS
         }
         for window, rows in windows.items():
-            for (dimension, value), metrics in sorted(self._fold(rows, named).items()):
+            for (dimension, value), metrics in sorted(rows.items()):
                 if dimension not in ("campaign", "channel"):
                     continue
                 t = totals(dimension, metrics, DEFAULT_MODEL)
@@ -179,11 +191,8 @@ class StoreCollector(Collector):
             family.add_metric([str(partition)], max(0, end - applied.get(partition, -1) - 1))
         yield family
 
-    def _clv(
-        self, rows: Mapping[tuple[str, str], Mapping[str, int]], named: set[str]
-    ) -> Iterator[Metric]:
+    def _clv(self, folded: Rows) -> Iterator[Metric]:
         """Lifetime value of the customers each campaign and channel acquired."""
-        folded = self._fold(rows, named)
         for dimension in ("campaign", "channel"):
             customers = CounterMetricFamily(
                 f"tracker_{dimension}_customers",

@@ -27,7 +27,7 @@ from redis.exceptions import WatchError
 from tracker.channels import CHANNELS
 from tracker.events import Event
 from tracker.settings import Settings
-from tracker.store import SEEN_TTL_S, Keys
+from tracker.store import CAMPAIGN_SUM, SEEN_TTL_S, Keys
 from tracker.stream import state
 from tracker.stream.aggregate import Delta, Policy, fold, person_of, spend_key
 from tracker.stream.state import Lookups
@@ -166,11 +166,21 @@ class Sink:
     def _write_delta(self, pipe: Any, delta: Delta) -> None:
         keys = self._keys
         touched: set[tuple[str, EpochMs]] = set()
+        campaign_sums: Counter[tuple[str, EpochMs, str]] = Counter()
+        ranked: Counter[str] = Counter()
         for (window, start, dimension, value, metric), amount in delta.sums.items():
             if amount:
                 name = keys.field(dimension, value, metric)
                 pipe.hincrby(keys.bucket(window, start), name, amount)
                 touched.add((window, start))
+                if dimension == "campaign":
+                    campaign_sums[window, start, metric] += amount
+                    if window == ALL_TIME:  # every campaign is ranked, by spend
+                        ranked[value] += amount if metric == "spend" else 0
+        for campaign, spend in ranked.items():
+            pipe.zincrby(keys.rank, spend, campaign)
+        for (window, start, metric), amount in campaign_sums.items():
+            pipe.hincrby(keys.bucket(window, start), keys.field(*CAMPAIGN_SUM, metric), amount)
         for (window, start, dimension, value), people in delta.uniques.items():
             key = keys.uniques(window, start, dimension, value)
             pipe.pfadd(key, *people)
