@@ -97,6 +97,11 @@ def nonzero(delta: Delta) -> dict[Cell, int]:
     return {cell: amount for cell, amount in delta.sums.items() if amount}
 
 
+def net(delta: Delta) -> dict[Cell, int]:
+    """The sums less the all-time reversal tallies that keep counters monotonic."""
+    return {cell: amount for cell, amount in delta.sums.items() if "_reversed" not in cell[4]}
+
+
 # counting
 
 
@@ -757,7 +762,7 @@ def test_reversal_in_the_same_batch_takes_back_everything_but_the_customer(statu
         lookups,
     )
     # Every bucket, every model, every dimension back to 0; the customer stays won.
-    assert nonzero(delta) == {
+    assert {c: a for c, a in net(delta).items() if a} == {
         ("all", 0, "total", "total", "customers"): 1,
         ("all", 0, "channel", "email", "customers"): 1,  # last click: newsletter (email)
         ("all", 0, "campaign", "newsletter", "customers"): 1,
@@ -801,7 +806,22 @@ def test_refund_of_a_known_order_subtracts_exactly_what_it_added() -> None:
     # lifetime value of the acquiring campaign; the customer is not taken back
     for dimension, value in (("total", "total"), ("channel", "search"), ("campaign", "spring")):
         expected["all", 0, dimension, value, "customer_revenue"] = -10_000_000
-    assert dict(delta.sums) == expected
+    assert net(delta) == expected
+    # and all-time tallies of what was taken back, so gross counters never go down
+    reversed_cells = {cell: a for cell, a in delta.sums.items() if "_reversed" in cell[4]}
+    tallies: dict[Cell, int] = {}
+    for dimension, value in (("total", "total"), ("goal", "purchase")):
+        tallies["all", 0, dimension, value, "conversions_reversed"] = 1
+        tallies["all", 0, dimension, value, "revenue_reversed"] = 10_000_000
+    for dimension, value in (("channel", "social"), ("campaign", "summer")):
+        tallies["all", 0, dimension, value, "conversions_reversed@last_click"] = ONE
+        tallies["all", 0, dimension, value, "revenue_reversed@last_click"] = 10_000_000
+        tallies["all", 0, dimension, value, "conversions_reversed@linear"] = 500_000
+        tallies["all", 0, dimension, value, "revenue_reversed@linear"] = 5_000_000
+    for dimension, value in (("channel", "search"), ("campaign", "spring")):
+        tallies["all", 0, dimension, value, "conversions_reversed@linear"] = 500_000
+        tallies["all", 0, dimension, value, "revenue_reversed@linear"] = 5_000_000
+    assert reversed_cells == tallies
     assert lookups.orders["o1"].reversed
     assert lookups.dirty_orders == {"o1"}
     assert delta.health["reversals"] == 1
@@ -812,7 +832,7 @@ def test_refund_of_an_order_without_person_leaves_lifetime_value_alone() -> None
         T0, "purchase", 1_000_000, {"linear": [Credit(None, "direct", ONE, 1_000_000)]}, None
     )
     delta = run([conversion("r", order_id="o1", status="refund")], Lookups(orders={"o1": order}))
-    assert {cell[4] for cell in delta.sums} == {
+    assert {cell[4] for cell in net(delta)} == {
         "conversions",
         "revenue",
         "conversions@linear",
@@ -1006,6 +1026,8 @@ def test_newer_spend_replaces_older_adding_the_difference(
     assert total(delta, "spend", "1d", MAY1) == added
     assert delta.spend == {KEY: SpendFigure(T0, after)}
     assert lookups.spend == {KEY: SpendFigure(T0, after)}
+    # a correction downwards is also tallied, so gross spend counters never go down
+    assert total(delta, "spend_revised_down") == max(0, -added)
 
 
 def test_same_spend_figure_again_adds_nothing() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,24 +25,47 @@ from tracker.store import CAMPAIGN_SUM, Keys
 from tracker.stream.aggregate import attributed
 from tracker.windows import ALL_TIME, WINDOWS, bucket_start
 
-COUNTED = ("impressions", "clicks", "conversions", "spend", "revenue", "bots")
 DEFAULT_MODEL = "last_click"
+_LC = "@" + DEFAULT_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """An all-time counter: the stored metrics it adds up, and its unit."""
+
+    name: str
+    stored: tuple[str, ...]
+    scale: int = 1
+    money: bool = False
+
+
 # Per campaign and channel, conversions and revenue are as the default model credits
-# them (conversions in micro-conversions, hence the scale).
-_STORED = {
-    "conversions": (attributed("conversions", DEFAULT_MODEL), ONE),
-    "revenue": (attributed("revenue", DEFAULT_MODEL), 1),
-}
+# them (conversions in micro-conversions, hence the scale). Counters are gross: what
+# refunds and spend corrections took back is added again and counted on its own, so
+# no counter ever goes down (Prometheus would read that as a restart).
+COUNTED = (
+    Counted("impressions", ("impressions",)),
+    Counted("clicks", ("clicks",)),
+    Counted("conversions", ("conversions" + _LC, "conversions_reversed" + _LC), ONE),
+    Counted("conversions_reversed", ("conversions_reversed" + _LC,), ONE),
+    Counted("spend", ("spend", "spend_revised_down"), money=True),
+    Counted("spend_revised_down", ("spend_revised_down",), money=True),
+    Counted("revenue", ("revenue" + _LC, "revenue_reversed" + _LC), money=True),
+    Counted("revenue_reversed", ("revenue_reversed" + _LC,), money=True),
+    Counted("bots", ("bots",)),
+)
 OTHER = "other"
 _KPIS = ("ctr", "cvr", "cpc", "cpa", "roas")
-_FIELDS = (
-    "impressions",
-    "clicks",
-    "spend",
-    "bots",
-    "customers",
-    "customer_revenue",
-    *(stored for stored, _ in _STORED.values()),
+_FIELDS = tuple(
+    dict.fromkeys(
+        [
+            *(name for counted in COUNTED for name in counted.stored),
+            "customers",
+            "customer_revenue",
+            attributed("conversions", DEFAULT_MODEL),
+            attributed("revenue", DEFAULT_MODEL),
+        ]
+    )
 )
 Rows = dict[tuple[str, str], dict[str, int]]
 """(dimension, value) -> metric -> amount."""
@@ -113,19 +137,20 @@ class StoreCollector(Collector):
 
     def _counters(self, folded: Rows) -> Iterator[Metric]:
         for dimension in ("campaign", "channel"):
-            for metric in COUNTED:
-                money = metric in ("spend", "revenue")
+            for counted in COUNTED:
                 family = CounterMetricFamily(
-                    f"tracker_{dimension}_{metric}",
-                    f"All-time {metric} per {dimension}"
-                    + (f", in {self._currency}" if money else ""),
+                    f"tracker_{dimension}_{counted.name}",
+                    f"All-time {counted.name.replace('_', ' ')} per {dimension}"
+                    + (f", in {self._currency}" if counted.money else ""),
                     labels=[dimension],
                 )
-                stored, scale = _STORED.get(metric, (metric, 1))
                 for (dim, value), metrics in sorted(folded.items()):
-                    if dim == dimension and stored in metrics:
-                        amount = metrics[stored]
-                        family.add_metric([value], to_number(amount) if money else amount / scale)
+                    if dim != dimension or not any(m in metrics for m in counted.stored):
+                        continue
+                    amount = sum(metrics.get(m, 0) for m in counted.stored)
+                    family.add_metric(
+                        [value], to_number(amount) if counted.money else amount / counted.scale
+                    )
                 yield family
 
     def _window_kpis(self, windows: Mapping[str, Rows]) -> Iterator[Metric]:

@@ -242,27 +242,31 @@ def _credit(
 
 
 def _count_order(delta: Delta, order: Order, sign: int) -> None:
-    """Add (or with ``sign=-1`` take back) an order in the buckets of its own time."""
-    _spread(
-        delta,
-        order.ts,
-        [(TOTAL, TOTAL), ("goal", order.goal)],
-        {"conversions": sign, "revenue": sign * order.revenue},
-    )
+    """Add (or with ``sign=-1`` take back) an order in the buckets of its own time.
+
+    A take-back is also counted, all time, under ``<metric>_reversed``: added to the
+    net figure it gives a gross total that never goes down, which is what
+    Prometheus counters must be.
+    """
+    cells: list[tuple[list[tuple[str, str]], str, int, int]] = [
+        ([(TOTAL, TOTAL), ("goal", order.goal)], "", 1, order.revenue)
+    ]
     for model, shares in order.credits.items():
         for credit in shares:
             dims = [("channel", credit.channel)]
             if credit.campaign:
                 dims.append(("campaign", credit.campaign))
-            _spread(
-                delta,
-                order.ts,
-                dims,
-                {
-                    attributed("conversions", model): sign * credit.conversions,
-                    attributed("revenue", model): sign * credit.revenue,
-                },
-            )
+            cells.append((dims, "@" + model, credit.conversions, credit.revenue))
+    for dims, suffix, conversions, revenue in cells:
+        # Totals count whole conversions; attributed shares are micro-conversions.
+        metrics = {f"conversions{suffix}": sign * conversions, f"revenue{suffix}": sign * revenue}
+        _spread(delta, order.ts, dims, metrics)
+        if sign < 0:
+            for dimension, value in dims:
+                delta.sums[ALL_TIME, 0, dimension, value, f"conversions_reversed{suffix}"] += (
+                    conversions
+                )
+                delta.sums[ALL_TIME, 0, dimension, value, f"revenue_reversed{suffix}"] += revenue
 
 
 def _spread_clv(delta: Delta, acquisition: Acquisition, customers: int, revenue: Micros) -> None:
@@ -285,4 +289,8 @@ def _upsert_spend(event: Event, delta: Delta, lookups: Lookups, policy: Policy) 
     change = amount - (previous.amount if previous else 0)
     if change:
         start = period_start(key[1])
-        _spread(delta, start, _dimensions(event.campaign, event.channel), {"spend": change})
+        dims = _dimensions(event.campaign, event.channel)
+        _spread(delta, start, dims, {"spend": change})
+        if change < 0:  # see _count_order: counters need a gross figure
+            for dimension, value in dims:
+                delta.sums[ALL_TIME, 0, dimension, value, "spend_revised_down"] -= change
