@@ -39,6 +39,10 @@ def build_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         # Records are applied idempotently; commits only bound the replay.
         broker_commit_interval=1.0,
+        # A worker that joined while the broker was restarting may be assigned
+        # nothing ("missing topic"); fresh metadata shows the topic and makes the
+        # group rebalance within seconds instead of the default five minutes.
+        consumer_metadata_max_age_ms=10_000,
     )
     events = app.topic(settings.events_topic, value_serializer="raw", key_serializer="raw")
     dead_letters = app.topic(
@@ -84,21 +88,26 @@ def build_app(settings: Settings) -> faust.App:
             return None
 
     async def apply_until_done(sink: Sink, records: list[Record]) -> bool:
-        """Apply, retrying while Redis is away; False if the partitions moved on."""
-        delay = 0.1
+        """Apply, retrying while Redis is away or another apply raced ours.
+
+        A ``WATCH`` conflict means a partition's offset moved meanwhile (a rebalance,
+        a zombie); retrying re-reads it, so records already applied are skipped and
+        the rest applied. Never leaving a batch unacknowledged matters: a gap in the
+        acknowledged offsets is not safe to rely on for redelivery.
+        """
+        delay = 0.05
         while True:
             try:
                 health = await sink.apply(records)
             except WatchError:
-                log.warning("partition moved to another worker; batch left to it")
-                return False
+                log.info("offsets moved during the batch; applying again")
             except RedisError as exc:
                 log.warning("redis unavailable, retrying", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            log.debug("applied", records=len(records), **health)
-            return True
+            else:
+                log.debug("applied", records=len(records), **health)
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
