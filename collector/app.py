@@ -19,6 +19,7 @@ from tracker import asgi
 from tracker.asgi import HTTPError, Request, Response
 from tracker.events import Context, Event, InvalidEvent, new_id, parse_event
 from tracker.kafka import ensure_topics
+from tracker.openapi import Description
 from tracker.records import encode_dead_letter
 from tracker.settings import Settings
 
@@ -70,6 +71,7 @@ class Collector:
         app.route("/healthz", self.healthz)
         app.route("/readyz", self.readyz)
         app.route("/metrics", self.metrics_page)
+        app.route("/openapi.yaml", Description("collector").serve)
         return app
 
     async def start(self) -> None:

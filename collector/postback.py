@@ -110,7 +110,7 @@ def verify(
     if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
         raise Unauthorized("signature mismatch")
     ts = params.get("ts", "")
-    if not ts.isascii() or not ts.isdigit():
+    if not ts.isascii() or not ts.isdigit() or len(ts) > 18:  # int() refuses 4,300+ digits
         raise Unauthorized("missing or malformed ts parameter (epoch seconds)")
     if abs(now_s - int(ts)) > tolerance_s:
         raise Unauthorized(

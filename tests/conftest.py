@@ -27,6 +27,11 @@ def free_port() -> int:
 @pytest.fixture
 def settings(servers: tuple[str, str]) -> Settings:
     """Settings isolated from every other test: own topics, consumer group, keys, ports."""
+    return isolated_settings(servers)
+
+
+def isolated_settings(servers: tuple[str, str]) -> Settings:
+    """What the ``settings`` fixture gives, for fixtures of a wider scope."""
     bootstrap, redis = servers
     run = uuid.uuid4().hex[:10]
     return Settings(

@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -56,13 +56,14 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 @contextmanager
 def tracker(
-    command: str, settings: Settings, health_url: str | None
+    command: str, settings: Settings, health_url: str | None, args: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``tracker <command>``; wait until ``health_url`` answers 200; SIGTERM at the end."""
+    """Run ``tracker <command> <args>``; wait until ``health_url`` answers 200; SIGTERM at
+    the end."""
     log_path = Path(tempfile.mkdtemp(prefix="tracker-")) / f"{command}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli", command],
+        [sys.executable, "-m", "tracker.cli", command, *args],
         env=environment(settings),
         stdout=log,
         stderr=subprocess.STDOUT,

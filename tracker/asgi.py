@@ -8,6 +8,7 @@ small layer over uvicorn with httptools and uvloop.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,11 @@ class App:
         if "GET" in methods:
             self._routes[path]["HEAD"] = handler
 
+    @property
+    def routes(self) -> dict[str, frozenset[str]]:
+        """Each path served, with its methods (``HEAD`` comes with every ``GET``)."""
+        return {path: frozenset(handlers) for path, handlers in self._routes.items()}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             response = await self._dispatch(Request(scope, receive))
@@ -203,4 +209,7 @@ def serve(app: App, host: str, port: int) -> None:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+    # Everything imported so far lives as long as the process: out of the cyclic
+    # GC's sight, its full collections stay cheap (some 3 us a request otherwise).
+    gc.freeze()
     uvicorn.Server(config).run()

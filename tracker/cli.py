@@ -47,18 +47,62 @@ def _serve(config: settings.Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(config: settings.Settings, args: argparse.Namespace) -> int:
-    from tracker import simulate
+    from tracker import scenarios, simulate
 
     url = args.collector_url or f"http://{config.collector_host}:{config.collector_port}"
+    try:
+        scenario = scenarios.from_args(args)
+    except ValueError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    if args.curves or args.backfill_days:
+        return _simulate_curves(config, args, url)
     accepted = simulate.run(
         url,
         rate=args.rate,
         duration=args.duration,
         campaign_count=args.campaigns,
         seed=args.seed,
+        scenario=scenario,
     )
     log.info("simulation finished", accepted=accepted)
     return 0
+
+
+def _simulate_curves(config: settings.Settings, args: argparse.Namespace, url: str) -> int:
+    from tracker import market, simulate
+
+    try:
+        curves = market.parse_curves(args.curves or "default")
+    except (ValueError, OSError) as exc:
+        print(f"tracker: --curves: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.backfill_days < config.max_age_days:
+        print(
+            f"tracker: --backfill-days must be from 0 to below the collector's max_age_days "
+            f"({config.max_age_days}): older events are rejected",
+            file=sys.stderr,
+        )
+        return 2
+    accepted = 0
+    if args.backfill_days:
+        accepted += simulate.backfill(url, curves, days=args.backfill_days, seed=args.seed)
+    if args.duration != 0:
+        accepted += simulate.run_curves(url, curves, duration=args.duration, seed=args.seed)
+    log.info("simulation finished", accepted=accepted)
+    return 0
+
+
+def _budget(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.decide import command
+
+    return command.run(config, args)
+
+
+def _report(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.report import command
+
+    return command.run(config, args)
 
 
 def _replay_dead_letters(config: settings.Settings, args: argparse.Namespace) -> int:
@@ -85,6 +129,8 @@ COMMANDS = {
     "worker": (_worker, "run a Faust stream worker (Kafka -> Redis)"),
     "serve": (_serve, "run the exporter: /metrics and /v1/kpis"),
     "simulate": (_simulate, "send realistic traffic to the collector"),
+    "budget": (_budget, "recommend how to split a budget, with the reasons"),
+    "report": (_report, "write the stakeholder report (HTML, CSV or JSON)"),
     "replay-dead-letters": (
         _replay_dead_letters,
         "judge dead letters again with the current settings; send what passes to Kafka",
@@ -106,6 +152,29 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--campaigns", type=int, default=20, help="number of campaigns")
             sub.add_argument("--seed", type=int, default=1, help="random seed")
             sub.add_argument("--collector-url", default=None, help="default from the settings")
+            sub.add_argument(
+                "--curves",
+                default=None,
+                help="known response curves per channel: 'default', a JSON object or a JSON "
+                "file (see tracker/market.py); --rate and --campaigns then do not apply",
+            )
+            sub.add_argument(
+                "--backfill-days",
+                type=int,
+                default=0,
+                help="first send this many past days of the curves' traffic, oldest first",
+            )
+            from tracker.scenarios import add_arguments as scenario_arguments
+
+            scenario_arguments(sub)
+        if name == "budget":
+            from tracker.decide.command import add_arguments as budget_arguments
+
+            budget_arguments(sub)
+        if name == "report":
+            from tracker.report.command import add_arguments as report_arguments
+
+            report_arguments(sub)
         if name == "replay-dead-letters":
             sub.add_argument(
                 "--since", default=None, help="epoch ms or RFC 3339; default: the beginning"

@@ -7,6 +7,7 @@ wire form (orjson of the dataclass) is derived from it in :mod:`tracker.records`
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,8 @@ ALIASES: Final = {
 IGNORED_PREFIXES: Final = ("_", "cb", "utm_", "rnd")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MS_DIGITS: Final = 18
+"""Longer digit strings are no time (and past 4,300 digits ``int()`` refuses them)."""
 _SHORT, _LONG, _URL = 256, 512, 2048
 _MAX_LENGTH: Final = {
     "event_id": 64,
@@ -147,11 +150,17 @@ def parse_ts(raw: object) -> EpochMs:
     """Epoch milliseconds from epoch ms (number or digits) or an RFC 3339 string."""
     if isinstance(raw, bool):
         raise ValueError("must be epoch milliseconds or RFC 3339")
-    if isinstance(raw, int | float):
+    if isinstance(raw, int):
+        return int(raw)
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise ValueError("must be a finite number of epoch milliseconds")
         return int(raw)
     if isinstance(raw, str):
         text = raw.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # not "٣" or "²", which isdigit() also takes
+            if len(text) > _MAX_MS_DIGITS:
+                raise ValueError("epoch milliseconds out of range")
             return int(text)
         try:
             parsed = datetime.fromisoformat(text)

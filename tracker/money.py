@@ -40,6 +40,8 @@ def parse_micros(raw: object) -> Micros:
     """
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise MoneyError("must be a number")
+    if isinstance(raw, int) and raw >= 10**_MAX_DIGITS:
+        raise MoneyError("is too large")  # before str(), which refuses ints of 4,300+ digits
     text = str(raw).strip()
     if len(text) > _MAX_DIGITS:
         raise MoneyError(f"has more than {_MAX_DIGITS} characters")

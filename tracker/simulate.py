@@ -4,6 +4,9 @@ Each simulated campaign has its own channel and funnel: impressions convert to
 clicks at its CTR, clicks cost its CPC, clicks convert at its CVR with order
 values around its average order value. Visitors browse as real browsers do, with
 a user agent; a small share are crawlers. Everything derives from ``seed``.
+
+With known response curves (:mod:`tracker.market`), :func:`backfill` sends days of
+history at once and :func:`run_curves` continues in real time.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
 from tracker.channels import CHANNELS
 from tracker.events import new_id
+from tracker.market import DAY, ChannelCurve, day_events
+from tracker.windows import day_of
+
+if TYPE_CHECKING:
+    from tracker.scenarios import Scenario
 
 log = structlog.get_logger(__name__)
 
@@ -113,14 +121,19 @@ def run(
     campaign_count: int,
     seed: int,
     batch_interval: float = 0.2,
+    scenario: Scenario | None = None,
 ) -> int:
     """Send about ``rate`` events a second for ``duration`` seconds (forever if None).
 
+    ``scenario`` (:mod:`tracker.scenarios`) sets the campaigns' shares and changes their
+    funnels as the run goes on; without one, each keeps its own for the whole run.
     Returns how many events the collector accepted.
     """
     rng = random.Random(seed)
     pool = campaigns(campaign_count, rng)
     weights = [rng.paretovariate(1.5) for _ in pool]  # a few big campaigns, a long tail
+    if scenario is not None:
+        pool, weights = scenario.market(pool, weights)
     accepted = 0
     started = time.monotonic()
     debt = 0.0
@@ -129,8 +142,9 @@ def run(
         debt += rate * batch_interval
         events: list[dict[str, Any]] = []
         now_ms = int(time.time() * 1000)
+        shaped = pool if scenario is None else [scenario.at(c, tick - started) for c in pool]
         while len(events) < debt:
-            campaign = rng.choices(pool, weights)[0]
+            campaign = rng.choices(shaped, weights)[0]
             events.extend(funnel(campaign, rng, now_ms))
         debt -= len(events)
         for chunk in range(0, len(events), 1000):
@@ -139,4 +153,90 @@ def run(
             except (urllib.error.URLError, OSError) as exc:
                 log.warning("collector did not take a batch", error=str(exc))
         time.sleep(max(0.0, batch_interval - (time.monotonic() - tick)))
+    return accepted
+
+
+def send(collector_url: str, events: list[dict[str, Any]], deadline_s: float = 60.0) -> int:
+    """POST ``events`` in batches, in order, retrying a batch the collector could not take.
+
+    Returns how many were accepted; raises ``TimeoutError`` when the collector does not
+    take a batch within ``deadline_s``. Order matters for history: the worker judges
+    lateness per partition against the newest event time it has seen there.
+    """
+    accepted = 0
+    for chunk in range(0, len(events), 1000):
+        batch = events[chunk : chunk + 1000]
+        deadline = time.monotonic() + deadline_s
+        delay = 0.1
+        while True:
+            try:
+                answer = post_batch(collector_url, batch)
+                break
+            except (urllib.error.URLError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise TimeoutError(f"the collector did not take a batch: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        accepted += answer["accepted"]
+        if answer["rejected"]:
+            reasons = [r.get("reasons") for r in answer["results"] if r["status"] == "rejected"]
+            log.warning("collector rejected events", count=answer["rejected"], first=reasons[0])
+    return accepted
+
+
+def backfill(
+    collector_url: str,
+    curves: list[ChannelCurve],
+    *,
+    days: int,
+    seed: int,
+    now_ms: int | None = None,
+) -> int:
+    """Send ``days`` whole past days of the curves' traffic, oldest day first.
+
+    Returns how many events the collector accepted. The days must lie within the
+    collector's ``max_age_days``, and the topic's partitions must not have seen newer
+    events yet (those would make the history late): backfill before live traffic.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    today = now_ms - now_ms % DAY
+    accepted = 0
+    for index in range(days, 0, -1):
+        day = today - index * DAY
+        accepted += send(collector_url, day_events(curves, day, seed))
+        log.info("backfilled a day", day=day_of(day), accepted=accepted)
+    return accepted
+
+
+def run_curves(
+    collector_url: str,
+    curves: list[ChannelCurve],
+    *,
+    duration: float | None,
+    seed: int,
+    batch_interval: float = 1.0,
+) -> int:
+    """Live traffic of the curves: each day's events sent as their time comes.
+
+    The part of today already past is sent at once. Runs ``duration`` seconds
+    (forever if None); returns how many events the collector accepted.
+    """
+    started = time.monotonic()
+    now_ms = int(time.time() * 1000)
+    day = now_ms - now_ms % DAY
+    pending = day_events(curves, day, seed)
+    accepted = 0
+    while duration is None or time.monotonic() - started < duration:
+        now_ms = int(time.time() * 1000)
+        if now_ms >= day + DAY:
+            day += DAY
+            pending += day_events(curves, day, seed)
+        due = next((i for i, e in enumerate(pending) if e["ts"] > now_ms), len(pending))
+        if due:
+            try:
+                accepted += send(collector_url, pending[:due], deadline_s=batch_interval * 10)
+            except TimeoutError as exc:
+                log.warning("collector did not take a batch", error=str(exc))
+            del pending[:due]
+        time.sleep(max(0.0, min(batch_interval, duration or batch_interval)))
     return accepted

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from redis.asyncio import Redis
 
@@ -12,9 +14,12 @@ from tracker.events import parse_ts
 from tracker.export.rows import clv_row, row
 from tracker.settings import Settings
 from tracker.store import Keys, read_buckets, read_uniques
-from tracker.windows import ALL_TIME, WINDOWS, buckets_between
+from tracker.types import EpochMs
+from tracker.windows import ALL_TIME, WINDOWS, bucket_start, buckets_between
 
 DIMENSIONS = ("campaign", "channel", "goal", "total")
+KPIS_PARAMETERS = ("dimension", "window", "from", "to", "model")
+CLV_PARAMETERS = ("dimension", "model")
 MAX_BUCKETS = 1500
 """A day of minutes, two months of hours, four years of days: beyond, ask for a bigger window."""
 
@@ -26,25 +31,9 @@ class KpiApi:
         self._currency = settings.base_currency.upper()
 
     async def kpis(self, request: Request) -> Response:
-        query = request.query()
-        dimension = query.get("dimension", "total")
-        if dimension not in DIMENSIONS:
-            raise HTTPError(400, f"dimension must be one of {', '.join(DIMENSIONS)}")
-        window = query.get("window", "1h")
-        if window not in WINDOWS:
-            raise HTTPError(400, f"window must be one of {', '.join(WINDOWS)}")
-        model = _model(query)
-        now = int(time.time() * 1000)
-        end = _time_param(query, "to", now + 1)
-        start = _time_param(query, "from", end - 24 * WINDOWS[window])
-        if start >= end:
-            raise HTTPError(400, "from must be before to")
-        starts = buckets_between(start, end, window)
-        if len(starts) > MAX_BUCKETS:
-            raise HTTPError(
-                400, f"range spans {len(starts)} {window} buckets, at most {MAX_BUCKETS}"
-            )
-        buckets = await read_buckets(self._redis, window, starts, self._keys)
+        span = parse_span(known_query(request, KPIS_PARAMETERS))
+        dimension, window, model = span.dimension, span.window, span.model
+        buckets = await read_buckets(self._redis, window, span.starts, self._keys)
         cells = [
             (bucket, value, metrics)
             for bucket in sorted(buckets)
@@ -72,11 +61,11 @@ class KpiApi:
 
     async def clv(self, request: Request) -> Response:
         """``GET /v1/clv``: lifetime value of customers per acquisition campaign or channel."""
-        query = request.query()
+        query = known_query(request, CLV_PARAMETERS)
         dimension = query.get("dimension", "campaign")
         if dimension not in ("campaign", "channel"):
             raise HTTPError(400, "dimension must be campaign or channel")
-        model = _model(query)
+        model = parse_model(query)
         everything = (await read_buckets(self._redis, ALL_TIME, [0], self._keys)).get(0, {})
         rows = [
             clv_row(value, metrics, model)
@@ -88,17 +77,93 @@ class KpiApi:
         )
 
 
-def _model(query: dict[str, str]) -> str:
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A checked query over a range of buckets, as ``/v1/kpis`` takes it."""
+
+    dimension: str
+    window: str
+    model: str
+    starts: list[EpochMs]
+    """Starts of the buckets of ``window`` overlapping ``[from, to)``."""
+
+
+def parse_span(
+    query: dict[str, str],
+    *,
+    dimensions: tuple[str, ...] = DIMENSIONS,
+    default_dimension: str = "total",
+    default_window: str = "1h",
+    default_buckets: int = 24,
+    complete: bool = False,
+) -> Span:
+    """``dimension``, ``window``, ``model``, ``from`` and ``to`` checked; HTTP 400 if bad.
+
+    Without ``to``, the range ends now (or, with ``complete``, at the start of the
+    current bucket); without ``from``, it spans ``default_buckets`` buckets.
+    """
+    dimension = query.get("dimension", default_dimension)
+    if dimension not in dimensions:
+        raise HTTPError(400, f"dimension must be one of {', '.join(dimensions)}")
+    window = query.get("window", default_window)
+    if window not in WINDOWS:
+        raise HTTPError(400, f"window must be one of {', '.join(WINDOWS)}")
+    model = parse_model(query)
+    now = int(time.time() * 1000)
+    end = parse_time(query, "to", bucket_start(now, window) if complete else now + 1)
+    start = parse_time(query, "from", end - default_buckets * WINDOWS[window])
+    if start >= end:
+        raise HTTPError(400, "from must be before to")
+    count = -(-(end - bucket_start(start, window)) // WINDOWS[window])  # before listing them
+    if count > MAX_BUCKETS:
+        raise HTTPError(
+            400,
+            f"range spans {count} {window} buckets, at most {MAX_BUCKETS}: "
+            "narrow from/to or take a larger window",
+        )
+    return Span(dimension, window, model, buckets_between(start, end, window))
+
+
+def known_query(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The query's parameters; HTTP 400 for a name not in ``names``, or given twice.
+
+    Strict, so that a typo (``windw=1d``) or a second value is refused with a reason
+    instead of silently answering the default. 400 too for a query that is not UTF-8.
+    """
+    raw: bytes = request.scope["query_string"]
+    try:
+        pairs = parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "the query is not valid UTF-8") from None
+    query: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in names:
+            raise HTTPError(400, f"unknown parameter {name[:64]!r}; known: {', '.join(names)}")
+        if name in query:
+            raise HTTPError(400, f"parameter {name!r} is given twice")
+        query[name] = value
+    return query
+
+
+def parse_model(query: dict[str, str]) -> str:
     model = query.get("model", "last_click")
     if model not in MODELS:
         raise HTTPError(400, f"model must be one of {', '.join(MODELS)}")
     return model
 
 
-def _time_param(query: dict[str, str], name: str, default: int) -> int:
+LATEST_MS = 253_402_214_400_000
+"""9999-12-31T00:00:00Z: a range ending later could end a bucket in year 10000, which has
+no RFC 3339 form (``/v1/trends`` prints the end of its last bucket)."""
+
+
+def parse_time(query: dict[str, str], name: str, default: int) -> int:
     if name not in query:
         return default
     try:
-        return parse_ts(query[name])
+        ts = parse_ts(query[name])
     except ValueError as exc:
         raise HTTPError(400, f"{name}: {exc}") from None
+    if not 0 <= ts < LATEST_MS:
+        raise HTTPError(400, f"{name} must be at or after 1970-01-01 and before 9999-12-31")
+    return ts

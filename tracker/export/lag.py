@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from tracker.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+PARTITIONS_TTL_S = 60.0
+"""How long the events topic's partition list is trusted before it is read again."""
 
 
 class EndOffsets:
@@ -17,33 +23,57 @@ class EndOffsets:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._partitions: list[TopicPartition] = []
+        self._partitions_read = 0.0
 
     async def start(self) -> None:
         # No group: this consumer never joins the workers' group, it only asks.
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap, request_timeout_ms=5000
         )
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._settings.kafka_bootstrap, request_timeout_ms=5000
+        )
         try:
             await self._consumer.start()
+            await self._admin.start()
         except KafkaError as exc:
             log.warning("kafka unavailable at start; lag will be missing", error=repr(exc))
 
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def _topic_partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
+        """The events topic's partitions; empty until the topic exists.
+
+        A consumer without a subscription never learns a topic's partitions
+        (``partitions_for_topic`` stays None), so the admin client lists them. It asks
+        for every topic: asking for one by name would let the broker auto-create it.
+        """
+        if self._partitions and time.monotonic() - self._partitions_read < PARTITIONS_TTL_S:
+            return self._partitions
+        topic = self._settings.events_topic
+        described = await admin.describe_topics()
+        self._partitions = [
+            TopicPartition(topic, p["partition"])
+            for t in described
+            if t["topic"] == topic
+            for p in sorted(t["partitions"], key=lambda p: int(p["partition"]))
+        ]
+        self._partitions_read = time.monotonic()
+        return self._partitions
 
     async def read(self) -> dict[int, int] | None:
         """partition -> end offset; None while Kafka does not answer."""
-        consumer = self._consumer
-        if consumer is None:
+        consumer, admin = self._consumer, self._admin
+        if consumer is None or admin is None:
             return None
-        topic = self._settings.events_topic
         try:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer.topics()  # refresh metadata
-                partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = await self._topic_partitions(admin)
             ends = await consumer.end_offsets(tps) if tps else {}
         except KafkaError as exc:
             log.warning("kafka end offsets unavailable", error=repr(exc))

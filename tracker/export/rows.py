@@ -47,7 +47,7 @@ def row(
         "value": value,
         "impressions": t.impressions,
         "clicks": t.clicks,
-        "conversions": _count(t.conversions),
+        "conversions": count(t.conversions),
         "spend": to_number(t.spend),
         "revenue": to_number(t.revenue),
         "ctr": t.ctr(),
@@ -76,7 +76,7 @@ def clv_row(value: str, metrics: Mapping[str, int], model: str) -> dict[str, Any
     }
 
 
-def _count(micro_conversions: int) -> int | float:
+def count(micro_conversions: int) -> int | float:
     """Whole conversions as an integer; a model's fractional credit to six decimals."""
     whole, rest = divmod(micro_conversions, ONE)
     return whole if rest == 0 else round(micro_conversions / ONE, 6)

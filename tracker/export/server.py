@@ -12,8 +12,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tracker import asgi
 from tracker.asgi import Request, Response
 from tracker.export.api import KpiApi
+from tracker.export.decisions import DecisionApi
 from tracker.export.lag import EndOffsets
 from tracker.export.metrics import StoreCollector
+from tracker.openapi import Description
 from tracker.settings import Settings
 
 
@@ -24,6 +26,7 @@ def build(settings: Settings) -> asgi.App:
     store = StoreCollector(redis_sync, settings)
     registry.register(store)
     api = KpiApi(redis_async, settings)
+    decisions = DecisionApi(redis_async, settings)
     ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
@@ -51,6 +54,10 @@ def build(settings: Settings) -> asgi.App:
     app.route("/metrics", metrics)
     app.route("/v1/kpis", api.kpis)
     app.route("/v1/clv", api.clv)
+    app.route("/v1/trends", decisions.trends)
+    app.route("/v1/attribution", decisions.attribution)
+    app.route("/v1/recommendations", decisions.recommendations)
     app.route("/healthz", healthz)
     app.route("/readyz", readyz)
+    app.route("/openapi.yaml", Description("tracker.export").serve)
     return app

@@ -1,0 +1,172 @@
+"""Budget reallocation on curves known exactly: optima, limits and sentences checked by hand.
+
+Two units with daily curves a = 1000 s / (s + 100) and b = 1000 s / (s + 400): their
+marginal returns 1000 h / (s + h)^2 are equal where s_b + 400 = 2 (s_a + 100), so a
+daily budget of 700 is best split 300 / 400 (both at marginal ROAS 0.625).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tracker.decide.budget import (
+    BudgetError,
+    Rules,
+    Unit,
+    parse_limits,
+    parse_period,
+    plan,
+    proportional,
+    quantum_of,
+)
+from tracker.decide.curves import Curve
+from tracker.decide.explain import as_json, move_sentence, summary, unit_sentence
+
+M = 1_000_000
+A, B = Curve(1000.0, 100.0), Curve(1000.0, 400.0)
+
+
+def history(name: str, curve: Curve, recent: list[float], days: int = 21) -> Unit:
+    """Exact days: spend swept from 100 to 600 a day, then ``recent``, the last days."""
+    sweep = [100.0 + 500.0 * i / (days - len(recent) - 1) for i in range(days - len(recent))]
+    spend = [*sweep, *recent]
+    return Unit(name, [round(s * M) for s in spend], [curve.outcome(s) for s in spend])
+
+
+def test_equal_marginals_without_a_step_limit() -> None:
+    units = [history("a", A, [350.0]), history("b", B, [350.0])]
+    found = plan(units, Rules(total=700 * M, period_days=1, max_change=1.0))
+    got = {a.name: a.recommended / M for a in found.allocations}
+    assert got["a"] == pytest.approx(300, abs=1)
+    assert got["b"] == pytest.approx(400, abs=1)
+    assert sum(a.recommended for a in found.allocations) == 700 * M
+    assert found.allocations[0].marginal_recommended == pytest.approx(0.625, rel=0.01)
+
+
+def test_the_step_limit_binds_and_the_move_is_explained() -> None:
+    # The last 7 days: a spent 100 a day, b 600 a day; the total is the same 4,900.
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    found = plan(units, Rules(total=4900 * M, period_days=7))
+    a, b = found.allocations
+    assert (a.start, b.start) == (700 * M, 4200 * M)
+    assert (a.low, a.high, b.low, b.high) == (560 * M, 840 * M, 3360 * M, 5040 * M)
+    assert (a.recommended, b.recommended) == (840 * M, 4060 * M)  # a as high as allowed
+    assert a.marginal_start == pytest.approx(2.5, rel=1e-3)  # 1000 * 100 / 200^2
+    assert b.marginal_start == pytest.approx(0.4, rel=1e-3)  # 1000 * 400 / 1000^2
+    (move,) = found.moves
+    assert move_sentence(move, found) == (
+        "move 140 USD from b to a: marginal ROAS 0.40 vs 2.50 at current spend"
+    )
+    assert unit_sentence(a, found) == (
+        "a: 700 USD -> 840 USD (+20%, the most this step allows); "
+        "marginal ROAS 2.50 now, 2.07 after"
+    )
+    # 7 days at 120 instead of 100 a day: 7 * (1000 * 120/220 - 1000 * 100/200) = 318.18
+    assert a.outcome_recommended is not None
+    assert a.outcome_start is not None
+    assert a.outcome_recommended - a.outcome_start == pytest.approx(318.18, abs=0.1)
+    assert summary(found).startswith("By the fitted curves, the recommended split earns about +")
+
+
+def test_minimums_and_maximums_win() -> None:
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    capped = plan(units, Rules(total=4900 * M, period_days=7, maximum={"a": 800 * M}))
+    assert [x.recommended for x in capped.allocations] == [800 * M, 4100 * M]
+    floored = plan(units, Rules(total=4900 * M, period_days=7, minimum={"b": 4150 * M}))
+    assert [x.recommended for x in floored.allocations] == [750 * M, 4150 * M]
+
+
+def test_limits_that_cannot_add_up_say_so() -> None:
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    with pytest.raises(BudgetError, match=r"between 6,360 USD and .*, not 4,900 USD"):
+        plan(units, Rules(total=4900 * M, period_days=7, minimum={"a": 3000 * M}))
+    with pytest.raises(BudgetError, match="minimum is above the maximum"):
+        plan(units, Rules(4900 * M, 7, minimum={"a": 9 * M}, maximum={"a": 8 * M}))
+
+
+def test_cents_add_up_exactly() -> None:
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    total = 4900 * M + 550_000  # 4,900.55
+    found = plan(units, Rules(total=total, period_days=7))
+    assert found.quantum == 10_000
+    assert sum(x.recommended for x in found.allocations) == total
+    assert all(x.recommended % 10_000 == 0 for x in found.allocations)
+
+
+def test_too_little_data_recommends_nothing_and_says_why() -> None:
+    units = [history("a", A, [100.0], days=5), history("b", B, [600.0], days=5)]
+    found = plan(units, Rules(total=1000 * M, period_days=1))
+    assert found.moves == []
+    assert found.nothing_because == "no unit has enough history for a response curve"
+    assert [x.recommended for x in found.allocations] == [143 * M, 857 * M]  # the old shares
+    for x in found.allocations:
+        assert x.kept_because == "only 5 days with spend in its history, 14 needed"
+        assert unit_sentence(x, found).endswith("only 5 days with spend in its history, 14 needed")
+    assert summary(found) == (
+        "No change recommended: no unit has enough history for a response curve."
+    )
+
+
+def test_no_recent_spend_recommends_nothing() -> None:
+    quiet = Unit("a", [5 * M] * 10 + [0] * 7, [10.0] * 10 + [0.0] * 7)
+    found = plan([quiet], Rules(total=100 * M, period_days=7))
+    assert found.allocations == []
+    assert found.nothing_because == "no spend in the last 7 days to start from"
+
+
+def test_a_paused_unit_keeps_nothing_and_the_others_share() -> None:
+    paused = Unit("c", [50 * M] * 14 + [0] * 7, [40.0] * 14 + [0.0] * 7)
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7), paused]
+    found = plan(units, Rules(total=4900 * M, period_days=7))
+    c = found.allocations[2]
+    assert (c.recommended, c.kept_because) == (0, "no spend in the last 7 days")
+
+
+def test_conversions_are_explained_as_marginal_cpa() -> None:
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    found = plan(units, Rules(total=4900 * M, period_days=7, objective="conversions"))
+    (move,) = found.moves
+    assert move_sentence(move, found) == (
+        "move 140 USD from b to a: marginal CPA 2.50 USD vs 0.40 USD at current spend"
+    )
+
+
+def test_json_form() -> None:
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    found = as_json(plan(units, Rules(total=4900 * M, period_days=7)))
+    assert found["total"] == 4900.0
+    assert found["units"][0]["start"] == 700.0
+    assert found["units"][0]["recommended"] == 840.0
+    assert found["units"][0]["curve"]["half_spend"] == pytest.approx(100.0, rel=1e-3)
+    assert found["moves"][0]["amount"] == 140.0
+    assert found["moves"][0]["explanation"].startswith("move 140 USD from b to a")
+    assert found["expected"]["change"] > 0
+
+
+def test_helpers() -> None:
+    assert quantum_of(4900 * M) == M
+    assert quantum_of(4900 * M + 10_000) == 10_000
+    assert quantum_of(1) == 1
+    assert proportional(10, [1, 1, 1]) == [4, 3, 3]
+    assert proportional(100, [700, 4200]) == [14, 86]
+    assert parse_period("7d") == 7
+    assert parse_limits("search=500, display=12.50") == {
+        "search": 500 * M,
+        "display": 12_500_000,
+    }
+    for bad in ("7", "0d", "1w", "400d"):
+        with pytest.raises(ValueError, match="period"):
+            parse_period(bad)
+    with pytest.raises(ValueError, match="name=amount"):
+        parse_limits("search")
+    with pytest.raises(ValueError, match="search: must not be negative"):
+        parse_limits("search=-1")
+
+
+def test_steady_spend_cannot_show_a_curve() -> None:
+    steady = Unit("a", [100 * M] * 21, [250.0 + (i % 3) for i in range(21)])
+    other = Unit("b", [50 * M] * 21, [80.0] * 21)
+    found = plan([steady, other], Rules(total=1050 * M, period_days=7))
+    assert found.moves == []
+    assert found.nothing_because == "no unit has a usable response curve: see each unit's reason"
+    assert all("hardly varied" in (x.kept_because or "") for x in found.allocations)

@@ -1,0 +1,164 @@
+"""``tracker budget``: the recommendation on a terminal (a table and its sentences) or as JSON.
+
+Imports SciPy only when the command runs, so declaring its flags costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio
+
+from tracker.attribution import MODELS
+from tracker.settings import Settings
+from tracker.types import EpochMs, Micros
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--total", required=True, help="the budget to split, e.g. 10000 or 2500.50")
+    parser.add_argument("--period", default="7d", help="days the budget is for, e.g. 7d")
+    parser.add_argument("--dimension", choices=("channel", "campaign"), default="channel")
+    parser.add_argument("--objective", choices=("revenue", "conversions"), default="revenue")
+    parser.add_argument("--model", choices=MODELS, default="last_click", help="attribution model")
+    parser.add_argument(
+        "--to", default=None, help="history ends before this day (epoch ms or RFC 3339); today"
+    )
+    parser.add_argument(
+        "--min", action="append", default=[], metavar="UNIT=AMOUNT", help="a unit's minimum"
+    )
+    parser.add_argument(
+        "--max", action="append", default=[], metavar="UNIT=AMOUNT", help="a unit's maximum"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``tracker budget`` from its parsed flags."""
+    from tracker.decide.budget import parse_limits, parse_period
+    from tracker.events import parse_ts
+    from tracker.money import parse_micros
+
+    try:
+        total = parse_micros(args.total)
+        period = parse_period(args.period)
+        minimum = parse_limits(",".join(args.min))
+        maximum = parse_limits(",".join(args.max))
+        end = None if args.to is None else parse_ts(args.to)
+    except ValueError as exc:  # MoneyError is one
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    return budget(
+        settings,
+        total=total,
+        period_days=period,
+        dimension=args.dimension,
+        objective=args.objective,
+        model=args.model,
+        end=end,
+        minimum=minimum,
+        maximum=maximum,
+        as_json=args.json,
+    )
+
+
+def budget(
+    settings: Settings,
+    *,
+    total: Micros,
+    period_days: int,
+    dimension: str,
+    objective: str,
+    model: str,
+    end: EpochMs | None,
+    minimum: dict[str, Micros],
+    maximum: dict[str, Micros],
+    as_json: bool,
+) -> int:
+    """Print the recommendation; 0, or 1 when Redis is away, 2 when the limits cannot be met."""
+    from tracker.decide import queries
+    from tracker.decide.budget import BudgetError, Rules
+    from tracker.store import Keys
+
+    history = settings.budget_history_days
+    rules = Rules(
+        total=total,
+        period_days=period_days,
+        objective=objective,
+        max_change=settings.budget_max_change,
+        min_days=settings.budget_min_days,
+        minimum=minimum,
+        maximum=maximum,
+        currency=settings.base_currency.upper(),
+    )
+
+    async def read() -> dict[str, Any]:
+        client = redis.asyncio.Redis.from_url(settings.redis_url)
+        try:
+            return await queries.recommendation(
+                client,
+                Keys(settings.redis_prefix),
+                dimension=dimension,
+                model=model,
+                end=int(time.time() * 1000) if end is None else end,
+                history=history,
+                rules=rules,
+            )
+        finally:
+            await client.aclose()
+
+    try:
+        found = asyncio.run(read())
+    except BudgetError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        print(f"tracker: Redis at {settings.redis_url} did not answer: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render(found))
+    return 0
+
+
+def render(found: dict[str, Any]) -> str:
+    """The recommendation as a person reads it on a terminal."""
+    currency = found["currency"]
+    marginal = "marginal ROAS" if found["objective"] == "revenue" else "marginal CPA"
+    lines = [
+        f"Budget for the next {found['period_days']} days: {found['total']:,.2f} {currency} "
+        f"by {found['dimension']} (objective {found['objective']}, {found['model']}); "
+        f"curves fitted on {found['history']['from'][:10]} up to {found['history']['to'][:10]}",
+        "",
+        found["summary"],
+    ]
+    if found["moves"]:
+        lines += ["", *(f"  {m['explanation']}" for m in found["moves"])]
+    if found["units"]:
+        width = max(len("unit"), *(len(u["value"]) for u in found["units"]))
+        lines += [
+            "",
+            f"{'unit':<{width}}  {'last period':>12}  {'no change':>12}  {'recommended':>12}  "
+            f"{'change':>10}  {marginal} now",
+        ]
+        for u in found["units"]:
+            now = u["marginal_start"]
+            shown = "-" if now is None else _marginal(now, found["objective"])
+            lines.append(
+                f"{u['value']:<{width}}  {u['recent_spend']:>12,.2f}  {u['start']:>12,.2f}  "
+                f"{u['recommended']:>12,.2f}  {u['change']:>+10,.2f}  {shown}"
+            )
+        lines += ["", *(f"  {u['explanation']}" for u in found["units"])]
+    return "\n".join(lines)
+
+
+def _marginal(value: float, objective: str) -> str:
+    if objective == "revenue":
+        return f"{value:.2f}"
+    return f"{1 / value:,.2f}" if value > 0 else "unbounded"

@@ -1,0 +1,193 @@
+"""Decision figures read from Redis: what the API, ``tracker budget`` and the report share.
+
+The decision modules' only door to Redis. Reads go through
+:func:`tracker.store.read_buckets`, figures through :func:`tracker.export.rows.totals`
+and :func:`tracker.export.rows.row`: the same aggregates ``/v1/kpis`` serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tracker.attribution import ONE
+from tracker.decide.budget import Rules, Unit, plan
+from tracker.decide.comparison import BASE, compare_models
+from tracker.decide.explain import as_json
+from tracker.decide.periods import previous, summed
+from tracker.decide.trends import Minimums, compare
+from tracker.export.rows import totals
+from tracker.money import MICROS_PER_UNIT, to_number
+from tracker.store import Buckets, Keys, read_buckets
+from tracker.types import EpochMs
+from tracker.windows import WINDOWS, rfc3339
+
+Progress = Callable[[int, int], None]
+"""Called with (buckets read so far, buckets to read)."""
+CHUNK = 96
+"""Buckets per pipelined round trip: small enough to show progress, big enough to be quick."""
+
+
+async def read_range(
+    redis: Redis,
+    keys: Keys,
+    window: str,
+    starts: Sequence[EpochMs],
+    progress: Progress | None = None,
+) -> Buckets:
+    """Every bucket of ``window`` at ``starts``, read in chunks, reporting progress."""
+    found: Buckets = {}
+    for offset in range(0, len(starts), CHUNK):
+        found.update(await read_buckets(redis, window, list(starts[offset : offset + CHUNK]), keys))
+        if progress is not None:
+            progress(min(offset + CHUNK, len(starts)), len(starts))
+    return found
+
+
+def history_days(end: EpochMs, days: int) -> list[EpochMs]:
+    """Starts of the ``days`` whole UTC days before the day holding ``end``.
+
+    The day holding ``end`` is left out: today, still running, is never history.
+    """
+    size = WINDOWS["1d"]
+    last = end - end % size
+    return [last - (days - i) * size for i in range(days)]
+
+
+def units(
+    buckets: Buckets, days: Sequence[EpochMs], dimension: str, model: str, objective: str
+) -> list[Unit]:
+    """Daily spend and outcome of every value of ``dimension`` with spend in ``days``."""
+    values = sorted(
+        {
+            value
+            for day in days
+            for (dim, value), metrics in buckets.get(day, {}).items()
+            if dim == dimension and metrics.get("spend", 0) > 0
+        }
+    )
+    found = []
+    for value in values:
+        series = [
+            totals(dimension, buckets.get(day, {}).get((dimension, value), {}), model)
+            for day in days
+        ]
+        outcome = [
+            t.revenue / MICROS_PER_UNIT if objective == "revenue" else t.conversions / ONE
+            for t in series
+        ]
+        found.append(Unit(value, [t.spend for t in series], outcome))
+    return found
+
+
+async def trends(
+    redis: Redis,
+    keys: Keys,
+    *,
+    dimension: str,
+    window: str,
+    model: str,
+    starts: Sequence[EpochMs],
+    minimums: Minimums,
+    top: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The period ``starts`` against the one of equal length before it."""
+    buckets = await read_range(redis, keys, window, [*previous(starts, window), *starts], progress)
+    return trends_of(
+        buckets,
+        dimension=dimension,
+        window=window,
+        model=model,
+        starts=starts,
+        minimums=minimums,
+        top=top,
+    )
+
+
+def trends_of(
+    buckets: Buckets,
+    *,
+    dimension: str,
+    window: str,
+    model: str,
+    starts: Sequence[EpochMs],
+    minimums: Minimums,
+    top: int,
+) -> dict[str, Any]:
+    """:func:`trends.compare` of ``starts`` and the period before, both in ``buckets``."""
+    before = previous(starts, window)
+    found = compare(
+        summed(buckets, starts, dimension),
+        summed(buckets, before, dimension),
+        dimension=dimension,
+        model=model,
+        period_start=starts[0],
+        previous_start=before[0],
+        minimums=minimums,
+        top=top,
+    )
+    return {
+        "current": {"from": rfc3339(starts[0]), "to": rfc3339(starts[-1] + WINDOWS[window])},
+        "previous": {"from": rfc3339(before[0]), "to": rfc3339(starts[0])},
+        "minimums": {"conversions": minimums.conversions, "spend": to_number(minimums.spend)},
+        **found,
+    }
+
+
+async def attribution(
+    redis: Redis,
+    keys: Keys,
+    *,
+    dimension: str,
+    window: str,
+    starts: Sequence[EpochMs],
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Every model's credit against last click's over ``starts``."""
+    buckets = await read_range(redis, keys, window, starts, progress)
+    return attribution_of(buckets, dimension=dimension, window=window, starts=starts)
+
+
+def attribution_of(
+    buckets: Buckets, *, dimension: str, window: str, starts: Sequence[EpochMs]
+) -> dict[str, Any]:
+    """:func:`comparison.compare_models` over ``starts`` in ``buckets``."""
+    return {
+        "from": rfc3339(starts[0]),
+        "to": rfc3339(starts[-1] + WINDOWS[window]),
+        "base": BASE,
+        "rows": compare_models(summed(buckets, starts, dimension), dimension),
+    }
+
+
+async def recommendation(
+    redis: Redis,
+    keys: Keys,
+    *,
+    dimension: str,
+    model: str,
+    end: EpochMs,
+    history: int,
+    rules: Rules,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The budget plan (:func:`budget.plan`) from the ``history`` whole days before ``end``.
+
+    Raises :class:`budget.BudgetError` when the limits cannot add up to the total.
+    """
+    days = history_days(end, history)
+    buckets = await read_range(redis, keys, "1d", days, progress)
+    found = plan(units(buckets, days, dimension, model, rules.objective), rules)
+    return {
+        "dimension": dimension,
+        "model": model,
+        "history": {
+            "from": rfc3339(days[0]),
+            "to": rfc3339(days[-1] + WINDOWS["1d"]),
+            "days": history,
+        },
+        **as_json(found),
+    }
