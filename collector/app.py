@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -146,7 +147,11 @@ class Collector:
     async def batch(self, request: Request) -> Response:
         """A JSON array or NDJSON of events; per-item results, all-or-nothing delivery."""
         started = time.perf_counter()
-        body = await request.body(self.settings.max_body_bytes)
+        body = _inflated(
+            await request.body(self.settings.max_body_bytes),
+            request.header(b"content-encoding"),
+            self.settings.max_body_bytes,
+        )
         try:
             items = _parse_items(body)
         except ValueError as exc:
@@ -187,6 +192,26 @@ class Collector:
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+
+
+def _inflated(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before ``Content-Encoding: gzip``; the size limit holds after it.
+
+    Decompressing at most ``limit + 1`` bytes stops a small gzip bomb from growing
+    into gigabytes in memory.
+    """
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return body
+    if encoding.strip().lower() != "gzip":
+        raise HTTPError(415, f"content-encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise HTTPError(400, f"body is not valid gzip: {exc}") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise HTTPError(413, f"decompressed body larger than {limit} bytes")
+    return inflated
 
 
 def _parse_items(body: bytes) -> list[Any]:

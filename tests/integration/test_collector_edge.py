@@ -5,6 +5,7 @@ postbacks and hostile input. What landed in Kafka is read back and checked field
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import http.client
 import secrets
 import socket
@@ -486,3 +487,19 @@ def test_a_full_batch_of_large_events_is_not_refused_by_kafka(plain: Running) ->
     assert (answer.status, answer.json()["accepted"]) == (200, 1000)
     assert len(plain.events()) == 1000
     assert plain.call("GET", "/readyz").status == 200
+
+
+def test_gzip_batches_are_inflated_within_the_size_limit(plain: Running) -> None:
+    items = [{"type": "pageview", "user_id": f"u{i}", "campaign": "zip"} for i in range(50)]
+    answer = plain.call(
+        "POST", "/v1/events", gzip.compress(orjson.dumps(items)), {"content-encoding": "gzip"}
+    )
+    assert (answer.status, answer.json()["accepted"]) == (200, 50)
+    assert sorted(e.user_id or "" for e in plain.events()) == sorted(f"u{i}" for i in range(50))
+    # A bomb: 64 KiB on the wire, 64 MiB inflated; refused before it fills memory.
+    bomb = gzip.compress(b" " * (64 * 2**20))
+    assert len(bomb) < plain.settings.max_body_bytes
+    answer = plain.call("POST", "/v1/events", bomb, {"content-encoding": "gzip"})
+    assert answer.status == 413
+    assert plain.call("POST", "/v1/events", b"not gzip", {"content-encoding": "gzip"}).status == 400
+    assert plain.call("POST", "/v1/events", b"[]", {"content-encoding": "br"}).status == 415
