@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up down status test lint bench clean
+.PHONY: install up down status test lint bench bench-collector clean
 
 install: $(VENV)/.installed
 
@@ -48,7 +48,13 @@ test: install
 
 bench: install
 	bash deploy/local/services.sh start kafka redis
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.pipeline
+
+## One collector process under wrk (pixel and batch), against a baseline and the bare server.
+bench-collector: install
+	bash deploy/local/services.sh start kafka
+	bash deploy/local/tools.sh wrk
+	$(BIN)/python -m bench.collector
 
 clean: down
 	rm -rf .run

@@ -1,0 +1,398 @@
+"""Collector benchmark: one collector process under wrk on loopback, each on its own core.
+
+Run with ``make bench-collector`` (starts Kafka and installs wrk when missing). The
+server runs on core 0 and the load generator on core 1 (``taskset``); every load
+lasts ``--duration`` seconds over ``--connections`` keep-alive connections, after
+a short warm-up. In one run:
+
+1. ceiling: uvicorn + httptools + uvloop answering the GIF, no Kafka;
+2. the collector (``tracker collector``, Kafka ``acks=all``, a fresh topic): the
+   pixel (``GET /p.gif``, browser user agent) and the batch API (``POST
+   /v1/events``, 100 events a request);
+3. baseline: aiohttp, one Kafka record per event (both in bench/references.py);
+4. the pixel at a constant 70% of the collector's maximum, latency counted from
+   when each request was due (bench/openloop.py, since wrk's closed loop cannot
+   hold a rate), and the same load against the ceiling: the generator's floor.
+
+Figures are printed with their ratios to the baseline and the ceiling measured in
+the same run, and the machine's conditions, since these machines are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from bench.conditions import describe
+from tests.processes import environment, http_get, wait_for
+from tracker import simulate
+from tracker.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PIXEL = "/p.gif?type=impression&utm_campaign=c&utm_medium=cpc"
+BATCH_EVENTS = 100
+SERVER_CORE, LOAD_CORE = 0, 1
+# The issue's targets, printed with each run's verdict.
+TARGET_PIXEL_RPS, TARGET_OF_CEILING, TARGET_OF_BASELINE = 20_000, 0.60, 1.2
+TARGET_BATCH_EVENTS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One closed-loop wrk run."""
+
+    requests: int
+    seconds: float
+    errors: int
+    """Answers other than 2xx/3xx, and socket errors."""
+    p50_ms: float
+    p99_ms: float
+    events_per_request: int
+    cpu_s: float | None = None
+    """CPU time the server process used meanwhile (all its threads)."""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def events_per_s(self) -> float:
+        return (self.requests - self.errors) * self.events_per_request / self.seconds
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        return None if self.cpu_s is None else self.cpu_s / self.requests * 1e6
+
+    @property
+    def cpu_share(self) -> float | None:
+        """How busy the server's core was: below 100%, it waited on something else."""
+        return None if self.cpu_s is None else self.cpu_s / self.seconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(core: int) -> list[str]:
+    """A ``taskset`` prefix, or nothing on a one-core machine."""
+    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
+
+
+def parse_wrk(output: str, events_per_request: int) -> Figures:
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", output)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)", output, re.MULTILINE)
+    if not (done and p50 and p99):
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
+    if sockets := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    ):
+        errors += sum(int(n) for n in sockets.groups())
+    return Figures(
+        requests=int(done[1]),
+        seconds=_ms(done[2], done[3]) / 1000,
+        errors=errors,
+        p50_ms=_ms(*p50.groups()),
+        p99_ms=_ms(*p99.groups()),
+        events_per_request=events_per_request,
+    )
+
+
+def wrk(
+    url: str,
+    duration: float,
+    connections: int,
+    script: Path | None = None,
+    events_per_request: int = 1,
+    pid: int | None = None,
+) -> Figures:
+    command = [
+        *pinned(LOAD_CORE),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "-H",
+        f"User-Agent: {simulate.BROWSER}",
+    ]
+    if script is not None:
+        command += ["-s", str(script)]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    figures = parse_wrk(output, events_per_request)
+    if pid:
+        figures = dataclasses.replace(figures, cpu_s=cpu_seconds(pid) - cpu_before)
+    return figures
+
+
+def batch_script(folder: Path, seed: int = 1) -> Path:
+    """A wrk Lua script posting one batch of ``BATCH_EVENTS`` realistic events."""
+    rng = random.Random(seed)
+    pool = simulate.campaigns(20, rng)
+    now = int(time.time() * 1000)
+    events: list[dict[str, object]] = []
+    while len(events) < BATCH_EVENTS:
+        events.extend(simulate.funnel(rng.choice(pool), rng, now))
+    body = folder / "batch.json"
+    body.write_bytes(orjson.dumps(events[:BATCH_EVENTS]))
+    script = folder / "batch.lua"
+    script.write_text(
+        f'local file = io.open("{body}", "rb")\n'
+        "wrk.body = file:read('*a')\n"
+        "file:close()\n"
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return script
+
+
+@contextmanager
+def server(argv: Sequence[str], env: dict[str, str], health_url: str) -> Iterator[int]:
+    """Run a server pinned to the server core until the block ends (SIGTERM)."""
+    log_path = Path(tempfile.mkdtemp(prefix="bench-collector-")) / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*pinned(SERVER_CORE), *argv], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise SystemExit(f"{argv} exited with {process.returncode}; log in {log_path}")
+            return http_get(health_url)[0] == 200
+
+        try:
+            wait_for(healthy, timeout=60, what=f"{argv[-1]} healthy")
+            yield process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    shutil.rmtree(log_path.parent)
+
+
+def accepted(metrics: str, endpoint: str) -> int:
+    found = re.search(
+        rf'tracker_collector_events_total{{endpoint="{endpoint}",outcome="accepted"}} ([\d.e+]+)',
+        metrics,
+    )
+    return int(float(found[1])) if found else 0
+
+
+def openloop(url: str, rate: float, duration: float, connections: int) -> dict[str, float | None]:
+    command = [
+        *pinned(LOAD_CORE),
+        sys.executable,
+        "-m",
+        "bench.openloop",
+        url,
+        f"--rate={rate:.0f}",
+        f"--duration={duration}",
+        f"--connections={connections}",
+        f"--headers=User-Agent: {simulate.BROWSER}",
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    result: dict[str, float | None] = orjson.loads(output.stdout)
+    return result
+
+
+def openloop_line(result: dict[str, float | None]) -> str:
+    def ms(key: str) -> str:
+        value = result[key]
+        return "n/a" if value is None else f"{value:.2f} ms"
+
+    return (
+        f"asked {result['rate'] or 0:>8,.0f}/s  got {result['achieved'] or 0:>8,.0f}/s  "
+        f"p50 {ms('p50_ms')}  p99 {ms('p99_ms')}  p99.9 {ms('p999_ms')}  max {ms('max_ms')}  "
+        f"errors {result['errors'] or 0:.0f}"
+    )
+
+
+def line(name: str, figures: Figures) -> str:
+    cpu = figures.cpu_us_per_request
+    share = figures.cpu_share
+    return (
+        f"{name:<34}{figures.rps:>12,.0f}{figures.events_per_s:>13,.0f}"
+        f"{figures.p50_ms:>10.2f}{figures.p99_ms:>10.2f}{figures.errors:>8}"
+        f"{'' if cpu is None else f'{cpu:>12,.0f}'}{'' if share is None else f'{share:>8.0%}'}"
+    )
+
+
+def check(label: str, value: float, target: float, shown: str, target_shown: str) -> str:
+    verdict = "ok" if value >= target else "MISSED"
+    return f"  {label:<34}{shown:>12}   target {target_shown:>7}: {verdict}"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Everything one benchmark run measured."""
+
+    ceiling: Figures
+    pixel: Figures
+    batch: Figures
+    baseline_pixel: Figures
+    baseline_batch: Figures
+    steady: dict[str, float | None]
+    """The collector's pixel at a constant rate (open loop)."""
+    floor: dict[str, float | None]
+    """The bare ceiling at the same constant rate: the load generator's own floor."""
+    kafka_took: tuple[int, int]
+    """Pixel and batch events the collector counted as acknowledged by Kafka."""
+
+
+def measure(args: argparse.Namespace, settings: Settings, script: Path) -> Run:
+    from tests.conftest import free_port
+
+    duration, connections = args.duration, args.connections
+    base = f"http://127.0.0.1:{settings.collector_port}"
+    ceiling_url = f"http://127.0.0.1:{free_port()}"
+    ceiling_argv = [sys.executable, "-m", "bench.references", "ceiling"]
+    ceiling_argv.append(f"--port={ceiling_url.rsplit(':', 1)[1]}")
+
+    with server(ceiling_argv, dict(os.environ), ceiling_url) as pid:
+        wrk(ceiling_url + PIXEL, args.warmup, connections)
+        ceiling = wrk(ceiling_url + PIXEL, duration, connections, pid=pid)
+
+    collector_argv = [sys.executable, "-m", "tracker.cli", "collector"]
+    with server(collector_argv, environment(settings), f"{base}/healthz") as pid:
+        wrk(base + PIXEL, args.warmup, connections)
+        before = http_get(f"{base}/metrics")[1].decode()
+        pixel = wrk(base + PIXEL, duration, connections, pid=pid)
+        batch = wrk(base + "/v1/events", duration, connections, script, BATCH_EVENTS, pid)
+        after = http_get(f"{base}/metrics")[1].decode()
+        rate = pixel.rps * args.fraction
+        steady = openloop(base + PIXEL, rate, duration, connections)
+    kafka_took = (
+        accepted(after, "pixel") - accepted(before, "pixel"),
+        accepted(after, "batch") - accepted(before, "batch"),
+    )
+
+    with server(ceiling_argv, dict(os.environ), ceiling_url):
+        floor = openloop(ceiling_url + PIXEL, rate, duration, connections)
+
+    reference = dataclasses.replace(
+        settings, events_topic=settings.events_topic + "-baseline", collector_port=free_port()
+    )
+    url = f"http://127.0.0.1:{reference.collector_port}"
+    baseline_argv = [sys.executable, "-m", "bench.references", "baseline"]
+    baseline_argv.append(f"--port={reference.collector_port}")
+    with server(baseline_argv, environment(reference), f"{url}/healthz") as pid:
+        wrk(url + PIXEL, args.warmup, connections)
+        baseline_pixel = wrk(url + PIXEL, duration, connections, pid=pid)
+        baseline_batch = wrk(url + "/v1/events", duration, connections, script, BATCH_EVENTS, pid)
+    return Run(ceiling, pixel, batch, baseline_pixel, baseline_batch, steady, floor, kafka_took)
+
+
+def report(run: Run, args: argparse.Namespace) -> None:
+    print(
+        f"\nwrk, {args.connections} connections, {args.duration:.0f} s each; "
+        f"server on core {SERVER_CORE}, load on core {LOAD_CORE}; Kafka acks=all\n"
+    )
+    print(
+        f"{'':<34}{'requests/s':>12}{'events/s':>13}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+        f"{'CPU us/req':>12}{'CPU':>8}"
+    )
+    print(line("ceiling: bare GIF, no Kafka", run.ceiling))
+    print(line("collector: pixel", run.pixel))
+    print(line(f"collector: batch of {BATCH_EVENTS}", run.batch))
+    print(line("baseline (aiohttp): pixel", run.baseline_pixel))
+    print(line(f"baseline (aiohttp): batch of {BATCH_EVENTS}", run.baseline_batch))
+    pixel, batch = run.pixel, run.batch
+    print(
+        f"\nKafka acknowledged {run.kafka_took[0]:,} pixel and {run.kafka_took[1]:,} batch events "
+        f"of the collector's loads above (wrk counted {pixel.requests - pixel.errors:,} and "
+        f"{(batch.requests - batch.errors) * BATCH_EVENTS:,} answered)"
+    )
+    print(f"\nconstant rate, {args.fraction:.0%} of the collector's pixel maximum, open loop:")
+    for name, result in (
+        ("collector: pixel", run.steady),
+        ("ceiling (generator floor)", run.floor),
+    ):
+        print(f"  {name:<28}{openloop_line(result)}")
+
+    print("\nthe issue's targets:")
+    of_ceiling = pixel.rps / run.ceiling.rps
+    of_baseline = pixel.rps / run.baseline_pixel.rps
+    print(check("pixel requests/s", pixel.rps, TARGET_PIXEL_RPS, f"{pixel.rps:,.0f}", "20,000"))
+    print(check("pixel vs ceiling", of_ceiling, TARGET_OF_CEILING, f"{of_ceiling:.0%}", "60%"))
+    print(
+        check("pixel vs baseline", of_baseline, TARGET_OF_BASELINE, f"{of_baseline:.2f}x", "1.2x")
+    )
+    events = batch.events_per_s
+    print(check("batch events/s", events, TARGET_BATCH_EVENTS, f"{events:,.0f}", "100,000"))
+    print(f"  {'batch vs baseline batch':<34}{events / run.baseline_batch.events_per_s:>11.2f}x")
+    if run.ceiling.cpu_us_per_request and pixel.cpu_us_per_request:
+        # A load generator sharing a noisy core may not saturate the bare server; CPU
+        # per request compares the two servers' own work regardless.
+        share = run.ceiling.cpu_us_per_request / pixel.cpu_us_per_request
+        print(f"  {'pixel vs ceiling, CPU per request':<34}{share:>12.0%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--fraction", type=float, default=0.7, help="of the pixel's max rate")
+    args = parser.parse_args()
+
+    from tests.conftest import free_port
+    from tests.services import kafka_bootstrap
+
+    subprocess.run(["bash", str(ROOT / "deploy/local/tools.sh"), "wrk"], check=True)
+    print(describe())
+    if not pinned(0):
+        print("warning: one core or no taskset: server and load share the CPU")
+    folder = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+    try:
+        with kafka_bootstrap() as bootstrap:
+            run = uuid.uuid4().hex[:8]
+            settings = Settings(
+                kafka_bootstrap=bootstrap,
+                events_topic=f"bench-{run}.events",
+                dead_letter_topic=f"bench-{run}.dead",
+                collector_port=free_port(),
+                log_format="json",
+                log_level="warning",
+            )
+            measured = measure(args, settings, batch_script(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report(measured, args)
+    print()
+    print(describe())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The JS snippet in a real headless Chromium: its pageviews and conversions reach Kafka.
+
+A page on ``localhost`` loads ``t.js`` from the collector on ``127.0.0.1`` (another
+site, as on the web) with UTM parameters and a gclid in its URL; the events the
+browser sends are read back from the events topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from tests.processes import http_get, tracker
+from tracker.events import Event
+from tracker.records import decode_events
+from tracker.settings import Settings
+
+pytestmark = pytest.mark.services
+
+ROOT = Path(__file__).resolve().parents[2]
+# Headless Chromium names itself "HeadlessChrome", which the collector rightly
+# flags as a bot; a desktop agent lets the test follow a human's events.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+LANDING = "utm_campaign=spring-sale&utm_source=google&utm_medium=cpc&gclid=g-123"
+
+
+def _find_chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed by deploy/local/tools.sh when missing."""
+    if found := _find_chromium():
+        return found
+    script = ROOT / "deploy/local/tools.sh"
+    result = subprocess.run(["bash", str(script), "chromium"], capture_output=True, text=True)
+    if found := _find_chromium():
+        return found
+    pytest.skip(
+        f"chromium is not installed and {script.name} could not install it: "
+        f"{(result.stderr or result.stdout)[-400:]}"
+    )
+
+
+@contextmanager
+def site(pages: dict[str, str]) -> Iterator[int]:
+    """Serve ``pages`` (path -> HTML) on a loopback port for the test's duration."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = pages.get(self.path.split("?", 1)[0])
+            body = (page or "not found").encode()
+            self.send_response(200 if page else 404)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # keep pytest's output for failures
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def browser(executable: str, url: str, profile: Path) -> Iterator[Path]:
+    """Headless Chromium showing ``url`` until the block ends; yields its log file."""
+    log_path = profile / "chromium.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                executable,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                f"--user-agent={USER_AGENT}",
+                "--enable-logging=stderr",  # console messages and JS errors, for failures
+                url,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its renderer and GPU helpers go with it
+        )
+        try:
+            yield log_path
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+async def _read_until(
+    settings: Settings, done: Callable[[list[Event]], bool], deadline: float
+) -> list[Event]:
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    events: list[Event] = []
+    try:
+        while not done(events) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for messages in batches.values():
+                for message in messages:
+                    assert message.value is not None
+                    events.extend(decode_events(message.value))
+        return events
+    finally:
+        await consumer.stop()
+
+
+def events_until(
+    settings: Settings, done: Callable[[list[Event]], bool], timeout: float = 30.0
+) -> list[Event]:
+    """Every event of the topic once ``done`` holds (or the deadline passed)."""
+    return asyncio.run(_read_until(settings, done, time.monotonic() + timeout))
+
+
+def by_type(events: list[Event]) -> dict[str, list[Event]]:
+    found: dict[str, list[Event]] = {}
+    for event in events:
+        found.setdefault(event.type, []).append(event)
+    return found
+
+
+def one_each(*types: str) -> Callable[[list[Event]], bool]:
+    return lambda events: all(t in by_type(events) for t in types)
+
+
+def fail_with_log(log_path: Path, events: list[Event]) -> str:
+    """The events seen and the page's console (JS errors included), for a failure."""
+    console = [line for line in log_path.read_text().splitlines() if ":CONSOLE" in line]
+    return f"events: {events}\n--- chromium console ---\n" + "\n".join(console[-30:])
+
+
+@pytest.mark.parametrize("transport", ["beacon", "pixel"])
+def test_pageview_and_conversion_from_a_landing_page(
+    settings: Settings, chromium: str, transport: str, tmp_path: Path
+) -> None:
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    # Without sendBeacon (old browsers) the snippet falls back to the GIF pixel.
+    strip_beacon = "<script>delete Navigator.prototype.sendBeacon</script>"
+    page = f"""<!doctype html><title>thanks</title>
+{strip_beacon if transport == "pixel" else ""}
+<script src="{collector}/t.js"></script>
+<script>tracker.conversion({{value: "49.90", order_id: "o-1"}});</script>"""
+    started = int(time.time() * 1000)
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/thanks.html": page}) as port,
+    ):
+        url = f"http://localhost:{port}/thanks.html?{LANDING}"
+        with browser(chromium, url, tmp_path) as log_path:
+            events = events_until(settings, one_each("pageview", "conversion"))
+        metrics = http_get(f"{collector}/metrics")[1].decode()
+    found = by_type(events)
+    assert sorted(found) == ["conversion", "pageview"], fail_with_log(log_path, events)
+    assert len(found["pageview"]) == len(found["conversion"]) == 1, events
+    endpoint = "batch" if transport == "beacon" else "pixel"
+    assert f'events_total{{endpoint="{endpoint}",outcome="accepted"}} 2.0' in metrics
+    (pageview,), (conversion,) = found["pageview"], found["conversion"]
+    for event in (pageview, conversion):
+        assert event.campaign == "spring-sale"
+        assert (event.source, event.medium) == ("google", "cpc")
+        assert event.click_id == "g-123"
+        assert event.channel == "search"
+        assert event.url == url
+        assert event.user_agent == USER_AGENT
+        assert not event.bot
+        assert started <= event.ts <= int(time.time() * 1000)
+        assert uuid.UUID(event.event_id).version == 4  # minted in the browser
+    assert pageview.anonymous_id == conversion.anonymous_id
+    assert pageview.anonymous_id is not None
+    assert uuid.UUID(pageview.anonymous_id)  # the visitor id the browser minted
+    assert pageview.event_id != conversion.event_id
+    assert conversion.value == 49_900_000
+    assert conversion.order_id == "o-1"
+    assert (conversion.currency, conversion.goal, conversion.status) == (
+        "USD",
+        "purchase",
+        "approved",
+    )
+
+
+def test_landing_parameters_and_visitor_carry_to_a_later_page(
+    settings: Settings, chromium: str, tmp_path: Path
+) -> None:
+    """UTM and click id of the landing URL reach a conversion on another page."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    landing = f"""<!doctype html><title>landing</title>
+<script src="{collector}/t.js"></script>
+<script>addEventListener("load", () => location.assign("/checkout/done.html"));</script>"""
+    done = f"""<!doctype html><title>done</title>
+<script src="{collector}/t.js" data-auto="false"></script>
+<script>tracker.conversion({{value: 12, currency: "USD", order_id: "o-2", goal: "lead"}});
+</script>"""
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/landing.html": landing, "/checkout/done.html": done}) as port,
+    ):
+        url = f"http://localhost:{port}/landing.html?{LANDING}"
+        with browser(chromium, url, tmp_path) as log_path:
+            events = events_until(settings, one_each("pageview", "conversion"))
+    found = by_type(events)
+    assert sorted(found) == ["conversion", "pageview"], fail_with_log(log_path, events)
+    # data-auto="false" on the second page: one pageview, from the landing page.
+    assert len(found["pageview"]) == len(found["conversion"]) == 1, events
+    (pageview,), (conversion,) = found["pageview"], found["conversion"]
+    assert pageview.url == url
+    assert conversion.url == f"http://localhost:{port}/checkout/done.html"
+    assert conversion.referrer == url
+    assert conversion.anonymous_id == pageview.anonymous_id
+    assert (conversion.campaign, conversion.click_id, conversion.channel) == (
+        "spring-sale",
+        "g-123",
+        "search",
+    )
+    assert (conversion.value, conversion.goal, conversion.order_id) == (12_000_000, "lead", "o-2")
