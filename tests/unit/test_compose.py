@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from collector.app import Metrics
 from tracker import cli, settings
 from tracker.windows import WINDOWS
 
@@ -36,6 +38,7 @@ PROMETHEUS_LOCAL = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 METRICS_SOURCE = ROOT / "tracker" / "export" / "metrics.py"
+RULES = ROOT / "deploy" / "prometheus" / "rules" / "tracker.rules.yml"
 
 TRACKER_SERVICES = ("collector", "worker", "exporter", "simulator")
 
@@ -50,16 +53,37 @@ USES = {
     "serve": ("redis_url",),
     "simulate": ("collector_url",),
 }
-# Metric families the Grafana dashboard queries. Each must be produced by
+# Metric families the Grafana dashboards query. Each must be produced by
 # tracker/export/metrics.py; counters are queried with their "_total" suffix.
 DASHBOARD_METRICS = (
     "tracker_channel_spend",
     "tracker_channel_revenue",
-    "tracker_campaign_cpa",
     "tracker_channel_roas",
+    "tracker_campaign_spend",
+    "tracker_campaign_revenue",
+    "tracker_campaign_conversions",
+    "tracker_campaign_clicks",
+    "tracker_campaign_ctr",
+    "tracker_campaign_cvr",
+    "tracker_campaign_cpc",
+    "tracker_campaign_cpa",
+    "tracker_campaign_roas",
+    "tracker_campaign_customer_lifetime_value",
+    "tracker_campaigns_folded",
     "tracker_pipeline_events",
+    "tracker_pipeline_duplicates",
+    "tracker_pipeline_late",
+    "tracker_pipeline_bots",
     "tracker_pipeline_newest_event_timestamp_seconds",
+    "tracker_pipeline_consumer_lag_records",
 )
+# ... and the collector's own (collector/app.py).
+DASHBOARD_COLLECTOR_METRICS = (
+    "tracker_collector_events",
+    "tracker_collector_unavailable",
+)
+# Series recorded by the rules ("level:metric:operation"), dashboards read them too.
+RECORDED = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -449,17 +473,43 @@ def test_grafana_dashboard_provider_reads_the_mounted_dashboards() -> None:
 def test_dashboard_queries_metrics_the_exporter_produces(path: Path) -> None:
     dashboard = json.loads(path.read_text())
     uid = _datasource()["uid"]
+    recorded = _recorded()
+    known = DASHBOARD_METRICS + DASHBOARD_COLLECTOR_METRICS
     queried: set[str] = set()
     for panel in _panels(dashboard):
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == uid, panel["title"]
-            names = re.findall(r"\btracker_[a-z0-9_]+", target["expr"])
-            assert names, f"{panel['title']}: queries no tracker metric"
+            rules = set(RECORDED.findall(target["expr"]))
+            assert rules <= recorded, f"{panel['title']}: {rules - recorded} not in {RULES.name}"
+            names = re.findall(r"\btracker_[a-z0-9_]+", RECORDED.sub(" ", target["expr"]))
+            assert names or rules, f"{panel['title']}: queries no tracker metric"
             for name in names:
                 family = name.removesuffix("_total")
-                assert family in DASHBOARD_METRICS, f"{panel['title']}: {name}"
+                assert family in known, f"{panel['title']}: {name}"
                 queried.add(family)
-    assert {"tracker_channel_spend", "tracker_channel_revenue", "tracker_campaign_cpa"} <= queried
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable["type"] == "query":
+            assert variable["datasource"]["uid"] == uid, variable["name"]
+            metric = re.fullmatch(r"label_values\((\w+), *\w+\)", variable["definition"])
+            assert metric, f"${variable['name']}: {variable['definition']}"
+            assert metric[1].removesuffix("_total") in known, f"${variable['name']}"
+    if path.name == "tracker-overview.json":
+        assert {
+            "tracker_channel_spend",
+            "tracker_channel_revenue",
+            "tracker_campaign_cpa",
+        } <= queried
+
+
+def _recorded() -> set[str]:
+    groups = _yaml(RULES)["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
+def test_dashboard_collector_metrics_are_produced_by_the_collector() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    assert set(DASHBOARD_COLLECTOR_METRICS) <= {family.name for family in registry.collect()}
 
 
 @pytest.mark.parametrize("path", _dashboards(), ids=lambda p: p.name)

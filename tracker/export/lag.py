@@ -1,7 +1,13 @@
-"""Kafka's end offsets of the events topic, for consumer lag on each scrape."""
+"""Kafka's end offsets of the events topic, for consumer lag on each scrape.
+
+A background task refreshes them every ``REFRESH_S``, so a scrape never waits on
+Kafka: lag is at most that old, and absent while Kafka does not answer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import structlog
@@ -15,6 +21,9 @@ log = structlog.get_logger(__name__)
 
 PARTITIONS_TTL_S = 60.0
 """How long the events topic's partition list is trusted before it is read again."""
+REFRESH_S = 2.0
+STALE_S = 30.0
+"""End offsets older than this are not served: better no lag than a wrong one."""
 
 
 class EndOffsets:
@@ -26,6 +35,9 @@ class EndOffsets:
         self._admin: AIOKafkaAdminClient | None = None
         self._partitions: list[TopicPartition] = []
         self._partitions_read = 0.0
+        self._latest: dict[int, int] | None = None
+        self._latest_read = 0.0
+        self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # No group: this consumer never joins the workers' group, it only asks.
@@ -40,8 +52,27 @@ class EndOffsets:
             await self._admin.start()
         except KafkaError as exc:
             log.warning("kafka unavailable at start; lag will be missing", error=repr(exc))
+        self._refresher = asyncio.create_task(self._refresh(), name="end-offsets")
+
+    @property
+    def latest(self) -> dict[int, int] | None:
+        """partition -> end offset, as last read; None when that is too old or failed."""
+        if time.monotonic() - self._latest_read > STALE_S:
+            return None
+        return self._latest
+
+    async def _refresh(self) -> None:
+        while True:
+            ends = await self.read()
+            if ends is not None:
+                self._latest, self._latest_read = ends, time.monotonic()
+            await asyncio.sleep(REFRESH_S)
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         if self._consumer is not None:
             await self._consumer.stop()
         if self._admin is not None:

@@ -187,6 +187,16 @@ class StoreCollector(Collector):
             yield CounterMetricFamily(
                 f"tracker_pipeline_{name}", meaning, value=counts.get(name, 0)
             )
+        yield CounterMetricFamily(
+            "tracker_pipeline_redis_write_seconds",
+            "Time the workers' Redis transactions took, summed; divide by the count for the mean",
+            value=counts.get("redis_write_us", 0) / 1e6,
+        )
+        yield CounterMetricFamily(
+            "tracker_pipeline_redis_writes",
+            "Redis transactions the workers timed",
+            value=counts.get("redis_writes", 0),
+        )
         newest = max((orjson.loads(raw)["newest"] for raw in progress if raw), default=0)
         if newest:
             yield GaugeMetricFamily(

@@ -30,7 +30,7 @@ def build(settings: Settings) -> asgi.App:
     ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
-        store.end_offsets = await ends.read()
+        store.end_offsets = ends.latest
         # collect() talks to Redis synchronously: keep it off the event loop.
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, content_type=CONTENT_TYPE_LATEST.encode())

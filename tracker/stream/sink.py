@@ -78,6 +78,7 @@ class Sink:
             "1h": settings.retention_1h_days * 86_400,
             "1d": settings.retention_1d_days * 86_400,
         }
+        self._last_write_us = 0
         self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
 
     async def apply(self, records: Sequence[Record]) -> Counter[str]:
@@ -122,12 +123,16 @@ class Sink:
                 pipe.set(source_key, orjson.dumps(new_state))
                 pipe.sadd(keys.sources, source_key)
             self._write_lookups(pipe, lookups)
+            # The previous transaction's duration rides along with this one: a
+            # transaction cannot record how long it took itself.
+            health["redis_write_us"] += self._last_write_us
+            health["redis_writes"] += 1 if self._last_write_us else 0
             for name, amount in health.items():
                 if amount:
                     pipe.hincrby(keys.health, name, amount)
             started = time.perf_counter()
             await pipe.execute()
-            health["redis_write_us"] = int((time.perf_counter() - started) * 1e6)
+            self._last_write_us = int((time.perf_counter() - started) * 1e6)
         return health
 
     async def _read(self, pipe: Any, events: list[Event]) -> Lookups:
