@@ -43,7 +43,10 @@ def main() -> None:
                 print(f"faust-counter {args.records / elapsed:.0f} records/s", flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    # Faust would send print() to its log; the figure must reach our stdout.
+    faust.Worker(
+        app, loglevel="WARNING", quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -28,13 +28,18 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from tracker.types import EpochMs
+
+T = TypeVar("T")
 
 SEP = "\x1f"
 """Separates parts of a Redis name; validation keeps control characters out of dimensions."""
@@ -124,3 +129,125 @@ async def read_uniques(
         for audience in audiences:
             pipe.pfcount(keys.uniques(*audience))
         return [int(n) for n in await pipe.execute()]
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis did not answer; the message names its URL and why."""
+
+
+def read_once(url: str, read: Callable[[Redis], Awaitable[T]]) -> T:
+    """``read`` on a client of its own, closed after: one command's reads, from sync code.
+
+    Raises :class:`StoreUnavailable` for any Redis error; ``read``'s own errors pass.
+    """
+
+    async def main() -> T:
+        client = Redis.from_url(url)
+        try:
+            return await read(client)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(main())
+    except RedisError as exc:
+        raise StoreUnavailable(f"Redis at {url} did not answer: {exc}") from exc
+
+
+_APPLY = """
+local a, i = ARGV, 1
+local function take() local v = a[i]; i = i + 1; return v end
+for _ = 1, tonumber(take()) do
+  local key, expire_at, n = take(), tonumber(take()), tonumber(take())
+  for _ = 1, n do redis.call('HINCRBY', key, take(), take()) end
+  if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
+end
+for _ = 1, tonumber(take()) do
+  local key, value, ttl = take(), take(), tonumber(take())
+  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
+end
+for _ = 1, tonumber(take()) do
+  local key, expire_at, n = take(), tonumber(take()), tonumber(take())
+  local chunk = {}
+  for _ = 1, n do
+    chunk[#chunk + 1] = take()
+    if #chunk == 1000 then redis.call('PFADD', key, unpack(chunk)); chunk = {} end
+  end
+  if #chunk > 0 then redis.call('PFADD', key, unpack(chunk)) end
+  if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
+end
+local key, ttl = take(), tonumber(take())
+for _ = 1, tonumber(take()) do redis.call('SET', key .. take(), '1', 'EX', ttl) end
+key = take()
+for _ = 1, tonumber(take()) do redis.call('ZINCRBY', key, take(), take()) end
+key = take()
+for _ = 1, tonumber(take()) do redis.call('SADD', key, take()) end
+"""
+
+
+class Writes:
+    """Every write of one batch, sent as a single script call inside its transaction.
+
+    A worker writes hundreds of thousands of small values a second (sums, seen ids,
+    state); as separate commands, redis-py's per-command packing and reply parsing
+    cost more than Redis itself. Flattened into one ``EVAL``, they cost one round
+    trip and one reply, and stay inside the ``MULTI`` that makes them atomic with
+    the source offsets. (Like the transaction, this needs every key on one Redis:
+    not a Redis Cluster.)
+    """
+
+    def __init__(self, keys: Keys) -> None:
+        self._keys = keys
+        self._sums: dict[str, dict[str, int]] = {}
+        self._expiry: dict[str, int] = {}
+        self._strings: list[tuple[str, bytes | str, int]] = []
+        self._people: dict[str, set[str]] = {}
+        self._ranked: dict[str, int] = {}
+        self._sources: list[str] = []
+        self._seen: list[str] = []
+
+    def add(self, key: str, field: str, amount: int, expire_at: int = 0) -> None:
+        fields = self._sums.setdefault(key, {})
+        fields[field] = fields.get(field, 0) + amount
+        if expire_at:
+            self._expiry[key] = expire_at
+
+    def put(self, key: str, value: bytes | str, ttl_s: int = 0) -> None:
+        self._strings.append((key, value, ttl_s))
+
+    def count_people(self, key: str, people: set[str], expire_at: int = 0) -> None:
+        self._people.setdefault(key, set()).update(people)
+        if expire_at:
+            self._expiry[key] = expire_at
+
+    def seen(self, event_ids: Iterable[str]) -> None:
+        """Remember event ids for deduplication, for ``SEEN_TTL_S``."""
+        self._seen.extend(event_ids)
+
+    def rank(self, campaign: str, spend: int) -> None:
+        self._ranked[campaign] = self._ranked.get(campaign, 0) + spend
+
+    def source(self, key: str) -> None:
+        self._sources.append(key)
+
+    def queue(self, pipe: Any) -> None:
+        """Queue the script call on ``pipe`` (a pipeline in ``MULTI`` mode)."""
+        args: list[bytes | str | int] = [len(self._sums)]
+        for key, fields in self._sums.items():
+            args += [key, self._expiry.get(key, 0), len(fields)]
+            for field, amount in fields.items():
+                args += [field, amount]
+        args.append(len(self._strings))
+        for key, value, ttl in self._strings:
+            args += [key, value, ttl]
+        args.append(len(self._people))
+        for key, people in self._people.items():
+            args += [key, self._expiry.get(key, 0), len(people), *people]
+        # Seen ids are most of a batch's writes: their shared key prefix and expiry
+        # are sent once, not once per id.
+        args += [self._keys.seen(""), SEEN_TTL_S, len(self._seen), *self._seen]
+        args += [self._keys.rank, len(self._ranked)]
+        for campaign, spend in self._ranked.items():
+            args += [spend, campaign]
+        args += [self._keys.sources, len(self._sources), *self._sources]
+        pipe.eval(_APPLY, 0, *args)

@@ -27,7 +27,7 @@ from redis.exceptions import WatchError
 from tracker.channels import CHANNELS
 from tracker.events import Event
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, SEEN_TTL_S, Keys
+from tracker.store import CAMPAIGN_SUM, Keys, Writes
 from tracker.stream import state
 from tracker.stream.aggregate import Delta, Policy, fold, person_of, spend_key
 from tracker.stream.state import Lookups
@@ -118,18 +118,20 @@ class Sink:
                     deltas.append((source_key, new_state, delta))
                     health.update(delta.health)
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            writes = Writes(keys)
             for source_key, new_state, delta in deltas:
-                self._write_delta(pipe, delta)
-                pipe.set(source_key, orjson.dumps(new_state))
-                pipe.sadd(keys.sources, source_key)
-            self._write_lookups(pipe, lookups)
+                self._write_delta(writes, delta)
+                writes.put(source_key, orjson.dumps(new_state))
+                writes.source(source_key)
+            self._write_lookups(writes, lookups)
             # The previous transaction's duration rides along with this one: a
             # transaction cannot record how long it took itself.
             health["redis_write_us"] += self._last_write_us
             health["redis_writes"] += 1 if self._last_write_us else 0
             for name, amount in health.items():
                 if amount:
-                    pipe.hincrby(keys.health, name, amount)
+                    writes.add(keys.health, name, amount)
+            writes.queue(pipe)
             started = time.perf_counter()
             await pipe.execute()
             self._last_write_us = int((time.perf_counter() - started) * 1e6)
@@ -168,52 +170,45 @@ class Sink:
         lookups.customers = _loaded(people_list, found, state.load_acquisition)
         return lookups
 
-    def _write_delta(self, pipe: Any, delta: Delta) -> None:
+    def _write_delta(self, writes: Writes, delta: Delta) -> None:
         keys = self._keys
-        touched: set[tuple[str, EpochMs]] = set()
-        campaign_sums: Counter[tuple[str, EpochMs, str]] = Counter()
-        ranked: Counter[str] = Counter()
         for (window, start, dimension, value, metric), amount in delta.sums.items():
-            if amount:
-                name = keys.field(dimension, value, metric)
-                pipe.hincrby(keys.bucket(window, start), name, amount)
-                touched.add((window, start))
-                if dimension == "campaign":
-                    campaign_sums[window, start, metric] += amount
-                    if window == ALL_TIME:  # every campaign is ranked, by spend
-                        ranked[value] += amount if metric == "spend" else 0
-        for campaign, spend in ranked.items():
-            pipe.zincrby(keys.rank, spend, campaign)
-        for (window, start, metric), amount in campaign_sums.items():
-            pipe.hincrby(keys.bucket(window, start), keys.field(*CAMPAIGN_SUM, metric), amount)
+            if not amount:
+                continue
+            bucket = keys.bucket(window, start)
+            expire_at = self._expiry(window, start)
+            writes.add(bucket, keys.field(dimension, value, metric), amount, expire_at)
+            if dimension == "campaign":
+                writes.add(bucket, keys.field(*CAMPAIGN_SUM, metric), amount)
+                if window == ALL_TIME:  # every campaign is ranked, by spend
+                    writes.rank(value, amount if metric == "spend" else 0)
         for (window, start, dimension, value), people in delta.uniques.items():
             key = keys.uniques(window, start, dimension, value)
-            pipe.pfadd(key, *people)
-            if window != ALL_TIME:
-                pipe.expireat(key, self._expiry(window, start))
-        for window, start in touched:
-            if window != ALL_TIME:
-                pipe.expireat(keys.bucket(window, start), self._expiry(window, start))
-        for event_id in delta.seen:
-            pipe.set(keys.seen(event_id), b"1", ex=SEEN_TTL_S)
+            writes.count_people(key, people, self._expiry(window, start))
+        writes.seen(delta.seen)
         for (campaign, period), figure in delta.spend.items():
-            pipe.set(keys.spend(campaign, period), state.dump_spend(figure))
+            writes.put(keys.spend(campaign, period), state.dump_spend(figure))
 
-    def _write_lookups(self, pipe: Any, lookups: Lookups) -> None:
+    def _write_lookups(self, writes: Writes, lookups: Lookups) -> None:
         keys, ttl = self._keys, self._lookback_s
         for order_id in lookups.dirty_orders:
-            pipe.set(keys.order(order_id), state.dump_order(lookups.orders[order_id]), ex=ttl)
+            writes.put(keys.order(order_id), state.dump_order(lookups.orders[order_id]), ttl)
         for click_id in lookups.dirty_clicks:
-            pipe.set(keys.click(click_id), state.dump_click(lookups.clicks[click_id]), ex=ttl)
+            writes.put(keys.click(click_id), state.dump_click(lookups.clicks[click_id]), ttl)
         for person in lookups.dirty_paths:
-            pipe.set(keys.path(person), state.dump_path(lookups.paths[person]), ex=ttl)
+            writes.put(keys.path(person), state.dump_path(lookups.paths[person]), ttl)
         for person in lookups.dirty_customers:
             # Lifetime value is for the customer's lifetime: no expiry.
-            pipe.set(keys.customer(person), state.dump_acquisition(lookups.customers[person]))
+            writes.put(keys.customer(person), state.dump_acquisition(lookups.customers[person]))
 
     def _expiry(self, window: str, start: EpochMs) -> int:
-        # Retention counts from the bucket's own time, so old buckets replayed late do
-        # not linger; but never in the past, or the write would vanish at once.
+        """When a bucket of ``window`` expires; 0 (never) for all-time totals.
+
+        Retention counts from the bucket's own time, so old buckets replayed late do
+        not linger; but never in the past, or the write would vanish at once.
+        """
+        if window == ALL_TIME:
+            return 0
         return max(start // 1000 + self._ttl[window], int(time.time()) + 60)
 
 
