@@ -167,14 +167,19 @@ for _ = 1, tonumber(take()) do
   if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
 end
 for _ = 1, tonumber(take()) do
-  local key, expire_at, n = take(), tonumber(take()), tonumber(take())
-  local chunk = {}
-  for _ = 1, n do
+  local targets = {}
+  for j = 1, tonumber(take()) do targets[j] = {take(), tonumber(take())} end
+  local n, chunk = tonumber(take()), {}
+  for m = 1, n do
     chunk[#chunk + 1] = take()
-    if #chunk == 1000 then redis.call('PFADD', key, unpack(chunk)); chunk = {} end
+    if #chunk == 1000 or m == n then
+      for _, t in ipairs(targets) do redis.call('PFADD', t[1], unpack(chunk)) end
+      chunk = {}
+    end
   end
-  if #chunk > 0 then redis.call('PFADD', key, unpack(chunk)) end
-  if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
+  for _, t in ipairs(targets) do
+    if t[2] > 0 then redis.call('EXPIREAT', t[1], t[2]) end
+  end
 end
 local key, ttl = take(), tonumber(take())
 for _ = 1, tonumber(take()) do redis.call('SET', key .. take(), '1', 'EX', ttl) end
@@ -240,9 +245,21 @@ class Writes:
         args.append(len(self._strings))
         for key, value, ttl in self._strings:
             args += [key, value, ttl]
-        args.append(len(self._people))
+        # A person lands in a dozen HyperLogLogs (windows x dimensions); grouped by
+        # the keys they share, each person is sent once, not once per key.
+        keys_of: dict[str, list[str]] = {}
         for key, people in self._people.items():
-            args += [key, self._expiry.get(key, 0), len(people), *people]
+            for person in people:
+                keys_of.setdefault(person, []).append(key)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for person, targets in keys_of.items():
+            groups.setdefault(tuple(targets), []).append(person)
+        args.append(len(groups))
+        for hlls, members in groups.items():
+            args.append(len(hlls))
+            for key in hlls:
+                args += [key, self._expiry.get(key, 0)]
+            args += [len(members), *members]
         # Seen ids are most of a batch's writes: their shared key prefix and expiry
         # are sent once, not once per id.
         args += [self._keys.seen(""), SEEN_TTL_S, len(self._seen), *self._seen]
