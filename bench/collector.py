@@ -26,7 +26,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,9 @@ from pathlib import Path
 import orjson
 
 from bench.conditions import describe
-from tests.processes import environment, http_get, wait_for
+from tests.processes import environment, http_get, stop, wait_for
 from tracker import simulate
+from tracker.market import BROWSER
 from tracker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def wrk(
         f"-d{max(1, round(duration))}s",
         "--latency",
         "-H",
-        f"User-Agent: {simulate.BROWSER}",
+        f"User-Agent: {BROWSER}",
     ]
     if script is not None:
         command += ["-s", str(script)]
@@ -193,12 +193,7 @@ def server(argv: Sequence[str], env: dict[str, str], health_url: str) -> Iterato
             wait_for(healthy, timeout=60, what=f"{argv[-1]} healthy")
             yield process.pid
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
     shutil.rmtree(log_path.parent)
 
 
@@ -220,7 +215,7 @@ def openloop(url: str, rate: float, duration: float, connections: int) -> dict[s
         f"--rate={rate:.0f}",
         f"--duration={duration}",
         f"--connections={connections}",
-        f"--headers=User-Agent: {simulate.BROWSER}",
+        f"--headers=User-Agent: {BROWSER}",
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     result: dict[str, float | None] = orjson.loads(output.stdout)

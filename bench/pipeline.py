@@ -39,6 +39,7 @@ from tests.processes import http_get, tracker, wait_for
 from tracker import simulate
 from tracker.events import Context, Event, Rules, parse_event
 from tracker.kafka import ensure_topics
+from tracker.market import BROWSER
 from tracker.records import encode_events, partition_of
 from tracker.settings import Settings
 from tracker.store import Keys
@@ -185,7 +186,7 @@ def freshness(settings: Settings, rate: float, probes: int) -> list[float]:
             campaign = f"probe-{uuid.uuid4().hex[:8]}"
             query = urllib.parse.urlencode({"type": "click", "campaign": campaign})
             request = urllib.request.Request(
-                f"{collector}/p.gif?{query}", headers={"user-agent": simulate.BROWSER}
+                f"{collector}/p.gif?{query}", headers={"user-agent": BROWSER}
             )
             with urllib.request.urlopen(request, timeout=10) as answer:
                 assert answer.status == 200
@@ -217,24 +218,12 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=40)
     args = parser.parse_args()
 
-    from tests.conftest import free_port
+    from tests.conftest import isolated_settings
     from tests.services import all_services
 
-    with all_services() as (bootstrap, redis_url):
-        run = uuid.uuid4().hex[:8]
-        settings = Settings(
-            kafka_bootstrap=bootstrap,
-            redis_url=redis_url,
-            redis_prefix=f"bench-{run}",
-            events_topic=f"bench-{run}.events",
-            dead_letter_topic=f"bench-{run}.dead",
-            app_id=f"bench-{run}",
-            collector_port=free_port(),
-            exporter_port=free_port(),
-            worker_port=free_port(),
-            log_format="json",
-            log_level="warning",
-        )
+    with all_services() as servers:
+        settings = dataclasses.replace(isolated_settings(servers, "bench"), log_level="warning")
+        run = settings.app_id
         print(describe())
         events = synthetic_events(args.events, seed=1)
         records = asyncio.run(preload(settings, events, args.per_record))
@@ -245,9 +234,7 @@ def main() -> None:
         ceiling = asyncio.run(bare_consumer(settings, len(events)))
         counter = faust_counter(settings, records)
         worker, memory = worker_throughput(settings, len(events))
-        two = dataclasses.replace(
-            settings, redis_prefix=f"bench-{run}-two", app_id=f"bench-{run}-two"
-        )
+        two = dataclasses.replace(settings, redis_prefix=f"{run}-two", app_id=f"{run}-two")
         two_workers, _ = worker_throughput(two, len(events), workers=2)
         print(f"bare aiokafka consumer (ceiling):     {ceiling:12,.0f} events/s")
         print(
@@ -269,9 +256,9 @@ def main() -> None:
         )
         live = dataclasses.replace(
             settings,
-            redis_prefix=f"bench-{run}-live",
-            events_topic=f"bench-{run}.live",
-            app_id=f"bench-{run}-live",
+            redis_prefix=f"{run}-live",
+            events_topic=f"{run}.live",
+            app_id=f"{run}-live",
         )
         delays = freshness(live, args.rate, args.probes)
         print(

@@ -30,17 +30,20 @@ def settings(servers: tuple[str, str]) -> Settings:
     return isolated_settings(servers)
 
 
-def isolated_settings(servers: tuple[str, str]) -> Settings:
-    """What the ``settings`` fixture gives, for fixtures of a wider scope."""
+def isolated_settings(servers: tuple[str, str], kind: str = "test") -> Settings:
+    """What the ``settings`` fixture gives, for fixtures of a wider scope and benchmarks.
+
+    Topics, consumer group and keys are named ``<kind>-<random>``.
+    """
     bootstrap, redis = servers
-    run = uuid.uuid4().hex[:10]
+    run = f"{kind}-{uuid.uuid4().hex[:10]}"
     return Settings(
         kafka_bootstrap=bootstrap,
         redis_url=redis,
-        redis_prefix=f"test-{run}",
-        events_topic=f"test-{run}.events",
-        dead_letter_topic=f"test-{run}.dead-letters",
-        app_id=f"test-{run}",
+        redis_prefix=run,
+        events_topic=f"{run}.events",
+        dead_letter_topic=f"{run}.dead-letters",
+        app_id=run,
         collector_port=free_port(),
         exporter_port=free_port(),
         worker_port=free_port(),

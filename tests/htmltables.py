@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import Any
+
+CHARTS = {
+    "chart-shares",
+    "chart-clv-cpa",
+    "chart-spend",
+    "chart-revenue",
+    "chart-roas",
+    "chart-cpa",
+    "chart-budget",
+}
+"""The figure id of every chart the report draws when it has figures for all of them."""
+ROWS = {"summary": ("summary",), "trends": ("trends", "rows"), "budget": ("budget", "units")}
+"""Where in the report's JSON each HTML table's rows are."""
 
 
 @dataclass
@@ -83,3 +98,19 @@ def number(text: str) -> float | None:
     if text.endswith("%"):
         return float(text[:-1].replace(",", "")) / 100
     return float(text.replace(",", ""))
+
+
+def carried(report: Mapping[str, Any], cell: Cell) -> Any:
+    """The value in the report's JSON form that ``cell`` shows: a tile's total or a row's field.
+
+    A row is found by its ``value``; a dotted field (``change.spend.relative``) is a path.
+    """
+    if cell.table == "tiles":
+        return report["total"][cell.field]
+    found: Any = report
+    for key in ROWS[cell.table]:
+        found = found[key]
+    found = next(row for row in found if row["value"] == cell.row)
+    for part in cell.field.split("."):
+        found = found[part]
+    return found

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 
-async def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+@asynccontextmanager
+async def _topic(
+    bootstrap: str, topic: str, **consumer_options: Any
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaAdminClient, list[TopicPartition]]]:
+    """A started consumer and admin client, and the partitions ``topic`` has now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **consumer_options)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await consumer.start()
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        yield (
+            consumer,
+            admin,
+            [TopicPartition(topic, p["partition"]) for p in described["partitions"]],
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    async with _topic(bootstrap, topic) as (consumer, admin, partitions):
         ends = await consumer.end_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(group)
         return bool(partitions) and all(
             tp in committed and committed[tp].offset >= ends[tp] for tp in partitions if ends[tp]
         )
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def caught_up(bootstrap: str, group: str, topic: str) -> bool:
@@ -33,15 +48,8 @@ def caught_up(bootstrap: str, group: str, topic: str) -> bool:
 
 
 async def _records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    reading = _topic(bootstrap, topic, enable_auto_commit=False, auto_offset_reset="earliest")
+    async with reading as (consumer, _, partitions):
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -62,9 +70,6 @@ async def _records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
                     if r.offset < ends[tp]
                 ]
         return sorted(found)
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -87,11 +87,35 @@ def tracker(
         sys.stderr.write(f"--- {command} log ---\n" + log_path.read_text()[-5000:])
         raise
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         log.close()
+
+
+def health_url(settings: Settings, command: str) -> str:
+    """Where ``tracker <command>`` (worker, collector or serve) answers its health check."""
+    ports = {
+        "worker": settings.worker_port,
+        "collector": settings.collector_port,
+        "serve": settings.exporter_port,
+    }
+    return f"http://127.0.0.1:{ports[command]}/healthz"
+
+
+@contextmanager
+def running(settings: Settings, *commands: str) -> Iterator[None]:
+    """``tracker <command>`` for each of ``commands``, started in turn, each once healthy."""
+    with ExitStack() as stack:
+        for command in commands:
+            stack.enter_context(tracker(command, settings, health_url(settings, command)))
+        yield
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM ``process`` if it still runs; SIGKILL if it has not exited after ``timeout`` s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

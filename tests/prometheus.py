@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.processes import http_get, wait_for
+from tests.processes import http_get, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tracker.rules.yml"
@@ -281,13 +280,7 @@ def prometheus(
         yield api
         failed = False
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, timeout=30)
         log.close()
         if failed:
             tail = log_path.read_text()[-5000:]

@@ -42,6 +42,7 @@ from tracker.windows import WINDOWS, day_of
 DAY = WINDOWS["1d"]
 HOUR = WINDOWS["1h"]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
+"""The user agent of simulated visitors, here and in :mod:`tracker.simulate`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,12 +99,11 @@ class Settings:
     def rates(self) -> dict[str, float]:
         """The currency table as a mapping, the base currency at rate 1."""
         table = {self.base_currency.upper(): 1.0}
-        for item in filter(None, (p.strip() for p in self.currency_rates.split(","))):
-            code, _, text = item.partition("=")
+        for code, text in _pairs(self.currency_rates):
             rate = float(text)
             if not math.isfinite(rate) or rate <= 0:
-                raise ValueError(f"rate of {code.strip()} must be a positive number, got {text}")
-            table[code.strip().upper()] = rate
+                raise ValueError(f"rate of {code} must be a positive number, got {text}")
+            table[code.upper()] = rate
         return table
 
     def redirect_hosts(self) -> list[tuple[str, int | None]]:
@@ -114,7 +113,7 @@ class Settings:
         means the scheme's default port.
         """
         hosts: list[tuple[str, int | None]] = []
-        for item in filter(None, (p.strip().lower() for p in self.redirect_allow.split(","))):
+        for item in _items(self.redirect_allow.lower()):
             match = _ALLOWED_HOST.fullmatch(item)
             if match is None or (match["port"] and int(match["port"]) > 65535):
                 raise ValueError(
@@ -130,10 +129,7 @@ class Settings:
         Errors name the partner or the item's position, never a secret.
         """
         keys: dict[str, str] = {}
-        items = (p.strip() for p in self.postback_secrets.split(","))
-        for position, item in enumerate(filter(None, items), 1):
-            partner, _, secret = item.partition("=")
-            partner, secret = partner.strip(), secret.strip()
+        for position, (partner, secret) in enumerate(_pairs(self.postback_secrets), 1):
             if not partner or not secret:
                 raise ValueError(f"item {position} is not partner=secret")
             if partner in keys:
@@ -147,11 +143,18 @@ class Settings:
 
     def lookback_overrides(self) -> dict[str, float]:
         """Per-channel lookbacks in days, from ``lookback_by_channel``."""
-        table: dict[str, float] = {}
-        for item in filter(None, (p.strip() for p in self.lookback_by_channel.split(","))):
-            channel, _, days = item.partition("=")
-            table[channel.strip()] = float(days)
-        return table
+        return {channel: float(days) for channel, days in _pairs(self.lookback_by_channel)}
+
+
+def _items(text: str) -> list[str]:
+    """The items of a comma-separated setting, stripped, empty ones left out."""
+    return [item for item in (part.strip() for part in text.split(",")) if item]
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """The ``name=value`` items of a comma-separated setting, both sides stripped."""
+    split = (item.partition("=") for item in _items(text))
+    return [(name.strip(), value.strip()) for name, _, value in split]
 
 
 def _parse_bool(text: str) -> bool:

@@ -24,7 +24,7 @@ import structlog
 
 from tracker.channels import CHANNELS
 from tracker.events import new_id
-from tracker.market import DAY, ChannelCurve, day_events
+from tracker.market import BROWSER, DAY, ChannelCurve, day_events
 from tracker.windows import day_of
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PAID_CHANNELS = tuple(c for c in CHANNELS if c not in ("direct", "other"))
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
 CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 

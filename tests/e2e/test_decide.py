@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -31,9 +30,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import isolated_settings
-from tests.htmltables import number, read
+from tests.e2e.chromium import HEADLESS
+from tests.htmltables import CHARTS, carried, number, read
 from tests.kafka import caught_up
-from tests.processes import environment, http_get, tracker, wait_for
+from tests.processes import environment, http_get, running, wait_for
 from tracker.decide.trends import wilson
 from tracker.market import ChannelCurve, parse_curves
 from tracker.report import svg, tables
@@ -42,7 +42,6 @@ from tracker.windows import WINDOWS, rfc3339
 
 pytestmark = pytest.mark.services
 
-ROOT = Path(__file__).resolve().parents[2]
 DAY = WINDOWS["1d"]
 M = 1_000_000
 HISTORY_DAYS = 28
@@ -60,14 +59,7 @@ for _curve in CURVES.values():
     _curve["order_value"] = 10
 METRICS = ("impressions", "clicks", "conversions", "spend", "revenue")
 CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *HEADLESS,
     "--hide-scrollbars",
     # Nowhere to go: any request the page made would fail, and show in the net log.
     "--proxy-server=127.0.0.1:9",
@@ -90,11 +82,7 @@ def market(servers: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -
     spec = tmp_path_factory.mktemp("curves") / "curves.json"
     spec.write_bytes(orjson.dumps(CURVES))
     api = f"http://127.0.0.1:{settings.exporter_port}"
-    with (
-        tracker("worker", settings, f"http://127.0.0.1:{settings.worker_port}/healthz"),
-        tracker("collector", settings, f"http://127.0.0.1:{settings.collector_port}/healthz"),
-        tracker("serve", settings, f"{api}/healthz"),
-    ):
+    with running(settings, "worker", "collector", "serve"):
         now = int(time.time() * 1000)
         result = command(
             settings,
@@ -359,18 +347,6 @@ def test_too_little_history_recommends_nothing_and_says_why(market: Market) -> N
     assert "6 days with spend in its history, 14 needed" in cli.stdout
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Debian's chromium, installed by deploy/local/tools.sh when missing."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        subprocess.run(["bash", str(ROOT / "deploy/local/tools.sh"), "chromium"], check=False)
-        found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.skip("chromium is not installed and deploy/local/tools.sh could not install it")
-    return found
-
-
 def browse(chromium: str, page: Path, work: Path, *action: str) -> tuple[str, list[str]]:
     """Run headless Chromium on ``page``; its stdout, and the URLs the page itself asked for.
 
@@ -444,27 +420,12 @@ def test_report_renders_offline_with_the_json_numbers(
     page = read(dom)
     assert page.urls == []
     drawn = {figure for figure, marks in page.charts.items() if marks > 0}
-    assert drawn == {
-        "chart-shares",
-        "chart-clv-cpa",
-        "chart-spend",
-        "chart-revenue",
-        "chart-roas",
-        "chart-cpa",
-        "chart-budget",
-    }
-    summary = {r["value"]: r for r in report["summary"]}
-    budget = {u["value"]: u for u in report["budget"]["units"]}
+    assert drawn == CHARTS
     checked = 0
     for cell in page.cells:
-        if cell.table == "summary":
-            want = summary[cell.row][cell.field]
-        elif cell.table == "budget":
-            want = budget[cell.row][cell.field]
-        elif cell.table == "tiles":
-            want = report["total"][cell.field]
-        else:
+        if cell.table not in ("summary", "budget", "tiles"):
             continue
+        want = carried(report, cell)
         assert json.loads(cell.value) == want, cell
         shown = number(cell.text)
         assert (shown is None) == (want is None), cell

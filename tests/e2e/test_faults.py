@@ -4,46 +4,29 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import replace
 
 import pytest
 
 from tests.e2e.test_oracle import check, oracle_settings, run_log, settled
-from tests.processes import tracker, wait_for
+from tests.processes import health_url, running, tracker, wait_for
 from tests.services import ROOT
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services
 
 
-def health(settings: Settings, port: int | None = None) -> str:
-    return f"http://127.0.0.1:{port or settings.worker_port}/healthz"
-
-
-@contextmanager
-def edge(settings: Settings) -> Iterator[None]:
-    with ExitStack() as stack:
-        stack.enter_context(
-            tracker("collector", settings, f"http://127.0.0.1:{settings.collector_port}/healthz")
-        )
-        stack.enter_context(
-            tracker("serve", settings, f"http://127.0.0.1:{settings.exporter_port}/healthz")
-        )
-        yield
-
-
 def test_worker_killed_with_sigkill_mid_stream_and_restarted(settings: Settings) -> None:
     settings = oracle_settings(settings)
-    with edge(settings), ExitStack() as workers:
-        first = workers.enter_context(tracker("worker", settings, health(settings)))
+    with running(settings, "collector", "serve"), ExitStack() as workers:
+        first = workers.enter_context(tracker("worker", settings, health_url(settings, "worker")))
 
         def kill_then_restart(chunk: int) -> None:
             if chunk == 2:
                 first.kill()  # SIGKILL: no shutdown, no commit
                 first.wait()
-                workers.enter_context(tracker("worker", settings, health(settings)))
+                workers.enter_context(tracker("worker", settings, health_url(settings, "worker")))
 
         log = run_log(settings, seed=7, after_chunk=kill_then_restart)
         check(settings, log)
@@ -51,14 +34,9 @@ def test_worker_killed_with_sigkill_mid_stream_and_restarted(settings: Settings)
 
 def test_one_of_two_workers_stopped_mid_stream(settings: Settings) -> None:
     settings = oracle_settings(replace(settings, topic_partitions=4))
-    second_port = settings.worker_port + 1
-    with edge(settings), ExitStack() as workers:
-        workers.enter_context(tracker("worker", settings, health(settings)))
-        second = workers.enter_context(
-            tracker(
-                "worker", replace(settings, worker_port=second_port), health(settings, second_port)
-            )
-        )
+    other = replace(settings, worker_port=settings.worker_port + 1)
+    with running(settings, "collector", "serve", "worker"), ExitStack() as workers:
+        second = workers.enter_context(tracker("worker", other, health_url(other, "worker")))
 
         def stop_second(chunk: int) -> None:
             if chunk == 2:
@@ -84,7 +62,7 @@ def _restart(service: str) -> None:
 @pytest.mark.parametrize("service", ["redis", "kafka"])
 def test_server_restarted_mid_stream(settings: Settings, service: str) -> None:
     settings = oracle_settings(settings)
-    with edge(settings), tracker("worker", settings, health(settings)):
+    with running(settings, "collector", "serve", "worker"):
         log = run_log(
             settings, seed=13, after_chunk=lambda c: _restart(service) if c == 2 else None
         )

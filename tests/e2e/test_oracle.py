@@ -6,8 +6,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from tests.e2e import oracle
 from tests.kafka import caught_up
-from tests.processes import http_get, tracker, wait_for
+from tests.processes import http_get, running, wait_for
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -99,21 +98,6 @@ def settled(settings: Settings) -> bool:
     return caught_up(settings.kafka_bootstrap, settings.app_id, settings.events_topic)
 
 
-@contextmanager
-def pipeline(settings: Settings) -> Iterator[None]:
-    with ExitStack() as stack:
-        stack.enter_context(
-            tracker("worker", settings, f"http://127.0.0.1:{settings.worker_port}/healthz")
-        )
-        stack.enter_context(
-            tracker("collector", settings, f"http://127.0.0.1:{settings.collector_port}/healthz")
-        )
-        stack.enter_context(
-            tracker("serve", settings, f"http://127.0.0.1:{settings.exporter_port}/healthz")
-        )
-        yield
-
-
 def oracle_settings(settings: Settings) -> Settings:
     return replace(
         settings,
@@ -146,6 +130,6 @@ def run_log(
 
 def test_kpis_equal_an_independent_reference_for_every_model(settings: Settings) -> None:
     settings = oracle_settings(settings)
-    with pipeline(settings):
+    with running(settings, "worker", "collector", "serve"):
         log = run_log(settings, seed=20261127)
         check(settings, log)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from tests.e2e.chromium import HEADLESS
 from tests.processes import http_get, tracker
 from tracker.events import Event
 from tracker.records import decode_events
@@ -30,7 +30,6 @@ from tracker.settings import Settings
 
 pytestmark = pytest.mark.services
 
-ROOT = Path(__file__).resolve().parents[2]
 # Headless Chromium names itself "HeadlessChrome", which the collector rightly
 # flags as a bot; a desktop agent lets the test follow a human's events.
 USER_AGENT = (
@@ -38,25 +37,6 @@ USER_AGENT = (
     "Chrome/126.0.0.0 Safari/537.36"
 )
 LANDING = "utm_campaign=spring-sale&utm_source=google&utm_medium=cpc&gclid=g-123"
-
-
-def _find_chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium, installed by deploy/local/tools.sh when missing."""
-    if found := _find_chromium():
-        return found
-    script = ROOT / "deploy/local/tools.sh"
-    result = subprocess.run(["bash", str(script), "chromium"], capture_output=True, text=True)
-    if found := _find_chromium():
-        return found
-    pytest.skip(
-        f"chromium is not installed and {script.name} could not install it: "
-        f"{(result.stderr or result.stdout)[-400:]}"
-    )
 
 
 @contextmanager
@@ -94,14 +74,7 @@ def browser(executable: str, url: str, profile: Path) -> Iterator[Path]:
         process = subprocess.Popen(
             [
                 executable,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS,
                 f"--user-data-dir={profile}",
                 f"--user-agent={USER_AGENT}",
                 "--enable-logging=stderr",  # console messages and JS errors, for failures

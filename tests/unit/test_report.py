@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.htmltables import number, read
+from tests.htmltables import CHARTS, carried, number, read
 from tracker.decide.budget import Rules, Unit, plan
 from tracker.decide.curves import Curve
 from tracker.decide.explain import as_json
@@ -107,32 +107,12 @@ def test_html_is_self_contained_and_shows_the_json_numbers() -> None:
     assert page.urls == []
     assert "http" not in html.render(found)
     assert not page.tags & {"script", "img", "link", "iframe", "object", "embed"}
-    assert {k for k, v in page.charts.items() if v > 0} == {
-        "chart-shares",
-        "chart-clv-cpa",
-        "chart-spend",
-        "chart-revenue",
-        "chart-roas",
-        "chart-cpa",
-        "chart-budget",
-    }
-    summary = {r["value"]: r for r in found["summary"]}
-    trends = {r["value"]: r for r in found["trends"]["rows"]}
-    budget = {u["value"]: u for u in found["budget"]["units"]}
+    assert {k for k, v in page.charts.items() if v > 0} == CHARTS
     checked = 0
     for cell in page.cells:
-        if cell.table == "summary":
-            expected = summary[cell.row][cell.field]
-        elif cell.table == "trends":
-            expected = trends[cell.row]
-            for part in cell.field.split("."):
-                expected = expected[part]
-        elif cell.table == "budget":
-            expected = budget[cell.row][cell.field]
-        elif cell.table == "tiles":
-            expected = found["total"][cell.field]
-        else:
+        if cell.table not in ("summary", "trends", "budget", "tiles"):
             continue
+        expected = carried(found, cell)
         assert orjson.loads(cell.value) == expected, cell
         shown = number(cell.text)
         if expected is None or shown is None:

@@ -6,14 +6,13 @@ Imports SciPy only when the command runs, so declaring its flags costs nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
-import redis
-import redis.asyncio
+from redis.asyncio import Redis
 
 from tracker.attribution import MODELS
 from tracker.settings import Settings
@@ -83,7 +82,7 @@ def budget(
     """Print the recommendation; 0, or 1 when Redis is away, 2 when the limits cannot be met."""
     from tracker.decide import queries
     from tracker.decide.budget import BudgetError, Rules
-    from tracker.store import Keys
+    from tracker.store import Keys, StoreUnavailable, read_once
 
     history = settings.budget_history_days
     rules = Rules(
@@ -97,28 +96,24 @@ def budget(
         currency=settings.base_currency.upper(),
     )
 
-    async def read() -> dict[str, Any]:
-        client = redis.asyncio.Redis.from_url(settings.redis_url)
-        try:
-            return await queries.recommendation(
-                client,
-                Keys(settings.redis_prefix),
-                dimension=dimension,
-                model=model,
-                end=int(time.time() * 1000) if end is None else end,
-                history=history,
-                rules=rules,
-            )
-        finally:
-            await client.aclose()
+    def read(client: Redis) -> Awaitable[dict[str, Any]]:
+        return queries.recommendation(
+            client,
+            Keys(settings.redis_prefix),
+            dimension=dimension,
+            model=model,
+            end=int(time.time() * 1000) if end is None else end,
+            history=history,
+            rules=rules,
+        )
 
     try:
-        found = asyncio.run(read())
+        found = read_once(settings.redis_url, read)
     except BudgetError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2
-    except redis.RedisError as exc:
-        print(f"tracker: Redis at {settings.redis_url} did not answer: {exc}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
         return 1
     if as_json:
         sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")

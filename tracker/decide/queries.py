@@ -19,7 +19,8 @@ from tracker.decide.explain import as_json
 from tracker.decide.periods import previous, summed
 from tracker.decide.trends import Minimums, compare
 from tracker.export.rows import totals
-from tracker.money import MICROS_PER_UNIT, to_number
+from tracker.money import MICROS_PER_UNIT, parse_micros, to_number
+from tracker.settings import Settings
 from tracker.store import Buckets, Keys, read_buckets
 from tracker.types import EpochMs
 from tracker.windows import WINDOWS, rfc3339
@@ -80,6 +81,14 @@ def units(
         ]
         found.append(Unit(value, [t.spend for t in series], outcome))
     return found
+
+
+def minimums(settings: Settings) -> Minimums:
+    """The trend minimums of the settings, spend in micro-units."""
+    return Minimums(
+        conversions=settings.trend_min_conversions,
+        spend=parse_micros(f"{settings.trend_min_spend:.6f}"),
+    )
 
 
 async def trends(

@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from tracker.asgi import HTTPError, Request, Response
 from tracker.decide import queries
 from tracker.decide.budget import OBJECTIVES, BudgetError, Rules, parse_limits, parse_period
-from tracker.decide.trends import Minimums
 from tracker.export.api import KPIS_PARAMETERS, known_query, parse_model, parse_span, parse_time
 from tracker.money import MoneyError, parse_micros
 from tracker.settings import Settings
@@ -56,7 +55,7 @@ class DecisionApi:
             window=span.window,
             model=span.model,
             starts=span.starts,
-            minimums=minimums(self._settings),
+            minimums=queries.minimums(self._settings),
             top=top,
         )
         return Response.json(
@@ -142,14 +141,6 @@ class DecisionApi:
         except BudgetError as exc:
             raise HTTPError(400, str(exc)) from None
         return Response.json(found)
-
-
-def minimums(settings: Settings) -> Minimums:
-    """The trend minimums of the settings, spend in micro-units."""
-    return Minimums(
-        conversions=settings.trend_min_conversions,
-        spend=parse_micros(f"{settings.trend_min_spend:.6f}"),
-    )
 
 
 def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -6,13 +6,12 @@ Imports SciPy only when the command runs, so declaring its flags costs nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-import redis
-import redis.asyncio
+from redis.asyncio import Redis
 
 from tracker.attribution import MODELS
 from tracker.settings import Settings
@@ -82,34 +81,31 @@ def report(
     from tracker.report import html, tables
     from tracker.report.gather import gather
     from tracker.report.progress import Bar
+    from tracker.store import StoreUnavailable, read_once
 
     bar = Bar("reading buckets")
 
-    async def read() -> dict[str, Any]:
-        client = redis.asyncio.Redis.from_url(settings.redis_url)
-        try:
-            return await gather(
-                client,
-                settings,
-                start=start,
-                end=end,
-                dimension=dimension,
-                window=window,
-                model=model,
-                budget_total=budget_total,
-                budget_days=budget_days,
-                progress=bar,
-            )
-        finally:
-            await client.aclose()
+    def read(client: Redis) -> Awaitable[dict[str, Any]]:
+        return gather(
+            client,
+            settings,
+            start=start,
+            end=end,
+            dimension=dimension,
+            window=window,
+            model=model,
+            budget_total=budget_total,
+            budget_days=budget_days,
+            progress=bar,
+        )
 
     try:
-        found = asyncio.run(read())
+        found = read_once(settings.redis_url, read)
     except ValueError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2
-    except redis.RedisError as exc:
-        print(f"tracker: Redis at {settings.redis_url} did not answer: {exc}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
         return 1
     finally:
         bar.close()

@@ -19,7 +19,6 @@ from tracker.decide.periods import previous, summed
 from tracker.decide.queries import Progress, read_range
 from tracker.decide.trends import Minimums
 from tracker.export.rows import clv_row, row, totals
-from tracker.money import parse_micros
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys
 from tracker.types import EpochMs, Micros
@@ -82,9 +81,7 @@ async def gather(
         dimension=dimension,
         model=model,
         currency=currency,
-        minimums=Minimums(
-            settings.trend_min_conversions, parse_micros(f"{settings.trend_min_spend:.6f}")
-        ),
+        minimums=queries.minimums(settings),
         now=int(time.time() * 1000),
     )
 
