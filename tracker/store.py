@@ -2,7 +2,8 @@
 
 Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
 
-- ``P:b:<window>:<bucket start ms>``: hash, one bucket of a window (``1m``, ``1h``,
+- ``P:b:<window>:<bucket start ms>:<dimension>``: hash, one dimension (``total``,
+  ``channel``, ``campaign``, ``goal``, ``campaigns``) of one bucket of a window (``1m``, ``1h``,
   ``1d``; ``all:0`` holds all-time totals); fields ``<dimension>SEP<value>SEP<metric>``
   with integer values (money in micro-units of the base currency). Expires after the
   window's retention.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,14 +51,16 @@ Buckets = dict[EpochMs, dict[tuple[str, str], dict[str, int]]]
 SEEN_TTL_S = 48 * 3600
 CAMPAIGN_SUM = ("campaigns", "all")
 """The (dimension, value) of the row that sums every campaign row of a bucket."""
+DIMENSIONS = ("total", "channel", "campaign", "goal", CAMPAIGN_SUM[0])
+"""Every dimension a bucket is stored under, each in a hash of its own."""
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str
 
-    def bucket(self, window: str, start: EpochMs) -> str:
-        return f"{self.prefix}:b:{window}:{start}"
+    def bucket(self, window: str, start: EpochMs, dimension: str) -> str:
+        return f"{self.prefix}:b:{window}:{start}:{dimension}"
 
     def source(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:src:{topic}:{partition}"
@@ -110,13 +113,28 @@ def parse_bucket(raw: Mapping[bytes | str, bytes | str]) -> dict[tuple[str, str]
     return rows
 
 
-async def read_buckets(redis: Redis, window: str, starts: list[EpochMs], keys: Keys) -> Buckets:
-    """Every bucket of ``window`` starting at ``starts``, in one pipelined round trip."""
+async def read_buckets(
+    redis: Redis,
+    window: str,
+    starts: list[EpochMs],
+    keys: Keys,
+    dimensions: Sequence[str] = DIMENSIONS,
+) -> Buckets:
+    """``dimensions`` of every bucket of ``window`` at ``starts``, in one round trip.
+
+    Each dimension is a hash of its own, so asking for channels never reads the
+    (possibly ten thousand) campaigns.
+    """
+    wanted = [(start, dimension) for start in starts for dimension in dimensions]
     async with redis.pipeline(transaction=False) as pipe:
-        for start in starts:
-            pipe.hgetall(keys.bucket(window, start))
+        for start, dimension in wanted:
+            pipe.hgetall(keys.bucket(window, start, dimension))
         raw = await pipe.execute()
-    return {start: parse_bucket(item) for start, item in zip(starts, raw, strict=True) if item}
+    found: Buckets = {}
+    for (start, _), item in zip(wanted, raw, strict=True):
+        if item:
+            found.setdefault(start, {}).update(parse_bucket(item))
+    return found
 
 
 async def read_uniques(

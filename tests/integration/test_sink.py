@@ -39,7 +39,7 @@ def run(settings: Settings, body: Callable[[Redis, Sink], Awaitable[T]]) -> T:
 
 
 async def campaign(redis: Redis, settings: Settings, window: str, start: int) -> dict[str, int]:
-    raw = await redis.hgetall(Keys(settings.redis_prefix).bucket(window, start))
+    raw = await redis.hgetall(Keys(settings.redis_prefix).bucket(window, start, "campaign"))
     return parse_bucket(raw).get(("campaign", "spring"), {})
 
 
@@ -98,8 +98,8 @@ def test_minute_buckets_expire_after_their_retention(settings: Settings) -> None
     async def body(redis: Redis, sink: Sink) -> None:
         await sink.apply([Record("t", 0, 0, [click("a")])])
         keys = Keys(settings.redis_prefix)
-        expire_at = await redis.expiretime(keys.bucket("1m", MINUTE))
+        expire_at = await redis.expiretime(keys.bucket("1m", MINUTE, "campaign"))
         assert expire_at == MINUTE // 1000 + settings.retention_1m_days * 86_400
-        assert await redis.ttl(keys.bucket("all", 0)) == -1  # all-time totals stay
+        assert await redis.ttl(keys.bucket("all", 0, "total")) == -1  # all-time totals stay
 
     run(settings, body)

@@ -33,7 +33,7 @@ class KpiApi:
     async def kpis(self, request: Request) -> Response:
         span = parse_span(known_query(request, KPIS_PARAMETERS))
         dimension, window, model = span.dimension, span.window, span.model
-        buckets = await read_buckets(self._redis, window, span.starts, self._keys)
+        buckets = await read_buckets(self._redis, window, span.starts, self._keys, [dimension])
         cells = [
             (bucket, value, metrics)
             for bucket in sorted(buckets)
@@ -66,7 +66,8 @@ class KpiApi:
         if dimension not in ("campaign", "channel"):
             raise HTTPError(400, "dimension must be campaign or channel")
         model = parse_model(query)
-        everything = (await read_buckets(self._redis, ALL_TIME, [0], self._keys)).get(0, {})
+        found = await read_buckets(self._redis, ALL_TIME, [0], self._keys, [dimension])
+        everything = found.get(0, {})
         rows = [
             clv_row(value, metrics, model)
             for (dim, value), metrics in sorted(everything.items())

@@ -112,17 +112,27 @@ class StoreCollector(Collector):
         named = [name.decode() for name in top]
         wanted = [("campaign", n) for n in named] + [CAMPAIGN_SUM]
         wanted += [("channel", c) for c in CHANNELS]
-        fields = [keys.field(d, v, m) for d, v in wanted for m in _FIELDS]
+        dimensions = list(dict.fromkeys(d for d, _ in wanted))
+        fields = {
+            d: [keys.field(d, v, m) for dim, v in wanted if dim == d for m in _FIELDS]
+            for d in dimensions
+        }
         source_keys = sorted(sources)
         pipe = self._redis.pipeline(transaction=False)
         for window, start in buckets:
-            pipe.hmget(keys.bucket(window, start), fields)
+            for dimension in dimensions:
+                pipe.hmget(keys.bucket(window, start, dimension), fields[dimension])
         if source_keys:
             pipe.mget(source_keys)
         results = pipe.execute()
         progress = results.pop() if source_keys else []
         fold = ranked > len(named)
-        rows = {w: _rows(wanted, raw, fold) for (w, _), raw in zip(buckets, results, strict=True)}
+        replies = iter(results)
+        rows = {}
+        for window, _ in buckets:
+            # HMGET answers in the order of ``wanted``, one dimension's hash at a time.
+            raw = [value for _ in dimensions for value in next(replies)]
+            rows[window] = _rows(wanted, raw, fold)
 
         yield from self._counters(rows[ALL_TIME])
         yield GaugeMetricFamily(

@@ -175,11 +175,12 @@ class Sink:
         for (window, start, dimension, value, metric), amount in delta.sums.items():
             if not amount:
                 continue
-            bucket = keys.bucket(window, start)
             expire_at = self._expiry(window, start)
+            bucket = keys.bucket(window, start, dimension)
             writes.add(bucket, keys.field(dimension, value, metric), amount, expire_at)
             if dimension == "campaign":
-                writes.add(bucket, keys.field(*CAMPAIGN_SUM, metric), amount)
+                summed = keys.bucket(window, start, CAMPAIGN_SUM[0])
+                writes.add(summed, keys.field(*CAMPAIGN_SUM, metric), amount, expire_at)
                 if window == ALL_TIME:  # every campaign is ranked, by spend
                     writes.rank(value, amount if metric == "spend" else 0)
         for (window, start, dimension, value), people in delta.uniques.items():
