@@ -128,6 +128,22 @@ def faust_counter(settings: Settings, records: int) -> float:
     return float(output.split("faust-counter ")[1].split()[0])
 
 
+def prefix_memory(redis: Redis, prefix: str) -> int:
+    """Bytes Redis spends on this run's keys (MEMORY USAGE of each), whatever else it holds."""
+    total = 0
+    batch: list[bytes] = []
+    for key in [*redis.scan_iter(f"{prefix}:*", count=5000), None]:
+        if key is not None:
+            batch.append(key)
+        if len(batch) == 5000 or (key is None and batch):
+            pipe = redis.pipeline(transaction=False)
+            for name in batch:
+                pipe.memory_usage(name, samples=0)
+            total += sum(size or 0 for size in pipe.execute())
+            batch = []
+    return total
+
+
 def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple[float, int]:
     """Events/s of ``workers`` worker processes, and Redis memory used per event."""
     redis = Redis.from_url(settings.redis_url)
@@ -136,7 +152,6 @@ def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple
     def applied() -> int:
         return int(redis.hget(health, "events") or 0)
 
-    memory_before = int(redis.info("memory")["used_memory"])
     with ExitStack() as stack:
         for index in range(workers):
             port = settings.worker_port + index
@@ -151,7 +166,7 @@ def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple
         first, started = applied(), time.perf_counter()
         wait_for(lambda: applied() >= total, timeout=600, what="every event applied")
         elapsed = time.perf_counter() - started
-    memory = int(redis.info("memory")["used_memory"]) - memory_before
+    memory = prefix_memory(redis, settings.redis_prefix)
     redis.close()
     return (total - first) / elapsed, memory
 
