@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import uvicorn
 import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from collector import bots
 from collector.pixel import GIF, NO_CACHE_HEADERS
+from tracker import asgi
 from tracker import settings as settings_module
 from tracker.asgi import Message, Receive, Scope, Send
 from tracker.events import Context, Event, InvalidEvent, Rules, new_id, parse_event
@@ -50,18 +50,8 @@ async def ceiling(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def serve_ceiling(host: str, port: int) -> None:
-    uvicorn.run(
-        ceiling,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+    """The ceiling on the collector's own server settings, so only the handler differs."""
+    asgi.serve(ceiling, host, port)
 
 
 def baseline(settings: Settings) -> web.Application:

@@ -195,7 +195,10 @@ class App:
                 return
 
 
-def serve(app: App, host: str, port: int) -> None:
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def serve(app: ASGIApp, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, then finish open requests and run shutdown hooks."""
     config = uvicorn.Config(
         app,
@@ -203,7 +206,7 @@ def serve(app: App, host: str, port: int) -> None:
         port=port,
         loop="uvloop",
         http="httptools",
-        lifespan="on",
+        lifespan="auto",  # our App runs its hooks; a bare ASGI callable needs none
         log_config=None,
         access_log=False,
         server_header=False,

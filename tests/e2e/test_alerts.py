@@ -32,11 +32,13 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from tests.conftest import free_port, isolated_settings
 from tests.processes import tracker, wait_for
 from tests.prometheus import ROOT, Prometheus, binary, prometheus, scale_promql
 from tracker.settings import Settings
+from tracker.store import Keys
 
 pytestmark = [
     pytest.mark.services,
@@ -169,9 +171,20 @@ def stack(servers: tuple[str, str]) -> Iterator[Stack]:
         started = time.time()
         with tracker("simulate", settings, None, [f"--collector-url={collector}", *SIMULATE]):
             stack = Stack(settings, api, started)
-            # Late once every partition has seen the live traffic.
-            while time.time() < started + 5:
-                time.sleep(0.2)
+            # The late event lands on any partition: it is late only once every
+            # partition has applied live traffic (and so has a watermark).
+            store = redis.Redis.from_url(settings.redis_url)
+            try:
+                wait_for(
+                    lambda: (
+                        store.scard(Keys(settings.redis_prefix).sources)
+                        >= settings.topic_partitions
+                    ),
+                    timeout=60,
+                    what="every partition applying live traffic",
+                )
+            finally:
+                store.close()
             _incidents(collector)
             yield stack
 
