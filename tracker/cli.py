@@ -17,7 +17,10 @@ def _collector(config: settings.Settings, args: argparse.Namespace) -> int:
     from collector.app import Collector
     from tracker import asgi
 
-    asgi.serve(Collector(config).app(), config.collector_host, config.collector_port)
+    app = Collector(config).app()
+    asgi.serve(
+        app, config.collector_host, config.collector_port, config.log_format, config.log_level
+    )
     return 0
 
 
@@ -42,7 +45,8 @@ def _serve(config: settings.Settings, args: argparse.Namespace) -> int:
     from tracker import asgi
     from tracker.export.server import build
 
-    asgi.serve(build(config), config.exporter_host, config.exporter_port)
+    app = build(config)
+    asgi.serve(app, config.exporter_host, config.exporter_port, config.log_format, config.log_level)
     return 0
 
 
