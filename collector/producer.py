@@ -8,12 +8,12 @@ acknowledges the record.
 
 Batching adapts to the load instead of adding a fixed delay. An event arriving
 after a quiet spell goes to Kafka at once, so a lone hit waits for nothing but
-Kafka. Under load, flushes are at least ``flush_ms`` apart, and a partition whose
-record is still unacknowledged keeps gathering events for its next one (group
-commit; aiokafka sends one request per broker at a time anyway, so holding them
-here costs no time, and keeps a partition's records in order across retries).
-Each produce request costs aiokafka some 100-200 us of CPU, so under load
-records grow with the traffic instead of their number.
+Kafka. Under load, flushes are at least ``flush_ms`` apart, and while one flush is
+in flight the next one gathers events (group commit). All partitions flush
+together, so their records travel in one produce request: aiokafka has one request
+in flight per broker anyway, and partitions flushed one by one would each wait a
+round trip behind the others. Each produce request costs aiokafka some 100-200 us
+of CPU, so under load records grow with the traffic instead of their number.
 
 When Kafka is slow or away, the buffer is bounded (``buffer_max_events``) and so
 is the wait (``produce_timeout_s``): past either, :class:`Unavailable` tells the
@@ -90,6 +90,7 @@ class BatchingProducer:
         self._flusher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._unacknowledged: set[int] = set()  # partitions with a record in flight
+        self._retrying: set[int] = set()  # of those, the ones Kafka refused once
         self._last_error: float = 0.0
         self._stopping = False
 
@@ -131,6 +132,11 @@ class BatchingProducer:
         return self._flusher is not None and time.monotonic() - self._last_error > 5.0
 
     @property
+    def _flushing(self) -> bool:
+        """Whether records on their first try are in flight (``_retrying`` is a subset)."""
+        return len(self._unacknowledged) > len(self._retrying)
+
+    @property
     def buffered(self) -> int:
         return self._buffered
 
@@ -156,8 +162,11 @@ class BatchingProducer:
                 pending.waiters.append(waiter)
                 waiter.remaining += 1
             pending.events.append(event)
+            if len(pending.events) == self._settings.flush_max_events:
+                self._wakeup.set()  # a full record goes without waiting for the flush
         self._buffered += len(events)
-        self._wakeup.set()
+        if not self._flushing:
+            self._wakeup.set()  # else the flush in flight wakes the flusher when it is in
         await waiter.future  # Unavailable when Kafka refused or did not answer in time
 
     async def send_raw(self, topic: str, value: bytes) -> None:
@@ -179,11 +188,17 @@ class BatchingProducer:
             if wait > 0 and not self._stopping and self._buffered < most:
                 await asyncio.sleep(wait)  # busy: this flush gathers what arrives meanwhile
             self._wakeup.clear()
+            # All partitions flush together, so their records share one produce
+            # request: aiokafka has one request in flight per broker, and records
+            # sent one by one would queue behind each other, a round trip each.
+            # A partition Kafka refuses holds back only its own next record.
+            flushing = self._flushing
             for partition in list(self._pending):
                 batch = self._pending[partition]
-                held = partition in self._unacknowledged and len(batch.events) < most
-                if held and not self._stopping:
-                    continue  # joins the next record once the one in flight is in
+                if partition in self._unacknowledged:
+                    continue  # one record in flight per partition keeps them in order
+                if flushing and len(batch.events) < most and not self._stopping:
+                    continue  # joins the next flush, once those in flight are in
                 del self._pending[partition]
                 self._unacknowledged.add(partition)
                 last = time.monotonic()
@@ -195,7 +210,13 @@ class BatchingProducer:
 
     async def _deliver(self, partition: int, batch: _Pending) -> None:
         deadline = time.monotonic() + self._settings.produce_timeout_s
-        values = encode_records(batch.events)  # several only past Kafka's record size limit
+        # Several records only past flush_max_events (events gathered while the
+        # partition's previous record was in flight) or Kafka's record size limit.
+        most = self._settings.flush_max_events
+        events = batch.events
+        values = [
+            v for i in range(0, len(events), most) for v in encode_records(events[i : i + most])
+        ]
         sent = 0
         try:
             while True:
@@ -210,6 +231,9 @@ class BatchingProducer:
                     return
                 except KafkaError as exc:
                     self._last_error = time.monotonic()
+                    if partition not in self._retrying:
+                        self._retrying.add(partition)
+                        self._wakeup.set()  # the other partitions need not wait for it
                     log.warning("kafka send failed", error=repr(exc), events=len(batch.events))
                     if time.monotonic() > deadline:
                         batch.failed(Unavailable(f"Kafka refused: {exc!r}"))
@@ -221,4 +245,5 @@ class BatchingProducer:
         finally:
             self._buffered -= len(batch.events)
             self._unacknowledged.discard(partition)
-            self._wakeup.set()  # the partition's next record may go now
+            self._retrying.discard(partition)
+            self._wakeup.set()  # the next flush may go now
