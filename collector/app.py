@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "tid"
 COOKIE_MAX_AGE = 365 * 86_400
+ENDPOINTS = ("pixel", "batch", "redirect", "postback")
 
 
 class Metrics:
@@ -52,6 +53,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=registry,
         )
+        # Bound once, so every series exists from the start (at 0) and a request
+        # does not pay labels() (about a microsecond each) on its way.
+        self.accepted = {e: self.events.labels(e, "accepted") for e in ENDPOINTS}
+        self.rejected = {e: self.events.labels(e, "rejected") for e in ENDPOINTS}
+        self.took = {e: self.latency.labels(e) for e in ENDPOINTS}
 
 
 class Collector:
@@ -110,7 +116,7 @@ class Collector:
         except Unavailable as exc:
             self.metrics.unavailable.inc()
             raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
-        self.metrics.events.labels(endpoint, "accepted").inc(len(events))
+        self.metrics.accepted[endpoint].inc(len(events))
 
     async def _reject(
         self,
@@ -120,7 +126,7 @@ class Collector:
         context: Context | None = None,
     ) -> None:
         """Dead-letter rejected input, so it is never dropped silently."""
-        self.metrics.events.labels(endpoint, "rejected").inc()
+        self.metrics.rejected[endpoint].inc()
         kept = validation.letter_context(context, self.rules) if context else None
         letter = encode_dead_letter(raw, reasons, endpoint, int(time.time() * 1000), kept)
         try:
@@ -141,7 +147,7 @@ class Collector:
             headers.append((b"x-tracker-error", str(exc).encode("ascii", "replace")[:512]))
             return Response(GIF, 400, b"image/gif", headers)
         await self._deliver("pixel", [event])
-        self.metrics.latency.labels("pixel").observe(time.perf_counter() - started)
+        self.metrics.took["pixel"].observe(time.perf_counter() - started)
         return Response(GIF, 200, b"image/gif", headers)
 
     async def batch(self, request: Request) -> Response:
@@ -177,7 +183,7 @@ class Collector:
             accepted.append(event)
             results.append({"index": index, "status": "accepted", "event_id": event.event_id})
         await self._deliver("batch", accepted)
-        self.metrics.latency.labels("batch").observe(time.perf_counter() - started)
+        self.metrics.took["batch"].observe(time.perf_counter() - started)
         return Response.json(
             {"accepted": len(accepted), "rejected": len(items) - len(accepted), "results": results}
         )

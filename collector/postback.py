@@ -241,7 +241,7 @@ class Postback:
                 {"status": "rejected", "error": str(exc), "reasons": exc.reasons}, 400
             )
         await collector._deliver("postback", [event])
-        collector.metrics.latency.labels("postback").observe(time.perf_counter() - started)
+        collector.metrics.took["postback"].observe(time.perf_counter() - started)
         return Response.json({"status": "accepted", "event_id": event.event_id})
 
     def _refuse(self, request: Request, reason: str, partner: str | None) -> Response:

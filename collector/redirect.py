@@ -201,7 +201,7 @@ class Redirect:
             response.headers.extend(headers)
             return response
         await collector._deliver("redirect", [event])
-        collector.metrics.latency.labels("redirect").observe(time.perf_counter() - started)
+        collector.metrics.took["redirect"].observe(time.perf_counter() - started)
         headers.append((b"location", location(destination, click_id, params).encode()))
         return Response(b"", 302, headers=headers)
 

@@ -40,13 +40,21 @@ def parse_query(raw: str | bytes) -> dict[str, str]:
     """
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+        if "%" in text or "+" in text:
+            pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+        else:  # nothing to unescape: a third of parse_qsl's time, on every pixel hit
+            pairs = [(key, value) for key, _, value in (p.partition("=") for p in _split(text))]
     except UnicodeDecodeError:
         raise InvalidEvent({"query": "is not valid UTF-8"}) from None
     params: dict[str, str] = {}
     for key, value in pairs:
         params.setdefault(key, value)
     return params
+
+
+def _split(text: str) -> list[str]:
+    """The ``name=value`` parts of a query, as parse_qsl splits it (on ``&`` only)."""
+    return [part for part in text.split("&") if part]
 
 
 def query(request: Request) -> dict[str, str]:

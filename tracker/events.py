@@ -206,9 +206,9 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
             continue
         values[name] = item
 
-    for name, limit in _MAX_LENGTH.items():
-        item = values.get(name)
-        if item is None:
+    for name, item in values.items():  # replaces values in place, never adds a name
+        limit = _MAX_LENGTH.get(name)
+        if limit is None:
             continue
         if not isinstance(item, str):
             if isinstance(item, int | float) and not isinstance(item, bool) and name != "ip":

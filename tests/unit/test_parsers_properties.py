@@ -275,6 +275,20 @@ def test_queries_round_trip_with_the_first_of_repeated_names_winning(
 
 
 @PROPERTY
+@given(st.text(alphabet="ab=&;% +\x00é", max_size=30))
+def test_queries_read_as_parse_qsl_reads_them(query: str) -> None:
+    """The split taken when nothing needs unescaping reads what parse_qsl reads."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        return  # "%" escapes of bad UTF-8: rejected, covered below
+    expected: dict[str, str] = {}
+    for name, value in pairs:
+        expected.setdefault(name, value)
+    assert validation.parse_query(query) == expected
+
+
+@PROPERTY
 @given(
     st.binary(max_size=200)
     | st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass"))
