@@ -143,10 +143,12 @@ class Collector:
         try:
             event = parse_event(validation.query(request), context, self.rules)
         except InvalidEvent as exc:
-            await self._reject("pixel", request.scope["query_string"], exc.reasons, context)
+            if validation.records(request):
+                await self._reject("pixel", request.scope["query_string"], exc.reasons, context)
             headers.append((b"x-tracker-error", str(exc).encode("ascii", "replace")[:512]))
             return Response(GIF, 400, b"image/gif", headers)
-        await self._deliver("pixel", [event])
+        if validation.records(request):
+            await self._deliver("pixel", [event])
         self.metrics.took["pixel"].observe(time.perf_counter() - started)
         return Response(GIF, 200, b"image/gif", headers)
 

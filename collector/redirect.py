@@ -196,11 +196,14 @@ class Redirect:
                 params, context, collector.rules, self.allowed, click_id
             )
         except InvalidEvent as exc:
-            await collector._reject("redirect", request.scope["query_string"], exc.reasons, context)
+            if validation.records(request):
+                query = request.scope["query_string"]
+                await collector._reject("redirect", query, exc.reasons, context)
             response = Response.json({"error": str(exc), "reasons": exc.reasons}, 400)
             response.headers.extend(headers)
             return response
-        await collector._deliver("redirect", [event])
+        if validation.records(request):
+            await collector._deliver("redirect", [event])
         collector.metrics.took["redirect"].observe(time.perf_counter() - started)
         headers.append((b"location", location(destination, click_id, params).encode()))
         return Response(b"", 302, headers=headers)

@@ -228,6 +228,23 @@ def test_redirect_refuses_every_open_redirect_trick(edge: Running) -> None:
 # Signed postbacks
 
 
+def test_head_answers_as_get_would_and_records_nothing(edge: Running) -> None:
+    """Link checkers and previews send HEAD; a hit is only a GET."""
+    pixel = f"/p.gif?{query(type='impression', utm_campaign='head-only')}"
+    click = f"/r?{query(to='https://shop.example/', utm_campaign='head-only')}"
+    bad = f"/p.gif?{query(type='click', utm_campaign='head-only', cost='-1')}"
+    for target, status in ((pixel, 200), (click, 302), (bad, 400)):
+        answer = edge.call("HEAD", target)
+        assert answer.status == status, target
+        assert answer.body == b""
+    assert edge.call("HEAD", click).headers["location"].startswith("https://shop.example/")
+    assert edge.call("GET", pixel).status == 200
+    # Each answer waited for Kafka's acknowledgement of whatever it recorded.
+    campaigns = [event.campaign for event in edge.events()]
+    assert campaigns.count("head-only") == 1
+    assert not [letter for letter in edge.dead_letters() if b"head-only" in orjson.dumps(letter)]
+
+
 def signed(**params: str) -> dict[str, str]:
     params = {"partner": "net1", "ts": str(int(time.time())), **params}
     return params | {"sig": sign(params, SECRET)}
