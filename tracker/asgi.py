@@ -191,6 +191,11 @@ class App:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # What lives once the app has started (modules, clients, caches' owners)
+                # lives as long as the process: out of the cyclic GC's sight, full
+                # collections walk only what requests leave behind (14-25 ms pauses
+                # every second or two otherwise, at 10,000 pixel hits/s).
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._on_shutdown:
@@ -228,7 +233,4 @@ def serve(
         log_level=LogLevels(log_level.lower()),
         workers_kill_timeout=30,  # open requests and Kafka's acknowledgements get this long
     )
-    # Everything imported so far lives as long as the process: out of the cyclic
-    # GC's sight, its full collections stay cheap (some 3 us a request otherwise).
-    gc.freeze()
     server.serve(target_loader=lambda target: app)
