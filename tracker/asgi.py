@@ -8,7 +8,11 @@ small layer, served by granian (see :func:`serve`).
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,4 +237,22 @@ def serve(
         log_level=LogLevels(log_level.lower()),
         workers_kill_timeout=30,  # open requests and Kafka's acknowledgements get this long
     )
-    server.serve(target_loader=lambda target: app)
+    parent = os.getpid()
+    server.serve(target_loader=lambda target: _in_worker(app, parent))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _in_worker(app: ASGIApp, parent: int) -> ASGIApp:
+    """Run by granian in its worker before serving: the worker's life ends with the parent's.
+
+    A parent stopped by SIGKILL (or a crash) forwards nothing; the kernel then sends
+    the worker SIGTERM, so it stops taking requests and drains instead of serving on
+    unsupervised, holding the port.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+    return app
