@@ -5,7 +5,9 @@ server runs on core 0 and the load generator on core 1 (``taskset``); every load
 lasts ``--duration`` seconds over ``--connections`` keep-alive connections, after
 a short warm-up. In one run:
 
-1. ceiling: uvicorn + httptools + uvloop answering the GIF, no Kafka;
+1. ceilings: the bare server answering the GIF, no Kafka: granian (the collector's
+   server) and uvicorn + httptools + uvloop (the other candidate), which is how the
+   server was picked;
 2. the collector (``tracker collector``, Kafka ``acks=all``, a fresh topic): the
    pixel (``GET /p.gif``, browser user agent) and the batch API (``POST
    /v1/events``, 100 events a request);
@@ -86,9 +88,16 @@ class Figures:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, from /proc."""
+    """User plus system CPU time so far of a process and its children (granian's worker
+    is a child of the process started), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = (
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    )
+    return own + sum(cpu_seconds(child) for child in children)
 
 
 def pinned(core: int) -> list[str]:
@@ -254,6 +263,8 @@ class Run:
     """Everything one benchmark run measured."""
 
     ceiling: Figures
+    uvicorn: Figures
+    """The bare GIF on uvicorn: the server not picked."""
     pixel: Figures
     batch: Figures
     baseline_pixel: Figures
@@ -278,6 +289,10 @@ def measure(args: argparse.Namespace, settings: Settings, script: Path) -> Run:
     with server(ceiling_argv, dict(os.environ), ceiling_url) as pid:
         wrk(ceiling_url + PIXEL, args.warmup, connections)
         ceiling = wrk(ceiling_url + PIXEL, duration, connections, pid=pid)
+    uvicorn_argv = [sys.executable, "-m", "bench.references", "uvicorn", ceiling_argv[-1]]
+    with server(uvicorn_argv, dict(os.environ), ceiling_url) as pid:
+        wrk(ceiling_url + PIXEL, args.warmup, connections)
+        uvicorn = wrk(ceiling_url + PIXEL, duration, connections, pid=pid)
 
     collector_argv = [sys.executable, "-m", "tracker.cli", "collector"]
     with server(collector_argv, environment(settings), f"{base}/healthz") as pid:
@@ -306,7 +321,9 @@ def measure(args: argparse.Namespace, settings: Settings, script: Path) -> Run:
         wrk(url + PIXEL, args.warmup, connections)
         baseline_pixel = wrk(url + PIXEL, duration, connections, pid=pid)
         baseline_batch = wrk(url + "/v1/events", duration, connections, script, BATCH_EVENTS, pid)
-    return Run(ceiling, pixel, batch, baseline_pixel, baseline_batch, steady, floor, kafka_took)
+    return Run(
+        ceiling, uvicorn, pixel, batch, baseline_pixel, baseline_batch, steady, floor, kafka_took
+    )
 
 
 def report(run: Run, args: argparse.Namespace) -> None:
@@ -318,7 +335,8 @@ def report(run: Run, args: argparse.Namespace) -> None:
         f"{'':<34}{'requests/s':>12}{'events/s':>13}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
         f"{'CPU us/req':>12}{'CPU':>8}"
     )
-    print(line("ceiling: bare GIF, no Kafka", run.ceiling))
+    print(line("ceiling: bare granian, GIF only", run.ceiling))
+    print(line("bare uvicorn+httptools, GIF only", run.uvicorn))
     print(line("collector: pixel", run.pixel))
     print(line(f"collector: batch of {BATCH_EVENTS}", run.batch))
     print(line("baseline (aiohttp): pixel", run.baseline_pixel))
@@ -341,6 +359,8 @@ def report(run: Run, args: argparse.Namespace) -> None:
     of_baseline = pixel.rps / run.baseline_pixel.rps
     print(check("pixel requests/s", pixel.rps, TARGET_PIXEL_RPS, f"{pixel.rps:,.0f}", "20,000"))
     print(check("pixel vs ceiling", of_ceiling, TARGET_OF_CEILING, f"{of_ceiling:.0%}", "60%"))
+    of_uvicorn = pixel.rps / run.uvicorn.rps
+    print(check("pixel vs bare uvicorn", of_uvicorn, TARGET_OF_CEILING, f"{of_uvicorn:.0%}", "60%"))
     print(
         check("pixel vs baseline", of_baseline, TARGET_OF_BASELINE, f"{of_baseline:.2f}x", "1.2x")
     )

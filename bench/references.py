@@ -1,8 +1,10 @@
 """The two servers the collector benchmark measures the collector against.
 
-- ``ceiling``: uvicorn with httptools and uvloop answering the pixel's GIF and
-  doing nothing else: no validation, no Kafka. No collector on this stack can be
-  faster; the ratio to it is what our own code costs.
+- ``ceiling``: the collector's server (granian, through :func:`tracker.asgi.serve`)
+  answering the pixel's GIF and doing nothing else: no validation, no Kafka. No
+  collector on this stack can be faster; the ratio to it is what our own code costs.
+- ``uvicorn``: the same GIF on uvicorn with httptools and uvloop, the other server
+  considered (and the issue's reference ceiling).
 - ``baseline``: what one would write first. An aiohttp app (with uvloop, to be
   fair) that validates each hit with the same :func:`parse_event` and hands it to
   Kafka as one record per event, ``acks=all``, awaiting the acknowledgement.
@@ -19,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import uvicorn
 import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
@@ -52,6 +55,21 @@ async def ceiling(scope: Scope, receive: Receive, send: Send) -> None:
 def serve_ceiling(host: str, port: int) -> None:
     """The ceiling on the collector's own server settings, so only the handler differs."""
     asgi.serve(ceiling, host, port)
+
+
+def serve_uvicorn(host: str, port: int) -> None:
+    """The GIF on uvicorn, tuned as one would: httptools, uvloop, no access log."""
+    uvicorn.run(
+        ceiling,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 def baseline(settings: Settings) -> web.Application:
@@ -130,12 +148,14 @@ def baseline(settings: Settings) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("server", choices=["ceiling", "baseline"])
+    parser.add_argument("server", choices=["ceiling", "uvicorn", "baseline"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     if args.server == "ceiling":
         serve_ceiling(args.host, args.port)
+    elif args.server == "uvicorn":
+        serve_uvicorn(args.host, args.port)
     else:
         app = baseline(settings_module.load())
         web.run_app(
