@@ -33,7 +33,7 @@ from tracker import settings as settings_module
 from tracker.asgi import Message, Receive, Scope, Send
 from tracker.events import Context, Event, InvalidEvent, Rules, new_id, parse_event
 from tracker.kafka import ensure_topics
-from tracker.records import partition_key
+from tracker.records import encode_events, partition_key
 from tracker.settings import Settings
 
 _GIF_HEADERS = [
@@ -93,7 +93,7 @@ def baseline(settings: Settings) -> web.Application:
     def record(event: Event) -> dict[str, Any]:
         return {
             "topic": settings.events_topic,
-            "value": orjson.dumps(event),
+            "value": encode_events([event]),
             "key": partition_key(event).encode(),
         }
 

@@ -38,11 +38,10 @@ Paths, each checked to end in the same events or reasons before it is timed:
 * "decode only": the library's part alone (or plain ``orjson.loads``): what a path
   costs before any semantic check, a floor rather than an equivalent.
 
-Then what every path shares: building the frozen :class:`Event` dataclass (against
-the same fields as a msgspec Struct), and the wire form (:mod:`tracker.records`):
-orjson of the dataclasses (current) against ``msgspec.json.Encoder`` on the same
-dataclasses and on Structs, and the worker's ``decode_events`` against
-``msgspec.json.Decoder(list[Event])``.
+Then what every path shares, against what it was before :class:`Event` became a
+frozen msgspec Struct (a frozen dataclass, written with orjson, read with
+``Event(**item)``): building one Event, the collector's ``encode_records`` and the
+worker's ``decode_events`` (:mod:`tracker.records`), checked to write the same bytes.
 """
 
 from __future__ import annotations
@@ -384,8 +383,10 @@ def pydantic_pixel(query: Mapping[str, str], context: Context, rules: Rules) -> 
     return judged(query, context, rules) if event is None else event
 
 
-class WireEvent(msgspec.Struct, frozen=True, gc=False):
-    """:class:`Event` as a msgspec Struct, field for field: encoding it, for scale."""
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DataclassEvent:
+    """:class:`Event` as it was before it became a msgspec Struct: a frozen dataclass,
+    written with orjson and read with ``DataclassEvent(**item)``. What the Struct saves."""
 
     event_id: str
     type: str
@@ -433,7 +434,7 @@ def with_bad_event(body: bytes, name: str, value: object) -> bytes:
 
 def minted(outcome: Outcome) -> Outcome:
     """A pixel's outcome with its minted (random) event id blanked, to compare two paths."""
-    return dataclasses.replace(outcome, event_id="") if isinstance(outcome, Event) else outcome
+    return msgspec.structs.replace(outcome, event_id="") if isinstance(outcome, Event) else outcome
 
 
 @dataclasses.dataclass
@@ -526,53 +527,42 @@ def cases(now_ms: int) -> list[Case]:
 
     outcomes = current_batch(body, batch_context, rules)
     events = [event for event in outcomes if isinstance(event, Event)]
-    encoder = msgspec.json.Encoder()
-    structs = [WireEvent(**dataclasses.asdict(event)) for event in events]
+    before = [DataclassEvent(**msgspec.structs.asdict(event)) for event in events]
     value = encode_events(events)
-    if encoder.encode(events) != value or encoder.encode(structs) != value:
-        raise SystemExit("msgspec writes other bytes than encode_events")
-    decoder = msgspec.json.Decoder(list[Event])
-    if decoder.decode(value) != decode_events(value):
-        raise SystemExit("msgspec reads other events than decode_events")
+    if orjson.dumps(before) != value:
+        raise SystemExit("the dataclass written with orjson differs from encode_events")
+    if [msgspec.structs.asdict(e) for e in decode_events(value)] != orjson.loads(value):
+        raise SystemExit("decode_events reads other events than were written")
     count = len(events)
     section = f"collector: the {count} accepted events to Kafka ({len(value) // 1024} KiB)"
     add(
         section,
-        "current: encode_records (orjson)",
+        "current: encode_records (msgspec)",
         functools.partial(encode_records, events),
         count,
     )
     add(
         section,
-        "msgspec Encoder, same dataclasses",
-        functools.partial(encoder.encode, events),
-        count,
-    )
-    add(
-        section,
-        "msgspec Encoder, Event as a Struct",
-        functools.partial(encoder.encode, structs),
+        "before: orjson of frozen dataclasses",
+        functools.partial(orjson.dumps, before),
         count,
     )
     section = "building one Event (part of every path above)"
-    fields = dataclasses.asdict(events[0])
-    add(
-        section, "current: Event(**fields), frozen dataclass", functools.partial(Event, **fields), 1
-    )
-    add(
-        section,
-        "the same fields as a frozen msgspec Struct",
-        functools.partial(WireEvent, **fields),
-        1,
-    )
+    fields = msgspec.structs.asdict(events[0])
+    add(section, "current: Event(**fields), frozen Struct", functools.partial(Event, **fields), 1)
+    add(section, "before: the frozen dataclass", functools.partial(DataclassEvent, **fields), 1)
     section = "worker: the same record from Kafka"
     add(
         section,
-        "current: decode_events (orjson + Event(**item))",
+        "current: decode_events (msgspec Decoder)",
         functools.partial(decode_events, value),
         count,
     )
-    add(section, "msgspec Decoder(list[Event])", functools.partial(decoder.decode, value), count)
+
+    def before_decode() -> list[DataclassEvent]:
+        return [DataclassEvent(**item) for item in orjson.loads(value)]
+
+    add(section, "before: orjson + DataclassEvent(**item)", before_decode, count)
     return found
 
 

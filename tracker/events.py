@@ -1,7 +1,7 @@
 """The one event model, and the validation that turns raw input into it.
 
 Collector, stream processors, simulator and tests all share :class:`Event`; its
-wire form (orjson of the dataclass) is derived from it in :mod:`tracker.records`.
+wire form (its fields as a JSON object) is derived from it in :mod:`tracker.records`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
+
+import msgspec
 
 from tracker import money
 from tracker.channels import CHANNELS, CLICK_ID_CHANNELS, derive_channel
@@ -61,9 +63,12 @@ _MAX_LENGTH: Final = {
 _DIMENSIONS: Final = ("campaign", "source", "medium", "ad_group", "creative", "goal")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """One accepted tracking event. Money in micro-units of ``currency``."""
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One accepted tracking event. Money in micro-units of ``currency``.
+
+    A msgspec Struct rather than a dataclass: built in 0.5 us instead of 2.8, written
+    4.6x and read 6.5x faster (``bench/validation.py``), on every event's path.
+    """
 
     event_id: str
     """Client-chosen or collector-minted id; the same id twice is one event."""
@@ -301,6 +306,6 @@ def _clipped(text: str | None, name: str) -> str | None:
     return text[: _MAX_LENGTH[name]] if text is not None else None
 
 
-_FIELDS: Final = frozenset(Event.__dataclass_fields__) - {"received_at", "bot"}
+_FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "bot"}
 
 __all__ = ["EVENT_TYPES", "Context", "Event", "InvalidEvent", "Rules", "parse_event"]

@@ -1,8 +1,9 @@
 """The Kafka wire format: what the collector writes and the workers read.
 
-An events record's value is a JSON array of events (orjson of :class:`Event`): the
-collector hands Kafka one record per partition per flush, carrying every event that
-arrived meanwhile, so Kafka's and Faust's per-record costs are paid once per batch.
+An events record's value is a JSON array of events (each :class:`Event` as an object
+of all its fields, in their order): the collector hands Kafka one record per
+partition per flush, carrying every event that arrived meanwhile, so Kafka's and
+Faust's per-record costs are paid once per batch.
 All events of a record share a partition, chosen by :func:`partition_of` from the
 event's person (user, else anonymous visitor, else click), so one person's events
 stay in order on one partition.
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from tracker.events import Event
@@ -71,8 +73,12 @@ MAX_RECORD_BYTES = 900 * 1024
 (``message.max.bytes``), which refuses the whole record, not just the excess."""
 
 
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(list[Event])
+
+
 def encode_events(events: Iterable[Event]) -> bytes:
-    return orjson.dumps(list(events))
+    return _ENCODER.encode(list(events))
 
 
 def encode_records(events: Sequence[Event], max_bytes: int = MAX_RECORD_BYTES) -> list[bytes]:
@@ -90,13 +96,10 @@ def encode_records(events: Sequence[Event], max_bytes: int = MAX_RECORD_BYTES) -
 
 def decode_events(value: bytes) -> list[Event]:
     """The events of one record; raises ``ValueError`` on a record that is not ours."""
-    items = orjson.loads(value)
-    if not isinstance(items, list):
-        raise ValueError("an events record holds a JSON array")
     try:
-        return [Event(**item) for item in items]
-    except TypeError as exc:
-        raise ValueError(f"an item is not an event: {exc}") from None
+        return _DECODER.decode(value)
+    except msgspec.DecodeError as exc:  # not JSON, or not a JSON array of events
+        raise ValueError(f"not an events record: {exc}") from None
 
 
 MAX_DEAD_LETTER_RAW = 64 * 1024

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from subprocess import Popen
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -279,7 +280,7 @@ def test_signed_postbacks_land_as_conversions(edge: Running) -> None:
     by_order = {e.order_id: [x for x in landed if x.order_id == e.order_id] for e in landed}
     assert set(by_order) == {"T-1", "T-2", "T-3"}
     (first, retried), (second,), (third,) = by_order["T-1"], by_order["T-2"], by_order["T-3"]
-    assert retried == dataclasses.replace(first, received_at=retried.received_at, ts=retried.ts)
+    assert retried == msgspec.structs.replace(first, received_at=retried.received_at, ts=retried.ts)
     assert first == Event(
         event_id="pb-" + get["sig"][:32],
         type="conversion",
