@@ -198,15 +198,16 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     values: dict[str, Any] = {}
     click_hint: str | None = None
     for key, item in raw.items():
-        name = ALIASES.get(key, key)
-        if key in CLICK_ID_CHANNELS and item and click_hint is None:
-            click_hint = CLICK_ID_CHANNELS[key]  # a platform's click id names its channel
-        if name in values and key != name:
-            continue  # the canonical name (or the first alias) wins
-        if name not in _FIELDS:
+        known = _KEYS.get(key)
+        if known is None:
             if not key.startswith(IGNORED_PREFIXES):
                 reasons[key] = "unknown field"
             continue
+        name, platform = known
+        if platform is not None and item and click_hint is None:
+            click_hint = platform  # a platform's click id names its channel
+        if key != name and name in values:
+            continue  # the canonical name (or the first alias) wins
         if item is None or item == "":
             continue
         values[name] = item
@@ -307,5 +308,11 @@ def _clipped(text: str | None, name: str) -> str | None:
 
 
 _FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "bot"}
+_KEYS: Final = {
+    **{name: (name, None) for name in _FIELDS},
+    **{alias: (name, CLICK_ID_CHANNELS.get(alias)) for alias, name in ALIASES.items()},
+}
+"""Each name an input may use: the field it fills, and the channel a platform's click
+id names (``gclid``: search)."""
 
 __all__ = ["EVENT_TYPES", "Context", "Event", "InvalidEvent", "Rules", "parse_event"]
