@@ -96,11 +96,13 @@ class BatchingProducer:
 
     async def start(self) -> None:
         settings = self._settings
+        compression = settings.kafka_compression
         self._kafka = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             acks="all",
             enable_idempotence=True,
             linger_ms=0,  # we batch ourselves; aiokafka should send at once
+            compression_type=None if compression == "none" else compression,
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=int(settings.produce_timeout_s * 1000),
         )

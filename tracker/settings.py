@@ -51,6 +51,9 @@ class Settings:
     flush_max_events: int = _setting(2000, "collector: events per Kafka record at most")
     buffer_max_events: int = _setting(100_000, "collector: events held while Kafka is slow")
     produce_timeout_s: float = _setting(10.0, "collector: wait for Kafka before answering 503")
+    kafka_compression: str = _setting(
+        "zstd", "collector: compression of Kafka records: none, gzip, snappy, lz4 or zstd"
+    )
     max_body_bytes: int = _setting(1_048_576, "collector: largest request body")
     max_batch_events: int = _setting(1000, "collector: most events in one batch request")
     redirect_allow: str = _setting(
@@ -216,6 +219,9 @@ def load(
     return settings
 
 
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
 def _check(settings: Settings) -> None:
     try:
         settings.rates()
@@ -258,6 +264,10 @@ def _check(settings: Settings) -> None:
         )
     if settings.path_max_touches < 1:
         raise SettingsError(f"{env_name('path_max_touches')}: must be at least 1")
+    if settings.kafka_compression not in COMPRESSIONS:
+        raise SettingsError(
+            f"{env_name('kafka_compression')}: expected one of {', '.join(COMPRESSIONS)}"
+        )
     if settings.log_format not in {"auto", "json", "console"}:
         raise SettingsError(f"{env_name('log_format')}: expected auto, json or console")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:

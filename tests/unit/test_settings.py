@@ -102,6 +102,12 @@ def test_bad_log_format() -> None:
         load(None, {"TRACKER_LOG_FORMAT": "xml"})
 
 
+def test_kafka_compression_is_one_aiokafka_knows() -> None:
+    assert load(environ={"TRACKER_KAFKA_COMPRESSION": "none"}).kafka_compression == "none"
+    with pytest.raises(SettingsError, match=r"^TRACKER_KAFKA_COMPRESSION: expected one of"):
+        load(environ={"TRACKER_KAFKA_COMPRESSION": "brotli"})
+
+
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
 
