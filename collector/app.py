@@ -110,7 +110,10 @@ class Collector:
         value = f"{COOKIE}={visitor}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax{secure}"
         return (b"set-cookie", value.encode())
 
-    async def _deliver(self, endpoint: str, events: list[Event]) -> None:
+    async def _deliver(self, request: Request, endpoint: str, events: list[Event]) -> None:
+        """Hand ``events`` to Kafka; 503 when it does not take them. A HEAD records nothing."""
+        if not validation.records(request):
+            return
         try:
             await self.producer.send(events)
         except Unavailable as exc:
@@ -120,12 +123,15 @@ class Collector:
 
     async def _reject(
         self,
+        request: Request,
         endpoint: str,
         raw: bytes | str,
         reasons: Mapping[str, str],
         context: Context | None = None,
     ) -> None:
-        """Dead-letter rejected input, so it is never dropped silently."""
+        """Dead-letter rejected input, so it is never dropped silently. A HEAD records nothing."""
+        if not validation.records(request):
+            return
         self.metrics.rejected[endpoint].inc()
         kept = validation.letter_context(context, self.rules) if context else None
         letter = encode_dead_letter(raw, reasons, endpoint, int(time.time() * 1000), kept)
@@ -143,12 +149,11 @@ class Collector:
         try:
             event = parse_event(validation.query(request), context, self.rules)
         except InvalidEvent as exc:
-            if validation.records(request):
-                await self._reject("pixel", request.scope["query_string"], exc.reasons, context)
+            query = request.scope["query_string"]
+            await self._reject(request, "pixel", query, exc.reasons, context)
             headers.append((b"x-tracker-error", str(exc).encode("ascii", "replace")[:512]))
             return Response(GIF, 400, b"image/gif", headers)
-        if validation.records(request):
-            await self._deliver("pixel", [event])
+        await self._deliver(request, "pixel", [event])
         self.metrics.took["pixel"].observe(time.perf_counter() - started)
         return Response(GIF, 200, b"image/gif", headers)
 
@@ -163,7 +168,7 @@ class Collector:
         try:
             items = _parse_items(body)
         except ValueError as exc:
-            await self._reject("batch", body, {"body": str(exc)})
+            await self._reject(request, "batch", body, {"body": str(exc)})
             raise HTTPError(400, str(exc)) from exc
         if len(items) > self.settings.max_batch_events:
             raise HTTPError(413, f"more than {self.settings.max_batch_events} events")
@@ -179,12 +184,13 @@ class Collector:
                     validation.check_size(item)
                 event = parse_event(item, context, self.rules)
             except InvalidEvent as exc:
-                await self._reject("batch", validation.raw_item(item), exc.reasons, context)
+                raw = validation.raw_item(item)
+                await self._reject(request, "batch", raw, exc.reasons, context)
                 results.append({"index": index, "status": "rejected", "reasons": exc.reasons})
                 continue
             accepted.append(event)
             results.append({"index": index, "status": "accepted", "event_id": event.event_id})
-        await self._deliver("batch", accepted)
+        await self._deliver(request, "batch", accepted)
         self.metrics.took["batch"].observe(time.perf_counter() - started)
         return Response.json(
             {"accepted": len(accepted), "rejected": len(items) - len(accepted), "results": results}

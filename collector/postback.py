@@ -236,11 +236,11 @@ class Postback:
         try:
             event = conversion(params, received_at, collector.rules)
         except InvalidEvent as exc:
-            await collector._reject("postback", orjson.dumps(params), exc.reasons)
+            await collector._reject(request, "postback", orjson.dumps(params), exc.reasons)
             return Response.json(
                 {"status": "rejected", "error": str(exc), "reasons": exc.reasons}, 400
             )
-        await collector._deliver("postback", [event])
+        await collector._deliver(request, "postback", [event])
         collector.metrics.took["postback"].observe(time.perf_counter() - started)
         return Response.json({"status": "accepted", "event_id": event.event_id})
 

@@ -196,14 +196,12 @@ class Redirect:
                 params, context, collector.rules, self.allowed, click_id
             )
         except InvalidEvent as exc:
-            if validation.records(request):
-                query = request.scope["query_string"]
-                await collector._reject("redirect", query, exc.reasons, context)
+            query = request.scope["query_string"]
+            await collector._reject(request, "redirect", query, exc.reasons, context)
             response = Response.json({"error": str(exc), "reasons": exc.reasons}, 400)
             response.headers.extend(headers)
             return response
-        if validation.records(request):
-            await collector._deliver("redirect", [event])
+        await collector._deliver(request, "redirect", [event])
         collector.metrics.took["redirect"].observe(time.perf_counter() - started)
         headers.append((b"location", location(destination, click_id, params).encode()))
         return Response(b"", 302, headers=headers)

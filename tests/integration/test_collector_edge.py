@@ -234,15 +234,24 @@ def test_head_answers_as_get_would_and_records_nothing(edge: Running) -> None:
     pixel = f"/p.gif?{query(type='impression', utm_campaign='head-only')}"
     click = f"/r?{query(to='https://shop.example/', utm_campaign='head-only')}"
     bad = f"/p.gif?{query(type='click', utm_campaign='head-only', cost='-1')}"
-    for target, status in ((pixel, 200), (click, 302), (bad, 400)):
+    postback = f"/v1/postback?{query(**signed(subid='head-only', payout='2', txid='h-1'))}"
+    bad_postback = f"/v1/postback?{query(**signed(subid='head-only', payout='-2'))}"
+    for target, status in (
+        (pixel, 200),
+        (click, 302),
+        (bad, 400),
+        (postback, 200),
+        (bad_postback, 400),
+    ):
         answer = edge.call("HEAD", target)
         assert answer.status == status, target
         assert answer.body == b""
     assert edge.call("HEAD", click).headers["location"].startswith("https://shop.example/")
     assert edge.call("GET", pixel).status == 200
     # Each answer waited for Kafka's acknowledgement of whatever it recorded.
-    campaigns = [event.campaign for event in edge.events()]
-    assert campaigns.count("head-only") == 1
+    events = edge.events()
+    assert [event.campaign for event in events].count("head-only") == 1
+    assert not [event for event in events if event.click_id == "head-only"]
     assert not [letter for letter in edge.dead_letters() if b"head-only" in orjson.dumps(letter)]
 
 
