@@ -33,7 +33,7 @@ def rules(settings: Settings) -> Rules:
 
 
 def parse_query(raw: str | bytes) -> dict[str, str]:
-    """Query parameters, the first of repeated names winning, as :meth:`Request.query`.
+    """Query parameters (a query string, as bytes or text); the first of repeated names wins.
 
     Raises :class:`InvalidEvent` when the query (or a percent-escape in it) is not UTF-8,
     so it is rejected with a reason instead of counted with replacement characters.

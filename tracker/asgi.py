@@ -16,7 +16,6 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 import structlog
@@ -66,14 +65,6 @@ class Request:
     @property
     def path(self) -> str:
         return str(self.scope["path"])
-
-    def query(self) -> dict[str, str]:
-        """Query parameters; the first of repeated names wins."""
-        raw = self.scope["query_string"].decode("utf-8", "replace")
-        params: dict[str, str] = {}
-        for key, value in parse_qsl(raw, keep_blank_values=True):
-            params.setdefault(key, value)
-        return params
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope["headers"]:
