@@ -131,3 +131,16 @@ show_tail() {
         tail -n 40 "$f" >&2
     done
 }
+
+# The end of every service script: "$0 VERB ARGS..." runs its cmd_VERB ARGS...;
+# anything else prints the script's usage line ($1 here) and exits 2.
+dispatch() {
+    local usage=$1 verb=${2:-}
+    shift $(($# < 2 ? $# : 2))
+    if [[ $verb =~ ^[a-z]+$ ]] && declare -F "cmd_$verb" >/dev/null; then
+        "cmd_$verb" "$@"
+    else
+        echo "usage: $0 $usage" >&2
+        exit 2
+    fi
+}

@@ -327,12 +327,4 @@ cmd_status() {
     return 1
 }
 
-case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    *)
-        echo "usage: $0 {start|stop|status}" >&2
-        exit 2
-        ;;
-esac
+dispatch "{start|stop|status}" "$@"

@@ -192,16 +192,4 @@ cmd_status() {
     return 1
 }
 
-case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    render)
-        shift
-        cmd_render "$@"
-        ;;
-    *)
-        echo "usage: $0 {start|stop|status|render FILE}" >&2
-        exit 2
-        ;;
-esac
+dispatch "{start|stop|status|render FILE}" "$@"
