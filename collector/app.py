@@ -112,7 +112,7 @@ class Collector:
 
     async def _deliver(self, request: Request, endpoint: str, events: list[Event]) -> None:
         """Hand ``events`` to Kafka; 503 when it does not take them. A HEAD records nothing."""
-        if not validation.records(request):
+        if not _records(request):
             return
         try:
             await self.producer.send(events)
@@ -130,7 +130,7 @@ class Collector:
         context: Context | None = None,
     ) -> None:
         """Dead-letter rejected input, so it is never dropped silently. A HEAD records nothing."""
-        if not validation.records(request):
+        if not _records(request):
             return
         self.metrics.rejected[endpoint].inc()
         kept = validation.letter_context(context, self.rules) if context else None
@@ -206,6 +206,12 @@ class Collector:
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+
+
+def _records(request: Request) -> bool:
+    """False for HEAD: it asks what a GET would answer (link checkers, previews), so it
+    is answered alike but records no hit and dead-letters nothing."""
+    return request.method != "HEAD"
 
 
 def _inflated(body: bytes, encoding: str | None, limit: int) -> bytes:

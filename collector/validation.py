@@ -63,12 +63,6 @@ def query(request: Request) -> dict[str, str]:
     return parse_query(raw)
 
 
-def records(request: Request) -> bool:
-    """False for HEAD: it asks what a GET would answer (link checkers, previews), so it
-    is answered alike but records no hit and dead-letters nothing."""
-    return request.method != "HEAD"
-
-
 def check_size(item: Any) -> None:
     """Raise :class:`InvalidEvent` for a batch item over :data:`MAX_EVENT_BYTES` as JSON."""
     try:
