@@ -59,7 +59,10 @@ class Running:
     ) -> Answer:
         connection = http.client.HTTPConnection("127.0.0.1", self.settings.collector_port, 30)
         try:
-            connection.request(method, target, body, {"user-agent": UA, **(headers or {})})
+            try:
+                connection.request(method, target, body, {"user-agent": UA, **(headers or {})})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused (413, 431) before all was read: the answer is still to be read
             answer = connection.getresponse()
             return Answer(answer.status, dict(answer.getheaders()), answer.read())
         finally:
@@ -68,7 +71,10 @@ class Running:
     def raw(self, request: bytes) -> int:
         """Send bytes as they are; the status of the answer (0 when the server hung up)."""
         with socket.create_connection(("127.0.0.1", self.settings.collector_port), 30) as sock:
-            sock.sendall(request)
+            try:
+                sock.sendall(request)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # as in call()
             head = b""
             while b"\r\n" not in head:
                 chunk = sock.recv(4096)
