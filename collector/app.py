@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector import postback, redirect, validation
@@ -53,11 +53,33 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=registry,
         )
+        self.buffered = Gauge(
+            "tracker_collector_buffered_events",
+            "Events accepted and not yet acknowledged by Kafka; at TRACKER_BUFFER_MAX_EVENTS "
+            "requests get 503",
+            registry=registry,
+        )
+        self.flush_events = Histogram(
+            "tracker_collector_kafka_flush_events",
+            "Events per partition per flush to Kafka: grows with the load (group commit)",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+            registry=registry,
+        )
+        self.flush_seconds = Histogram(
+            "tracker_collector_kafka_flush_seconds",
+            "Time from a partition's flush to Kafka's acknowledgement, retries included",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
+            registry=registry,
+        )
         # Bound once, so every series exists from the start (at 0) and a request
         # does not pay labels() (about a microsecond each) on its way.
         self.accepted = {e: self.events.labels(e, "accepted") for e in ENDPOINTS}
         self.rejected = {e: self.events.labels(e, "rejected") for e in ENDPOINTS}
         self.took = {e: self.latency.labels(e) for e in ENDPOINTS}
+
+    def flushed(self, events: int, seconds: float) -> None:
+        self.flush_events.observe(events)
+        self.flush_seconds.observe(seconds)
 
 
 class Collector:
@@ -65,7 +87,8 @@ class Collector:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.producer = BatchingProducer(settings)
+        self.producer = BatchingProducer(settings, on_flushed=self.metrics.flushed)
+        self.metrics.buffered.set_function(lambda: self.producer.buffered)
         self.rules = validation.rules(settings)
 
     def app(self) -> asgi.App:

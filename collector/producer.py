@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -79,9 +79,15 @@ class _Pending:
         self.failed(Unavailable("Kafka did not acknowledge in time"))
 
 
+FlushObserver = Callable[[int, float], None]
+"""Told of each partition's flush once Kafka acknowledged it: its events, and the seconds
+from handing them to Kafka to the acknowledgement, retries included."""
+
+
 class BatchingProducer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_flushed: FlushObserver | None = None) -> None:
         self._settings = settings
+        self._on_flushed = on_flushed
         self._kafka: AIOKafkaProducer | None = None
         self._partitions = settings.topic_partitions
         self._pending: dict[int, _Pending] = {}
@@ -211,7 +217,8 @@ class BatchingProducer:
                 return
 
     async def _deliver(self, partition: int, batch: _Pending) -> None:
-        deadline = time.monotonic() + self._settings.produce_timeout_s
+        started = time.monotonic()
+        deadline = started + self._settings.produce_timeout_s
         # Several records only past flush_max_events (events gathered while the
         # partition's previous record was in flight) or Kafka's record size limit.
         most = self._settings.flush_max_events
@@ -230,6 +237,8 @@ class BatchingProducer:
                         await future
                         sent += 1
                     batch.acknowledged()
+                    if self._on_flushed is not None:
+                        self._on_flushed(len(events), time.monotonic() - started)
                     return
                 except KafkaError as exc:
                     self._last_error = time.monotonic()

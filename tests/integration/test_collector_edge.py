@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.pixel import GIF
 from collector.postback import sign
@@ -520,6 +521,21 @@ def test_a_full_batch_of_large_events_is_not_refused_by_kafka(plain: Running) ->
     assert (answer.status, answer.json()["accepted"]) == (200, 1000)
     assert len(plain.events()) == 1000
     assert plain.call("GET", "/readyz").status == 200
+    # Answered means acknowledged: nothing is left buffered, and the flushes the
+    # metrics saw carried the 1000 events (one visitor: one partition, at least two
+    # records), each acknowledged after some time.
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(plain.call("GET", "/metrics").body.decode())
+        for sample in family.samples
+        if "le" not in sample.labels
+    }
+    assert samples["tracker_collector_buffered_events"] == 0
+    assert samples["tracker_collector_kafka_flush_events_sum"] == 1000
+    flushes = samples["tracker_collector_kafka_flush_events_count"]
+    assert flushes >= 1
+    assert samples["tracker_collector_kafka_flush_seconds_count"] == flushes
+    assert samples["tracker_collector_kafka_flush_seconds_sum"] > 0
 
 
 def test_gzip_batches_are_inflated_within_the_size_limit(plain: Running) -> None:

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from collector.producer import BatchingProducer
+from collector.producer import BatchingProducer, FlushObserver
 from tests.kafka import records
 from tracker.events import Event
 from tracker.kafka import ensure_topics
@@ -32,10 +32,12 @@ def hit(visitor: str, seq: int) -> Event:
     )
 
 
-async def _send_all(settings: Settings, requests: list[list[Event]]) -> list[float]:
+async def _send_all(
+    settings: Settings, requests: list[list[Event]], on_flushed: FlushObserver | None = None
+) -> list[float]:
     """Send each request's events concurrently; the seconds each request waited."""
     await ensure_topics(settings)
-    producer = BatchingProducer(settings)
+    producer = BatchingProducer(settings, on_flushed)
     await producer.start()
 
     async def request(events: list[Event]) -> float:
@@ -51,7 +53,8 @@ async def _send_all(settings: Settings, requests: list[list[Event]]) -> list[flo
 
 def test_concurrent_requests_land_once_in_order_in_a_few_records(settings: Settings) -> None:
     requests = [[hit(f"v{i % 20}", i * 5 + j) for j in range(5)] for i in range(200)]
-    asyncio.run(_send_all(settings, requests))
+    flushes: list[tuple[int, float]] = []
+    waited = asyncio.run(_send_all(settings, requests, lambda *flush: flushes.append(flush)))
 
     found = records(settings.kafka_bootstrap, settings.events_topic)
     per_visitor: dict[str, list[int]] = defaultdict(list)
@@ -67,6 +70,10 @@ def test_concurrent_requests_land_once_in_order_in_a_few_records(settings: Setti
         assert seqs == sorted(seqs)  # one visitor's events in the order they came
     # 200 requests, one flush: a record per partition, not one per request.
     assert len(found) <= 2 * settings.topic_partitions
+    # Each flush was observed once acknowledged, no later than its requests were answered.
+    assert len(flushes) == len(found)
+    assert sum(events for events, _ in flushes) == len(sent)
+    assert 0 < max(seconds for _, seconds in flushes) <= max(waited)
 
 
 def test_a_lone_hit_does_not_wait_for_the_flush_interval(settings: Settings) -> None:
