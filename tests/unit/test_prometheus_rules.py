@@ -57,6 +57,7 @@ COLLECTOR_SERIES = frozenset(
         "tracker_collector_request_duration_seconds_bucket",
         "tracker_collector_request_duration_seconds_count",
         "tracker_collector_request_duration_seconds_sum",
+        "tracker_collector_kafka_flush_seconds_bucket",
     }
 )
 # What Prometheus records about each scrape.
