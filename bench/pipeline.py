@@ -34,7 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis import Redis
 
-from bench.conditions import describe
+from bench.conditions import describe, settle
 from tests.processes import http_get, tracker, wait_for
 from tracker import simulate
 from tracker.events import Context, Event, Rules, parse_event
@@ -240,6 +240,7 @@ def main() -> None:
         settings = dataclasses.replace(isolated_settings(servers, "bench"), log_level="warning")
         run = settings.app_id
         print(describe())
+        print(settle())
         events = synthetic_events(args.events, seed=1)
         records = asyncio.run(preload(settings, events, args.per_record))
         print(
