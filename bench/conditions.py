@@ -40,8 +40,9 @@ def busy_share(seconds: float) -> float:
 def settle(quiet: float = 0.25, within: float = 90.0, window: float = 2.0) -> str:
     """Wait until the machine is mostly idle, ``within`` seconds at most; say how busy it was.
 
-    A Kafka broker just started compiles and loads for about a minute, on the cores
-    the benchmark is about to measure: figures taken meanwhile came out 12-23% low.
+    Other work on the measured cores lowers every figure: in one run started right
+    after the broker, the bare ceiling came out 16% low. (A broker that is merely
+    cold is another matter, which ``bench/collector``'s ``--kafka-warmup`` covers.)
     """
     if not Path("/proc/stat").exists():
         return "machine load before the run: unknown (no /proc/stat)"
