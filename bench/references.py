@@ -31,7 +31,8 @@ from collector.pixel import GIF, NO_CACHE_HEADERS
 from tracker import asgi
 from tracker import settings as settings_module
 from tracker.asgi import Message, Receive, Scope, Send
-from tracker.events import Context, Event, InvalidEvent, Rules, new_id, parse_event
+from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
+from tracker.ids import new_id
 from tracker.kafka import ensure_topics
 from tracker.records import encode_events, partition_key
 from tracker.settings import Settings

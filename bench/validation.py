@@ -72,11 +72,11 @@ from tracker.events import (
     Event,
     InvalidEvent,
     Rules,
-    new_id,
     parse_event,
     parse_ts,
     truncate_ip,
 )
+from tracker.ids import new_id
 from tracker.market import BROWSER
 from tracker.money import MoneyError, parse_micros
 from tracker.records import decode_events, encode_events, encode_records

@@ -18,7 +18,8 @@ from collector.producer import BatchingProducer, Unavailable
 from collector.snippet import Snippet
 from tracker import asgi
 from tracker.asgi import HTTPError, Request, Response
-from tracker.events import Context, Event, InvalidEvent, new_id, parse_event
+from tracker.events import Context, Event, InvalidEvent, parse_event
+from tracker.ids import new_id
 from tracker.kafka import ensure_topics
 from tracker.openapi import Description
 from tracker.records import encode_dead_letter

@@ -29,7 +29,8 @@ from collector import validation
 from collector.pixel import NO_CACHE_HEADERS
 from tracker.asgi import Request, Response
 from tracker.channels import CLICK_ID_CHANNELS
-from tracker.events import Context, Event, InvalidEvent, Rules, new_id, parse_event
+from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
+from tracker.ids import new_id
 from tracker.settings import Settings, env_name
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import msgspec
 
 from tracker import money
 from tracker.channels import CHANNELS, CLICK_ID_CHANNELS, derive_channel
+from tracker.ids import new_id
 from tracker.types import EpochMs, Micros
 from tracker.windows import period_start
 
@@ -139,16 +139,6 @@ class InvalidEvent(ValueError):
     def __init__(self, reasons: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in reasons.items()))
         self.reasons = reasons
-
-
-def new_id(now_ms: EpochMs | None = None) -> str:
-    """A UUIDv7 (RFC 9562): time-ordered, so ids sort by when they were minted."""
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
-    value |= 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def parse_ts(raw: object) -> EpochMs:

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from tracker.channels import CHANNELS
-from tracker.events import new_id
+from tracker.ids import new_id
 from tracker.types import EpochMs
 from tracker.windows import WINDOWS, day_of
 

@@ -23,7 +23,7 @@ import orjson
 import structlog
 
 from tracker.channels import CHANNELS
-from tracker.events import new_id
+from tracker.ids import new_id
 from tracker.market import BROWSER, DAY, ChannelCurve, day_events
 from tracker.windows import day_of
 

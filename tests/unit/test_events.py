@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +13,6 @@ from tracker.events import (
     Event,
     InvalidEvent,
     Rules,
-    new_id,
     parse_event,
     parse_ts,
     truncate_ip,
@@ -107,37 +105,6 @@ def test_truncate_ip(raw: str, expected: str) -> None:
 def test_truncate_ip_rejects(raw: str) -> None:
     with pytest.raises(ValueError, match="does not appear to be"):
         truncate_ip(raw)
-
-
-# new_id
-
-
-def test_new_id_is_a_uuid7() -> None:
-    text = new_id(NOW)
-    assert UUID7.match(text)
-    parsed = uuid.UUID(text)
-    assert parsed.version == 7
-    assert parsed.variant == uuid.RFC_4122  # variant bits 10
-    assert parsed.int >> 80 == NOW  # the first 48 bits are the epoch milliseconds
-
-
-def test_new_id_time_prefix_sorts() -> None:
-    ids = [new_id(NOW + delta) for delta in (0, 1, 1_000, DAY_MS, 365 * DAY_MS)]
-    assert ids == sorted(ids)
-    assert len(set(ids)) == len(ids)
-
-
-def test_new_id_is_random_within_one_millisecond() -> None:
-    ids = {new_id(NOW) for _ in range(1_000)}
-    assert len(ids) == 1_000
-    assert {text[:13] for text in ids} == {new_id(NOW)[:13]}  # same time prefix
-
-
-def test_new_id_defaults_to_now() -> None:
-    before = time.time_ns() // 1_000_000
-    minted = uuid.UUID(new_id()).int >> 80
-    after = time.time_ns() // 1_000_000
-    assert before <= minted <= after
 
 
 # parse_event: defaults and fields
