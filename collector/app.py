@@ -120,12 +120,13 @@ class Collector:
         ``mint=False`` for requests that speak for many people (a server's batch):
         one minted id would merge them all into one visitor.
         """
-        visitor = _cookie(request.header(b"cookie"), COOKIE)
+        cookie, user_agent, referrer = request.headers(b"cookie", b"user-agent", b"referer")
+        visitor = _cookie(cookie, COOKIE)
         minted = None if visitor or not mint else new_id()
         return Context(
             ip=request.client_ip,
-            user_agent=request.header(b"user-agent"),
-            referrer=request.header(b"referer"),
+            user_agent=user_agent,
+            referrer=referrer,
             anonymous_id=visitor or minted,
         ), minted
 

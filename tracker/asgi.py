@@ -72,6 +72,14 @@ class Request:
                 return str(value.decode("latin-1"))
         return None
 
+    def headers(self, *names: bytes) -> list[str | None]:
+        """The first value of each of ``names``, in one pass: ``header()`` for several."""
+        found: list[str | None] = [None] * len(names)
+        for key, value in self.scope["headers"]:
+            if key in names and found[at := names.index(key)] is None:
+                found[at] = value.decode("latin-1")
+        return found
+
     @property
     def client_ip(self) -> str | None:
         client = self.scope.get("client")
@@ -113,9 +121,12 @@ class Response:
         return cls(orjson.dumps(data), status, b"application/json")
 
     async def send(self, send: Send) -> None:
-        headers = [(b"content-type", self.content_type), *self.headers]
-        if self.status != 304:  # a 304's length would have to be the 200's (RFC 9110 8.6)
-            headers.insert(1, (b"content-length", str(len(self.body)).encode()))
+        if self.status == 304:  # a 304's length would have to be the 200's (RFC 9110 8.6)
+            headers = [(b"content-type", self.content_type), *self.headers]
+        else:
+            length = b"%d" % len(self.body)
+            headers = [(b"content-type", self.content_type), (b"content-length", length)]
+            headers += self.headers
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -191,6 +202,11 @@ class App:
                 # collections walk only what requests leave behind (14-25 ms pauses
                 # every second or two otherwise, at 10,000 pixel hits/s).
                 gc.freeze()
+                # Young collections only find what requests in flight hold (the rest
+                # is freed by reference counting), so rarer ones find about as much
+                # each: the cyclic GC went from 1.6-1.8% of the collector's CPU under
+                # load to 0.1-0.2% (perf, two rounds each).
+                gc.set_threshold(10_000, 10, 10)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._on_shutdown:
