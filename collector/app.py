@@ -9,10 +9,11 @@ from typing import Any
 
 import orjson
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector import postback, redirect, validation
+from collector.metrics import Metrics
 from collector.pixel import GIF, NO_CACHE_HEADERS
 from collector.producer import BatchingProducer, Unavailable
 from collector.snippet import Snippet
@@ -29,58 +30,6 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "tid"
 COOKIE_MAX_AGE = 365 * 86_400
-ENDPOINTS = ("pixel", "batch", "redirect", "postback")
-
-
-class Metrics:
-    """The collector's own metrics, on a registry of its own."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
-            "tracker_collector_events",
-            "Events by outcome (accepted, rejected)",
-            ["endpoint", "outcome"],
-            registry=registry,
-        )
-        self.unavailable = Counter(
-            "tracker_collector_unavailable",
-            "Requests answered 503 because Kafka did not take their events",
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "tracker_collector_request_duration_seconds",
-            "Time from request to answer, Kafka acknowledgement included",
-            ["endpoint"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
-            registry=registry,
-        )
-        self.buffered = Gauge(
-            "tracker_collector_buffered_events",
-            "Events accepted and not yet acknowledged by Kafka; at TRACKER_BUFFER_MAX_EVENTS "
-            "requests get 503",
-            registry=registry,
-        )
-        self.flush_events = Histogram(
-            "tracker_collector_kafka_flush_events",
-            "Events per partition per flush to Kafka: grows with the load (group commit)",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
-            registry=registry,
-        )
-        self.flush_seconds = Histogram(
-            "tracker_collector_kafka_flush_seconds",
-            "Time from a partition's flush to Kafka's acknowledgement, retries included",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
-            registry=registry,
-        )
-        # Bound once, so every series exists from the start (at 0) and a request
-        # does not pay labels() (about a microsecond each) on its way.
-        self.accepted = {e: self.events.labels(e, "accepted") for e in ENDPOINTS}
-        self.rejected = {e: self.events.labels(e, "rejected") for e in ENDPOINTS}
-        self.took = {e: self.latency.labels(e) for e in ENDPOINTS}
-
-    def flushed(self, events: int, seconds: float) -> None:
-        self.flush_events.observe(events)
-        self.flush_seconds.observe(seconds)
 
 
 class Collector:

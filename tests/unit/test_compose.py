@@ -25,7 +25,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from collector.app import Metrics
+from collector.metrics import Metrics
 from tracker import cli, settings
 from tracker.windows import WINDOWS
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from collector.app import Metrics
+from collector.metrics import Metrics
 from tracker.export import metrics as exporter
 
 ROOT = Path(__file__).resolve().parents[2]
