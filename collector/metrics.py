@@ -1,11 +1,12 @@
 """The collector's metrics: counted on the request path in plain Python, written out when scraped.
 
 prometheus_client's Counter and Histogram take a lock on every update, and a
-histogram looks for its bucket in a Python loop: 1.5-2 us of the ~20 us of Python a
-pixel hit costs (in process, Kafka faked). The collector serves from one thread (the
-event loop, which also answers ``/metrics``), so its per-request metrics need no
-lock: :class:`Counts` and :class:`Timings` add to plain numbers (``bisect`` finds
-the bucket), and prometheus_client reads them at scrape time through its custom
+histogram looks for its bucket in a Python loop: a pixel hit's count and duration
+cost 1.1 us that way, of the 14 us its handler took (0.34 us an increment, 0.73 an
+observation; here 0.09 and 0.14). The collector's app runs on one thread (the event
+loop, which also answers ``/metrics``), so its per-request metrics need no lock:
+:class:`Counts` and :class:`Timings` add to plain numbers (``bisect`` finds the
+bucket), and prometheus_client reads them at scrape time through its custom
 collector interface, in its own exposition format. Metrics off the request path stay
 prometheus_client's own.
 """
