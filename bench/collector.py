@@ -133,11 +133,11 @@ def broker_on(core: int) -> Iterator[str]:
         yield "broker: not this project's local one, left where it runs"
         return
     pid = int(BROKER_PIDFILE.read_text())
-    try:
-        before = _set_affinity(pid, {core})
-    except FileNotFoundError:  # a stale pid file
+    command = Path(f"/proc/{pid}/cmdline")
+    if not command.exists() or b"kafka.Kafka" not in command.read_bytes():  # stale pid file
         yield "broker: not running from this project's pid file, left where it runs"
         return
+    before = _set_affinity(pid, {core})
     try:
         yield f"broker (pid {pid}) on core {core}, with the load"
     finally:
