@@ -9,12 +9,16 @@ import pytest
 from tests import services
 from tracker.settings import Settings
 
+_RUNS: set[str] = set()
+"""The ``<kind>-<random>`` names this session gave topics and keys: deleted at its end."""
+
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[tuple[str, str]]:
     """(Kafka bootstrap, Redis URL) of real servers, shared by the session."""
     with services.all_services() as found:
         yield found
+        services.forget(*found, _RUNS)
 
 
 def free_port() -> int:
@@ -37,6 +41,7 @@ def isolated_settings(servers: tuple[str, str], kind: str = "test") -> Settings:
     """
     bootstrap, redis = servers
     run = f"{kind}-{uuid.uuid4().hex[:10]}"
+    _RUNS.add(run)
     return Settings(
         kafka_bootstrap=bootstrap,
         redis_url=redis,

@@ -7,12 +7,17 @@ in ``deploy/local/`` start (or reuse) local servers, once per test session.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+import warnings
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,10 +66,50 @@ def redis_url() -> Iterator[str]:
             yield f"redis://{host}:{port}/0"
     else:
         _script("redis")
-        yield "redis://127.0.0.1:6379/0"
+        # Database 1: apart from what `make up` keeps in 0, so the session's cleanup
+        # (forget) scans the tests' keys only.
+        yield "redis://127.0.0.1:6379/1"
 
 
 @contextmanager
 def all_services() -> Iterator[tuple[str, str]]:
     with ExitStack() as stack:
         yield stack.enter_context(kafka_bootstrap()), stack.enter_context(redis_url())
+
+
+def forget(bootstrap: str, redis_url: str, runs: Collection[str]) -> None:
+    """Delete the Kafka topics and Redis keys named after ``runs`` (``<kind>-<random>``).
+
+    Left behind, a test session's topics piled up on a developer's broker (11,000
+    partitions and 34 GB after a few days of runs, its G1 pauses grown to 17-19 ms) and
+    its keys in Redis (8.8 million, 2 GB; customers and all-time uniques never expire).
+    Best effort: a failure warns, and Kafka's retention and Redis's TTLs take over.
+    """
+    if runs:
+        try:
+            asyncio.run(_forget(bootstrap, redis_url, tuple(runs)))
+        except Exception as exc:  # the tests' verdicts stand either way
+            warnings.warn(f"topics and keys of this session left behind: {exc!r}", stacklevel=2)
+
+
+async def _forget(bootstrap: str, redis_url: str, runs: tuple[str, ...]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [topic for topic in await admin.list_topics() if topic.startswith(runs)]
+        for start in range(0, len(topics), 500):
+            await admin.delete_topics(topics[start : start + 500])
+    finally:
+        await admin.close()
+    redis = Redis.from_url(redis_url)
+    try:
+        for kind in {run.rsplit("-", 1)[0] for run in runs}:  # one pass over the keys each
+            keys = [
+                key
+                async for key in redis.scan_iter(match=f"{kind}-*", count=10_000)
+                if key.decode(errors="replace").startswith(runs)
+            ]
+            for start in range(0, len(keys), 10_000):
+                await redis.unlink(*keys[start : start + 10_000])
+    finally:
+        await redis.aclose()

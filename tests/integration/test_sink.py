@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
 
+from tests.conftest import isolated_settings
 from tracker.events import Event
 from tracker.settings import Settings
 from tracker.store import Keys, parse_bucket
@@ -45,7 +45,7 @@ async def campaign(redis: Redis, settings: Settings, window: str, start: int) ->
 
 @pytest.fixture
 def settings(servers: tuple[str, str]) -> Settings:
-    return Settings(redis_url=servers[1], redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+    return isolated_settings(servers)
 
 
 def test_a_redelivered_record_is_skipped_and_changes_nothing(settings: Settings) -> None:
