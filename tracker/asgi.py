@@ -67,13 +67,11 @@ class Request:
         return str(self.scope["path"])
 
     def header(self, name: bytes) -> str | None:
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return str(value.decode("latin-1"))
-        return None
+        """The first value of header ``name`` (lowercase), if the request has it."""
+        return self.headers(name)[0]
 
     def headers(self, *names: bytes) -> list[str | None]:
-        """The first value of each of ``names``, in one pass: ``header()`` for several."""
+        """The first value of each of ``names``, in one pass over the request's headers."""
         found: list[str | None] = [None] * len(names)
         for key, value in self.scope["headers"]:
             if key in names and found[at := names.index(key)] is None:

@@ -5,7 +5,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from collector.metrics import Counts, Metrics, Timings
+from collector.metrics import Counters, Histograms, Metrics
 
 BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 5000)
 
@@ -23,8 +23,8 @@ def test_counts_and_timings_scrape_as_prometheus_clients_own(seed: int) -> None:
     theirs, ours = CollectorRegistry(), CollectorRegistry()
     counter = Counter("t_events", "Events", ["endpoint", "outcome"], registry=theirs)
     histogram = Histogram("t_seconds", "Seconds", ["endpoint"], buckets=BOUNDS, registry=theirs)
-    counts = Counts("t_events", "Events", ["endpoint", "outcome"])
-    timings = Timings("t_seconds", "Seconds", BOUNDS, ["endpoint"])
+    counts = Counters("t_events", "Events", ["endpoint", "outcome"])
+    timings = Histograms("t_seconds", "Seconds", BOUNDS, ["endpoint"])
     ours.register(counts)
     ours.register(timings)
     for _ in range(2_000):
