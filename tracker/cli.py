@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
+from pathlib import Path
 
 import structlog
 
@@ -31,13 +33,16 @@ def _worker(config: settings.Settings, args: argparse.Namespace) -> int:
     from tracker.stream.app import build_app
 
     asyncio.run(ensure_topics(config))
-    app = build_app(config)
-    worker = faust.Worker(
-        app,
-        loglevel=config.log_level.upper(),
-        logging_config=logs.logging_config(config.log_format, config.log_level),
-    )
-    worker.execute_from_commandline()  # runs until SIGTERM, then stops gracefully
+    # Tables live in memory, yet Faust makes its data directory (relative to the
+    # working directory by default) and never removes it; keep it out of the way.
+    with tempfile.TemporaryDirectory(prefix=f"tracker-worker-{config.app_id}-") as datadir:
+        app = build_app(config, Path(datadir))
+        worker = faust.Worker(
+            app,
+            loglevel=config.log_level.upper(),
+            logging_config=logs.logging_config(config.log_format, config.log_level),
+        )
+        worker.execute_from_commandline()  # runs until SIGTERM, then stops gracefully
     return 0
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -115,6 +116,8 @@ def test_pixel_and_batch_hits_reach_kpis_and_metrics_exactly(settings: Settings)
         assert f'tracker_campaign_impressions_total{{campaign="{campaign}"}} 200.0' in text
         assert f'tracker_campaign_clicks_total{{campaign="{campaign}"}} 8.0' in text
         assert "tracker_pipeline_duplicates_total 1.0" in text
+    # Faust's data directory defaults to one per app id in the working directory.
+    assert not Path(f"{settings.app_id}-data").exists(), "the worker left its data directory"
 
 
 def test_replaying_the_topic_counts_nothing_twice(settings: Settings) -> None:

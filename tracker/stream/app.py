@@ -10,6 +10,7 @@ sink makes every record count exactly once in Redis.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -24,10 +25,12 @@ from tracker.stream.sink import Record, Sink, WatchError
 log = structlog.get_logger(__name__)
 
 
-def build_app(settings: Settings) -> faust.App:
-    """A Faust app consuming ``settings.events_topic`` into Redis."""
+def build_app(settings: Settings, datadir: Path) -> faust.App:
+    """A Faust app consuming ``settings.events_topic`` into Redis; ``datadir`` is Faust's
+    own directory (empty: tables are in memory)."""
     app = faust.App(
         settings.app_id,
+        datadir=datadir,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         topic_partitions=settings.topic_partitions,
