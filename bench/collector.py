@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -211,14 +210,9 @@ def wrk(
 
 def batch_script(folder: Path, seed: int = 1) -> Path:
     """A wrk Lua script posting one batch of ``BATCH_EVENTS`` realistic events."""
-    rng = random.Random(seed)
-    pool = simulate.campaigns(20, rng)
-    now = int(time.time() * 1000)
-    events: list[dict[str, object]] = []
-    while len(events) < BATCH_EVENTS:
-        events.extend(simulate.funnel(rng.choice(pool), rng, now))
+    events = simulate.sample(BATCH_EVENTS, seed, int(time.time() * 1000))
     body = folder / "batch.json"
-    body.write_bytes(orjson.dumps(events[:BATCH_EVENTS]))
+    body.write_bytes(orjson.dumps(events))
     script = folder / "batch.lua"
     script.write_text(
         f'local file = io.open("{body}", "rb")\n'

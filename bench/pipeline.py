@@ -46,15 +46,10 @@ from tracker.store import Keys
 
 
 def synthetic_events(count: int, seed: int) -> list[Event]:
-    rng = random.Random(seed)
-    pool = simulate.campaigns(50, rng)
     rules = Rules(currencies=frozenset({"USD"}), default_currency="USD")
     now = int(time.time() * 1000)
-    events: list[Event] = []
-    while len(events) < count:
-        for raw in simulate.funnel(rng.choice(pool), rng, now):
-            events.append(parse_event(raw, Context(received_at=now), rules))
-    return events[:count]
+    raw = simulate.sample(count, seed, now, campaign_count=50)
+    return [parse_event(item, Context(received_at=now), rules) for item in raw]
 
 
 async def preload(settings: Settings, events: list[Event], per_record: int) -> int:

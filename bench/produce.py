@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -62,14 +61,9 @@ class Cost:
 
 def record(events: int) -> bytes:
     """One record of ``events`` events, as the collector writes them."""
-    rng = random.Random(events)
-    pool = simulate.campaigns(20, rng)
-    now = int(time.time() * 1000)
-    raw: list[dict[str, Any]] = []
-    while len(raw) < events:
-        raw.extend(simulate.funnel(rng.choice(pool), rng, now))
+    raw = simulate.sample(events, seed=events, now_ms=int(time.time() * 1000))
     context = Context(ip="203.0.113.7", user_agent="Mozilla/5.0 Chrome/120.0")
-    parsed = [parse_event(item, context, rules(Settings())) for item in raw[:events]]
+    parsed = [parse_event(item, context, rules(Settings())) for item in raw]
     return encode_records(parsed)[0]
 
 

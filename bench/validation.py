@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Final, Literal, get_args
@@ -402,12 +401,7 @@ DataclassEvent: Any = dataclasses.make_dataclass(
 
 def batch_body(seed: int, now_ms: int) -> bytes:
     """``BATCH_EVENTS`` realistic events as a JSON array, as ``bench/collector.py`` posts."""
-    rng = random.Random(seed)
-    pool = simulate.campaigns(20, rng)
-    events: list[dict[str, Any]] = []
-    while len(events) < BATCH_EVENTS:
-        events.extend(simulate.funnel(rng.choice(pool), rng, now_ms))
-    return orjson.dumps(events[:BATCH_EVENTS])
+    return orjson.dumps(simulate.sample(BATCH_EVENTS, seed, now_ms))
 
 
 def with_bad_event(body: bytes, name: str, value: object) -> bytes:

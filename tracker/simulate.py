@@ -100,6 +100,18 @@ def funnel(
     }
 
 
+def sample(count: int, seed: int, now_ms: int, campaign_count: int = 20) -> list[dict[str, Any]]:
+    """``count`` events of visitors' funnels over ``campaign_count`` campaigns: the
+    benchmarks' realistic input. The same seed gives the same events but for their
+    ids, which are minted fresh."""
+    rng = random.Random(seed)
+    pool = campaigns(campaign_count, rng)
+    events: list[dict[str, Any]] = []
+    while len(events) < count:
+        events.extend(funnel(rng.choice(pool), rng, now_ms))
+    return events[:count]
+
+
 def post_batch(collector_url: str, events: list[dict[str, Any]], timeout: float = 10.0) -> Any:
     """POST events to the collector's batch endpoint; returns its JSON answer."""
     request = urllib.request.Request(
