@@ -33,19 +33,23 @@ from typing import Any
 
 import uvloop
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.collector import LOAD_CORE, SERVER_CORE, broker_on
 from bench.conditions import describe, settle
+from collector.producer import kafka_producer
 from collector.validation import rules
 from tracker import simulate
 from tracker.events import Context, parse_event
+from tracker.kafka import ensure_topics
 from tracker.records import encode_records
 from tracker.settings import Settings
 
-SHAPES = ((1, 10), (1, 40), (4, 10), (4, 40))
-"""(records per flush, events per record); (4, 10) is the collector at 64 connections."""
-REFERENCE = (4, 10)
+Shape = tuple[int, int]
+"""(records per flush, one per partition; events per record)."""
+SHAPES: tuple[Shape, ...] = ((1, 10), (1, 40), (4, 10), (4, 40))
+REFERENCE: Shape = (4, 10)
+"""The collector's usual flush at 64 connections."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,8 @@ def record(events: int) -> bytes:
     """One record of ``events`` events, as the collector writes them."""
     raw = simulate.sample(events, seed=events, now_ms=int(time.time() * 1000))
     context = Context(ip="203.0.113.7", user_agent="Mozilla/5.0 Chrome/120.0")
-    parsed = [parse_event(item, context, rules(Settings())) for item in raw]
+    judged = rules(Settings())
+    parsed = [parse_event(item, context, judged) for item in raw]
     return encode_records(parsed)[0]
 
 
@@ -84,20 +89,14 @@ class Aiokafka:
 
     name = "aiokafka"
 
-    def __init__(self, settings: Settings, topic: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._loop = uvloop.new_event_loop()
-        self._topic = topic
-        compression = settings.kafka_compression
-        self._producer = self._loop.run_until_complete(self._start(settings, compression))
+        self._topic = settings.events_topic
+        self._producer = self._loop.run_until_complete(self._start(settings))
 
-    async def _start(self, settings: Settings, compression: str) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
-            compression_type=None if compression == "none" else compression,
-        )
+    @staticmethod
+    async def _start(settings: Settings) -> AIOKafkaProducer:
+        producer = kafka_producer(settings)  # aiokafka takes the loop running at its making
         await producer.start()
         return producer
 
@@ -122,10 +121,10 @@ class Librdkafka:
 
     name = "confluent-kafka"
 
-    def __init__(self, settings: Settings, topic: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Producer  # type: ignore[import-not-found]
 
-        self._topic = topic
+        self._topic = settings.events_topic
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -148,32 +147,23 @@ class Librdkafka:
         self._producer.flush()
 
 
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def delete_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        await admin.delete_topics([settings.events_topic, settings.dead_letter_topic])
     finally:
         await admin.close()
 
 
-async def delete_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+def measure(settings: Settings, args: argparse.Namespace) -> dict[str, dict[Shape, Cost]]:
+    clients: list[Aiokafka | Librdkafka] = [Aiokafka(settings)]
     try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
-
-
-def measure(settings: Settings, topic: str, args: argparse.Namespace) -> dict[str, dict[Any, Cost]]:
-    clients: list[Aiokafka | Librdkafka] = [Aiokafka(settings, topic)]
-    try:
-        clients.append(Librdkafka(settings, topic))
+        clients.append(Librdkafka(settings))
     except ImportError:
         print("confluent-kafka not installed: aiokafka only")
     records = {events: record(events) for events in {e for _, e in SHAPES}}
-    best: dict[str, dict[Any, Cost]] = {client.name: {} for client in clients}
+    best: dict[str, dict[Shape, Cost]] = {client.name: {} for client in clients}
     try:
         for client in clients:  # connections, metadata and the broker's first writes
             client.cost([records[10]] * 4, args.flushes // 4)
@@ -191,7 +181,7 @@ def measure(settings: Settings, topic: str, args: argparse.Namespace) -> dict[st
     return best
 
 
-def report(best: dict[str, dict[Any, Cost]], compression: str) -> None:
+def report(best: dict[str, dict[Shape, Cost]], compression: str) -> None:
     reference = best["aiokafka"][REFERENCE]
     print(
         f"\nCPU of this process per acknowledged flush (acks=all, idempotent, {compression}); "
@@ -225,13 +215,18 @@ def main() -> None:
         os.sched_setaffinity(0, {SERVER_CORE})
     with kafka_bootstrap() as bootstrap, broker_on(LOAD_CORE) as broker:
         print(broker)
-        settings = Settings(kafka_bootstrap=bootstrap)
-        topic = f"bench-produce-{uuid.uuid4().hex[:8]}"
-        asyncio.run(create_topic(bootstrap, topic, max(count for count, _ in SHAPES)))
+        run = f"bench-produce-{uuid.uuid4().hex[:8]}"
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            events_topic=f"{run}.events",
+            dead_letter_topic=f"{run}.dead",
+            topic_partitions=max(count for count, _ in SHAPES),
+        )
+        asyncio.run(ensure_topics(settings))
         try:
-            best = measure(settings, topic, args)
+            best = measure(settings, args)
         finally:
-            asyncio.run(delete_topic(bootstrap, topic))
+            asyncio.run(delete_topics(settings))
     report(best, settings.kafka_compression)
     print()
     print(describe())

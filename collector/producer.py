@@ -84,6 +84,20 @@ FlushObserver = Callable[[int, float], None]
 from handing them to Kafka to the acknowledgement, retries included."""
 
 
+def kafka_producer(settings: Settings) -> AIOKafkaProducer:
+    """The collector's Kafka client (not started): nothing is lost once acknowledged."""
+    compression = settings.kafka_compression
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=0,  # we batch ourselves; aiokafka should send at once
+        compression_type=None if compression == "none" else compression,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=int(settings.produce_timeout_s * 1000),
+    )
+
+
 class BatchingProducer:
     def __init__(self, settings: Settings, on_flushed: FlushObserver | None = None) -> None:
         self._settings = settings
@@ -101,17 +115,7 @@ class BatchingProducer:
         self._stopping = False
 
     async def start(self) -> None:
-        settings = self._settings
-        compression = settings.kafka_compression
-        self._kafka = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,  # we batch ourselves; aiokafka should send at once
-            compression_type=None if compression == "none" else compression,
-            max_request_size=8 * 1024 * 1024,
-            request_timeout_ms=int(settings.produce_timeout_s * 1000),
-        )
+        self._kafka = kafka_producer(self._settings)
         await self._kafka.start()
         partitions = await self._kafka.partitions_for(self._settings.events_topic)
         if partitions:
