@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import Mapping
@@ -108,7 +109,10 @@ class Collector:
             return
         self.metrics.rejected[endpoint].inc()
         kept = validation.letter_context(context, self.rules) if context else None
-        letter = encode_dead_letter(raw, reasons, endpoint, int(time.time() * 1000), kept)
+        # The request's own receive time, so a replay gives ``ts`` (absent, or
+        # corrected by ``sent_at``) exactly the time the collector would have.
+        received_at = context.received_at if context else int(time.time() * 1000)
+        letter = encode_dead_letter(raw, reasons, endpoint, received_at, kept)
         try:
             await self.producer.send_raw(self.settings.dead_letter_topic, letter)
         except Unavailable as exc:
@@ -132,7 +136,8 @@ class Collector:
         return Response(GIF, 200, b"image/gif", headers)
 
     async def batch(self, request: Request) -> Response:
-        """A JSON array or NDJSON of events; per-item results, all-or-nothing delivery."""
+        """A JSON array, NDJSON or an envelope ``{"sent_at": T, "events": [...]}`` of
+        events; per-item results, all-or-nothing delivery."""
         started = time.perf_counter()
         body = _inflated(
             await request.body(self.settings.max_body_bytes),
@@ -144,9 +149,17 @@ class Collector:
         except ValueError as exc:
             await self._reject(request, "batch", body, {"body": str(exc)})
             raise HTTPError(400, str(exc)) from exc
+        context, _ = self._context(request, mint=False)
+        if len(items) == 1 and validation.is_envelope(items[0]):
+            try:
+                context.sent_at, items = validation.envelope(
+                    items[0], context.received_at, self.rules
+                )
+            except InvalidEvent as exc:  # the whole batch: its clock or shape is wrong
+                await self._reject(request, "batch", body, exc.reasons, context)
+                return Response.json({"error": str(exc), "reasons": exc.reasons}, 400)
         if len(items) > self.settings.max_batch_events:
             raise HTTPError(413, f"more than {self.settings.max_batch_events} events")
-        context, _ = self._context(request, mint=False)
         accepted: list[Event] = []
         results: list[dict[str, Any]] = []
         large = len(body) > validation.MAX_EVENT_BYTES  # else no item can be too large
@@ -209,7 +222,7 @@ def _inflated(body: bytes, encoding: str | None, limit: int) -> bytes:
 
 
 def _parse_items(body: bytes) -> list[Any]:
-    """Events from a JSON array, a single JSON object or NDJSON."""
+    """Events from a JSON array, a single JSON object (an event or an envelope) or NDJSON."""
     text = body.strip()
     if not text:
         raise ValueError("empty body")
@@ -222,6 +235,9 @@ def _parse_items(body: bytes) -> list[Any]:
     try:
         return [orjson.loads(line) for line in text.splitlines() if line.strip()]
     except orjson.JSONDecodeError as exc:
+        if text[:1] == b"{":  # one object over many lines, pretty-printed (an envelope, say)
+            with contextlib.suppress(orjson.JSONDecodeError):
+                return [orjson.loads(text)]
         raise ValueError(f"invalid JSON or NDJSON: {exc}") from None
 
 

@@ -13,11 +13,14 @@ import orjson
 
 from collector import bots
 from tracker.asgi import Request
-from tracker.events import Context, InvalidEvent, Rules, truncate_ip
+from tracker.events import Context, InvalidEvent, Rules, parse_ts, truncate_ip
 from tracker.settings import Settings
+from tracker.types import EpochMs
 
 MAX_EVENT_BYTES: Final = 32 * 1024
 """One event of a batch, as JSON, at most; larger items are rejected on their own."""
+ENVELOPE_KEYS: Final = frozenset({"sent_at", "events"})
+"""The keys of a batch envelope ``{"sent_at": T, "events": [...]}``."""
 
 
 def rules(settings: Settings) -> Rules:
@@ -63,6 +66,47 @@ def query(request: Request) -> dict[str, str]:
     return parse_query(raw)
 
 
+def is_envelope(body: Any) -> bool:
+    """Whether a batch body's one JSON object is an envelope (it has ``events``), not an event."""
+    return isinstance(body, dict) and "events" in body
+
+
+def envelope(
+    body: dict[str, Any], received_at: EpochMs, rules: Rules
+) -> tuple[EpochMs | None, list[Any]]:
+    """The ``sent_at`` (None when absent or null) and the items of a batch envelope.
+
+    Raises :class:`InvalidEvent` naming every bad key: the whole batch is refused.
+    ``sent_at`` is the sender's clock, which may be off by hours or days, so it need
+    only lie within the accepted horizon (``max_age_ms``, TRACKER_MAX_AGE_DAYS) of the
+    time received, either way. A clock further off would move events by more than the
+    whole span the collector accepts events for: the likelier cause is a wrong unit
+    (epoch seconds read as milliseconds fall in January 1970, microseconds thousands
+    of years ahead) or garbage, and trusting it would shift every event of the batch.
+    The events' own times, once corrected, still face the usual range checks one by one.
+    """
+    reasons = {key: "unknown field" for key in body if key not in ENVELOPE_KEYS}
+    items = body["events"]
+    if not isinstance(items, list):
+        reasons["events"] = "must be a JSON array of events"
+    sent_at = None
+    if body.get("sent_at") is not None:
+        try:
+            sent_at = parse_ts(body["sent_at"])
+        except ValueError as exc:
+            reasons["sent_at"] = str(exc)
+        else:
+            if abs(sent_at - received_at) > rules.max_age_ms:
+                reasons["sent_at"] = (
+                    f"is more than {rules.max_age_ms / 86_400_000:g} days from the time received"
+                    " (TRACKER_MAX_AGE_DAYS); it must be the sender's clock when sending,"
+                    " in epoch milliseconds or RFC 3339"
+                )
+    if reasons:
+        raise InvalidEvent(reasons)
+    return sent_at, items
+
+
 def check_size(item: Any) -> None:
     """Raise :class:`InvalidEvent` for a batch item over :data:`MAX_EVENT_BYTES` as JSON."""
     try:
@@ -81,16 +125,18 @@ def raw_item(item: Any) -> bytes:
         return orjson.dumps({"unrecorded": "item nested too deeply to keep"})
 
 
-def letter_context(context: Context, rules: Rules) -> dict[str, str]:
+def letter_context(context: Context, rules: Rules) -> dict[str, str | int]:
     """What a dead letter keeps of its request, so a replay judges it as the collector did.
 
-    The IP is stored as the event would store it (truncated unless configured otherwise).
+    The IP is stored as the event would store it (truncated unless configured otherwise);
+    ``sent_at`` (epoch ms) when the batch's envelope gave one, to correct ``ts`` alike.
     """
-    kept = {
+    kept: dict[str, str | int | None] = {
         "user_agent": context.user_agent,
         "referrer": context.referrer,
         "anonymous_id": context.anonymous_id,
         "ip": context.ip,
+        "sent_at": context.sent_at,
     }
     if context.ip is not None and rules.truncate_ip:
         try:
@@ -108,10 +154,12 @@ def restored_context(received_at: int, kept: Any) -> Context:
         value = fields.get(name)
         return value if isinstance(value, str) else None
 
+    sent_at = fields.get("sent_at")
     return Context(
         received_at=received_at,
         ip=text("ip"),
         user_agent=text("user_agent"),
         referrer=text("referrer"),
         anonymous_id=text("anonymous_id"),
+        sent_at=sent_at if isinstance(sent_at, int) and not isinstance(sent_at, bool) else None,
     )

@@ -20,6 +20,12 @@ Replayed events keep their original receive time: those further behind than the
 grace period of their partition's newest event are counted as late, not in windows.
 Letters that cannot be judged again stay rejected: whole bodies that were not JSON,
 payloads cut to fit the letter, records the worker could not decode.
+
+A rejected item of a batch sent in an envelope keeps the envelope's ``sent_at`` in its
+letter, so its ``ts`` is corrected as the collector corrected it. A whole envelope the
+collector refused (a ``sent_at`` beyond the horizon, say) is judged again as a whole:
+it replays once every one of its events passes, and otherwise stays rejected with the
+reasons of each bad event (``events[3].ts: ...``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from collector import postback, redirect, validation
-from tracker.events import Event, InvalidEvent, Rules, parse_event
+from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
 from tracker.kafka import KafkaUnavailable, ensure_topics
 from tracker.records import decode_dead_letter, encode_records, partition_of
 from tracker.settings import Settings
@@ -86,12 +92,9 @@ def judge(
             item = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise InvalidEvent({"raw": "is a request body that was not JSON"}) from None
-        if not isinstance(item, dict):
-            raise InvalidEvent({"event": "must be a JSON object"})
-        validation.check_size(item)
-        if not item.get("event_id"):
-            item["event_id"] = fallback_id
-        return [parse_event(item, context, rules)]
+        if validation.is_envelope(item):
+            return _envelope(item, context, rules, partition, offset)
+        return [_batch_item(item, context, rules, fallback_id)]
     if endpoint == "redirect":
         params = validation.parse_query(raw)
         event, _ = redirect.click_event(params, context, rules, allowed, fallback_id, fallback_id)
@@ -101,6 +104,33 @@ def judge(
         event_id = None if params.get("sig") or params.get("event_id") else fallback_id
         return [postback.conversion(params, received_at, rules, event_id)]
     raise InvalidEvent({"endpoint": f"letters from {endpoint!r} cannot be replayed"})
+
+
+def _batch_item(item: Any, context: Context, rules: Rules, fallback_id: str) -> Event:
+    if not isinstance(item, dict):
+        raise InvalidEvent({"event": "must be a JSON object"})
+    validation.check_size(item)
+    if not item.get("event_id"):
+        item["event_id"] = fallback_id
+    return parse_event(item, context, rules)
+
+
+def _envelope(
+    body: dict[str, Any], context: Context, rules: Rules, partition: int, offset: int
+) -> list[Event]:
+    """A whole batch envelope the collector refused (its ``sent_at`` or shape), judged
+    again: all its events or, naming each bad one by index, none."""
+    context.sent_at, items = validation.envelope(body, context.received_at, rules)
+    events: list[Event] = []
+    reasons: dict[str, str] = {}
+    for index, item in enumerate(items):
+        try:
+            events.append(_batch_item(item, context, rules, derived_id(partition, offset, index)))
+        except InvalidEvent as exc:
+            reasons.update({f"events[{index}].{name}": why for name, why in exc.reasons.items()})
+    if reasons:
+        raise InvalidEvent(reasons)
+    return events
 
 
 def _postback_params(raw: str) -> dict[str, str]:

@@ -75,9 +75,12 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     """One of :data:`EVENT_TYPES`."""
     ts: EpochMs
-    """Event time; windows use it."""
+    """Event time; windows use it. Corrected for the sender's clock when it said ``sent_at``."""
     received_at: EpochMs
     """When the collector accepted it."""
+    device_ts: EpochMs | None = None
+    """The sender's own clock's time for the event, when its time was corrected by
+    ``sent_at`` (else None); derived, never taken from input."""
     channel: str
     """One of :data:`tracker.channels.CHANNELS`, given or derived."""
     campaign: str | None = None
@@ -131,6 +134,10 @@ class Context:
     user_agent: str | None = None
     referrer: str | None = None
     anonymous_id: str | None = None
+    sent_at: EpochMs | None = None
+    """When the sender sent the request, on the sender's clock (a batch envelope's
+    ``sent_at``). Events' own ``ts`` are read on that clock and corrected by it:
+    event time = ``received_at - (sent_at - ts)``."""
 
 
 class InvalidEvent(ValueError):
@@ -222,16 +229,23 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         reasons["type"] = f"must be one of {', '.join(sorted(EVENT_TYPES))}"
 
     ts = context.received_at
+    device_ts: EpochMs | None = None
     if "ts" in values:
         try:
             ts = parse_ts(values["ts"])
         except ValueError as exc:
             reasons["ts"] = str(exc)
         else:
+            corrected = ""
+            if context.sent_at is not None:
+                # The sender's clock may be hours off, but the time between an event
+                # and its sending is not: move that span back from our receive time.
+                device_ts, ts = ts, context.received_at - (context.sent_at - ts)
+                corrected = "corrected by sent_at, "  # judged, never silently shifted
             if ts > context.received_at + rules.max_future_ms:
-                reasons["ts"] = "is too far in the future"
+                reasons["ts"] = f"{corrected}is too far in the future"
             elif ts < context.received_at - rules.max_age_ms:
-                reasons["ts"] = "is older than the accepted horizon"
+                reasons["ts"] = f"{corrected}is older than the accepted horizon"
 
     currency = str(values.get("currency", rules.default_currency)).upper()
     if currency not in rules.currencies:
@@ -289,6 +303,7 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     return Event(
         **values,
         received_at=context.received_at,
+        device_ts=device_ts,
         bot=kind != "spend" and rules.is_bot(values["user_agent"]),  # spend: a report, not a hit
     )
 
@@ -297,7 +312,8 @@ def _clipped(text: str | None, name: str) -> str | None:
     return text[: _MAX_LENGTH[name]] if text is not None else None
 
 
-_FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "bot"}
+_FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "device_ts", "bot"}
+"""The fields an input may give; the rest the collector derives."""
 _KEYS: Final = {
     **{name: (name, None) for name in _FIELDS},
     **{alias: (name, CLICK_ID_CHANNELS.get(alias)) for alias, name in ALIASES.items()},

@@ -90,12 +90,12 @@ def encode_dead_letter(
     reasons: Mapping[str, str],
     endpoint: str,
     received_at: EpochMs,
-    context: Mapping[str, str] | None = None,
+    context: Mapping[str, str | int] | None = None,
 ) -> bytes:
     """A rejected input with why it was rejected, kept for ``tracker replay-dead-letters``.
 
-    ``context`` is what the request added to its events (agent, referrer, visitor, IP),
-    so a replay judges them as the collector did.
+    ``context`` is what the request added to its events (agent, referrer, visitor, IP,
+    a batch envelope's ``sent_at``), so a replay judges them as the collector did.
     """
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     letter: dict[str, Any] = {

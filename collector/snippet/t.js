@@ -41,11 +41,12 @@
     for (const key of Object.keys(event)) {
       if (event[key] == null || event[key] === "") delete event[key];
     }
-    // A text/plain body keeps the beacon a simple request: no CORS preflight.
-    const body = new Blob([JSON.stringify([event])], { type: "text/plain" });
+    // text/plain: no CORS preflight. sent_at corrects ts for a wrong clock.
+    const body = new Blob([JSON.stringify({ sent_at: Date.now(), events: [event] })],
+      { type: "text/plain" });
     if (!(navigator.sendBeacon && navigator.sendBeacon(EVENTS, body))) {
-      const query = new URLSearchParams(event).toString();
-      new Image().src = `${PIXEL}?${query}`;
+      delete event.ts; // sent now: its arrival is its time
+      new Image().src = `${PIXEL}?${new URLSearchParams(event)}`;
     }
     return event.event_id;
   };

@@ -178,6 +178,11 @@ def test_pageview_and_conversion_from_a_landing_page(
         assert not event.bot
         assert started <= event.ts <= int(time.time() * 1000)
         assert uuid.UUID(event.event_id).version == 4  # minted in the browser
+        if transport == "beacon":  # sent with sent_at: the browser's own time is kept
+            assert event.device_ts is not None
+            assert abs(event.device_ts - event.ts) < 5_000
+        else:  # a pixel goes at once and says no ts: its arrival is its time
+            assert (event.ts, event.device_ts) == (event.received_at, None)
     assert pageview.anonymous_id == conversion.anonymous_id
     assert pageview.anonymous_id is not None
     assert uuid.UUID(pageview.anonymous_id)  # the visitor id the browser minted
@@ -189,6 +194,38 @@ def test_pageview_and_conversion_from_a_landing_page(
         "purchase",
         "approved",
     )
+
+
+@pytest.mark.parametrize("transport", ["beacon", "pixel"])
+def test_a_visitor_clock_hours_fast_does_not_move_events(
+    settings: Settings, chromium: str, transport: str, tmp_path: Path
+) -> None:
+    """A browser clock 3 hours ahead: its events land at the collector's time (without
+    ``sent_at`` they would be refused as too far in the future)."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    strip_beacon = "delete Navigator.prototype.sendBeacon;" if transport == "pixel" else ""
+    fast_clock = "const real = Date.now; Date.now = () => real() + 3 * 3600 * 1000;"
+    page = f"""<!doctype html><title>fast clock</title>
+<script>{strip_beacon} {fast_clock}</script>
+<script src="{collector}/t.js"></script>"""
+    started = int(time.time() * 1000)
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/fast.html": page}) as port,
+    ):
+        url = f"http://localhost:{port}/fast.html?{LANDING}"
+        with browser(chromium, url, tmp_path) as log_path:
+            events = events_until(settings, one_each("pageview"))
+    found = by_type(events)
+    assert list(found) == ["pageview"], fail_with_log(log_path, events)
+    (pageview,) = found["pageview"]
+    assert started <= pageview.ts <= pageview.received_at <= int(time.time() * 1000)
+    if transport == "beacon":
+        # device_ts - ts = the browser's sent_at - received: 3 hours less the transit.
+        assert pageview.device_ts is not None
+        assert 3 * 3_600_000 - 5_000 <= pageview.device_ts - pageview.ts <= 3 * 3_600_000
+    else:
+        assert (pageview.ts, pageview.device_ts) == (pageview.received_at, None)
 
 
 def test_landing_parameters_and_visitor_carry_to_a_later_page(

@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from subprocess import Popen
 from typing import Any
 
@@ -552,3 +553,86 @@ def test_gzip_batches_are_inflated_within_the_size_limit(plain: Running) -> None
     assert answer.status == 413
     assert plain.call("POST", "/v1/events", b"not gzip", {"content-encoding": "gzip"}).status == 400
     assert plain.call("POST", "/v1/events", b"[]", {"content-encoding": "br"}).status == 415
+
+
+# Batch envelope: {"sent_at": T, "events": [...]}
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def test_an_envelope_corrects_each_event_time_by_sent_at(plain: Running) -> None:
+    """A sender's clock 3 hours fast: its events land at our time, keeping its own."""
+    fast = now_ms() + 3 * HOUR_MS
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    at_plus_2 = (epoch + timedelta(milliseconds=fast)).astimezone(timezone(timedelta(hours=2)))
+    envelope = {
+        "sent_at": at_plus_2.isoformat(timespec="milliseconds"),  # RFC 3339, as Segment's sentAt
+        "events": [
+            {"event_id": "ten-seconds-before", "type": "click", "ts": fast - 10_000},
+            {"event_id": "no-ts", "type": "pageview"},
+            {"event_id": "older-than-30-days", "type": "click", "ts": fast - 31 * DAY_MS},
+        ],
+    }
+    # Pretty-printed, as a server's JSON library may write it: one object, many lines.
+    answer = plain.call("POST", "/v1/events", orjson.dumps(envelope, option=orjson.OPT_INDENT_2))
+    assert answer.status == 200, answer.body
+    assert answer.json() == {
+        "accepted": 2,
+        "rejected": 1,
+        "results": [
+            {"index": 0, "status": "accepted", "event_id": "ten-seconds-before"},
+            {"index": 1, "status": "accepted", "event_id": "no-ts"},
+            {
+                "index": 2,
+                "status": "rejected",
+                "reasons": {"ts": "corrected by sent_at, is older than the accepted horizon"},
+            },
+        ],
+    }
+    landed = {event.event_id: event for event in plain.events()}
+    assert sorted(landed) == ["no-ts", "ten-seconds-before"]
+    corrected, untimed = landed["ten-seconds-before"], landed["no-ts"]
+    assert corrected.received_at == untimed.received_at  # one request, one receive time
+    assert (corrected.ts, corrected.device_ts) == (corrected.received_at - 10_000, fast - 10_000)
+    assert (untimed.ts, untimed.device_ts) == (untimed.received_at, None)
+    # The rejected item's letter keeps sent_at and the receive time, for a replay.
+    (letter,) = plain.dead_letters()
+    assert orjson.loads(letter["raw"]) == envelope["events"][2]
+    assert letter["reasons"] == {"ts": "corrected by sent_at, is older than the accepted horizon"}
+    assert letter["received_at"] == corrected.received_at
+    assert letter["context"]["sent_at"] == fast
+
+
+def test_a_bad_envelope_answers_400_for_the_whole_batch(plain: Running) -> None:
+    now = now_ms()
+    events = [{"type": "click", "event_id": "never"}]
+    bodies = {
+        "sent_at not a time": {"sent_at": "yesterday", "events": events},
+        "sent_at in epoch seconds": {"sent_at": now // 1000, "events": events},
+        "sent_at 31 days ahead": {"sent_at": now + 31 * DAY_MS, "events": events},
+        "events not a list": {"sent_at": now, "events": {"type": "click"}},
+        "unknown keys": {"sent_at": now, "events": events, "batch": [], "write_key": "k"},
+    }
+    answers = {
+        name: plain.call("POST", "/v1/events", orjson.dumps(body)) for name, body in bodies.items()
+    }
+    assert {name: a.status for name, a in answers.items()} == dict.fromkeys(bodies, 400)
+    reasons = {name: a.json()["reasons"] for name, a in answers.items()}
+    assert reasons["sent_at not a time"] == {
+        "sent_at": "'yesterday' is neither epoch milliseconds nor RFC 3339"
+    }
+    for name in ("sent_at in epoch seconds", "sent_at 31 days ahead"):
+        assert list(reasons[name]) == ["sent_at"], name
+        assert reasons[name]["sent_at"].startswith("is more than 30 days from the time received")
+    assert reasons["events not a list"] == {"events": "must be a JSON array of events"}
+    assert reasons["unknown keys"] == {"batch": "unknown field", "write_key": "unknown field"}
+    assert "sent_at:" in answers["sent_at not a time"].json()["error"]
+    # Nothing of them is in Kafka's events; each whole body is dead-lettered with its reasons.
+    assert plain.events() == []
+    letters = {letter["raw"]: letter["reasons"] for letter in plain.dead_letters()}
+    assert letters == {orjson.dumps(body).decode(): reasons[name] for name, body in bodies.items()}

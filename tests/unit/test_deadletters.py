@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -8,9 +9,9 @@ import pytest
 
 from collector.postback import sign
 from collector.redirect import AllowList
-from collector.validation import rules
+from collector.validation import letter_context, rules
 from tracker.deadletters import Summary, derived_id, judge
-from tracker.events import Event, InvalidEvent
+from tracker.events import Context, Event, InvalidEvent, parse_event
 from tracker.records import decode_dead_letter, encode_dead_letter
 from tracker.settings import Settings
 
@@ -19,7 +20,7 @@ WITH_JPY = Settings(currency_rates="JPY=0.0067")
 CONTEXT = {"user_agent": "Mozilla/5.0", "anonymous_id": "visitor-1", "ip": "203.0.113.0"}
 
 
-def letter(raw: bytes | str, endpoint: str, context: dict[str, str] | None = None) -> Any:
+def letter(raw: bytes | str, endpoint: str, context: Mapping[str, str | int] | None = None) -> Any:
     return decode_dead_letter(encode_dead_letter(raw, {"x": "y"}, endpoint, NOW, context))
 
 
@@ -95,6 +96,105 @@ def test_a_postback_keeps_the_id_its_signature_gave_it() -> None:
     assert (event.event_id, event.order_id, event.source) == ("pb-" + params["sig"][:32], "T", "n")
     unsigned = {"txid": "T", "payout": "5"}
     assert replay(letter(orjson.dumps(unsigned), "postback"))[0].event_id == "dl-2-41-0"
+
+
+# Batches sent in an envelope: {"sent_at": T, "events": [...]}
+
+HOUR = 3_600_000
+DAY = 86_400_000
+FAST = NOW + 3 * HOUR
+"""A sender's clock 3 hours fast: its ``sent_at`` when we received the batch at NOW."""
+
+
+def enveloped_letter(item: dict[str, Any], settings: Settings = WITH_JPY) -> Any:
+    """The dead letter the collector writes for ``item`` of an envelope sent at FAST."""
+    context = Context(received_at=NOW, user_agent="Mozilla/5.0", ip="203.0.113.9", sent_at=FAST)
+    kept = letter_context(context, rules(settings))
+    return letter(orjson.dumps(item), "batch", kept)
+
+
+def test_the_letter_of_an_enveloped_item_keeps_sent_at() -> None:
+    value = enveloped_letter({"type": "click"})
+    assert value["context"] == {"user_agent": "Mozilla/5.0", "ip": "203.0.113.0", "sent_at": FAST}
+
+
+def test_an_enveloped_item_is_corrected_on_replay_as_the_collector_corrects_it() -> None:
+    item = {
+        "event_id": "e1",
+        "type": "conversion",
+        "value": "1000",
+        "currency": "JPY",
+        "ts": FAST - 60_000,  # a minute before sending, on the sender's clock
+    }
+    value = enveloped_letter(item)
+    assert reasons(value, Settings()) == {"currency": "no rate configured for 'JPY'"}
+    (event,) = replay(value)
+    collector_context = Context(received_at=NOW, user_agent="Mozilla/5.0", sent_at=FAST)
+    collector = parse_event(item, collector_context, rules(WITH_JPY))
+    assert (event.ts, event.device_ts) == (collector.ts, collector.device_ts)
+    assert (event.ts, event.device_ts, event.received_at) == (NOW - 60_000, FAST - 60_000, NOW)
+
+
+def test_a_corrected_time_out_of_range_stays_rejected_until_the_horizon_allows_it() -> None:
+    value = enveloped_letter({"type": "click", "ts": FAST - 31 * DAY})
+    expected = {"ts": "corrected by sent_at, is older than the accepted horizon"}
+    assert reasons(value) == expected
+    (event,) = replay(value, Settings(currency_rates="JPY=0.0067", max_age_days=40))
+    assert (event.ts, event.device_ts) == (NOW - 31 * DAY, FAST - 31 * DAY)
+
+
+@pytest.mark.parametrize("sent_at", [True, "1714557600000", None, 1.5e12])
+def test_a_letter_without_a_sound_sent_at_is_not_corrected(sent_at: object) -> None:
+    value = letter(orjson.dumps({"type": "click", "ts": NOW - 5}), "batch")
+    value["context"] = {"sent_at": sent_at}  # only letter_context's integers count
+    (event,) = replay(value)
+    assert (event.ts, event.device_ts) == (NOW - 5, None)
+
+
+def envelope_letter(envelope: dict[str, Any]) -> Any:
+    """The letter of a whole envelope the collector refused, as it writes it."""
+    return letter(orjson.dumps(envelope), "batch", {"user_agent": "Mozilla/5.0"})
+
+
+def test_a_refused_envelope_replays_whole_once_its_sent_at_is_within_the_horizon() -> None:
+    sent_at = NOW - 35 * DAY  # a clock 35 days slow: beyond the default 30-day horizon
+    items = [{"type": "click", "ts": sent_at - 1_000}, {"event_id": "own", "type": "pageview"}]
+    value = envelope_letter({"sent_at": sent_at, "events": items})
+    assert list(reasons(value)) == ["sent_at"]
+    assert "30 days" in reasons(value)["sent_at"]
+    first, second = replay(value, Settings(max_age_days=40))
+    assert (first.event_id, first.ts, first.device_ts) == (
+        "dl-2-41-0",
+        NOW - 1_000,
+        sent_at - 1_000,
+    )
+    assert (second.event_id, second.ts, second.device_ts) == ("own", NOW, None)
+    assert first.user_agent == "Mozilla/5.0"
+
+
+@pytest.mark.parametrize(
+    ("envelope", "expected"),
+    [
+        (
+            {"sent_at": "soon", "events": []},
+            {"sent_at": "'soon' is neither epoch milliseconds nor RFC 3339"},
+        ),
+        (
+            {"sent_at": NOW, "events": {"type": "click"}},
+            {"events": "must be a JSON array of events"},
+        ),
+        (
+            {"events": [], "batch": [], "sentAt": NOW},
+            {"batch": "unknown field", "sentAt": "unknown field"},
+        ),
+        (
+            {"sent_at": NOW, "events": [{"type": "click"}, {"type": "click", "cost": "-1"}, 5]},
+            {"events[1].cost": "must not be negative", "events[2].event": "must be a JSON object"},
+        ),
+    ],
+)
+def test_envelopes_that_stay_rejected(envelope: dict[str, Any], expected: dict[str, str]) -> None:
+    assert reasons(envelope_letter(envelope)) == expected
 
 
 @pytest.mark.parametrize(

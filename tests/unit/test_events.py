@@ -199,6 +199,87 @@ def test_ts_limits_come_from_rules() -> None:
     assert "ts" in reasons({"type": "click", "ts": NOW - 1_001}, strict)
 
 
+# parse_event: ts corrected by the sender's sent_at
+
+HOUR_MS = 3_600_000
+
+
+def sent(sent_at: int) -> Context:
+    """A request received at NOW whose sender's clock said ``sent_at`` on sending."""
+    return Context(received_at=NOW, sent_at=sent_at)
+
+
+def correction_reasons(raw: Mapping[str, Any], context: Context) -> dict[str, str]:
+    with pytest.raises(InvalidEvent) as caught:
+        parse(raw, context)
+    return caught.value.reasons
+
+
+def test_a_clock_3_hours_fast_is_corrected() -> None:
+    # The sender's clock reads 13:00 at our 10:00; its event was 2 s before sending.
+    raw = {"type": "click", "ts": NOW + 3 * HOUR_MS - 2_000}
+    assert reasons(raw) == {"ts": "is too far in the future"}  # as it was without sent_at
+    event = parse(raw, sent(NOW + 3 * HOUR_MS))
+    assert (event.ts, event.device_ts, event.received_at) == (
+        NOW - 2_000,
+        NOW + 3 * HOUR_MS - 2_000,
+        NOW,
+    )
+
+
+def test_a_clock_30_hours_slow_is_corrected() -> None:
+    # 2024-04-30T04:00:00Z on the sender's clock at our 2024-05-01T10:00:00Z; the event
+    # a minute before, in RFC 3339 at +02:00.
+    event = parse({"type": "click", "ts": "2024-04-30T05:59:00+02:00"}, sent(NOW - 30 * HOUR_MS))
+    assert (event.ts, event.device_ts) == (NOW - 60_000, NOW - 30 * HOUR_MS - 60_000)
+
+
+def test_an_event_without_ts_keeps_the_time_received() -> None:
+    event = parse({"type": "click"}, sent(NOW + 3 * HOUR_MS))
+    assert (event.ts, event.device_ts) == (NOW, None)
+
+
+def test_without_sent_at_ts_is_taken_as_sent_and_device_ts_is_none() -> None:
+    event = parse({"type": "click", "ts": NOW - 5_000})
+    assert (event.ts, event.device_ts) == (NOW - 5_000, None)
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "ts", "reason"),
+    [
+        # A clock 2 days fast: its ts of 29 days ago is 31 days ago once corrected.
+        (NOW + 2 * DAY_MS, NOW - 29 * DAY_MS, "is older than the accepted horizon"),
+        # Sent 10 minutes before it happened: a ts that did not come from this clock.
+        (NOW - 3 * HOUR_MS, NOW - 3 * HOUR_MS + 600_000, "is too far in the future"),
+        # The raw ts is "now", yet the sender says it sent 31 days after it.
+        (NOW + 31 * DAY_MS, NOW, "is older than the accepted horizon"),
+    ],
+)
+def test_a_corrected_time_out_of_range_is_rejected_saying_so(
+    sent_at: int, ts: int, reason: str
+) -> None:
+    raw = {"type": "click", "ts": ts}
+    assert correction_reasons(raw, sent(sent_at)) == {"ts": f"corrected by sent_at, {reason}"}
+
+
+def test_the_corrected_time_is_judged_on_the_horizon_exactly() -> None:
+    edge = sent(NOW + HOUR_MS)
+    assert parse({"type": "click", "ts": NOW + HOUR_MS - 30 * DAY_MS}, edge).ts == NOW - 30 * DAY_MS
+    late = {"type": "click", "ts": NOW + HOUR_MS - 30 * DAY_MS - 1}
+    assert "ts" in correction_reasons(late, edge)
+
+
+def test_a_bad_ts_is_rejected_as_ever_with_sent_at() -> None:
+    raw = {"type": "click", "ts": "yesterday"}
+    assert correction_reasons(raw, sent(NOW)) == {
+        "ts": "'yesterday' is neither epoch milliseconds nor RFC 3339"
+    }
+
+
+def test_device_ts_is_derived_never_taken_from_input() -> None:
+    assert reasons({"type": "click", "device_ts": NOW}) == {"device_ts": "unknown field"}
+
+
 # parse_event: names
 
 
