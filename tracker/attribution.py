@@ -31,11 +31,16 @@ class Touch:
 def weights(
     model: str, touches: Sequence[Touch], conversion_ts: EpochMs, half_life_ms: int
 ) -> list[float]:
-    """Each touch's share of the credit under ``model``; ``touches`` oldest first.
+    """Each touch's relative weight under ``model``; ``touches`` oldest first.
+
+    A touch's share is its weight over the sum. The weights are not normalised on
+    purpose: small whole numbers and powers of two are exact in a float, so
+    :func:`split` divides by the exact ratios (1:1:1, 2:1:2, 1/4:1/2:1) and not by
+    rounded fractions such as 1/7, whose last micro-unit could land either way.
 
     - ``last_click`` / ``first_click``: all to the last / first touch;
     - ``linear``: equal shares;
-    - ``time_decay``: a touch's weight halves every ``half_life_ms`` before the conversion;
+    - ``time_decay``: a touch's weight halves every ``half_life_ms`` before the newest;
     - ``position_based``: 40% first, 40% last, 20% shared by the middle (50/50 for two).
     """
     n = len(touches)
@@ -48,19 +53,18 @@ def weights(
     if model == "first_click":
         return [1.0] + [0.0] * (n - 1)
     if model == "linear":
-        return [1.0 / n] * n
+        return [1.0] * n
     if model == "time_decay":
         # Ages from the newest touch, not the conversion: the ratios are the same, and
         # the newest weighs 1, so very old paths cannot underflow to all zeros.
         newest = max(t.ts for t in touches)
-        raw = [0.5 ** ((newest - t.ts) / half_life_ms) for t in touches]
-        total = sum(raw)
-        return [w / total for w in raw]
+        return [0.5 ** ((newest - t.ts) / half_life_ms) for t in touches]
     if model == "position_based":
         if n == 2:
-            return [0.5, 0.5]
-        middle = 0.2 / (n - 2)
-        return [0.4] + [middle] * (n - 2) + [0.4]
+            return [1.0, 1.0]
+        # 40% : 20% / (n - 2) : 40%, as 2 (n - 2) : 1 : 2 (n - 2).
+        end = 2.0 * (n - 2)
+        return [end] + [1.0] * (n - 2) + [end]
     raise ValueError(f"unknown attribution model {model!r}")
 
 
