@@ -80,7 +80,7 @@ from tracker.market import BROWSER
 from tracker.money import MoneyError, parse_micros
 from tracker.records import decode_events, encode_events, encode_records
 from tracker.settings import Settings
-from tracker.windows import period_start
+from tracker.windows import parse_period
 
 BATCH_EVENTS: Final = 100
 PIXELS: Final[dict[str, dict[str, str]]] = {
@@ -257,7 +257,7 @@ def finish(raw: EventIn | EventModel, context: Context, rules: Rules) -> Event |
         return None
     if raw.period:
         try:
-            period_start(raw.period)
+            parse_period(raw.period)
         except ValueError:
             return None
     kind = raw.type

@@ -95,9 +95,13 @@ def _simulate_curves(config: settings.Settings, args: argparse.Namespace, url: s
         return 2
     accepted = 0
     if args.backfill_days:
-        accepted += simulate.backfill(url, curves, days=args.backfill_days, seed=args.seed)
+        accepted += simulate.backfill(
+            url, curves, days=args.backfill_days, seed=args.seed, calendar=config.calendar()
+        )
     if args.duration != 0:
-        accepted += simulate.run_curves(url, curves, duration=args.duration, seed=args.seed)
+        accepted += simulate.run_curves(
+            url, curves, duration=args.duration, seed=args.seed, calendar=config.calendar()
+        )
     log.info("simulation finished", accepted=accepted)
     return 0
 

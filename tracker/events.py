@@ -21,7 +21,7 @@ from tracker import money
 from tracker.channels import CHANNELS, CLICK_ID_CHANNELS, derive_channel
 from tracker.ids import new_id
 from tracker.types import EpochMs, Micros
-from tracker.windows import period_start
+from tracker.windows import parse_period
 
 EVENT_TYPES: Final = frozenset({"impression", "click", "pageview", "conversion", "spend"})
 STATUSES: Final = frozenset({"approved", "pending", "rejected", "refund"})
@@ -265,7 +265,7 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         reasons["status"] = f"must be one of {', '.join(sorted(STATUSES))}"
     if "period" in values and "period" not in reasons:
         try:
-            period_start(values["period"])
+            parse_period(values["period"])
         except ValueError as exc:
             reasons["period"] = str(exc)
     if kind == "spend":

@@ -16,9 +16,11 @@ Parameters per channel (money in the base currency):
   are ``spend / cpc``, impressions ``clicks / ctr``; conversions are a Poisson draw
   around ``revenue / order_value``, each worth about ``order_value``.
 
-A day's events: impressions and clicks spread over the day, conversions within two
-hours of their click, and spend as the ad platform reports it, every hour the day's
-running total (an upsert: the last report of the day stands). ``assist_share`` of the
+Days are the reporting zone's (a :class:`~tracker.windows.Calendar`): 23 or 25 hours
+long across a daylight-saving change. A day's events: impressions and clicks spread
+over the day, conversions within two hours of their click, and spend as the ad
+platform reports it, every hour the day's running total for the local day (an
+upsert: the last report of the day stands). ``assist_share`` of the
 converting visitors first saw another channel's campaign page (a pageview touch), so
 ``last_click`` and the other attribution models differ.
 """
@@ -37,10 +39,8 @@ import orjson
 from tracker.channels import CHANNELS
 from tracker.ids import new_id
 from tracker.types import EpochMs
-from tracker.windows import WINDOWS, day_of
+from tracker.windows import DAY, HOUR, Calendar
 
-DAY = WINDOWS["1d"]
-HOUR = WINDOWS["1h"]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
 """The user agent of simulated visitors, here and in :mod:`tracker.simulate`."""
 
@@ -117,25 +117,31 @@ def parse_curves(text: str) -> list[ChannelCurve]:
     return curves
 
 
-def day_spend(curves: list[ChannelCurve], day_start: EpochMs, seed: int) -> dict[str, float]:
-    """Each channel's spend on the day starting at ``day_start`` (whole cents)."""
-    rng = _rng(seed, day_start, "spend")
+def day_spend(
+    curves: list[ChannelCurve], day_start: EpochMs, seed: int, calendar: Calendar
+) -> dict[str, float]:
+    """Each channel's spend on the local day starting at ``day_start`` (whole cents)."""
+    rng = _rng(seed, day_start, calendar, "spend")
     return {c.channel: round(c.spend * rng.uniform(1 - c.vary, 1 + c.vary), 2) for c in curves}
 
 
-def day_events(curves: list[ChannelCurve], day_start: EpochMs, seed: int) -> list[dict[str, Any]]:
-    """Every event of the day starting at ``day_start``, in time order.
+def day_events(
+    curves: list[ChannelCurve], day_start: EpochMs, seed: int, calendar: Calendar
+) -> list[dict[str, Any]]:
+    """Every event of the local day starting at ``day_start``, in time order.
 
     The same ``seed`` and day give the same figures (not the same ids).
     """
-    spend = day_spend(curves, day_start, seed)
-    rng = _rng(seed, day_start, "events")
+    spend = day_spend(curves, day_start, seed, calendar)
+    rng = _rng(seed, day_start, calendar, "events")
+    day = (day_start, calendar.bucket_end(day_start, "1d"))
+    period = calendar.day_of(day_start)
     events: list[dict[str, Any]] = []
     others = {c.channel: [o for o in curves if o is not c] for c in curves}
     for curve in curves:
         amount = spend[curve.channel]
-        events.extend(_spend_reports(curve, amount, day_start))
-        events.extend(_traffic(curve, amount, day_start, others[curve.channel], rng))
+        events.extend(_spend_reports(curve, amount, day, period))
+        events.extend(_traffic(curve, amount, day, others[curve.channel], rng))
     events.sort(key=lambda e: e["ts"])
     return events
 
@@ -147,7 +153,7 @@ ASSIST_SHARE = 0.3
 def _traffic(
     curve: ChannelCurve,
     spend: float,
-    day_start: EpochMs,
+    day: tuple[EpochMs, EpochMs],
     others: list[ChannelCurve],
     rng: random.Random,
 ) -> Iterator[dict[str, Any]]:
@@ -156,9 +162,10 @@ def _traffic(
     impressions = max(round(clicks / curve.ctr), clicks)
     converting = set(rng.sample(range(clicks), conversions))
     common = {"campaign": curve.campaign, "channel": curve.channel, "user_agent": BROWSER}
-    last = day_start + DAY - 1
+    day_start, day_end = day
+    last = day_end - 1
     for index in range(impressions):
-        ts = day_start + HOUR + rng.randrange(DAY - 4 * HOUR)
+        ts = day_start + HOUR + rng.randrange(day_end - day_start - 4 * HOUR)
         visitor = new_id(ts)
         yield {"type": "impression", "ts": ts, "anonymous_id": visitor, **common}
         if index >= clicks:
@@ -196,18 +203,24 @@ def _traffic(
 
 
 def _spend_reports(
-    curve: ChannelCurve, spend: float, day_start: EpochMs
+    curve: ChannelCurve, spend: float, day: tuple[EpochMs, EpochMs], period: str
 ) -> Iterator[dict[str, Any]]:
-    """The ad platform's hourly reports of the day's running spend; the last one stands."""
+    """The ad platform's hourly reports of the day's running spend; the last one stands.
+
+    One report at the end of every hour of the local day: 23 or 25 of them across a
+    daylight-saving change.
+    """
+    day_start, day_end = day
     cents = round(spend * 100)
-    for hour in range(24):
+    hours = -(-(day_end - day_start) // HOUR)
+    for hour in range(hours):
         yield {
             "type": "spend",
-            "ts": day_start + (hour + 1) * HOUR - 1,
+            "ts": min(day_start + (hour + 1) * HOUR, day_end) - 1,
             "campaign": curve.campaign,
             "channel": curve.channel,
-            "period": day_of(day_start),
-            "cost": f"{cents * (hour + 1) // 24 / 100:.2f}",
+            "period": period,
+            "cost": f"{cents * (hour + 1) // hours / 100:.2f}",
         }
 
 
@@ -222,5 +235,8 @@ def _poisson(mean: float, rng: random.Random) -> int:
     return count
 
 
-def _rng(seed: int, day_start: EpochMs, purpose: str) -> random.Random:
-    return random.Random(f"{seed}:{day_start // DAY}:{purpose}")
+def _rng(seed: int, day_start: EpochMs, calendar: Calendar, purpose: str) -> random.Random:
+    # The local day's number: unique per day (two local midnights can share a UTC day),
+    # and the UTC day's number in UTC, so the figures of a seed do not change there.
+    day = (day_start + calendar.offset(day_start)) // DAY
+    return random.Random(f"{seed}:{day}:{purpose}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.channels import CHANNELS
+from tracker.windows import Calendar, calendar
 
 ENV_PREFIX = "TRACKER_"
 # An allowed redirect host: a DNS name or IPv4 address, "*." for its subdomains, a port.
@@ -70,7 +71,15 @@ class Settings:
     currency_rates: str = _setting(
         "", "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)"
     )
-    grace_s: int = _setting(3600, "late events up to this far behind still count")
+    grace_s: int = _setting(
+        3600, "a bucket is final this long after it ends; events behind it count as late"
+    )
+    clock_skew_s: int = _setting(
+        300, "attribution: a person's touch timed this far after a conversion still counts"
+    )
+    timezone: str = _setting(
+        "UTC", "IANA time zone of reporting hours and days (day buckets, spend periods, report)"
+    )
     lookback_days: float = _setting(
         30.0, "attribution lookback: touches this old still earn credit"
     )
@@ -143,6 +152,10 @@ class Settings:
                 )
             keys[partner] = secret
         return keys
+
+    def calendar(self) -> Calendar:
+        """Bucket arithmetic in the reporting time zone."""
+        return calendar(self.timezone)
 
     def lookback_overrides(self) -> dict[str, float]:
         """Per-channel lookbacks in days, from ``lookback_by_channel``."""
@@ -235,6 +248,7 @@ def _check(settings: Settings) -> None:
     if unknown:
         raise SettingsError(f"{env_name('lookback_by_channel')}: unknown channel {sorted(unknown)}")
     for name, parse in (
+        ("timezone", settings.calendar),
         ("redirect_allow", settings.redirect_hosts),
         ("postback_secrets", settings.postback_keys),
     ):
@@ -262,6 +276,8 @@ def _check(settings: Settings) -> None:
             f"{env_name('budget_min_days')}: must be between 3 and "
             f"{env_name('budget_history_days')} ({settings.budget_history_days})"
         )
+    if settings.clock_skew_s < 0:
+        raise SettingsError(f"{env_name('clock_skew_s')}: must be at least 0")
     if settings.path_max_touches < 1:
         raise SettingsError(f"{env_name('path_max_touches')}: must be at least 1")
     if settings.kafka_compression not in COMPRESSIONS:

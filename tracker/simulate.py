@@ -24,8 +24,8 @@ import structlog
 
 from tracker.channels import CHANNELS
 from tracker.ids import new_id
-from tracker.market import BROWSER, DAY, ChannelCurve, day_events
-from tracker.windows import day_of
+from tracker.market import BROWSER, ChannelCurve, day_events
+from tracker.windows import Calendar
 
 if TYPE_CHECKING:
     from tracker.scenarios import Scenario
@@ -201,21 +201,20 @@ def backfill(
     *,
     days: int,
     seed: int,
+    calendar: Calendar,
     now_ms: int | None = None,
 ) -> int:
-    """Send ``days`` whole past days of the curves' traffic, oldest day first.
+    """Send ``days`` whole past local days of the curves' traffic, oldest day first.
 
     Returns how many events the collector accepted. The days must lie within the
     collector's ``max_age_days``, and the topic's partitions must not have seen newer
     events yet (those would make the history late): backfill before live traffic.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    today = now_ms - now_ms % DAY
     accepted = 0
-    for index in range(days, 0, -1):
-        day = today - index * DAY
-        accepted += send(collector_url, day_events(curves, day, seed))
-        log.info("backfilled a day", day=day_of(day), accepted=accepted)
+    for day in calendar.days_before(now_ms, days):
+        accepted += send(collector_url, day_events(curves, day, seed, calendar))
+        log.info("backfilled a day", day=calendar.day_of(day), accepted=accepted)
     return accepted
 
 
@@ -225,23 +224,24 @@ def run_curves(
     *,
     duration: float | None,
     seed: int,
+    calendar: Calendar,
     batch_interval: float = 1.0,
 ) -> int:
-    """Live traffic of the curves: each day's events sent as their time comes.
+    """Live traffic of the curves: each local day's events sent as their time comes.
 
     The part of today already past is sent at once. Runs ``duration`` seconds
     (forever if None); returns how many events the collector accepted.
     """
     started = time.monotonic()
     now_ms = int(time.time() * 1000)
-    day = now_ms - now_ms % DAY
-    pending = day_events(curves, day, seed)
+    day = calendar.bucket_start(now_ms, "1d")
+    pending = day_events(curves, day, seed, calendar)
     accepted = 0
     while duration is None or time.monotonic() - started < duration:
         now_ms = int(time.time() * 1000)
-        if now_ms >= day + DAY:
-            day += DAY
-            pending += day_events(curves, day, seed)
+        if now_ms >= calendar.bucket_end(day, "1d"):
+            day = calendar.bucket_end(day, "1d")
+            pending += day_events(curves, day, seed, calendar)
         due = next((i for i, e in enumerate(pending) if e["ts"] > now_ms), len(pending))
         if due:
             try:

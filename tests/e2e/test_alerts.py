@@ -138,7 +138,7 @@ def _post(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _incidents(collector: str) -> None:
     """What the pipeline-health panels count: a rejected event (dead-lettered), a
-    duplicate and an event too late to count (2 hours behind the live traffic)."""
+    duplicate and a late event (2 hours behind the live traffic: counted, and as late)."""
     old = int((time.time() - 7200) * 1000)
     duplicate = {"type": "click", "campaign": SPIKING, "event_id": uuid.uuid4().hex}
     answer = _post(

@@ -78,7 +78,7 @@ def test_the_same_event_in_a_later_record_is_a_duplicate(settings: Settings) -> 
     run(settings, body)
 
 
-def test_events_behind_the_stored_watermark_by_more_than_grace_are_late(
+def test_events_behind_the_stored_watermark_by_more_than_grace_are_late_and_counted(
     settings: Settings,
 ) -> None:
     hour = 3_600_000
@@ -89,6 +89,22 @@ def test_events_behind_the_stored_watermark_by_more_than_grace_are_late(
             [Record("t", 0, 1, [click("late", ts=MINUTE), click("ok", ts=MINUTE + hour + 1)])]
         )
         assert health["late"] == 1
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 3
+        assert (await campaign(redis, settings, "1m", MINUTE))["clicks"] == 1
+
+    run(settings, body)
+
+
+def test_a_late_event_updates_only_the_buckets_still_kept(settings: Settings) -> None:
+    day = 86_400_000
+    old = MINUTE - 5 * day  # minutes are kept 2 days, hours 90, days 1,100
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [click("now"), click("old", ts=old)])])
+        keys = Keys(settings.redis_prefix)
+        assert not await redis.exists(keys.bucket("1m", old, "campaign"))
+        assert (await campaign(redis, settings, "1h", old - old % 3_600_000))["clicks"] == 1
+        assert (await campaign(redis, settings, "1d", old - old % day))["clicks"] == 1
         assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
 
     run(settings, body)

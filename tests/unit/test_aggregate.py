@@ -10,6 +10,7 @@ from tracker.events import Event
 from tracker.money import MoneyError
 from tracker.stream.aggregate import Cell, Delta, Policy, fold, spend_key
 from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
+from tracker.windows import calendar
 
 DAY = 86_400_000
 HOUR = 3_600_000
@@ -65,15 +66,19 @@ def run(
     lookback: Mapping[str, int] | None = None,
     half_life_ms: int = HALF_LIFE,
     path_max: int = 20,
+    skew_ms: int = 0,
+    timezone: str = "UTC",
 ) -> Delta:
     """Fold ``events``; ``lookback`` overrides the 30-day lookback per channel."""
     overrides = dict(lookback or {})
     policy = Policy(
         grace_ms=grace_ms,
+        calendar=calendar(timezone),
         rates=RATES,
         lookback_ms=lambda channel: overrides.get(channel, 30 * DAY),
         half_life_ms=half_life_ms,
         path_max=path_max,
+        skew_ms=skew_ms,
     )
     return fold(
         events, Lookups() if lookups is None else lookups, watermark=watermark, policy=policy
@@ -169,7 +174,7 @@ def test_duplicates_across_folds_sharing_lookups() -> None:
     assert second.health["duplicates"] == 1
 
 
-def test_late_beyond_grace_dropped_within_grace_kept() -> None:
+def test_late_beyond_grace_counted_as_late_and_in_its_own_buckets() -> None:
     # watermark T0, grace 60 s: the horizon is T0 - 60_000
     lookups = Lookups()
     delta = run(
@@ -179,11 +184,43 @@ def test_late_beyond_grace_dropped_within_grace_kept() -> None:
         grace_ms=60_000,
     )
     assert delta.health["late"] == 1
-    assert delta.health["events"] == 1
-    assert delta.seen == {"edge"}  # a late event is not remembered
-    assert lookups.seen == {"edge"}
-    assert total(delta, "clicks") == 1
+    assert delta.health["events"] == 2
+    assert delta.seen == {"late", "edge"}  # counted, so remembered
+    assert total(delta, "clicks") == 2
+    assert total(delta, "clicks", "1m", T0 - 2 * MINUTE) == 1  # the late one, in its minute
+    assert total(delta, "clicks", "1m", T0 - MINUTE) == 1
     assert delta.watermark == T0  # an older event does not move it back
+
+
+def test_lateness_histogram() -> None:
+    delta = run(
+        [event("a", ts=T0 - 2 * HOUR), event("b", ts=T0 - 8 * DAY), event("c", ts=T0 - 40 * DAY)],
+        watermark=T0,
+    )
+    assert delta.health["late"] == 3
+    assert delta.health["late_le_10800"] == 1  # 2 h: within 3 h
+    assert delta.health["late_le_2592000"] == 1  # 8 days: within 30
+    assert delta.health["late_le_inf"] == 1
+    assert delta.health["late_ms"] == (2 * HOUR + 8 * DAY + 40 * DAY)
+
+
+def test_a_week_old_history_counts_in_its_day_while_live_traffic_flows() -> None:
+    lookups = Lookups()
+    run([event("live", ts=T0)], lookups)  # the partition's newest event is now T0
+    week_ago = T0 - 7 * DAY
+    delta = run(
+        [
+            click("old", week_ago, "spring", "search", user_id="u1", click_id="k-old"),
+            conversion("buy", ts=week_ago + HOUR, click_id="k-old", value=5_000_000),
+            spend("s-old", 70_000_000, period="2024-04-24", ts=week_ago),
+        ],
+        lookups,
+        watermark=T0,
+    )
+    assert delta.health["late"] == 3
+    assert total(delta, "clicks", "1d", MAY1 - 7 * DAY) == 1
+    assert total(delta, "spend", "1d", MAY1 - 7 * DAY) == 70_000_000
+    assert credits(delta, "campaign", "revenue@last_click") == {"spring": 5_000_000}
 
 
 def test_watermark_advances_within_the_batch() -> None:
@@ -196,14 +233,14 @@ def test_watermark_advances_within_the_batch() -> None:
         grace_ms=MINUTE,
     )
     assert delta.health["late"] == 1
-    assert delta.seen == {"ahead", "within"}
+    assert delta.seen == {"ahead", "behind", "within"}
     assert delta.watermark == T0 + 2 * MINUTE
 
 
-def test_late_click_is_not_a_touch() -> None:
+def test_late_click_is_a_touch() -> None:
     lookups = Lookups()
     run([click("late", T0 - HOUR - 1, "spring", "search", user_id="u1")], lookups, watermark=T0)
-    assert lookups.paths == {}
+    assert lookups.paths == {"u1": [Touch(T0 - HOUR - 1, "spring", "search")]}
 
 
 def test_bots_counted_in_every_window_never_in_kpis() -> None:
@@ -423,12 +460,14 @@ def test_attribution_by_click_id_from_lookups_credits_the_clicker() -> None:
     assert credits(delta, "campaign", "customer_revenue") == {"summer": 2_000_000}
 
 
-def test_click_id_touch_joins_the_path_in_time_order() -> None:
-    path = [Touch(T0 - DAY, "b", "social")]
-    lookups = Lookups(
-        paths={"u1": list(path)},
-        clicks={"g1": Click(Touch(T0 - 2 * DAY, "a", "search"), "u1")},
-    )
+def test_a_named_click_is_the_last_touch_after_the_path_that_led_to_it() -> None:
+    # The person touched "a", then clicked "b" (named), then "c": the conversion
+    # came through the click it names, so "c" is not on its path.
+    a = Touch(T0 - 3 * DAY, "a", "search")
+    b = Touch(T0 - 2 * DAY, "b", "social")
+    c = Touch(T0 - DAY, "c", "email")
+    path = [a, c]
+    lookups = Lookups(paths={"u1": list(path)}, clicks={"g1": Click(b, "u1")})
     delta = run([conversion("v", user_id="u1", click_id="g1")], lookups)
     assert credits(delta, "campaign", "conversions@first_click") == {"a": ONE}
     assert credits(delta, "campaign", "conversions@last_click") == {"b": ONE}
@@ -438,10 +477,50 @@ def test_click_id_touch_joins_the_path_in_time_order() -> None:
 
 def test_click_id_touch_already_on_the_path_counts_once() -> None:
     a, b = Touch(T0 - 2 * DAY, "a", "search"), Touch(T0 - DAY, "b", "social")
-    lookups = Lookups(paths={"u1": [a, b]}, clicks={"g1": Click(a, "u1")})
+    lookups = Lookups(paths={"u1": [a, b]}, clicks={"g1": Click(b, "u1")})
     delta = run([conversion("v", user_id="u1", click_id="g1")], lookups)
-    # Two touches, halves; had the click been added again: 666_667 / 333_333.
+    # Two touches, halves; had the click been added again: 333_333 / 666_667.
     assert credits(delta, "campaign", "conversions@linear") == {"a": 500_000, "b": 500_000}
+
+
+def test_a_named_click_is_credited_whatever_the_clocks_say() -> None:
+    # The conversion's clock was 10 minutes slow: it is timed before its own click.
+    lookups = Lookups(clicks={"g1": Click(Touch(T0 + 10 * MINUTE, "b", "social"), None)})
+    delta = run([conversion("v", click_id="g1")], lookups)
+    assert credits(delta, "channel", "conversions@last_click") == {"social": ONE}
+
+
+def test_the_lookback_of_a_named_click_is_on_the_absolute_gap() -> None:
+    for gap in (-2 * DAY, 2 * DAY):
+        lookups = Lookups(clicks={"g1": Click(Touch(T0 + gap, "b", "social"), None)})
+        delta = run([conversion("v", click_id="g1")], lookups, lookback={"social": DAY})
+        assert credits(delta, "channel", "conversions@last_click") == {"direct": ONE}, gap
+
+
+@pytest.mark.parametrize("first", ["early", "late"])
+def test_which_copy_of_an_order_comes_first_never_moves_its_credit(first: str) -> None:
+    path = [Touch(T0 - HOUR, "a", "search"), Touch(T0 + 2 * MINUTE, "c", "email")]
+    named = Touch(T0 + MINUTE, "b", "social")
+    lookups = Lookups(paths={"u1": list(path)}, clicks={"g1": Click(named, "u1")})
+    copies = {
+        "early": conversion(
+            "early", order_id="o1", click_id="g1", user_id="u1", ts=T0 - 5 * MINUTE
+        ),
+        "late": conversion("late", order_id="o1", click_id="g1", user_id="u1", ts=T0 + 30 * MINUTE),
+    }
+    other = "late" if first == "early" else "early"
+    delta = run([copies[first], copies[other]], lookups)
+    assert delta.health["duplicate_orders"] == 1
+    assert credits(delta, "campaign", "conversions@last_click") == {"b": ONE}
+    assert credits(delta, "campaign", "conversions@first_click") == {"a": ONE}
+
+
+def test_a_persons_touch_a_little_after_the_conversion_counts_within_the_skew() -> None:
+    touch = Touch(T0 + 2 * MINUTE, "b", "social")  # the browser's clock ran 2 minutes fast
+    for skew, expected in ((0, "direct"), (5 * MINUTE, "social")):
+        lookups = Lookups(paths={"u1": [touch]})
+        delta = run([conversion("v", user_id="u1")], lookups, skew_ms=skew)
+        assert credits(delta, "channel", "conversions@last_click") == {expected: ONE}, skew
 
 
 def test_attribution_by_person_prefers_user_id() -> None:
@@ -979,9 +1058,16 @@ def test_dirty_sets_name_exactly_what_changed() -> None:
 
 
 def test_spend_key() -> None:
-    assert spend_key(spend("s", 1)) == KEY
-    assert spend_key(spend("s", 1, period=None, ts=MAY1 - 1)) == ("spring", "2024-04-30")
-    assert spend_key(spend("s", 1, period="2024-05-01T13")) == ("spring", "2024-05-01T13")
+    utc = calendar("UTC")
+    assert spend_key(spend("s", 1), utc) == KEY
+    assert spend_key(spend("s", 1, period=None, ts=MAY1 - 1), utc) == ("spring", "2024-04-30")
+    assert spend_key(spend("s", 1, period="2024-05-01T13"), utc) == ("spring", "2024-05-01T13")
+    # The reporting zone's day: 00:30 UTC on May 1st is still April 30th in New York.
+    ny = calendar("America/New_York")
+    assert spend_key(spend("s", 1, period=None, ts=MAY1 + 30 * MINUTE), ny) == (
+        "spring",
+        "2024-04-30",
+    )
 
 
 def test_first_spend_report() -> None:

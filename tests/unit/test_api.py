@@ -1,4 +1,5 @@
-"""``/v1/kpis`` and ``/v1/clv`` refuse bad parameters with 400 and a reason.
+"""``/v1/kpis`` and ``/v1/clv`` refuse bad parameters with 400 and a reason; ranges and
+finality follow the reporting time zone.
 
 Requests go through the exporter's real routes; a refused request never reaches Redis,
 so no server is needed.
@@ -17,13 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracker.asgi import HTTPError, Message
-from tracker.export.api import MAX_BUCKETS, parse_span
+from tracker.events import parse_ts
+from tracker.export.api import LATEST_MS, MAX_BUCKETS, count_buckets, earlier, parse_span
+from tracker.export.rows import final
 from tracker.export.server import build
 from tracker.settings import Settings
-from tracker.windows import WINDOWS, buckets_between
+from tracker.windows import ALL_TIME, WINDOWS, calendar, rfc3339
 
 APP = build(Settings(redis_url="redis://127.0.0.1:1/0"))  # never reached by these requests
 MINUTE = 60_000
+HOUR = 3_600_000
+UTC = calendar("UTC")
+NEW_YORK = calendar("America/New_York")
+ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Pacific/Chatham")
 
 
 def get(path: str, query: bytes) -> tuple[int, dict[str, Any]]:
@@ -128,31 +135,102 @@ def test_clv_refuses_bad_parameters_with_a_reason(query: bytes, reason: str) -> 
 
 
 def test_the_defaults_are_the_last_day_of_hours_by_total_and_last_click() -> None:
-    span = parse_span({})
+    span = parse_span({}, UTC)
     assert (span.dimension, span.window, span.model) == ("total", "1h", "last_click")
     assert len(span.starts) in (24, 25)  # 25 unless now is on the hour
     assert span.starts[-1] <= time.time() * 1000 < span.starts[-1] + WINDOWS["1h"]
 
 
 def test_a_range_of_exactly_the_most_buckets_is_served() -> None:
-    span = parse_span({"window": "1m", "from": "30000", "to": str(MAX_BUCKETS * MINUTE)})
+    span = parse_span({"window": "1m", "from": "30000", "to": str(MAX_BUCKETS * MINUTE)}, UTC)
     assert len(span.starts) == MAX_BUCKETS
     assert span.starts[0] == 0
 
 
-@settings(max_examples=200, derandomize=True, database=None)
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
 @given(
+    st.sampled_from(ZONES),
     st.sampled_from(sorted(WINDOWS)),
     st.integers(0, 10**13),
     st.integers(1, (MAX_BUCKETS + 2) * WINDOWS["1h"]),
 )
 def test_the_bucket_limit_counts_exactly_the_buckets_served(
-    window: str, start: int, length: int
+    zone: str, window: str, start: int, length: int
 ) -> None:
+    days = calendar(zone)
     query = {"window": window, "from": str(start), "to": str(start + length)}
-    expected = len(buckets_between(start, start + length, window))
+    expected = len(days.buckets_between(start, start + length, window))
+    assert count_buckets(days, start, start + length, window) == expected
     if expected > MAX_BUCKETS:
         with pytest.raises(HTTPError, match=f"^range spans {expected} {window} buckets"):
-            parse_span(query)
+            parse_span(query, days)
     else:
-        assert len(parse_span(query).starts) == expected
+        assert len(parse_span(query, days).starts) == expected
+
+
+def test_a_week_over_a_clock_change_is_seven_local_days() -> None:
+    """2024-03-10 lasts 23 hours in New York: the week of 167 hours has 7 day buckets."""
+    query = {"window": "1d", "from": "2024-03-07T00:00:00-05:00", "to": "2024-03-14T00:00:00-04:00"}
+    span = parse_span(query, NEW_YORK)
+    assert [NEW_YORK.day_of(s) for s in span.starts] == [f"2024-03-{d:02d}" for d in range(7, 14)]
+    assert span.starts[0] == NEW_YORK.period_start("2024-03-07")
+    # the same instants in UTC days: 8 buckets, the first and last cut
+    assert len(parse_span(query, UTC).starts) == 8
+
+
+def test_the_default_range_is_whole_local_days() -> None:
+    """``complete`` ends at today's local midnight, and starts seven local days before."""
+    end = NEW_YORK.period_start("2024-03-14")
+    start = earlier(NEW_YORK, end, "1d", 7)
+    assert start == NEW_YORK.period_start("2024-03-07")
+    assert end - start == 7 * 24 * HOUR - HOUR
+    assert len(NEW_YORK.buckets_between(start, end, "1d")) == 7
+    # within a day, as far into its day: the 25-hour day's last hour maps to the last hour
+    late = NEW_YORK.period_start("2024-11-04") - 1
+    assert earlier(NEW_YORK, late, "1d", 1) == NEW_YORK.period_start("2024-11-03") - 1
+    assert earlier(NEW_YORK, NEW_YORK.period_start("2024-11-04") + 30 * MINUTE, "1d", 1) == (
+        NEW_YORK.period_start("2024-11-03") + 30 * MINUTE
+    )
+    assert earlier(UTC, 10 * HOUR, "1h", 3) == 7 * HOUR
+
+
+def test_trends_default_to_the_seven_whole_days_before_today() -> None:
+    span = parse_span({}, NEW_YORK, default_window="1d", default_buckets=7, complete=True)
+    today = NEW_YORK.bucket_start(int(time.time() * 1000), "1d")
+    assert len(span.starts) == 7
+    assert NEW_YORK.bucket_end(span.starts[-1], "1d") == today
+
+
+def test_a_zone_whose_last_day_never_ends_is_refused() -> None:
+    """In Pacific/Kiritimati (+14) the day holding 9999-12-30T12:00Z is 9999-12-31."""
+    query = {"window": "1d", "from": str(LATEST_MS - 2 * 24 * HOUR), "to": str(LATEST_MS - 1)}
+    with pytest.raises(HTTPError, match="ends after 9999-12-31 in Pacific/Kiritimati"):
+        parse_span(query, calendar("Pacific/Kiritimati"))
+    assert rfc3339(UTC.bucket_end(parse_span(query, UTC).starts[-1], "1d")) == (
+        "9999-12-31T00:00:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("zone", "bucket", "window", "final_from"),
+    [
+        ("UTC", "2024-05-01T00:00:00Z", "1d", "2024-05-02T01:00:00Z"),
+        ("UTC", "2024-05-01T10:00:00Z", "1h", "2024-05-01T12:00:00Z"),
+        ("UTC", "2024-05-01T10:07:00Z", "1m", "2024-05-01T11:08:00Z"),
+        # a local day ends at the next local midnight, 23 or 25 hours on
+        ("America/New_York", "2024-03-10T05:00:00Z", "1d", "2024-03-11T05:00:00Z"),
+        ("America/New_York", "2024-11-03T04:00:00Z", "1d", "2024-11-04T06:00:00Z"),
+        ("Asia/Kolkata", "2024-04-30T18:30:00Z", "1d", "2024-05-01T19:30:00Z"),
+    ],
+)
+def test_a_bucket_is_final_a_grace_after_it_ends(
+    zone: str, bucket: str, window: str, final_from: str
+) -> None:
+    days, grace = calendar(zone), HOUR
+    start, then = parse_ts(bucket), parse_ts(final_from)
+    assert final(days, start, window, grace, then)
+    assert not final(days, start, window, grace, then - 1)
+
+
+def test_the_all_time_bucket_is_never_final() -> None:
+    assert not final(UTC, 0, ALL_TIME, 0, LATEST_MS)

@@ -19,6 +19,7 @@ from tracker.decide.budget import (
     proportional,
     quantum_of,
 )
+from tracker.decide.command import history_span, render
 from tracker.decide.curves import Curve
 from tracker.decide.explain import as_json, move_sentence, summary, unit_sentence
 
@@ -170,3 +171,17 @@ def test_steady_spend_cannot_show_a_curve() -> None:
     assert found.moves == []
     assert found.nothing_because == "no unit has a usable response curve: see each unit's reason"
     assert all("hardly varied" in (x.kept_because or "") for x in found.allocations)
+
+
+def test_the_terminal_names_the_history_in_local_days() -> None:
+    units = [history("a", A, [100.0] * 7), history("b", B, [600.0] * 7)]
+    found = {
+        "dimension": "channel",
+        "model": "last_click",
+        "timezone": "Asia/Kolkata",
+        "history": {"from": "2024-04-30T18:30:00Z", "to": "2024-05-21T18:30:00Z", "days": 21},
+        **as_json(plan(units, Rules(total=4900 * M, period_days=7))),
+    }
+    assert history_span(found) == ("2024-05-01", "2024-05-21")
+    first_line = render(found).splitlines()[0]
+    assert first_line.endswith("curves fitted on the days 2024-05-01 to 2024-05-21 (Asia/Kolkata)")

@@ -8,9 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tracker.market import DAY, PRESET, ChannelCurve, day_events, day_spend, parse_curves
+from tracker.market import PRESET, ChannelCurve, day_events, day_spend, parse_curves
+from tracker.windows import DAY, calendar
 
 START = 20_000 * DAY  # 2024-10-04, a day start
+UTC = calendar("UTC")
+NEW_YORK = calendar("America/New_York")
 CURVES = [
     ChannelCurve("search", spend=400, saturation=2400, half_spend=600, cpc=4, ctr=0.5),
     ChannelCurve("display", spend=300, saturation=700, half_spend=300, cpc=4, ctr=0.5),
@@ -52,10 +55,10 @@ def test_bad_curves_say_what_is_wrong(text: str, reason: str) -> None:
 
 
 def test_a_day_follows_its_curves() -> None:
-    events = day_events(CURVES, START, seed=3)
+    events = day_events(CURVES, START, 3, UTC)
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
     assert all(START <= e["ts"] < START + DAY for e in events)
-    spend = day_spend(CURVES, START, seed=3)
+    spend = day_spend(CURVES, START, 3, UTC)
     for curve in CURVES:
         assert 0.5 * curve.spend <= spend[curve.channel] <= 1.5 * curve.spend
     # the last hourly report of each campaign is the day's whole spend
@@ -65,6 +68,7 @@ def test_a_day_follows_its_curves() -> None:
             reports[e["channel"]].append(e["cost"])
     assert {c: float(r[-1]) for c, r in reports.items()} == spend
     assert all(len(r) == 24 for r in reports.values())
+    assert {e["period"] for e in events if e["type"] == "spend"} == {"2024-10-04"}
     # every conversion follows a click of the same visitor
     clicks = {e["click_id"]: e for e in events if e["type"] == "click"}
     kinds = Counter(e["type"] for e in events)
@@ -92,12 +96,12 @@ def test_the_same_seed_gives_the_same_figures() -> None:
     def figures(seed: int) -> list[tuple[str, int, object]]:
         return [
             (e["type"], e["ts"], e.get("value") or e.get("cost"))
-            for e in day_events(CURVES, START, seed)
+            for e in day_events(CURVES, START, seed, UTC)
         ]
 
     assert figures(1) == figures(1)
     assert figures(1) != figures(2)
-    assert day_spend(CURVES, START, 1) != day_spend(CURVES, START + DAY, 1)
+    assert day_spend(CURVES, START, 1, UTC) != day_spend(CURVES, START + DAY, 1, UTC)
 
 
 def test_revenue_over_many_days_follows_the_curve() -> None:
@@ -105,7 +109,39 @@ def test_revenue_over_many_days_follows_the_curve() -> None:
     expected = revenue = 0.0
     for day in range(20):
         start = START + day * DAY
-        spend = day_spend([curve], start, seed=1)["search"]
+        spend = day_spend([curve], start, 1, UTC)["search"]
         expected += curve.revenue(spend)
-        revenue += sum(e["value"] for e in day_events([curve], start, 1) if "value" in e)
+        revenue += sum(e["value"] for e in day_events([curve], start, 1, UTC) if "value" in e)
     assert revenue == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("day", "hours"), [("2024-03-10", 23), ("2024-11-03", 25), ("2024-05-01", 24)]
+)
+def test_a_local_day_of_23_or_25_hours(day: str, hours: int) -> None:
+    """New York: the day's events lie in the local day, one spend report an hour, its period."""
+    start = NEW_YORK.period_start(day)
+    end = NEW_YORK.bucket_end(start, "1d")
+    assert end - start == hours * 3_600_000
+    events = day_events(CURVES, start, 3, NEW_YORK)
+    assert all(start <= e["ts"] < end for e in events)
+    assert {NEW_YORK.day_of(e["ts"]) for e in events} == {day}
+    spend = day_spend(CURVES, start, 3, NEW_YORK)
+    reports: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for e in events:
+        if e["type"] == "spend":
+            reports[e["channel"]].append(e)
+    for channel, mine in reports.items():
+        assert len(mine) == hours
+        assert {r["period"] for r in mine} == {day}
+        assert mine[-1]["ts"] == end - 1
+        assert float(str(mine[-1]["cost"])) == spend[channel]
+
+
+def test_local_days_draw_their_own_figures() -> None:
+    """Europe/London's 23-hour 2024-03-31 and the day after start on the same UTC day."""
+    london = calendar("Europe/London")
+    first = london.period_start("2024-03-31")
+    second = london.bucket_end(first, "1d")
+    assert first // DAY == second // DAY
+    assert day_spend(CURVES, first, 1, london) != day_spend(CURVES, second, 1, london)

@@ -38,6 +38,7 @@ requires_promtool = pytest.mark.skipif(
 COUNTED = ("impressions", "clicks", "conversions", "spend", "revenue", "bots")
 KPIS = ("ctr", "cvr", "cpc", "cpa", "roas")
 PIPELINE_COUNTED = ("events", "duplicates", "late", "bots")
+PIPELINE_HISTOGRAMS = ("lateness_seconds",)
 EXPORTER_LITERALS = (
     "tracker_campaigns_folded",
     "tracker_pipeline_newest_event_timestamp_seconds",
@@ -47,6 +48,11 @@ EXPORTER_SERIES = frozenset(
     [f"tracker_{d}_{m}_total" for d in ("campaign", "channel") for m in COUNTED]
     + [f"tracker_{d}_{k}" for d in ("campaign", "channel") for k in KPIS]
     + [f"tracker_pipeline_{name}_total" for name in PIPELINE_COUNTED]
+    + [
+        f"tracker_pipeline_{h}_{part}"
+        for h in PIPELINE_HISTOGRAMS
+        for part in ("bucket", "sum", "count")
+    ]
     + list(EXPORTER_LITERALS)
 )
 # What the collector serves (collector/app.py), as sample names.

@@ -17,11 +17,15 @@ from tracker.decide.trends import Minimums
 from tracker.report import html, svg, tables
 from tracker.report.gather import assemble, auto_window
 from tracker.report.progress import Bar
-from tracker.windows import WINDOWS
+from tracker.types import EpochMs
+from tracker.windows import WINDOWS, Calendar, calendar
 
 DAY = WINDOWS["1d"]
+HOUR = WINDOWS["1h"]
 M = 1_000_000
 START = 20_000 * DAY
+UTC = calendar("UTC")
+BERLIN = calendar("Europe/Berlin")
 
 
 def metrics(day: int, clicks: int, spend: float, revenue: float) -> dict[str, int]:
@@ -35,7 +39,15 @@ def metrics(day: int, clicks: int, spend: float, revenue: float) -> dict[str, in
     return found
 
 
-def report() -> dict[str, Any]:
+def report(
+    days: Calendar = UTC, start: EpochMs = START, now: EpochMs | None = None
+) -> dict[str, Any]:
+    """Three days from ``start`` (a local day start) and the three before, by hand."""
+    starts = [start]
+    for _ in range(3):
+        starts.insert(0, days.bucket_start(starts[0] - 1, "1d"))
+    for _ in range(2):
+        starts.append(days.bucket_end(starts[-1], "1d"))
     buckets: dict[int, dict[tuple[str, str], dict[str, int]]] = {}
     for day in range(-3, 3):
         cells = {
@@ -49,7 +61,7 @@ def report() -> dict[str, Any]:
             "conversions": 15,
             "revenue": round((410.25 + 6 * day) * M),
         }
-        buckets[START + day * DAY] = cells
+        buckets[starts[day + 3]] = cells
     everything = {
         ("channel", "search"): {
             "customers": 40,
@@ -71,19 +83,22 @@ def report() -> dict[str, Any]:
         buckets,
         everything,
         budget,
-        starts=[START + d * DAY for d in range(3)],
+        starts=starts[3:],
         window="1d",
         dimension="channel",
         model="last_click",
         currency="USD",
         minimums=Minimums(5, 10 * M),
-        now=START + 3 * DAY,
+        calendar=days,
+        grace_ms=HOUR,
+        now=days.bucket_end(starts[-1], "1d") + HOUR if now is None else now,
     )
 
 
 def test_the_report_by_hand() -> None:
     found = report()
     assert (found["from"], found["to"]) == ("2024-10-04T00:00:00Z", "2024-10-07T00:00:00Z")
+    assert (found["timezone"], found["final"]) == ("UTC", True)
     search = found["summary"][0]
     assert search["value"] == "search"  # biggest spend first
     assert search["spend"] == 304.5  # 100.5 + 101.5 + 102.5
@@ -189,6 +204,8 @@ def test_a_report_without_data_still_renders() -> None:
         model="linear",
         currency="EUR",
         minimums=Minimums(20, 100 * M),
+        calendar=UTC,
+        grace_ms=HOUR,
         now=START,
     )
     assert empty["summary"] == []
@@ -197,3 +214,36 @@ def test_a_report_without_data_still_renders() -> None:
     assert page.urls == []
     assert "No budget to split" in html.render(empty)
     assert tables.to_csv(empty).count("\n") > 10
+
+
+def test_a_last_day_not_final_is_said_to_be_so() -> None:
+    end = START + 3 * DAY
+    assert html.not_final(report(now=end + HOUR)) is None
+    assert 'id="not-final"' not in html.render(report(now=end + HOUR))
+    early = report(now=end + HOUR - 1)
+    assert early["final"] is False
+    note = "The last day, 2024-10-06 (UTC), is not final yet"
+    assert (html.not_final(early) or "").startswith(note)
+    assert note in html.render(early)
+    assert ("report", "", "", "final", "false") in tables.lines(early)
+
+
+def test_a_report_in_local_days() -> None:
+    """Berlin, 2024-10-27 lasts 25 hours; the page shows local days, the JSON UTC instants."""
+    start = BERLIN.period_start("2024-10-26")
+    found = report(BERLIN, start, now=BERLIN.period_start("2024-10-29"))
+    assert found["from"] == "2024-10-25T22:00:00Z"
+    assert found["to"] == "2024-10-28T23:00:00Z"  # local midnight, winter time
+    assert found["timezone"] == "Europe/Berlin"
+    assert [r["bucket"] for r in found["series"][::2]] == [
+        "2024-10-25T22:00:00Z",
+        "2024-10-26T22:00:00Z",
+        "2024-10-27T23:00:00Z",
+    ]
+    assert found["trends"]["previous"] == {"from": "2024-10-22T22:00:00Z", "to": found["from"]}
+    assert found["total"]["spend"] == 544.5  # the same figures as in UTC days
+    page = html.render(found)
+    assert "2024-10-26 to 2024-10-29 (end excluded), 1d buckets in Europe/Berlin time" in page
+    assert "2024-10-23 to 2024-10-26" in page  # the trends' previous period
+    assert all(f">10-{d}<" in page for d in (26, 27, 28))  # chart labels
+    assert "The last day, 2024-10-28 (Europe/Berlin), is not final yet" in page

@@ -157,3 +157,30 @@ def test_every_setting_has_a_flag() -> None:
     namespace = flags()
     for field in dataclasses.fields(Settings):
         assert getattr(namespace, field.name) is None  # unset flags defer to the environment
+
+
+def test_the_reporting_time_zone() -> None:
+    assert Settings().timezone == "UTC"
+    assert Settings().calendar().timezone == "UTC"
+    loaded = load(None, {"TRACKER_TIMEZONE": "Europe/Berlin"})
+    assert loaded.calendar().timezone == "Europe/Berlin"
+    assert loaded.calendar() is loaded.calendar()  # one shared calendar per zone
+    assert load(flags("--timezone", "Asia/Kolkata"), {}).timezone == "Asia/Kolkata"
+
+
+@pytest.mark.parametrize("zone", ["Europe/Nowhere", "CEST", "", "+02:00", "../etc/passwd"])
+def test_an_unknown_time_zone_names_the_variable(zone: str) -> None:
+    with pytest.raises(SettingsError, match=r"^TRACKER_TIMEZONE: .* is not an IANA time zone"):
+        load(None, {"TRACKER_TIMEZONE": zone})
+
+
+def test_a_time_zone_folder_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^TRACKER_TIMEZONE: "):
+        load(None, {"TRACKER_TIMEZONE": "America"})
+
+
+def test_clock_skew_is_not_negative() -> None:
+    assert Settings().clock_skew_s == 300
+    assert load(None, {"TRACKER_CLOCK_SKEW_S": "0"}).clock_skew_s == 0
+    with pytest.raises(SettingsError, match=r"^TRACKER_CLOCK_SKEW_S: must be at least 0"):
+        load(None, {"TRACKER_CLOCK_SKEW_S": "-1"})

@@ -7,11 +7,14 @@ from collections import Counter
 import pytest
 
 from tracker.decide.periods import previous, summed
+from tracker.decide.queries import trends_of
 from tracker.decide.trends import Minimums, compare, wilson
 from tracker.export.rows import row
-from tracker.windows import WINDOWS
+from tracker.windows import WINDOWS, calendar, rfc3339
 
 DAY = WINDOWS["1d"]
+UTC = calendar("UTC")
+NEW_YORK = calendar("America/New_York")
 
 
 def test_wilson_matches_the_textbook_values() -> None:
@@ -36,8 +39,41 @@ def test_wilson_narrows_with_the_sample() -> None:
 
 def test_previous_period_has_equal_length_and_ends_where_the_period_starts() -> None:
     starts = [10 * DAY, 11 * DAY, 12 * DAY]
-    assert previous(starts, "1d") == [7 * DAY, 8 * DAY, 9 * DAY]
-    assert previous([], "1h") == []
+    assert previous(UTC, starts, "1d") == [7 * DAY, 8 * DAY, 9 * DAY]
+    assert previous(UTC, [], "1h") == []
+    assert previous(calendar("Asia/Kolkata"), [DAY - 1_800_000], "1h") == [DAY - 5_400_000]
+
+
+def test_the_week_before_a_week_is_seven_local_days_across_a_clock_change() -> None:
+    """New York, 2024-03-10 lasts 23 hours: the week before the 14th holds it."""
+    week = [NEW_YORK.period_start(f"2024-03-{d:02d}") for d in range(14, 21)]
+    before = previous(NEW_YORK, week, "1d")
+    assert [NEW_YORK.day_of(b) for b in before] == [f"2024-03-{d:02d}" for d in range(7, 14)]
+    assert before[0] == NEW_YORK.period_start("2024-03-07")
+    assert week[0] - before[0] == 7 * 24 * 3_600_000 - 3_600_000  # 167 hours
+
+
+def test_trends_of_compare_local_days() -> None:
+    """Two weeks of one spend a day: the week over the clock change counts 7 days too."""
+    days = [NEW_YORK.period_start(f"2024-03-{d:02d}") for d in range(7, 21)]
+    buckets = {day: {("channel", "search"): {"spend": 1_000_000}} for day in days}
+    found = trends_of(
+        buckets,
+        dimension="channel",
+        window="1d",
+        model="last_click",
+        starts=days[7:],
+        calendar=NEW_YORK,
+        minimums=Minimums(0, 0),
+        top=5,
+    )
+    assert found["current"] == {
+        "from": "2024-03-14T04:00:00Z",
+        "to": rfc3339(NEW_YORK.period_start("2024-03-21")),
+    }
+    assert found["previous"] == {"from": "2024-03-07T05:00:00Z", "to": "2024-03-14T04:00:00Z"}
+    (search,) = found["rows"]
+    assert search["current"]["spend"] == search["previous"]["spend"] == 7.0
 
 
 def test_summed_adds_raw_metrics_of_one_dimension() -> None:

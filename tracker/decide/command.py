@@ -105,6 +105,7 @@ def budget(
             end=int(time.time() * 1000) if end is None else end,
             history=history,
             rules=rules,
+            calendar=settings.calendar(),
         )
 
     try:
@@ -126,10 +127,11 @@ def render(found: dict[str, Any]) -> str:
     """The recommendation as a person reads it on a terminal."""
     currency = found["currency"]
     marginal = "marginal ROAS" if found["objective"] == "revenue" else "marginal CPA"
+    first, last = history_span(found)
     lines = [
         f"Budget for the next {found['period_days']} days: {found['total']:,.2f} {currency} "
         f"by {found['dimension']} (objective {found['objective']}, {found['model']}); "
-        f"curves fitted on {found['history']['from'][:10]} up to {found['history']['to'][:10]}",
+        f"curves fitted on the days {first} to {last} ({found['timezone']})",
         "",
         found["summary"],
     ]
@@ -151,6 +153,16 @@ def render(found: dict[str, Any]) -> str:
             )
         lines += ["", *(f"  {u['explanation']}" for u in found["units"])]
     return "\n".join(lines)
+
+
+def history_span(found: dict[str, Any]) -> tuple[str, str]:
+    """The first and last local day (``YYYY-MM-DD``) of the recommendation's history."""
+    from tracker.events import parse_ts
+    from tracker.windows import calendar
+
+    days = calendar(found["timezone"])
+    history = found["history"]
+    return days.day_of(parse_ts(history["from"])), days.day_of(parse_ts(history["to"]) - 1)
 
 
 def _marginal(value: float, objective: str) -> str:

@@ -7,15 +7,21 @@ from collections.abc import Iterable, Sequence
 
 from tracker.store import Buckets
 from tracker.types import EpochMs
-from tracker.windows import WINDOWS
+from tracker.windows import Calendar
 
 
-def previous(starts: Sequence[EpochMs], window: str) -> list[EpochMs]:
-    """The bucket starts of the period of equal length right before ``starts``."""
-    if not starts:
-        return []
-    size = WINDOWS[window]
-    return [starts[0] - (len(starts) - i) * size for i in range(len(starts))]
+def previous(calendar: Calendar, starts: Sequence[EpochMs], window: str) -> list[EpochMs]:
+    """The starts of as many buckets of ``window`` right before ``starts``, oldest first.
+
+    As many buckets, not as many hours: the seven local days before a week holding a
+    daylight-saving change last 168 hours when the week lasts 167.
+    """
+    found: list[EpochMs] = []
+    bucket = starts[0] if starts else 0
+    for _ in starts:
+        bucket = calendar.bucket_start(bucket - 1, window)
+        found.append(bucket)
+    return found[::-1]
 
 
 def summed(buckets: Buckets, starts: Iterable[EpochMs], dimension: str) -> dict[str, Counter[str]]:

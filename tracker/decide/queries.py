@@ -23,7 +23,7 @@ from tracker.money import MICROS_PER_UNIT, parse_micros, to_number
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys, read_buckets
 from tracker.types import EpochMs
-from tracker.windows import WINDOWS, rfc3339
+from tracker.windows import Calendar, rfc3339
 
 Progress = Callable[[int, int], None]
 """Called with (buckets read so far, buckets to read)."""
@@ -45,16 +45,6 @@ async def read_range(
         if progress is not None:
             progress(min(offset + CHUNK, len(starts)), len(starts))
     return found
-
-
-def history_days(end: EpochMs, days: int) -> list[EpochMs]:
-    """Starts of the ``days`` whole UTC days before the day holding ``end``.
-
-    The day holding ``end`` is left out: today, still running, is never history.
-    """
-    size = WINDOWS["1d"]
-    last = end - end % size
-    return [last - (days - i) * size for i in range(days)]
 
 
 def units(
@@ -99,18 +89,21 @@ async def trends(
     window: str,
     model: str,
     starts: Sequence[EpochMs],
+    calendar: Calendar,
     minimums: Minimums,
     top: int,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The period ``starts`` against the one of equal length before it."""
-    buckets = await read_range(redis, keys, window, [*previous(starts, window), *starts], progress)
+    """The period ``starts`` against as many buckets before it."""
+    before = previous(calendar, starts, window)
+    buckets = await read_range(redis, keys, window, [*before, *starts], progress)
     return trends_of(
         buckets,
         dimension=dimension,
         window=window,
         model=model,
         starts=starts,
+        calendar=calendar,
         minimums=minimums,
         top=top,
     )
@@ -123,11 +116,12 @@ def trends_of(
     window: str,
     model: str,
     starts: Sequence[EpochMs],
+    calendar: Calendar,
     minimums: Minimums,
     top: int,
 ) -> dict[str, Any]:
     """:func:`trends.compare` of ``starts`` and the period before, both in ``buckets``."""
-    before = previous(starts, window)
+    before = previous(calendar, starts, window)
     found = compare(
         summed(buckets, starts, dimension),
         summed(buckets, before, dimension),
@@ -139,7 +133,10 @@ def trends_of(
         top=top,
     )
     return {
-        "current": {"from": rfc3339(starts[0]), "to": rfc3339(starts[-1] + WINDOWS[window])},
+        "current": {
+            "from": rfc3339(starts[0]),
+            "to": rfc3339(calendar.bucket_end(starts[-1], window)),
+        },
         "previous": {"from": rfc3339(before[0]), "to": rfc3339(starts[0])},
         "minimums": {"conversions": minimums.conversions, "spend": to_number(minimums.spend)},
         **found,
@@ -153,20 +150,28 @@ async def attribution(
     dimension: str,
     window: str,
     starts: Sequence[EpochMs],
+    calendar: Calendar,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Every model's credit against last click's over ``starts``."""
     buckets = await read_range(redis, keys, window, starts, progress)
-    return attribution_of(buckets, dimension=dimension, window=window, starts=starts)
+    return attribution_of(
+        buckets, dimension=dimension, window=window, starts=starts, calendar=calendar
+    )
 
 
 def attribution_of(
-    buckets: Buckets, *, dimension: str, window: str, starts: Sequence[EpochMs]
+    buckets: Buckets,
+    *,
+    dimension: str,
+    window: str,
+    starts: Sequence[EpochMs],
+    calendar: Calendar,
 ) -> dict[str, Any]:
     """:func:`comparison.compare_models` over ``starts`` in ``buckets``."""
     return {
         "from": rfc3339(starts[0]),
-        "to": rfc3339(starts[-1] + WINDOWS[window]),
+        "to": rfc3339(calendar.bucket_end(starts[-1], window)),
         "base": BASE,
         "rows": compare_models(summed(buckets, starts, dimension), dimension),
     }
@@ -181,21 +186,23 @@ async def recommendation(
     end: EpochMs,
     history: int,
     rules: Rules,
+    calendar: Calendar,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The budget plan (:func:`budget.plan`) from the ``history`` whole days before ``end``.
+    """The budget plan (:func:`budget.plan`) from the ``history`` whole local days before ``end``.
 
     Raises :class:`budget.BudgetError` when the limits cannot add up to the total.
     """
-    days = history_days(end, history)
+    days = calendar.days_before(end, history)
     buckets = await read_range(redis, keys, "1d", days, progress)
     found = plan(units(buckets, days, dimension, model, rules.objective), rules)
     return {
         "dimension": dimension,
         "model": model,
+        "timezone": calendar.timezone,
         "history": {
             "from": rfc3339(days[0]),
-            "to": rfc3339(days[-1] + WINDOWS["1d"]),
+            "to": rfc3339(calendar.bucket_end(days[-1], "1d")),
             "days": history,
         },
         **as_json(found),

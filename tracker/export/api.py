@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import date
 from urllib.parse import parse_qsl
 
 from redis.asyncio import Redis
@@ -11,11 +12,11 @@ from redis.asyncio import Redis
 from tracker.asgi import HTTPError, Request, Response
 from tracker.attribution import MODELS
 from tracker.events import parse_ts
-from tracker.export.rows import clv_row, row
+from tracker.export.rows import clv_row, final, row
 from tracker.settings import Settings
 from tracker.store import Keys, read_buckets, read_uniques
 from tracker.types import EpochMs
-from tracker.windows import ALL_TIME, WINDOWS, bucket_start, buckets_between
+from tracker.windows import ALL_TIME, WINDOWS, Calendar
 
 DIMENSIONS = ("campaign", "channel", "goal", "total")
 KPIS_PARAMETERS = ("dimension", "window", "from", "to", "model")
@@ -29,9 +30,11 @@ class KpiApi:
         self._redis = redis
         self._keys = Keys(settings.redis_prefix)
         self._currency = settings.base_currency.upper()
+        self._calendar = settings.calendar()
+        self._grace_ms = settings.grace_s * 1000
 
     async def kpis(self, request: Request) -> Response:
-        span = parse_span(known_query(request, KPIS_PARAMETERS))
+        span = parse_span(known_query(request, KPIS_PARAMETERS), self._calendar)
         dimension, window, model = span.dimension, span.window, span.model
         buckets = await read_buckets(self._redis, window, span.starts, self._keys, [dimension])
         cells = [
@@ -45,8 +48,12 @@ class KpiApi:
             [(window, bucket, dimension, value) for bucket, value, _ in cells],
             self._keys,
         )
+        now = int(time.time() * 1000)
         rows = [
-            row(bucket, dimension, value, metrics, model, people)
+            {
+                **row(bucket, dimension, value, metrics, model, people),
+                "final": final(self._calendar, bucket, window, self._grace_ms, now),
+            }
             for (bucket, value, metrics), people in zip(cells, users, strict=True)
         ]
         return Response.json(
@@ -55,6 +62,7 @@ class KpiApi:
                 "window": window,
                 "model": model,
                 "currency": self._currency,
+                "timezone": self._calendar.timezone,
                 "rows": rows,
             }
         )
@@ -91,6 +99,7 @@ class Span:
 
 def parse_span(
     query: dict[str, str],
+    calendar: Calendar,
     *,
     dimensions: tuple[str, ...] = DIMENSIONS,
     default_dimension: str = "total",
@@ -101,7 +110,8 @@ def parse_span(
     """``dimension``, ``window``, ``model``, ``from`` and ``to`` checked; HTTP 400 if bad.
 
     Without ``to``, the range ends now (or, with ``complete``, at the start of the
-    current bucket); without ``from``, it spans ``default_buckets`` buckets.
+    current bucket); without ``from``, it starts ``default_buckets`` buckets earlier.
+    Hours and days are the ``calendar``'s.
     """
     dimension = query.get("dimension", default_dimension)
     if dimension not in dimensions:
@@ -111,18 +121,49 @@ def parse_span(
         raise HTTPError(400, f"window must be one of {', '.join(WINDOWS)}")
     model = parse_model(query)
     now = int(time.time() * 1000)
-    end = parse_time(query, "to", bucket_start(now, window) if complete else now + 1)
-    start = parse_time(query, "from", end - default_buckets * WINDOWS[window])
+    end = parse_time(query, "to", calendar.bucket_start(now, window) if complete else now + 1)
+    start = parse_time(query, "from", earlier(calendar, end, window, default_buckets))
     if start >= end:
         raise HTTPError(400, "from must be before to")
-    count = -(-(end - bucket_start(start, window)) // WINDOWS[window])  # before listing them
+    try:
+        calendar.bucket_end(calendar.bucket_start(end - 1, window), window)
+    except (OverflowError, ValueError):  # a zone ahead of UTC: its 9999-12-31 never ends
+        raise HTTPError(
+            400, f"to: the range's last bucket ends after 9999-12-31 in {calendar.timezone}"
+        ) from None
+    count = count_buckets(calendar, start, end, window)  # before listing them
     if count > MAX_BUCKETS:
         raise HTTPError(
             400,
             f"range spans {count} {window} buckets, at most {MAX_BUCKETS}: "
             "narrow from/to or take a larger window",
         )
-    return Span(dimension, window, model, buckets_between(start, end, window))
+    return Span(dimension, window, model, calendar.buckets_between(start, end, window))
+
+
+def earlier(calendar: Calendar, ts: EpochMs, window: str, buckets: int) -> EpochMs:
+    """``ts`` moved back ``buckets`` buckets of ``window``, as far into its bucket as ``ts``.
+
+    Local days may be 23 or 25 hours long: a day back is the day before, not 24 hours.
+    """
+    if window != "1d":
+        return ts - buckets * WINDOWS[window]
+    day = calendar.bucket_start(ts, window)
+    into = ts - day
+    for _ in range(buckets):
+        day = calendar.bucket_start(day - 1, window)
+    return min(day + into, calendar.bucket_end(day, window) - 1)
+
+
+def count_buckets(calendar: Calendar, start: EpochMs, end: EpochMs, window: str) -> int:
+    """How many buckets of ``window`` overlap ``[start, end)`` (``start < end``), unlisted."""
+    first = calendar.bucket_start(start, window)
+    if window == "1d":
+        days = date.fromisoformat(calendar.day_of(end - 1)) - date.fromisoformat(
+            calendar.day_of(first)
+        )
+        return days.days + 1
+    return -(-(end - first) // WINDOWS[window])
 
 
 def known_query(request: Request, names: tuple[str, ...]) -> dict[str, str]:

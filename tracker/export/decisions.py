@@ -42,11 +42,14 @@ class DecisionApi:
         self._keys = Keys(settings.redis_prefix)
         self._settings = settings
         self._currency = settings.base_currency.upper()
+        self._calendar = settings.calendar()
 
     async def trends(self, request: Request) -> Response:
         """A period against the one of equal length before it; default: last 7 whole days."""
         query = known_query(request, TRENDS_PARAMETERS)
-        span = parse_span(query, default_window="1d", default_buckets=7, complete=True)
+        span = parse_span(
+            query, self._calendar, default_window="1d", default_buckets=7, complete=True
+        )
         top = _int(query, "top", 5, 1, MAX_TOP)
         found = await queries.trends(
             self._redis,
@@ -55,6 +58,7 @@ class DecisionApi:
             window=span.window,
             model=span.model,
             starts=span.starts,
+            calendar=self._calendar,
             minimums=queries.minimums(self._settings),
             top=top,
         )
@@ -64,6 +68,7 @@ class DecisionApi:
                 "window": span.window,
                 "model": span.model,
                 "currency": self._currency,
+                "timezone": self._calendar.timezone,
                 **found,
             }
         )
@@ -72,6 +77,7 @@ class DecisionApi:
         """Each model's credit per channel or campaign against last click's."""
         span = parse_span(
             known_query(request, ATTRIBUTION_PARAMETERS),
+            self._calendar,
             dimensions=("campaign", "channel"),
             default_dimension="channel",
             default_window="1d",
@@ -84,12 +90,14 @@ class DecisionApi:
             dimension=span.dimension,
             window=span.window,
             starts=span.starts,
+            calendar=self._calendar,
         )
         return Response.json(
             {
                 "dimension": span.dimension,
                 "window": span.window,
                 "currency": self._currency,
+                "timezone": self._calendar.timezone,
                 **found,
             }
         )
@@ -137,6 +145,7 @@ class DecisionApi:
                 end=parse_time(query, "to", int(time.time() * 1000)),
                 history=history,
                 rules=rules,
+                calendar=self._calendar,
             )
         except BudgetError as exc:
             raise HTTPError(400, str(exc)) from None

@@ -12,7 +12,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from redis import Redis
 
@@ -22,8 +27,8 @@ from tracker.export.rows import totals
 from tracker.money import to_number
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys
-from tracker.stream.aggregate import attributed
-from tracker.windows import ALL_TIME, WINDOWS, bucket_start
+from tracker.stream.aggregate import LATENESS_BUCKETS_S, attributed
+from tracker.windows import ALL_TIME, WINDOWS
 
 DEFAULT_MODEL = "last_click"
 _LC = "@" + DEFAULT_MODEL
@@ -91,6 +96,7 @@ class StoreCollector(Collector):
         self._redis = redis
         self._keys = Keys(settings.redis_prefix)
         self._top = settings.top_campaigns
+        self._calendar = settings.calendar()
         self._currency = settings.base_currency.upper()
         self._events_topic = settings.events_topic
         self.end_offsets: dict[int, int] | None = None
@@ -99,7 +105,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         keys = self._keys
         now = int(time.time() * 1000)
-        buckets = [(ALL_TIME, 0)] + [(w, bucket_start(now, w)) for w in WINDOWS]
+        buckets = [(ALL_TIME, 0)] + [(w, self._calendar.bucket_start(now, w)) for w in WINDOWS]
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrevrange(keys.rank, 0, self._top - 1)
         pipe.zcard(keys.rank)
@@ -191,12 +197,13 @@ class StoreCollector(Collector):
         for name, meaning in (
             ("events", "Events applied to the store"),
             ("duplicates", "Events dropped as duplicates of an event already counted"),
-            ("late", "Events dropped for arriving after the grace period"),
+            ("late", "Events counted late: more than the grace behind their partition's newest"),
             ("bots", "Events flagged as bots, kept out of KPIs"),
         ):
             yield CounterMetricFamily(
                 f"tracker_pipeline_{name}", meaning, value=counts.get(name, 0)
             )
+        yield _lateness(counts)
         yield CounterMetricFamily(
             "tracker_pipeline_redis_write_seconds",
             "Time the workers' Redis transactions took, summed; divide by the count for the mean",
@@ -256,3 +263,19 @@ class StoreCollector(Collector):
                     value.add_metric([name], to_number(metrics.get("customer_revenue", 0)) / count)
             yield customers
             yield value
+
+
+def _lateness(counts: Mapping[str, int]) -> Metric:
+    """How far behind their partition's newest event time the late events were."""
+    buckets: list[tuple[str, float]] = []
+    seen = 0
+    for bound in LATENESS_BUCKETS_S:
+        seen += counts.get(f"late_le_{bound}", 0)
+        buckets.append((str(float(bound)), seen))
+    buckets.append(("+Inf", seen + counts.get("late_le_inf", 0)))
+    return HistogramMetricFamily(
+        "tracker_pipeline_lateness_seconds",
+        "Late events by how far behind their partition's newest event time they were",
+        buckets=buckets,
+        sum_value=counts.get("late_ms", 0) / 1000,
+    )

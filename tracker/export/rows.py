@@ -10,7 +10,7 @@ from tracker.kpis import Totals, money_ratio, ratio
 from tracker.money import to_number
 from tracker.stream.aggregate import attributed
 from tracker.types import EpochMs
-from tracker.windows import rfc3339
+from tracker.windows import ALL_TIME, Calendar, rfc3339
 
 ATTRIBUTED_DIMENSIONS = ("campaign", "channel")
 """Dimensions whose conversions and revenue depend on the attribution model."""
@@ -58,6 +58,17 @@ def row(
         "users": users,
         "bots": metrics.get("bots", 0),
     }
+
+
+def final(calendar: Calendar, bucket: EpochMs, window: str, grace_ms: int, now: EpochMs) -> bool:
+    """Whether a bucket is final: it ended at least ``grace_ms`` before ``now``.
+
+    A final bucket's figures change only if a late event still arrives (it is counted,
+    as late); the all-time bucket is never final.
+    """
+    if window == ALL_TIME:
+        return False
+    return calendar.bucket_end(bucket, window) + grace_ms <= now
 
 
 def clv_row(value: str, metrics: Mapping[str, int], model: str) -> dict[str, Any]:

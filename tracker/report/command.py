@@ -116,4 +116,7 @@ def report(
     else:
         out.write_bytes(tables.to_json(found))
     print(f"wrote {out} ({fmt})", file=sys.stderr)
+    note = html.not_final(found)
+    if note is not None:
+        print(f"tracker: {note}", file=sys.stderr)
     return 0

@@ -18,18 +18,18 @@ from tracker.decide.budget import BudgetError, Rules
 from tracker.decide.periods import previous, summed
 from tracker.decide.queries import Progress, read_range
 from tracker.decide.trends import Minimums
-from tracker.export.rows import clv_row, row, totals
+from tracker.export.rows import clv_row, final, row, totals
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys
 from tracker.types import EpochMs, Micros
-from tracker.windows import ALL_TIME, WINDOWS, buckets_between, rfc3339
+from tracker.windows import ALL_TIME, WINDOWS, Calendar, rfc3339
 
 DIMENSIONS = ("channel", "campaign")
 MAX_BUCKETS = 5000
 
 
 def auto_window(start: EpochMs, end: EpochMs) -> str:
-    """Days for three days or more, hours for three hours or more, else minutes."""
+    """Days for three days or more, hours for three hours or more, else minutes (nominal)."""
     span = end - start
     if span >= 3 * WINDOWS["1d"]:
         return "1d"
@@ -52,14 +52,16 @@ async def gather(
     """Everything the report shows for ``[start, end)``, in JSON-ready form.
 
     ``budget_total`` defaults to what the units spent in the ``budget_days`` whole
-    days before ``end``: the same money, split anew.
+    days before ``end``: the same money, split anew. Hours and days are those of the
+    settings' time zone.
     """
     if dimension not in DIMENSIONS:
         raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}")
     if start >= end:
         raise ValueError("from must be before to")
     window = window or auto_window(start, end)
-    starts = buckets_between(start, end, window)
+    calendar = settings.calendar()
+    starts = calendar.buckets_between(start, end, window)
     if len(starts) > MAX_BUCKETS:
         raise ValueError(
             f"the range spans {len(starts)} {window} buckets, at most {MAX_BUCKETS}: "
@@ -67,7 +69,8 @@ async def gather(
         )
     keys = Keys(settings.redis_prefix)
     currency = settings.base_currency.upper()
-    buckets = await read_range(redis, keys, window, [*previous(starts, window), *starts], progress)
+    before = previous(calendar, starts, window)
+    buckets = await read_range(redis, keys, window, [*before, *starts], progress)
     everything = (await read_range(redis, keys, ALL_TIME, [0])).get(0, {})
     budget = await _budget(
         redis, keys, settings, dimension, model, end, budget_total, budget_days, currency
@@ -82,6 +85,8 @@ async def gather(
         model=model,
         currency=currency,
         minimums=queries.minimums(settings),
+        calendar=calendar,
+        grace_ms=settings.grace_s * 1000,
         now=int(time.time() * 1000),
     )
 
@@ -97,12 +102,15 @@ def assemble(
     model: str,
     currency: str,
     minimums: Minimums,
+    calendar: Calendar,
+    grace_ms: int,
     now: EpochMs,
 ) -> dict[str, Any]:
     """The report from buckets already read (``starts`` and the period before them).
 
     ``everything`` is the all-time bucket (customer lifetime value); ``budget`` the
     recommendation as :func:`tracker.decide.queries.recommendation` answers it.
+    ``final`` says whether the last bucket (so every bucket) is final at ``now``.
     """
     series = [
         row(bucket, dimension, value, metrics, model)
@@ -124,11 +132,13 @@ def assemble(
     return {
         "title": f"Marketing performance by {dimension}",
         "from": rfc3339(starts[0]),
-        "to": rfc3339(starts[-1] + WINDOWS[window]),
+        "to": rfc3339(calendar.bucket_end(starts[-1], window)),
         "window": window,
         "dimension": dimension,
         "model": model,
         "currency": currency,
+        "timezone": calendar.timezone,
+        "final": final(calendar, starts[-1], window, grace_ms, now),
         "generated_at": rfc3339(now),
         "total": _figures(row(starts[0], "total", "total", total_metrics, model)),
         "summary": summary,
@@ -140,11 +150,12 @@ def assemble(
             window=window,
             model=model,
             starts=starts,
+            calendar=calendar,
             minimums=minimums,
             top=5,
         ),
         "attribution": queries.attribution_of(
-            buckets, dimension=dimension, window=window, starts=starts
+            buckets, dimension=dimension, window=window, starts=starts, calendar=calendar
         ),
         "budget": budget,
     }
@@ -182,8 +193,9 @@ async def _budget(
     currency: str,
 ) -> dict[str, Any]:
     history = settings.budget_history_days
+    calendar = settings.calendar()
     if total is None:
-        recent = queries.history_days(end, days)
+        recent = calendar.days_before(end, days)
         last = await read_range(redis, keys, "1d", recent)
         spent = summed(last, recent, dimension).values()
         total = sum(totals(dimension, m, model).spend for m in spent)
@@ -199,7 +211,14 @@ async def _budget(
     )
     try:
         return await queries.recommendation(
-            redis, keys, dimension=dimension, model=model, end=end, history=history, rules=rules
+            redis,
+            keys,
+            dimension=dimension,
+            model=model,
+            end=end,
+            history=history,
+            rules=rules,
+            calendar=calendar,
         )
     except BudgetError as exc:
         return {"summary": f"No recommendation: {exc}.", "units": [], "moves": []}

@@ -2,7 +2,8 @@
 
 Pure: a report dict (:func:`tracker.report.gather.gather`) in, a string out. Every
 number cell carries its exact JSON value in ``data-value`` next to the rounded text
-a person reads, so both can be checked against the JSON form. Prints on A4.
+a person reads, so both can be checked against the JSON form. Days and times show in
+the report's time zone (the JSON keeps UTC instants). Prints on A4.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import orjson
 
+from tracker.events import parse_ts
 from tracker.report import svg
+from tracker.windows import Calendar, calendar, rfc3339
 
 CHART_SERIES = 8
 """Values drawn in the charts over time (the biggest by spend); the tables show all."""
@@ -114,6 +117,7 @@ def render(report: Mapping[str, Any]) -> str:
     """The whole page."""
     currency = escape(report["currency"])
     dimension = escape(report["dimension"])
+    days = calendar(report["timezone"])
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -121,20 +125,42 @@ def render(report: Mapping[str, Any]) -> str:
         f"<title>{escape(report['title'])}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{escape(report['title'])}</h1>",
-        f'<p class="meta">{escape(_day(report["from"]))} to {escape(_day(report["to"]))} '
-        f"(end excluded), {escape(report['window'])} buckets, attribution "
+        f'<p class="meta">{escape(_day(report["from"], days))} to '
+        f"{escape(_day(report['to'], days))} (end excluded), {escape(report['window'])} "
+        f"buckets in {escape(days.timezone)} time, attribution "
         f"{escape(report['model'])}, money in {currency}. Generated "
         f"{escape(report['generated_at'])}.</p>",
+        _not_final(report),
         _tiles(report["total"], currency),
         _overview(report, dimension, currency),
-        _over_time(report, dimension, currency),
-        _trends(report["trends"], dimension, currency),
+        _over_time(report, dimension, currency, days),
+        _trends(report["trends"], dimension, currency, days),
         _attribution(report["attribution"], dimension),
         _budget(report["budget"], currency),
         _notes(report),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def not_final(report: Mapping[str, Any]) -> str | None:
+    """The sentence saying the report's last bucket may still change; None when it is final."""
+    if report["final"]:
+        return None
+    days = calendar(report["timezone"])
+    window = report["window"]
+    last = days.bucket_start(parse_ts(report["to"]) - 1, window)
+    unit = {"1d": "day", "1h": "hour", "1m": "minute"}[window]
+    shown = days.day_of(last) if window == "1d" else _local(last, days)
+    return (
+        f"The last {unit}, {shown} ({days.timezone}), is not final yet: "
+        "events that arrive late may still change its figures."
+    )
+
+
+def _not_final(report: Mapping[str, Any]) -> str:
+    note = not_final(report)
+    return "" if note is None else f'<p class="note" id="not-final">{escape(note)}</p>'
 
 
 def _tiles(total: Mapping[str, Any], currency: str) -> str:
@@ -189,11 +215,11 @@ def _overview(report: Mapping[str, Any], dimension: str, currency: str) -> str:
     )
 
 
-def _over_time(report: Mapping[str, Any], dimension: str, currency: str) -> str:
+def _over_time(report: Mapping[str, Any], dimension: str, currency: str, days: Calendar) -> str:
     rows = report["series"]
     order = [r["value"] for r in report["summary"]][:CHART_SERIES]
     buckets = sorted({r["bucket"] for r in rows})
-    labels = [_label(b, report["window"]) for b in buckets]
+    labels = [_label(b, report["window"], days) for b in buckets]
     colours = _colours([r["value"] for r in report["summary"]])
     index = {(r["bucket"], r["value"]): r for r in rows}
     figures = []
@@ -224,7 +250,7 @@ def _over_time(report: Mapping[str, Any], dimension: str, currency: str) -> str:
     )
 
 
-def _trends(trends: Mapping[str, Any], dimension: str, currency: str) -> str:
+def _trends(trends: Mapping[str, Any], dimension: str, currency: str, days: Calendar) -> str:
     fields = (
         ("revenue", f"revenue ({currency})"),
         ("spend", f"spend ({currency})"),
@@ -274,10 +300,10 @@ def _trends(trends: Mapping[str, Any], dimension: str, currency: str) -> str:
     minimums = trends["minimums"]
     return (
         f'<section id="trends-section"><h2>Trends</h2>'
-        f'<p class="meta">{escape(_day(trends["current"]["from"]))} to '
-        f"{escape(_day(trends['current']['to']))} against "
-        f"{escape(_day(trends['previous']['from']))} to "
-        f"{escape(_day(trends['previous']['to']))}.</p>"
+        f'<p class="meta">{escape(_day(trends["current"]["from"], days))} to '
+        f"{escape(_day(trends['current']['to'], days))} against "
+        f"{escape(_day(trends['previous']['from'], days))} to "
+        f"{escape(_day(trends['previous']['to'], days))}.</p>"
         f'<table id="trends"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
         f'<ul class="sentences">{"".join(movers)}</ul>'
         f'<p class="note">CPA changes are ranked only with at least {minimums["conversions"]:g} '
@@ -423,11 +449,19 @@ def _axis(fmt: Callable[[float | None], str]) -> svg.Format:
     return show
 
 
-def _day(text: str) -> str:
-    return text.replace("T00:00:00Z", "").replace("T", " ").replace("Z", " UTC")
+def _day(text: str, days: Calendar) -> str:
+    """An RFC 3339 instant as local ``YYYY-MM-DD``, with ``HH:MM`` unless a day starts there."""
+    ts = parse_ts(text)
+    return days.day_of(ts) if days.bucket_start(ts, "1d") == ts else _local(ts, days)
 
 
-def _label(bucket: str, window: str) -> str:
+def _local(ts: int, days: Calendar) -> str:
+    """``ts`` as local ``YYYY-MM-DD HH:MM``."""
+    return rfc3339(ts + days.offset(ts))[:16].replace("T", " ")
+
+
+def _label(bucket: str, window: str, days: Calendar) -> str:
+    ts = parse_ts(bucket)
     if window == "1d":
-        return bucket[5:10]
-    return bucket[11:16]
+        return days.day_of(ts)[5:]
+    return _local(ts, days)[11:]

@@ -23,12 +23,22 @@ from tracker.attribution import MODELS, ONE, Touch, split, weights
 from tracker.events import Event
 from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
 from tracker.types import EpochMs, Micros
-from tracker.windows import ALL_TIME, WINDOWS, bucket_start, day_of, period_start
+from tracker.windows import ALL_TIME, MINUTE, WINDOWS, Calendar
 
 TOTAL = "total"
 DIRECT = "direct"
-_MINUTE = WINDOWS["1m"]
 _SPREAD_WINDOWS = (*WINDOWS, ALL_TIME)
+LATENESS_BUCKETS_S = (
+    3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86_400,
+    2 * 86_400,
+    7 * 86_400,
+    30 * 86_400,
+)
+"""Upper bounds of the lateness histogram of late events, in seconds (then +Inf)."""
 
 Cell = tuple[str, EpochMs, str, str, str]
 """(window, bucket start, dimension, dimension value, metric)."""
@@ -46,11 +56,17 @@ class Policy:
     """The rules of counting, from the settings."""
 
     grace_ms: int
+    """How far behind its partition's newest event time an event may be before it is late."""
+    calendar: Calendar
+    """The reporting time zone's hours and days."""
     rates: Mapping[str, float]
     lookback_ms: Callable[[str], int]
     """Per channel: how long before a conversion a touch may still earn credit."""
     half_life_ms: int
     path_max: int
+    skew_ms: int = 0
+    """How far after a conversion a touch of the same person may be timed and still count:
+    clocks of browsers and servers disagree by minutes."""
 
 
 @dataclass(slots=True)
@@ -72,18 +88,24 @@ def person_of(event: Event) -> str | None:
     return event.user_id or event.anonymous_id
 
 
-def spend_key(event: Event) -> tuple[str, str]:
-    """The (campaign, period) a spend event reports; period defaults to its UTC day."""
-    return (event.campaign or "", event.period or day_of(event.ts))
+def spend_key(event: Event, calendar: Calendar) -> tuple[str, str]:
+    """The (campaign, period) a spend event reports; period defaults to its local day."""
+    return (event.campaign or "", event.period or calendar.day_of(event.ts))
 
 
 def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, policy: Policy) -> Delta:
     """Count a partition's batch of events, in their order, updating ``lookups``.
 
-    Drops (and counts) duplicate event ids, re-fired orders, late events (more than
-    the grace behind the partition's newest event time) and bots (counted, never
-    in KPIs). Spend events replace their campaign and period's figure when newer.
-    Refunds and rejections of a counted order take it back out.
+    Drops (and counts) duplicate event ids and re-fired orders; counts bots apart
+    (never in KPIs). Late events (more than the grace behind the partition's newest
+    event time) count like any other, in the buckets of their own time, and are
+    also counted as late, with how late they were. Spend events replace their
+    campaign and period's figure when newer. Refunds and rejections of a counted
+    order take it back out.
+
+    Apart from which copy of a re-sent order or event is the one kept, the result
+    does not depend on the order of a batch's touches: that is what lets history
+    be backfilled while live traffic flows.
     """
     delta = Delta(watermark=watermark)
     # Sum per (minute, campaign, channel) first, then spread to windows and
@@ -93,9 +115,9 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if event.event_id in lookups.seen:
             delta.health["duplicates"] += 1
             continue
-        if event.ts < delta.watermark - policy.grace_ms:
-            delta.health["late"] += 1
-            continue
+        behind = delta.watermark - event.ts
+        if behind > policy.grace_ms:
+            _count_late(delta, behind)
         lookups.seen.add(event.event_id)
         delta.seen.add(event.event_id)
         delta.watermark = max(delta.watermark, event.ts)
@@ -104,7 +126,7 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if event.type == "spend":
             _upsert_spend(event, delta, lookups, policy)
             continue
-        key = (event.ts - event.ts % _MINUTE, event.campaign, event.channel)
+        key = (event.ts - event.ts % MINUTE, event.campaign, event.channel)
         counts, people = cells.get(key) or cells.setdefault(key, (Counter(), set()))
         if event.bot:
             delta.health["bots"] += 1
@@ -123,15 +145,24 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
             _remember_touch(event, lookups, policy)
     for (minute, campaign, channel), (counts, people) in cells.items():
         dimensions = _dimensions(campaign, channel)
-        _spread(delta, minute, dimensions, counts)
+        _spread(delta, minute, dimensions, counts, policy.calendar)
         if people:
             for window in _SPREAD_WINDOWS:
-                start = bucket_start(minute, window)
+                start = policy.calendar.bucket_start(minute, window)
                 for dimension, value in dimensions:
                     delta.uniques.setdefault((window, start, dimension, value), set()).update(
                         people
                     )
     return delta
+
+
+def _count_late(delta: Delta, behind_ms: int) -> None:
+    """Count a late event in the lateness histogram (non-cumulative; the exporter sums)."""
+    delta.health["late"] += 1
+    delta.health["late_ms"] += behind_ms
+    seconds = behind_ms / 1000
+    bound = next((b for b in LATENESS_BUCKETS_S if seconds <= b), None)
+    delta.health[f"late_le_{bound}" if bound else "late_le_inf"] += 1
 
 
 def _dimensions(campaign: str | None, channel: str) -> list[tuple[str, str]]:
@@ -142,10 +173,14 @@ def _dimensions(campaign: str | None, channel: str) -> list[tuple[str, str]]:
 
 
 def _spread(
-    delta: Delta, ts: EpochMs, dimensions: list[tuple[str, str]], metrics: Mapping[str, int]
+    delta: Delta,
+    ts: EpochMs,
+    dimensions: list[tuple[str, str]],
+    metrics: Mapping[str, int],
+    calendar: Calendar,
 ) -> None:
     for window in _SPREAD_WINDOWS:
-        bucket = bucket_start(ts, window)
+        bucket = calendar.bucket_start(ts, window)
         for dimension, value in dimensions:
             for metric, amount in metrics.items():
                 delta.sums[window, bucket, dimension, value, metric] += amount
@@ -160,32 +195,51 @@ def _remember_touch(event: Event, lookups: Lookups, policy: Policy) -> None:
     if person:
         path = lookups.paths.setdefault(person, [])
         path.append(touch)
-        path.sort(key=lambda t: t.ts)
+        path.sort(key=_touch_order)
         del path[: -policy.path_max]
         lookups.dirty_paths.add(person)
 
 
+def _touch_order(touch: Touch) -> tuple[EpochMs, str, str]:
+    """Oldest first; touches of the same millisecond by name, not by arrival, so the
+    order partitions interleave in never decides who is first or last."""
+    return (touch.ts, touch.campaign or "", touch.channel)
+
+
 def _touches(event: Event, lookups: Lookups, policy: Policy) -> tuple[list[Touch], str | None]:
-    """The touches ``event`` (a conversion) may credit, oldest first, and its person."""
+    """The touches ``event`` (a conversion) may credit, oldest first, and its person.
+
+    A conversion that names a known click is credited to that click, last on the path
+    that led to it: the click minted the id, so it came first, whatever either clock
+    says; the lookback still applies, on the absolute gap between the two. So every
+    copy of a re-sent order is credited alike, however its clock was set. Other
+    conversions take the person's touches up to their own time, and up to
+    ``skew_ms`` after it, since a browser's clock and a server's disagree.
+    """
     person = person_of(event)
     click = lookups.clicks.get(event.click_id) if event.click_id else None
     if click is not None:
         person = person or click.person
     if event.campaign:  # a conversion that names its campaign keeps it
         return [Touch(event.ts, event.campaign, event.channel)], person
-    path = list(lookups.paths.get(person, [])) if person else []
-    if click is not None and click.touch not in path:
-        path.append(click.touch)
-        path.sort(key=lambda t: t.ts)
-    eligible = [
-        t for t in path if t.ts <= event.ts and event.ts - t.ts <= policy.lookback_ms(t.channel)
-    ]
+    path = lookups.paths.get(person, ()) if person else ()
+    lookback = policy.lookback_ms
+    named = click.touch if click is not None else None
+    if named is not None and abs(event.ts - named.ts) <= lookback(named.channel):
+        before = [
+            t
+            for t in path
+            if t.ts <= named.ts and named.ts - t.ts <= lookback(t.channel) and t != named
+        ]
+        return [*before, named][-policy.path_max :], person
+    latest = event.ts + policy.skew_ms
+    eligible = [t for t in path if t.ts <= latest and abs(event.ts - t.ts) <= lookback(t.channel)]
     return eligible[-policy.path_max :], person
 
 
 def _convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> None:
     if event.status in ("refund", "rejected"):
-        _reverse(event, delta, lookups)
+        _reverse(event, delta, lookups, policy.calendar)
         return
     order_id = event.order_id
     if order_id and order_id in lookups.orders:
@@ -205,13 +259,13 @@ def _convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> No
         _spread_clv(delta, acquisition, customers=0, revenue=revenue)
     goal = event.goal or "conversion"
     order = Order(event.ts, goal, revenue, credits, acquisition)
-    _count_order(delta, order, sign=1)
+    _count_order(delta, order, policy.calendar, sign=1)
     if order_id:
         lookups.orders[order_id] = order
         lookups.dirty_orders.add(order_id)
 
 
-def _reverse(event: Event, delta: Delta, lookups: Lookups) -> None:
+def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -> None:
     order = lookups.orders.get(event.order_id) if event.order_id else None
     if order is None:
         delta.health["unmatched_reversals"] += 1
@@ -221,7 +275,7 @@ def _reverse(event: Event, delta: Delta, lookups: Lookups) -> None:
         return
     order.reversed = True
     lookups.dirty_orders.add(event.order_id or "")
-    _count_order(delta, order, sign=-1)
+    _count_order(delta, order, calendar, sign=-1)
     if order.acquisition is not None:
         _spread_clv(delta, order.acquisition, customers=0, revenue=-order.revenue)
     delta.health["reversals"] += 1
@@ -241,7 +295,7 @@ def _credit(
     return [Credit(c, ch, conv, rev) for (c, ch), (conv, rev) in merged.items()]
 
 
-def _count_order(delta: Delta, order: Order, sign: int) -> None:
+def _count_order(delta: Delta, order: Order, calendar: Calendar, sign: int) -> None:
     """Add (or with ``sign=-1`` take back) an order in the buckets of its own time.
 
     A take-back is also counted, all time, under ``<metric>_reversed``: added to the
@@ -260,7 +314,7 @@ def _count_order(delta: Delta, order: Order, sign: int) -> None:
     for dims, suffix, conversions, revenue in cells:
         # Totals count whole conversions; attributed shares are micro-conversions.
         metrics = {f"conversions{suffix}": sign * conversions, f"revenue{suffix}": sign * revenue}
-        _spread(delta, order.ts, dims, metrics)
+        _spread(delta, order.ts, dims, metrics, calendar)
         if sign < 0:
             for dimension, value in dims:
                 delta.sums[ALL_TIME, 0, dimension, value, f"conversions_reversed{suffix}"] += (
@@ -279,18 +333,20 @@ def _spread_clv(delta: Delta, acquisition: Acquisition, customers: int, revenue:
 
 
 def _upsert_spend(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> None:
-    key = spend_key(event)
+    key = spend_key(event, policy.calendar)
     previous = lookups.spend.get(key)
-    if previous is not None and previous.ts > event.ts:
+    amount = money.convert(event.cost or 0, event.currency, policy.rates)
+    # The newer report stands; of two reported at the same moment, the larger, so that
+    # the order they arrive in never decides.
+    if previous is not None and (previous.ts, previous.amount) > (event.ts, amount):
         delta.health["stale_spend"] += 1
         return
-    amount = money.convert(event.cost or 0, event.currency, policy.rates)
     lookups.spend[key] = delta.spend[key] = SpendFigure(event.ts, amount)
     change = amount - (previous.amount if previous else 0)
     if change:
-        start = period_start(key[1])
+        start = policy.calendar.period_start(key[1])
         dims = _dimensions(event.campaign, event.channel)
-        _spread(delta, start, dims, {"spend": change})
+        _spread(delta, start, dims, {"spend": change}, policy.calendar)
         if change < 0:  # see _count_order: counters need a gross figure
             for dimension, value in dims:
                 delta.sums[ALL_TIME, 0, dimension, value, "spend_revised_down"] -= change

@@ -61,10 +61,12 @@ def policy_of(settings: Settings) -> Policy:
     overrides = settings.lookback_overrides()
     return Policy(
         grace_ms=settings.grace_s * 1000,
+        calendar=settings.calendar(),
         rates=settings.rates(),
         lookback_ms=lambda channel: int(overrides.get(channel, settings.lookback_days) * day),
         half_life_ms=int(settings.half_life_days * day),
         path_max=settings.path_max_touches,
+        skew_ms=settings.clock_skew_s * 1000,
     )
 
 
@@ -141,7 +143,8 @@ class Sink:
         """Everything the fold may consult for ``events``, in at most two round trips."""
         keys = self._keys
         ids = list({e.event_id for e in events})
-        spends = list({spend_key(e) for e in events if e.type == "spend"})
+        calendar = self._policy.calendar
+        spends = list({spend_key(e, calendar) for e in events if e.type == "spend"})
         conversions = [e for e in events if e.type == "conversion" and not e.bot]
         orders = list({e.order_id for e in conversions if e.order_id})
         clicks = list({e.click_id for e in conversions if e.click_id})
@@ -172,10 +175,13 @@ class Sink:
 
     def _write_delta(self, writes: Writes, delta: Delta) -> None:
         keys = self._keys
+        now_s = int(time.time())
         for (window, start, dimension, value, metric), amount in delta.sums.items():
             if not amount:
                 continue
             expire_at = self._expiry(window, start)
+            if expire_at and expire_at <= now_s:
+                continue  # past the window's retention: that bucket is no longer kept
             bucket = keys.bucket(window, start, dimension)
             writes.add(bucket, keys.field(dimension, value, metric), amount, expire_at)
             if dimension == "campaign":
@@ -184,8 +190,11 @@ class Sink:
                 if window == ALL_TIME:  # every campaign is ranked, by spend
                     writes.rank(value, amount if metric == "spend" else 0)
         for (window, start, dimension, value), people in delta.uniques.items():
+            expire_at = self._expiry(window, start)
+            if expire_at and expire_at <= now_s:
+                continue
             key = keys.uniques(window, start, dimension, value)
-            writes.count_people(key, people, self._expiry(window, start))
+            writes.count_people(key, people, expire_at)
         writes.seen(delta.seen)
         for (campaign, period), figure in delta.spend.items():
             writes.put(keys.spend(campaign, period), state.dump_spend(figure))
@@ -203,14 +212,15 @@ class Sink:
             writes.put(keys.customer(person), state.dump_acquisition(lookups.customers[person]))
 
     def _expiry(self, window: str, start: EpochMs) -> int:
-        """When a bucket of ``window`` expires; 0 (never) for all-time totals.
+        """When a bucket of ``window`` expires (epoch s); 0 (never) for all-time totals.
 
-        Retention counts from the bucket's own time, so old buckets replayed late do
-        not linger; but never in the past, or the write would vanish at once.
+        Retention counts from the bucket's own time, so a late event updates exactly
+        the buckets still kept (minutes of the last two days, hours of 90, days of
+        1,100, by default) and none that would only flicker into being and expire.
         """
         if window == ALL_TIME:
             return 0
-        return max(start // 1000 + self._ttl[window], int(time.time()) + 60)
+        return start // 1000 + self._ttl[window]
 
 
 async def _mget(pipe: Any, names: list[str]) -> Iterator[Any]:

@@ -1,0 +1,163 @@
+"""The worker's fold, without servers, against the e2e oracle's independent reference.
+
+The e2e oracle checks the whole pipeline; this checks the pure core on the same log
+in milliseconds, and that the order in which Kafka's partitions interleave (a
+person's events stay in order, nothing else does) never changes a campaign's totals.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector import bots
+from tests.e2e import oracle
+from tracker.attribution import ONE
+from tracker.events import Context, Event, Rules, parse_event
+from tracker.records import partition_key
+from tracker.stream.aggregate import Delta, Policy, fold
+from tracker.stream.state import Lookups
+from tracker.windows import calendar
+
+NOW = 1_764_800_000_000  # 2025-12-03T22:13:20Z: a log of three days, near midnight UTC
+RATES = {currency: float(rate) for currency, rate in oracle.RATES.items()}
+
+
+def events_of(log: oracle.Log) -> list[list[Event]]:
+    rules = Rules(
+        currencies=frozenset(RATES),
+        default_currency="USD",
+        max_age_ms=400 * oracle.DAY,
+        is_bot=bots.is_bot,
+    )
+    context = Context(received_at=NOW)
+    # A client whose clock is off is counted at its true time (the collector corrects
+    # it by sent_at; tests/e2e checks that part).
+    return [
+        [
+            parse_event({k: v for k, v in raw.items() if k != oracle.CLOCK}, context, rules)
+            for raw in phase
+        ]
+        for phase in log.phases
+    ]
+
+
+def policy(timezone: str) -> Policy:
+    return Policy(
+        grace_ms=oracle.HOUR,
+        calendar=calendar(timezone),
+        rates=RATES,
+        lookback_ms=lambda channel: oracle.LOOKBACK_MS,
+        half_life_ms=oracle.HALF_LIFE_MS,
+        path_max=oracle.PATH_MAX,
+        skew_ms=oracle.SKEW_MS,
+    )
+
+
+def counted(
+    phases: list[list[Event]], timezone: str
+) -> dict[str, dict[oracle.Key, dict[str, int]]]:
+    """Per model, the day buckets the fold writes, in the reference's shape."""
+    lookups, rule = Lookups(), policy(timezone)
+    deltas: list[Delta] = [fold(phase, lookups, watermark=0, policy=rule) for phase in phases]
+    rows: dict[str, dict[oracle.Key, dict[str, int]]] = {
+        m: defaultdict(lambda: defaultdict(int)) for m in oracle.MODELS
+    }
+    for delta in deltas:
+        for (window, day, dimension, value, metric), amount in delta.sums.items():
+            if window != "1d" or not amount:
+                continue
+            name, _, model = metric.partition("@")
+            if name not in METRICS:
+                continue
+            if dimension in ("total", "goal"):
+                scale = ONE if name == "conversions" else 1
+                for m in oracle.MODELS:
+                    rows[m][day, dimension, value][name] += amount * scale
+            elif model:
+                rows[model][day, dimension, value][name] += amount
+            elif name not in ("conversions", "revenue"):
+                for m in oracle.MODELS:
+                    rows[m][day, dimension, value][name] += amount
+    return rows
+
+
+METRICS = ("impressions", "clicks", "spend", "conversions", "revenue")
+
+
+def nonzero(rows: dict[oracle.Key, dict[str, int]]) -> dict[oracle.Key, dict[str, int]]:
+    found = {key: {m: sums[m] for m in METRICS if sums.get(m)} for key, sums in rows.items()}
+    return {key: sums for key, sums in found.items() if sums}
+
+
+def campaign_totals(rows: dict[oracle.Key, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Each campaign's sums over the whole range, whatever day they fell on."""
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (_, dimension, value), sums in rows.items():
+        if dimension == "campaign":
+            for metric, amount in sums.items():
+                if metric in METRICS and amount:
+                    totals[value][metric] += amount
+    return {campaign: dict(sums) for campaign, sums in totals.items() if any(sums.values())}
+
+
+@pytest.mark.parametrize(
+    ("seed", "timezone"),
+    [(20261127, "America/New_York"), (7, "UTC"), (11, "Asia/Kolkata"), (5, "Europe/Berlin")],
+)
+def test_the_fold_equals_the_reference(seed: int, timezone: str) -> None:
+    log = oracle.generate(seed, NOW, timezone)
+    expected, got = oracle.reference(log), counted(events_of(log), timezone)
+    for model in oracle.MODELS:
+        assert nonzero(got[model]) == nonzero(expected[model]), model
+
+
+def interleaved(phase: list[Event], rng: random.Random) -> list[Event]:
+    """``phase`` as one worker may see it: each key's events in order, the keys mixed."""
+    queues: dict[str, list[Event]] = defaultdict(list)
+    for event in phase:
+        queues[partition_key(event)].append(event)
+    lanes = [queue[::-1] for queue in queues.values()]
+    out: list[Event] = []
+    while lanes:
+        lane = rng.choice(lanes)
+        out.append(lane.pop())
+        if not lane:
+            lanes.remove(lane)
+    return out
+
+
+LOG = oracle.generate(20261127, NOW, "America/New_York")
+PHASES = events_of(LOG)
+IN_ORDER = {m: campaign_totals(rows) for m, rows in counted(PHASES, LOG.timezone).items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_interleaving_partitions_never_changes_a_campaigns_totals(seed: int) -> None:
+    rng = random.Random(seed)
+    # Touches depend on nothing: any order at all. Later phases keep each key's order.
+    touches = rng.sample(PHASES[0], len(PHASES[0]))
+    phases = [touches, *(interleaved(phase, rng) for phase in PHASES[1:])]
+    got = counted(phases, LOG.timezone)
+    for model in oracle.MODELS:
+        assert campaign_totals(got[model]) == IN_ORDER[model], model
+
+
+def test_the_log_has_the_hard_cases() -> None:
+    """The cases the reference is meant to catch are really in the log."""
+    everything: list[dict[str, Any]] = [e for phase in LOG.phases for e in phase]
+    assert sum(1 for e in everything if oracle.CLOCK in e) >= 6
+    assert min(e["ts"] for e in everything) < LOG.start - 7 * oracle.DAY  # history and DST days
+    assert oracle.clock_changes(LOG.timezone, NOW)
+    orders: dict[str, list[int]] = defaultdict(list)
+    clicks = {e["click_id"]: e["ts"] for e in everything if e["type"] == "click"}
+    for e in LOG.phases[1]:
+        if e.get("order_id") and e.get("click_id") in clicks:
+            orders[e["order_id"]].append(e["ts"] - clicks[e["click_id"]])
+    assert any(len(gaps) == 2 and gaps[0] < 0 < gaps[1] for gaps in orders.values())
