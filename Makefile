@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up down status test lint bench bench-collector clean
+.PHONY: install up down status test lint bench bench-collector clean demo-reset
 
 install: $(VENV)/.installed
 
@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-## Start Kafka, Redis, Prometheus, then collector, worker, exporter and simulator.
+## Start Kafka, Redis, Prometheus, then collector, worker, exporter and simulator, with
+## the demo configuration the README's examples use (deploy/local/demo.sh).
 up: install
 	bash deploy/local/services.sh start
 	bash deploy/local/tracker.sh start
@@ -58,3 +59,7 @@ bench-collector: install
 
 clean: down
 	rm -rf .run
+
+## Wipe the local data (Kafka, Redis, Prometheus, the demo history) and start afresh.
+demo-reset: clean
+	$(MAKE) up

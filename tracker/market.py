@@ -130,7 +130,8 @@ def day_events(
 ) -> list[dict[str, Any]]:
     """Every event of the local day starting at ``day_start``, in time order.
 
-    The same ``seed`` and day give the same figures (not the same ids).
+    The same ``seed`` and day give the same figures and the same event ids, so sending
+    a day twice (a backfill run again, a simulator restarted) counts it once.
     """
     spend = day_spend(curves, day_start, seed, calendar)
     rng = _rng(seed, day_start, calendar, "events")
@@ -143,6 +144,8 @@ def day_events(
         events.extend(_spend_reports(curve, amount, day, period))
         events.extend(_traffic(curve, amount, day, others[curve.channel], rng))
     events.sort(key=lambda e: e["ts"])
+    for index, event in enumerate(events):
+        event["event_id"] = f"sim-{seed}-{day_start}-{index}"
     return events
 
 

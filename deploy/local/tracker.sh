@@ -9,6 +9,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SERVICE=tracker
 # shellcheck source=deploy/local/_common.sh
 source "$ROOT/deploy/local/_common.sh"
+# shellcheck source=deploy/local/demo.sh
+source "$ROOT/deploy/local/demo.sh"
 
 RUN="$ROOT/.run/tracker"
 PYTHON=${TRACKER_PYTHON:-$ROOT/.venv/bin/python}
@@ -72,7 +74,13 @@ main() {
     mkdir -p "$RUN"
     take_lock "$RUN"
     case "$action" in
-        start) for n in "${names[@]}"; do start_one "$n"; done ;;
+        start)
+            demo_settings
+            for n in "${names[@]}"; do start_one "$n"; done
+            # The history goes through the collector and the worker just started.
+            if [[ " ${names[*]} " == *" collector "* ]]; then demo_history; fi
+            demo_describe
+            ;;
         stop)
             local i
             for ((i = ${#names[@]} - 1; i >= 0; i--)); do stop_one "${names[i]}"; done

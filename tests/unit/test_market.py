@@ -104,6 +104,16 @@ def test_the_same_seed_gives_the_same_figures() -> None:
     assert day_spend(CURVES, START, 1, UTC) != day_spend(CURVES, START + DAY, 1, UTC)
 
 
+def test_a_day_sent_twice_has_the_same_event_ids() -> None:
+    """So a backfill run again, or a simulator restarted, is counted once."""
+    ids = [e["event_id"] for e in day_events(CURVES, START, 1, UTC)]
+    assert ids == [e["event_id"] for e in day_events(CURVES, START, 1, UTC)]
+    assert len(set(ids)) == len(ids)
+    others = {e["event_id"] for e in day_events(CURVES, START + DAY, 1, UTC)}
+    others |= {e["event_id"] for e in day_events(CURVES, START, 2, UTC)}
+    assert not others & set(ids)
+
+
 def test_revenue_over_many_days_follows_the_curve() -> None:
     curve = ChannelCurve("search", spend=400, saturation=2400, half_spend=600, order_value=10)
     expected = revenue = 0.0

@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# The local stack's demo configuration: just what the README's examples need, so a
+# newcomer's first ten minutes work as written. Sourced by tracker.sh, never run.
+# Production stays strict by default: nothing here is a default of tracker itself,
+# docker compose does not carry it, and TRACKER_DEMO=0 turns it off. A setting the
+# caller gave (even empty) always wins.
+
+DEMO_REDIRECT_ALLOW='shop.example,*.shop.example'
+# The README's example secret: public, so good for nothing but this local demo.
+DEMO_POSTBACK_SECRETS='net1=s3cret-0123456789abcdef'
+
+demo_enabled() { [[ ${TRACKER_DEMO:-1} != 0 ]]; }
+
+demo_settings() {
+    demo_enabled || return 0
+    export TRACKER_REDIRECT_ALLOW="${TRACKER_REDIRECT_ALLOW-$DEMO_REDIRECT_ALLOW}"
+    export TRACKER_POSTBACK_SECRETS="${TRACKER_POSTBACK_SECRETS-$DEMO_POSTBACK_SECRETS}"
+}
+
+# Four weeks of the simulated market (known response curves), so trends, budget and
+# report have something to show from the first minute. Once per data directory:
+# `make demo-reset` wipes both, `make down` keeps both.
+demo_history() {
+    demo_enabled || return 0
+    local marker="$RUN/demo-history.done"
+    [[ -e $marker ]] && return 0
+    log "demo history: four weeks of the simulated market, once (log ${RUN#"$ROOT"/}/demo-history.log)"
+    "$PYTHON" -m tracker.cli simulate --curves default --backfill-days 28 --duration 0 \
+        >"$RUN/demo-history.log" 2>&1 || { show_tail "$RUN/demo-history.log"; die "demo history failed"; }
+    touch "$marker"
+}
+
+demo_describe() {
+    demo_enabled || return 0
+    log "demo configuration (local stack only; TRACKER_DEMO=0 turns it off):"
+    log "  redirect allow-list  TRACKER_REDIRECT_ALLOW=$TRACKER_REDIRECT_ALLOW"
+    log "  postback partner     TRACKER_POSTBACK_SECRETS=${TRACKER_POSTBACK_SECRETS%%=*}=<the README's example secret>"
+    log "  history              four weeks of the simulated market (loaded once)"
+}
