@@ -108,7 +108,7 @@ PIXELS: Final[dict[str, dict[str, str]]] = {
     },
 }
 
-EventType = Literal["impression", "click", "pageview", "conversion", "spend"]
+EventType = Literal["impression", "click", "pageview", "conversion", "spend", "identify", "reset"]
 Channel = Literal["search", "social", "email", "affiliate", "display", "direct", "other"]
 Status = Literal["approved", "pending", "rejected", "refund"]
 for _literal, _expected in ((EventType, EVENT_TYPES), (Channel, CHANNELS), (Status, STATUSES)):

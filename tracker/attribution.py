@@ -28,9 +28,7 @@ class Touch:
     channel: str
 
 
-def weights(
-    model: str, touches: Sequence[Touch], conversion_ts: EpochMs, half_life_ms: int
-) -> list[float]:
+def weights(model: str, touches: Sequence[Touch], half_life_ms: int) -> list[float]:
     """Each touch's relative weight under ``model``; ``touches`` oldest first.
 
     A touch's share is its weight over the sum. The weights are not normalised on

@@ -23,7 +23,11 @@ from tracker.ids import new_id
 from tracker.types import EpochMs, Micros
 from tracker.windows import parse_period
 
-EVENT_TYPES: Final = frozenset({"impression", "click", "pageview", "conversion", "spend"})
+EVENT_TYPES: Final = frozenset(
+    {"impression", "click", "pageview", "conversion", "spend", "identify", "reset"}
+)
+"""``identify`` links its ``anonymous_id`` to its ``user_id``; ``reset`` signs its
+``anonymous_id`` out (a logout). Neither is traffic: they count in no KPI."""
 STATUSES: Final = frozenset({"approved", "pending", "rejected", "refund"})
 
 # Incoming names that mean one of our fields, as sent by UTM links and ad platforms.
@@ -91,7 +95,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     click_id: str | None = None
     """The click this event belongs to."""
     user_id: str | None = None
+    """Who, signed in: only ever from the event itself, never from a request header."""
     anonymous_id: str | None = None
+    """The device: the event's own, else the collector's first-party visitor cookie."""
     cost: Micros | None = None
     """Money spent on this impression or click, or a spend event's amount."""
     value: Micros | None = None
@@ -274,6 +280,9 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         if amounts.get("cost") is None and "cost" not in reasons:
             reasons["cost"] = "spend needs a cost"
 
+    if kind in ("identify", "reset"):
+        _check_identity(kind, values, context, reasons)
+
     ip = values.get("ip", context.ip)
     if ip is not None and rules.truncate_ip and "ip" not in reasons:
         try:
@@ -306,6 +315,26 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         device_ts=device_ts,
         bot=kind != "spend" and rules.is_bot(values["user_agent"]),  # spend: a report, not a hit
     )
+
+
+def _check_identity(
+    kind: str, values: Mapping[str, Any], context: Context, reasons: dict[str, str]
+) -> None:
+    """An identify names a device and a different user; a reset names a device.
+
+    The device may be the visitor cookie (the collector's own, so the pixel and the
+    snippet can sign their visitor in); the user only ever comes from the event.
+    """
+    device = values.get("anonymous_id", context.anonymous_id)  # a string, unless in reasons
+    if "anonymous_id" not in reasons and not (device and device.strip()):
+        reasons["anonymous_id"] = f"{kind} needs an anonymous_id"
+    if kind != "identify" or "user_id" in reasons:
+        return
+    user = values.get("user_id")
+    if not (user and user.strip()):  # blank is nobody, as absent is
+        reasons["user_id"] = "identify needs a user_id"
+    elif user == device and "anonymous_id" not in reasons:
+        reasons["user_id"] = "must differ from anonymous_id"
 
 
 def _clipped(text: str | None, name: str) -> str | None:

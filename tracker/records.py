@@ -5,7 +5,7 @@ of all its fields, in their order): the collector hands Kafka one record per
 partition per flush, carrying every event that arrived meanwhile, so Kafka's and
 Faust's per-record costs are paid once per batch.
 All events of a record share a partition, chosen by :func:`partition_of` from the
-event's person (user, else anonymous visitor, else click), so one person's events
+event's device (anonymous visitor, else user, else click), so one device's events
 stay in order on one partition.
 """
 
@@ -23,7 +23,14 @@ from tracker.types import EpochMs
 
 
 def partition_key(event: Event) -> str:
-    return event.user_id or event.anonymous_id or event.click_id or event.event_id
+    """The device first: a device's touches, its sign-in and its orders stay in order.
+
+    Keyed by user first, one visitor's events before and after signing in went to two
+    partitions, out of order. A user's devices may still be on several partitions: the
+    sink reads identity state across partitions, and a link that comes after an order
+    re-credits it within the grace period (tracker/stream/aggregate.py).
+    """
+    return event.anonymous_id or event.user_id or event.click_id or event.event_id
 
 
 def partition_of(event: Event, partitions: int) -> int:

@@ -88,6 +88,9 @@ class Settings:
     )
     half_life_days: float = _setting(7.0, "time_decay model: a touch's credit halves this often")
     path_max_touches: int = _setting(20, "touches remembered per person for attribution")
+    max_ids_per_user: int = _setting(
+        100, "identity: devices (anonymous ids) a user absorbs at most; more links are refused"
+    )
     worker_batch_max: int = _setting(200, "worker: Kafka records applied per Redis transaction")
     worker_batch_wait_s: float = _setting(0.05, "worker: longest wait to fill a batch")
     retention_1m_days: int = _setting(2, "days 1-minute buckets are kept in Redis")
@@ -278,6 +281,8 @@ def _check(settings: Settings) -> None:
         )
     if settings.clock_skew_s < 0:
         raise SettingsError(f"{env_name('clock_skew_s')}: must be at least 0")
+    if settings.max_ids_per_user < 1:
+        raise SettingsError(f"{env_name('max_ids_per_user')}: must be at least 1")
     if settings.path_max_touches < 1:
         raise SettingsError(f"{env_name('path_max_touches')}: must be at least 1")
     if settings.kafka_compression not in COMPRESSIONS:

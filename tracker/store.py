@@ -19,6 +19,11 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
 - ``P:click:<click id>``: JSON ``[ts, campaign, channel, person]``, for the lookback.
 - ``P:path:<person>``: JSON list of the person's recent touches, for the lookback.
 - ``P:cust:<person>``: JSON ``[campaign, channel]`` that acquired the customer.
+- ``P:link:<device>``: JSON ``[[user or null, since ms], ...]``, the device's link
+  segments (who it belonged to from when), oldest first; kept 400 days.
+- ``P:devices:<user>``: JSON list of the devices (anonymous ids) linked to the user.
+- ``P:recent:<person>``: JSON ``[[order id, ts], ...]``, a device's or user's last
+  orders, so a link that arrives after them can re-credit them; for the lookback.
 - ``P:rank:spend``: sorted set of campaigns by all-time spend, and in every bucket
   the row ``campaigns``/``all`` summing all campaign rows: together they let
   ``/metrics`` read the top campaigns and fold the rest into ``other`` without
@@ -85,6 +90,15 @@ class Keys:
 
     def customer(self, person: str) -> str:
         return f"{self.prefix}:cust:{person}"
+
+    def link(self, device: str) -> str:
+        return f"{self.prefix}:link:{device}"
+
+    def devices(self, user: str) -> str:
+        return f"{self.prefix}:devices:{user}"
+
+    def recent(self, person: str) -> str:
+        return f"{self.prefix}:recent:{person}"
 
     def field(self, dimension: str, value: str, metric: str) -> str:
         """The hash field of one metric of one dimension value in a bucket."""

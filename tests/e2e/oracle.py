@@ -2,7 +2,8 @@
 
 The reference shares no code with the pipeline: it re-states the rules from the
 README (dedup, bots, late events, spend upserts, causality over clocks, attribution
-models, refunds, the reporting time zone's days) in the plainest Python, with exact
+models, refunds, the reporting time zone's days, identity: devices signed in to users,
+refused junk ids, links that come after their orders) in the plainest Python, with exact
 fractions and the standard library's ``zoneinfo``, so a pipeline bug cannot hide in
 both.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -27,6 +29,24 @@ HALF_LIFE_MS = MINUTE  # so whole-minute gaps give exact powers of two in time_d
 SKEW_MS = 300_000  # TRACKER_CLOCK_SKEW_S's default
 LOOKBACK_MS = 30 * DAY  # TRACKER_LOOKBACK_DAYS's default
 PATH_MAX = 20  # TRACKER_PATH_MAX_TOUCHES's default
+GRACE_MS = HOUR  # TRACKER_GRACE_S's default
+MAX_IDS_PER_USER = 100  # TRACKER_MAX_IDS_PER_USER's default
+SEGMENTS_MAX = 50  # a device's newest segments kept
+ORDERS_MAX = 20  # a device's and a user's last orders, looked at again when a link comes
+JUNK_IDS = frozenset(
+    {
+        "anonymous", "guest", "distinctid", "distinct_id", "id", "not_authenticated",
+        "email", "undefined", "true", "false", "null", "none", "nil", "0", "-1",
+        "[object object]", "nan", "unknown",
+    }
+)  # fmt: skip
+"""Ids a buggy page sends for everyone alike (lower-cased and stripped): never linked."""
+IDENTITY_COUNTERS = (
+    "identity_restitched",
+    "identity_late_links",
+    "identity_refused_junk_id",
+    "identity_refused_too_many_ids",
+)
 CLOCK = "_clock_ms"
 """Marks an event sent by a client whose clock is off by this much: the sender moves its
 ``ts`` and the batch's ``sent_at`` by it; the reference counts it at its true time."""
@@ -305,6 +325,7 @@ def generate(seed: int, now_ms: int, timezone: str = "UTC") -> Log:
                 anonymous_id=person,
             )
         )
+    _identity_cases(log, seed, ev, serial)
     return log
 
 
@@ -353,6 +374,169 @@ def _clock_change_days(log: Log, rng: random.Random, serial: Any, sale: Any, now
         )
 
 
+def _identity_cases(
+    log: Log, seed: int, ev: Callable[..., dict[str, Any]], serial: Iterator[int]
+) -> None:
+    """Sign-ins before and after orders, a shared device, junk ids, a user of too many devices.
+
+    Drawn from a random stream of their own, after all other cases, so those stay as
+    they were. Kafka keeps order only among events of one key (the device, else the
+    user, else the click id) within a phase: what a case's events depend on is sent
+    under the same key or in an earlier phase. Phase 0 is sent in any order at all, so
+    it holds touches and links that commute (one user per device, no order yet).
+    """
+    rng = random.Random(f"{seed}:identity")
+    first, second, third = log.phases
+    serial_of_orders = iter(range(1, 10**6))
+
+    def touch(minute: int, campaign: str = "", kind: str = "", **who: Any) -> dict[str, Any]:
+        campaign = campaign or rng.choice(list(CAMPAIGNS))
+        if kind == "click" or (not kind and rng.random() < 0.7):
+            return ev(
+                "click",
+                minute,
+                campaign=campaign,
+                channel=CAMPAIGNS[campaign],
+                click_id=f"k{next(serial)}",
+                cost=f"{rng.randint(5, 300) / 100:.2f}",
+                **who,
+            )
+        return ev(
+            "pageview",
+            minute,
+            campaign=campaign,
+            channel=CAMPAIGNS[campaign],
+            url="https://shop.example/",
+            **who,
+        )
+
+    def visits(device: str, count: int, low: int = 0, high: int = 30, **fields: Any) -> None:
+        first.extend(
+            touch(rng.randint(low, high), anonymous_id=device, **fields) for _ in range(count)
+        )
+
+    def order(minute: int, **fields: Any) -> dict[str, Any]:
+        return ev(
+            "conversion",
+            minute,
+            order_id=f"io{next(serial_of_orders)}",
+            value=f"{rng.randint(500, 20000) / 100:.2f}",
+            currency=rng.choice(["USD", "EUR", "GBP"]),
+            goal=rng.choice(["purchase", "purchase", "lead"]),
+            **fields,
+        )
+
+    def identify(minute: int, device: str, user: str) -> dict[str, Any]:
+        return ev("identify", minute, anonymous_id=device, user_id=user)
+
+    # Signed in before the order: the user's order (user id only, the next phase, as
+    # it is keyed apart from the device) gets the device's anonymous past. The first
+    # one also has a touch of the user's own, without a device (an email click).
+    for i in range(3):
+        device, user = f"signin-{i}", f"member-{i}"
+        visits(device, rng.randint(1, 3))
+        if i == 0:
+            first.append(touch(rng.randint(0, 30), user_id=user))
+        second.append(identify(rng.randint(0, 31), device, user))
+        third.append(order(rng.randint(35, 45), user_id=user))
+
+    # Signed in after the order (order in phase 1, its link in phase 2).
+    # 30 minutes after: within the grace, the order moves from direct to the touches.
+    visits("late-signin-0", 2, 0, 10)
+    second.append(order(15, user_id="late-member-0"))
+    third.append(identify(45, "late-signin-0", "late-member-0"))
+    # Two hours after: beyond the grace, it stays direct (a late link).
+    visits("old-signin-0", 2, -100, -90)
+    second.append(order(-80, user_id="old-member-0"))
+    third.append(identify(40, "old-signin-0", "old-member-0"))
+    # Refunded before its link (same key, in order): never re-credited.
+    visits("refunded-signin-0", 2, 0, 10)
+    refunded = order(16, user_id="refunded-member-0")
+    second.append(refunded)
+    second.append(
+        ev(
+            "conversion",
+            20,
+            order_id=refunded["order_id"],
+            status="refund",
+            user_id="refunded-member-0",
+        )
+    )
+    third.append(identify(46, "refunded-signin-0", "refunded-member-0"))
+    # Names its campaign: keeps it, whoever signs in.
+    visits("named-signin-0", 2, 0, 10)
+    second.append(order(17, user_id="named-member-0", campaign="o-aff-1", channel="affiliate"))
+    third.append(identify(47, "named-signin-0", "named-member-0"))
+    # An anonymous order, then the device signs in to a user with a touch of their own:
+    # the order is now the user's, with both paths (re-credited, within the grace).
+    visits("guest-buyer-0", 2, campaign="o-search-1")
+    first.append(touch(rng.randint(0, 30), "o-email-1", user_id="returning-0"))
+    second.append(order(38, anonymous_id="guest-buyer-0"))
+    third.append(identify(44, "guest-buyer-0", "returning-0"))
+    # The same for a user with nothing else: the credits stay as they were, no count.
+    visits("guest-buyer-1", 2)
+    second.append(order(38, anonymous_id="guest-buyer-1"))
+    third.append(identify(44, "guest-buyer-1", "new-member-1"))
+
+    # A shared device: a-user signs in at 5, out at 15, b-user in at 20. Each user's
+    # order gets only their own touches; a-user also the anonymous past before 5.
+    shared = "shared-device-0"
+    for minute in (1, 3, 7, 12, 16, 18, 22):
+        first.append(touch(minute, anonymous_id=shared))
+    named = touch(27, kind="click", anonymous_id=shared)
+    first.append(named)
+    second.append(identify(5, shared, "a-user"))
+    second.append(ev("reset", 15, anonymous_id=shared))
+    second.append(identify(20, shared, "b-user"))
+    second.append(order(17, anonymous_id=shared))  # signed out: nobody's touches only
+    third.append(order(40, user_id="a-user"))
+    third.append(order(41, user_id="b-user"))
+    # A postback naming the 27th minute's click: the path of that click's customer.
+    third.append(order(42, click_id=named["click_id"], user_agent=None))
+
+    # A user signing in on more devices than TRACKER_MAX_IDS_PER_USER. The first ones
+    # sign in a phase before the rest, so which are refused does not hang on
+    # partition order; the refused devices' touches are the newest, so the order
+    # would show them if they counted.
+    devices = [f"many-{i:03}" for i in range(MAX_IDS_PER_USER + 5)]
+    for i, device in enumerate(devices):
+        if i < MAX_IDS_PER_USER:
+            visits(device, 1, 0, 25)
+            second.append(identify(31, device, "many-devices"))
+        else:
+            visits(device, 1, 29, 29, campaign="o-display-1")
+            third.append(identify(31, device, "many-devices"))
+    third.append(identify(33, devices[0], "many-devices"))  # one of its own: no change
+    third.append(order(42, user_id="many-devices"))
+
+    # Junk ids: a page signing everyone in as "undefined" links nobody; each device's
+    # order keeps its own touches. A device id "null" shared by many visitors is not
+    # linked either (nor reset), and a click carrying user id "undefined" implies no link.
+    for i, junk in enumerate(
+        ["undefined", "undefined", "undefined", "null", " Guest ", "[object Object]"]
+    ):
+        device = f"junk-signin-{i}"
+        visits(device, rng.randint(1, 2))
+        second.append(identify(31, device, junk))
+        third.append(order(rng.randint(35, 45), anonymous_id=device))
+    visits("null", 2)
+    second.append(identify(31, "null", "junk-victim"))
+    second.append(ev("reset", 32, anonymous_id="NULL"))
+    third.append(order(43, user_id="junk-victim"))
+    visits("junk-clicker-0", 1)
+    visits("junk-clicker-0", 2, kind="click", user_id="undefined")
+    third.append(order(44, anonymous_id="junk-clicker-0"))
+
+    # Links implied by events carrying both ids: an order (its device's touches join
+    # the user's own), and a click (the user's order gets the device's past).
+    visits("both-device-0", 2, campaign="o-social-1")
+    first.append(touch(rng.randint(0, 30), "o-email-1", user_id="both-user-0"))
+    second.append(order(rng.randint(35, 45), anonymous_id="both-device-0", user_id="both-user-0"))
+    visits("click-signin-0", 2)
+    visits("click-signin-0", 1, kind="click", user_id="click-member-0")
+    second.append(order(rng.randint(35, 45), user_id="click-member-0"))
+
+
 def micros(amount: str, currency: str) -> int:
     exact = Decimal(amount) * 1_000_000 * RATES[currency]
     return int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
@@ -387,20 +571,132 @@ def divide(amount: int, parts: list[Fraction]) -> list[int]:
 
 
 Key = tuple[int, str, str]  # (day bucket, dimension, value)
+Rows = dict[str, dict[Key, dict[str, int]]]  # per model
+Touch = tuple[int, str | None, str]  # (ts, campaign, channel)
+Customer = tuple[str, str]  # ("user", user id) or ("device", anonymous id)
+Credits = dict[str, dict[tuple[str | None, str], tuple[int, int]]]
+"""Per model: (campaign, channel) -> (micro-conversions, revenue micros)."""
 
 
-def reference(log: Log) -> dict[str, dict[Key, dict[str, int]]]:
+def is_junk(name: str) -> bool:
+    return name.strip().lower() in JUNK_IDS
+
+
+@dataclass
+class People:
+    """Who is who: each device's segments ``(since, user or None)``, each user's devices,
+    and the touches remembered per device (events with an anonymous id), else per user."""
+
+    max_ids: int
+    segments: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
+    devices: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    on_device: dict[str, list[Touch]] = field(default_factory=lambda: defaultdict(list))
+    of_user: dict[str, list[Touch]] = field(default_factory=lambda: defaultdict(list))
+
+    def owner(self, device: str, ts: int) -> str | None:
+        """The user of the device's last segment with ``since <= ts``; before its first
+        segment, that segment's user (the anonymous past); no segment: nobody (None)."""
+        history = self.segments.get(device, [])
+        user = history[0][1] if history else None
+        for since, who in history:
+            if since <= ts:
+                user = who
+        return user
+
+    def link(self, device: str, user: str | None, ts: int) -> str:
+        """Applies a link (``user`` None: a reset); says junk_id, too_many_ids, unchanged
+        or applied."""
+        if is_junk(device) or (user is not None and is_junk(user)):
+            return "junk_id"
+        if self.owner(device, ts) == user:
+            return "unchanged"
+        mine = self.devices[user] if user is not None else set()
+        if user is not None and len(mine) >= self.max_ids and device not in mine:
+            return "too_many_ids"
+        inserted = sorted(
+            [s for s in self.segments.get(device, []) if s[0] != ts] + [(ts, user)],
+            key=lambda s: s[0],
+        )
+        kept: list[tuple[int, str | None]] = []
+        for segment in inserted:
+            if not kept or kept[-1][1] != segment[1]:
+                kept.append(segment)
+        self.segments[device] = kept[-SEGMENTS_MAX:]
+        if user is not None:
+            self.devices[user].add(device)
+        return "applied"
+
+    def customer(self, user: str | None, device: str | None, ts: int) -> Customer | None:
+        if user:
+            return ("user", user)
+        if device:
+            owner = self.owner(device, ts)
+            return ("user", owner) if owner else ("device", device)
+        return None
+
+    def path(self, customer: Customer | None) -> list[Touch]:
+        """The customer's touches, in time order; at the same millisecond, by their names."""
+        found: list[Touch] = []
+        if customer and customer[0] == "device":
+            device = customer[1]
+            found = [t for t in self.on_device[device] if self.owner(device, t[0]) is None]
+        elif customer:
+            user = customer[1]
+            found = list(self.of_user[user])
+            for device in self.devices[user]:
+                found += [t for t in self.on_device[device] if self.owner(device, t[0]) == user]
+        return sorted(found, key=lambda t: (t[0], t[1] or "", t[2]))
+
+
+@dataclass
+class Order:
+    day: int
+    goal: str
+    revenue: int
+    credits: Credits
+    event: dict[str, Any]
+    reversed: bool = False
+
+
+def attribute(touches: list[Touch], revenue: int) -> Credits:
+    """Each model's split of one conversion and its revenue over ``touches``."""
+    credits: Credits = {}
+    for m in MODELS:
+        if not touches:
+            credits[m] = {(None, "direct"): (1_000_000, revenue)}
+            continue
+        parts = shares(m, [t[0] for t in touches])
+        merged: dict[tuple[str | None, str], tuple[int, int]] = {}
+        for t, conv, rev in zip(
+            touches, divide(1_000_000, parts), divide(revenue, parts), strict=True
+        ):
+            if conv or rev:
+                before = merged.get((t[1], t[2]), (0, 0))
+                merged[t[1], t[2]] = (before[0] + conv, before[1] + rev)
+        credits[m] = merged
+    return credits
+
+
+def reference(log: Log, max_ids_per_user: int = MAX_IDS_PER_USER) -> Rows:
     """Per model: (local day, dimension, value) -> sums, as /v1/kpis must show them."""
+    return _count(log, max_ids_per_user)[0]
+
+
+def identity_counts(log: Log, max_ids_per_user: int = MAX_IDS_PER_USER) -> dict[str, int]:
+    """The identity counters of the health hash once the whole log is applied."""
+    return _count(log, max_ids_per_user)[1]
+
+
+def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
     zone = log.timezone
     seen: set[str] = set()
-    rows: dict[str, dict[Key, dict[str, int]]] = {
-        m: defaultdict(lambda: defaultdict(int)) for m in MODELS
-    }
+    rows: Rows = {m: defaultdict(lambda: defaultdict(int)) for m in MODELS}
+    counts = dict.fromkeys(IDENTITY_COUNTERS, 0)
     spend_reports: dict[tuple[str, str], tuple[int, int, str]] = {}
-    paths: dict[str, list[tuple[int, str | None, str]]] = defaultdict(list)
-    click_at: dict[str, tuple[tuple[int, str | None, str], str | None]] = {}
-    orders: dict[str, tuple[int, str, int, dict[str, list[tuple[str | None, str, int, int]]]]] = {}
-    reversed_orders: set[str] = set()
+    people = People(max_ids_per_user)
+    clicks: dict[str, tuple[Touch, str | None, str | None]] = {}  # -> (touch, user, device)
+    orders: dict[str, Order] = {}
+    orders_of: dict[Customer, list[str]] = defaultdict(list)  # the last ORDERS_MAX each
 
     def add(
         day: int,
@@ -413,6 +709,66 @@ def reference(log: Log) -> dict[str, dict[Key, dict[str, int]]]:
         for m in models:
             rows[m][day, dimension, value][metric] += amount
 
+    def book(day: int, credits: Credits, sign: int) -> None:
+        """Adds (``sign`` 1) or takes out (-1) an order's campaign and channel credits."""
+        for m, credit in credits.items():
+            for (c_campaign, c_channel), (conv, rev) in credit.items():
+                for dim, value in [("channel", c_channel)] + (
+                    [("campaign", c_campaign)] if c_campaign else []
+                ):
+                    add(day, dim, value, "conversions", sign * conv, (m,))
+                    add(day, dim, value, "revenue", sign * rev, (m,))
+
+    def customer_of(e: dict[str, Any]) -> Customer | None:
+        if e.get("user_id") or e.get("anonymous_id"):
+            return people.customer(e.get("user_id"), e.get("anonymous_id"), e["ts"])
+        click = clicks.get(e.get("click_id", ""))  # a postback: the named click's customer
+        return people.customer(click[1], click[2], click[0][0]) if click else None
+
+    def credits_of(e: dict[str, Any]) -> Credits:
+        ts, campaign, channel = e["ts"], e.get("campaign"), e.get("channel", "direct")
+        click = clicks.get(e.get("click_id", ""))
+        if campaign:
+            touches = [(ts, campaign, channel)]
+        elif click and abs(ts - click[0][0]) <= LOOKBACK_MS:
+            # The named click came first, whatever the clocks say: it is the last
+            # touch, after the path of its customer that led to it.
+            named = click[0]
+            by_time = people.path(people.customer(click[1], click[2], named[0]))
+            led = [t for t in by_time if t[0] <= named[0] and t != named]
+            touches = [t for t in led if named[0] - t[0] <= LOOKBACK_MS] + [named]
+        else:
+            touches = [
+                t
+                for t in people.path(customer_of(e))
+                if t[0] <= ts + SKEW_MS and abs(ts - t[0]) <= LOOKBACK_MS
+            ]
+        return attribute(touches[-PATH_MAX:], micros(e.get("value", "0"), e.get("currency", "USD")))
+
+    def link(device: str, user: str | None, ts: int) -> None:
+        """Applies a link or reset, then looks again at the orders it may concern."""
+        outcome = people.link(device, user, ts)
+        if outcome in ("junk_id", "too_many_ids"):
+            counts[f"identity_refused_{outcome}"] += 1
+        if outcome != "applied":
+            return
+        concerned = orders_of[("device", device)] + (orders_of[("user", user)] if user else [])
+        for order_id in sorted(set(concerned), key=lambda o: orders[o].event["ts"]):
+            order = orders[order_id]
+            at = order.event["ts"]
+            if order.reversed or order.event.get("campaign") or ts - at > LOOKBACK_MS:
+                continue
+            now = credits_of(order.event)
+            if now == order.credits:
+                continue
+            if at < ts - GRACE_MS:
+                counts["identity_late_links"] += 1
+                continue
+            book(order.day, order.credits, -1)
+            book(order.day, now, 1)
+            order.credits = now
+            counts["identity_restitched"] += 1
+
     for phase in log.phases:
         for e in phase:
             if e["event_id"] in seen:
@@ -423,7 +779,14 @@ def reference(log: Log) -> dict[str, dict[Key, dict[str, int]]]:
             ts = e["ts"]
             day = day_start(ts, zone)
             campaign, channel = e.get("campaign"), e.get("channel", "direct")
-            person = e.get("user_id") or e.get("anonymous_id")
+            user, device = e.get("user_id"), e.get("anonymous_id")
+            if e["type"] == "reset":
+                link(e["anonymous_id"], None, ts)  # required of a reset
+                continue
+            if user and device and user != device:  # an identify, or implied by the event
+                link(device, user, ts)
+            if e["type"] == "identify":
+                continue  # not traffic
             dims = [("total", "total"), ("channel", channel)] + (
                 [("campaign", campaign)] if campaign else []
             )
@@ -440,78 +803,43 @@ def reference(log: Log) -> dict[str, dict[Key, dict[str, int]]]:
                         add(day, dim, value, "spend", micros(e["cost"], e.get("currency", "USD")))
                 touch = (ts, campaign, channel)
                 if e["type"] == "click" or (e["type"] == "pageview" and campaign):
-                    if e.get("click_id") and e["click_id"] not in click_at:
-                        click_at[e["click_id"]] = (touch, person)
-                    if person:
-                        paths[person].append(touch)
+                    if e.get("click_id") and e["click_id"] not in clicks:
+                        clicks[e["click_id"]] = (touch, user, device)
+                    if device:
+                        people.on_device[device].append(touch)
+                    elif user:
+                        people.of_user[user].append(touch)
                 continue
             # conversions
             order_id = e.get("order_id")
             if e.get("status") in ("refund", "rejected"):
-                if order_id in orders and order_id not in reversed_orders:
-                    reversed_orders.add(order_id)
-                    o_day, goal, revenue, given = orders[order_id]
-                    for dim, value in (("total", "total"), ("goal", goal)):
-                        add(o_day, dim, value, "conversions", -1_000_000)
-                        add(o_day, dim, value, "revenue", -revenue)
-                    for m, credit in given.items():
-                        for c_campaign, c_channel, conv, rev in credit:
-                            for dim, value in [("channel", c_channel)] + (
-                                [("campaign", c_campaign)] if c_campaign else []
-                            ):
-                                add(o_day, dim, value, "conversions", -conv, (m,))
-                                add(o_day, dim, value, "revenue", -rev, (m,))
+                reversal = orders.get(order_id or "")
+                if reversal and not reversal.reversed:
+                    reversal.reversed = True
+                    for dim, value in (("total", "total"), ("goal", reversal.goal)):
+                        add(reversal.day, dim, value, "conversions", -1_000_000)
+                        add(reversal.day, dim, value, "revenue", -reversal.revenue)
+                    book(reversal.day, reversal.credits, -1)
                 continue
             if order_id and order_id in orders:
                 continue
             revenue = micros(e.get("value", "0"), e.get("currency", "USD"))
-            click = click_at.get(e.get("click_id", ""))
-            person = person or (click[1] if click else None)
-            # Touches of the same millisecond in order of their names, not of arrival.
-            by_time = sorted(paths.get(person or "", []), key=lambda t: (t[0], t[1] or "", t[2]))
-            if campaign:
-                touches = [(ts, campaign, channel)]
-            elif click and abs(ts - click[0][0]) <= LOOKBACK_MS:
-                # The named click came first, whatever the clocks say: it is the last
-                # touch, after the path that led to it.
-                named = click[0]
-                led = [t for t in by_time if t[0] <= named[0] and t != named]
-                touches = [t for t in led if named[0] - t[0] <= LOOKBACK_MS] + [named]
-            else:
-                touches = [
-                    t for t in by_time if t[0] <= ts + SKEW_MS and abs(ts - t[0]) <= LOOKBACK_MS
-                ]
-            touches = touches[-PATH_MAX:]
-            credits: dict[str, list[tuple[str | None, str, int, int]]] = {}
-            for m in MODELS:
-                if not touches:
-                    credits[m] = [(None, "direct", 1_000_000, revenue)]
-                    continue
-                parts = shares(m, [t[0] for t in touches])
-                merged: dict[tuple[str | None, str], list[int]] = {}
-                for t, conv, rev in zip(
-                    touches, divide(1_000_000, parts), divide(revenue, parts), strict=True
-                ):
-                    if conv or rev:
-                        acc = merged.setdefault((t[1], t[2]), [0, 0])
-                        acc[0] += conv
-                        acc[1] += rev
-                credits[m] = [(c, ch, v[0], v[1]) for (c, ch), v in merged.items()]
+            credits = credits_of(e)
             goal = e.get("goal", "purchase")
             for dim, value in (("total", "total"), ("goal", goal)):
                 add(day, dim, value, "conversions", 1_000_000)
                 add(day, dim, value, "revenue", revenue)
-            for m, credit in credits.items():
-                for c_campaign, c_channel, conv, rev in credit:
-                    for dim, value in [("channel", c_channel)] + (
-                        [("campaign", c_campaign)] if c_campaign else []
-                    ):
-                        add(day, dim, value, "conversions", conv, (m,))
-                        add(day, dim, value, "revenue", rev, (m,))
+            book(day, credits, 1)
             if order_id:
-                orders[order_id] = (day, goal, revenue, credits)
+                orders[order_id] = Order(day, goal, revenue, credits, e)
+                # Remembered for its device and its customer, to be looked at again
+                # when a link of either comes.
+                remembered = {customer_of(e), ("device", device) if device else None}
+                for who in remembered:
+                    if who:
+                        orders_of[who] = [*orders_of[who], order_id][-ORDERS_MAX:]
     for (campaign, period), (_, amount, channel) in spend_reports.items():
         day = midnight(date.fromisoformat(period), zone)
         for dim, value in (("total", "total"), ("channel", channel), ("campaign", campaign)):
             add(day, dim, value, "spend", amount)
-    return rows
+    return rows, counts

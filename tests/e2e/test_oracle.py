@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import oracle
 from tests.kafka import caught_up
@@ -154,6 +155,26 @@ def check(settings: Settings, log: oracle.Log) -> None:
     for dimension in ("total", "goal"):
         got = kpis(settings, days, "last_click", dimension)
         assert got == expected(reference["last_click"], dimension), dimension
+    assert identity_metrics(settings) == oracle.identity_counts(log)
+
+
+def identity_metrics(settings: Settings) -> dict[str, int]:
+    """The identity counters as the exporter's /metrics shows them."""
+    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
+    assert status == 200
+    found: dict[str, int] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "tracker_identity_refused_total":
+                found[f"identity_refused_{sample.labels['reason']}"] = int(sample.value)
+            elif sample.name in (
+                "tracker_identity_restitched_total",
+                "tracker_identity_late_links_total",
+            ):
+                found[sample.name.removeprefix("tracker_").removesuffix("_total")] = int(
+                    sample.value
+                )
+    return found
 
 
 def run_log(

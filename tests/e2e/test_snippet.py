@@ -262,3 +262,107 @@ def test_landing_parameters_and_visitor_carry_to_a_later_page(
         "search",
     )
     assert (conversion.value, conversion.goal, conversion.order_id) == (12_000_000, "lead", "o-2")
+
+
+def events_of(*types: str) -> Callable[[list[Event]], bool]:
+    """Done once the events hold at least these, types repeated for as many as needed."""
+    return lambda events: all(len(by_type(events).get(t, [])) >= types.count(t) for t in set(types))
+
+
+@pytest.mark.parametrize("transport", ["beacon", "pixel"])
+def test_identify_signs_the_visitor_in_and_reset_makes_a_new_one(
+    settings: Settings, chromium: str, transport: str, tmp_path: Path
+) -> None:
+    """Signed in, the visitor's events carry the user; signed out, a new visitor starts."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    strip_beacon = "<script>delete Navigator.prototype.sendBeacon</script>"
+    page = f"""<!doctype html><title>account</title>
+{strip_beacon if transport == "pixel" else ""}
+<script>window.tracker = [["identify", "u-42"]];</script>
+<script src="{collector}/t.js" data-auto="false"></script>
+<script>
+tracker.conversion({{value: "10", order_id: "o-3"}});
+tracker.reset();
+tracker.pageview();
+</script>"""
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/account.html": page}) as port,
+    ):
+        url = f"http://localhost:{port}/account.html?{LANDING}"
+        with browser(chromium, url, tmp_path) as log_path:
+            events = events_until(
+                settings, events_of("identify", "conversion", "reset", "pageview")
+            )
+    found = by_type(events)
+    assert sorted(found) == ["conversion", "identify", "pageview", "reset"], fail_with_log(
+        log_path, events
+    )
+    assert [len(found[t]) for t in sorted(found)] == [1, 1, 1, 1], events
+    (identify,), (conversion,) = found["identify"], found["conversion"]
+    (reset,), (pageview,) = found["reset"], found["pageview"]
+    visitor = identify.anonymous_id
+    assert visitor is not None
+    assert uuid.UUID(visitor)  # the visitor id the browser minted
+    # The queued identify ran first: the conversion after it carries the user.
+    assert (identify.user_id, conversion.user_id) == ("u-42", "u-42")
+    assert conversion.anonymous_id == visitor
+    assert (conversion.value, conversion.order_id) == (10_000_000, "o-3")
+    # The reset signs out the visitor it was sent for, and names no user.
+    assert (reset.anonymous_id, reset.user_id) == (visitor, None)
+    # After it, a new visitor without a user.
+    assert pageview.user_id is None
+    assert pageview.anonymous_id is not None
+    assert pageview.anonymous_id != visitor
+    assert uuid.UUID(pageview.anonymous_id)
+    for event in events:
+        assert event.url == url
+        assert not event.bot
+        # A beacon says sent_at (so keeps the device's time); a pixel goes at once.
+        assert (event.device_ts is None) == (transport == "pixel")
+
+
+def test_the_user_stays_for_the_session_and_a_reset_visitor_for_later_pages(
+    settings: Settings, chromium: str, tmp_path: Path
+) -> None:
+    """Signed in on one page, a later page's conversion carries the user; after a reset,
+    the next page's pageview comes from the new visitor (its cookie), without the user."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+
+    def page(title: str, script: str, then: str | None) -> str:
+        go = f'addEventListener("load", () => location.assign("{then}"));' if then else ""
+        return f"""<!doctype html><title>{title}</title>
+<script src="{collector}/t.js"{' data-auto="false"' if title == "buy" else ""}></script>
+<script>{script} {go}</script>"""
+
+    pages = {
+        "/login.html": page("login", 'tracker.identify("u-7");', "/buy.html"),
+        "/buy.html": page(
+            "buy", 'tracker.conversion({order_id: "o-4"}); tracker.reset();', "/bye.html"
+        ),
+        "/bye.html": page("bye", "", None),
+    }
+    with tracker("collector", settings, f"{collector}/healthz"), site(pages) as port:
+        url = f"http://localhost:{port}/login.html?{LANDING}"
+        with browser(chromium, url, tmp_path) as log_path:
+            events = events_until(
+                settings, events_of("pageview", "identify", "conversion", "reset", "pageview")
+            )
+    found = by_type(events)
+    assert len(found.get("pageview", [])) == 2, fail_with_log(log_path, events)
+    (identify,), (conversion,), (reset,) = found["identify"], found["conversion"], found["reset"]
+    (login,) = [e for e in found["pageview"] if e.url == url]
+    (bye,) = [e for e in found["pageview"] if e.url == f"http://localhost:{port}/bye.html"]
+    visitor = login.anonymous_id
+    assert visitor is not None
+    assert login.user_id is None  # the pageview on load came before the sign-in
+    assert (identify.anonymous_id, identify.user_id) == (visitor, "u-7")
+    assert conversion.url == f"http://localhost:{port}/buy.html"
+    assert (conversion.anonymous_id, conversion.user_id) == (visitor, "u-7")
+    assert conversion.campaign == "spring-sale"  # the landing's parameters stay too
+    assert (reset.anonymous_id, reset.user_id) == (visitor, None)
+    # The next page read the new visitor from its cookie; the user was forgotten.
+    assert bye.anonymous_id is not None
+    assert bye.anonymous_id != visitor
+    assert bye.user_id is None
+    assert (bye.campaign, bye.click_id) == ("spring-sale", "g-123")

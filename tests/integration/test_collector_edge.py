@@ -234,6 +234,73 @@ def test_redirect_refuses_every_open_redirect_trick(edge: Running) -> None:
     assert edge.call("GET", "/healthz").status == 200
 
 
+# Identity through the pixel: the visitor cookie is the device, the query names the user
+
+
+def test_the_pixel_signs_its_visitor_in_and_out(plain: Running) -> None:
+    signed_in = plain.call(
+        "GET", f"/p.gif?{query(type='identify', user_id='u-42')}", headers={"cookie": "tid=v-1"}
+    )
+    assert signed_in.status == 200, signed_in.headers
+    assert signed_in.body == GIF
+    assert "set-cookie" not in signed_in.headers  # a known visitor keeps their id
+    # No cookie yet: the id minted for the visitor is the one signed in.
+    first_visit = plain.call("GET", f"/p.gif?{query(type='identify', user_id='u-7')}")
+    assert first_visit.status == 200, first_visit.headers
+    minted = first_visit.headers["set-cookie"].split(";")[0].removeprefix("tid=")
+    signed_out = plain.call("GET", "/p.gif?type=reset", headers={"cookie": "tid=v-1"})
+    assert signed_out.status == 200, signed_out.headers
+
+    # The answers waited for Kafka: the events are there, with the cookie as device.
+    landed = {event.user_id: event for event in plain.events()}
+    assert set(landed) == {"u-42", "u-7", None}
+    identify, reset = landed["u-42"], landed[None]
+    assert identify == Event(
+        event_id=identify.event_id,
+        type="identify",
+        ts=identify.received_at,
+        received_at=identify.received_at,
+        channel="direct",
+        user_id="u-42",
+        anonymous_id="v-1",
+        currency="USD",
+        user_agent=UA,
+        ip="127.0.0.0",
+    )
+    assert (landed["u-7"].type, landed["u-7"].anonymous_id) == ("identify", minted)
+    assert (reset.type, reset.anonymous_id, reset.user_id) == ("reset", "v-1", None)
+    assert plain.dead_letters() == []
+
+
+def test_the_pixel_refuses_an_identify_without_two_different_ids(plain: Running) -> None:
+    cases = {
+        "/p.gif?type=identify": {"user_id": "identify needs a user_id"},
+        f"/p.gif?{query(type='identify', user_id='v-1')}": {
+            "user_id": "must differ from anonymous_id"
+        },
+        f"/p.gif?{query(type='identify', user_id='u' * 257)}": {
+            "user_id": "longer than 256 characters"
+        },
+    }
+    for target, reasons in cases.items():
+        answer = plain.call("GET", target, headers={"cookie": "tid=v-1"})
+        assert answer.status == 400, target
+        assert answer.body == GIF
+        expected = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+        assert answer.headers["x-tracker-error"] == expected
+    # A request header never names the user: the user agent and referrer stay context.
+    headers = {"cookie": "tid=v-1", "user-agent": "u-9", "referer": "https://u-9.example/"}
+    assert plain.call("GET", "/p.gif?type=identify", headers=headers).status == 400
+
+    assert plain.events() == []
+    letters = plain.dead_letters()
+    assert len(letters) == len(cases) + 1
+    assert {letter["endpoint"] for letter in letters} == {"pixel"}
+    by_raw = {letter["raw"]: letter["reasons"] for letter in letters}
+    for target, reasons in cases.items():
+        assert by_raw[target.removeprefix("/p.gif?")] == reasons
+
+
 # Signed postbacks
 
 

@@ -85,7 +85,10 @@ def test_replay_after_adding_a_rate_sends_each_event_once(settings: Settings) ->
     report = replay(fixed, "--dry-run")
     assert "  would replay: 2 (2 events)" in report
     assert "  still rejected: 1" in report
-    assert "type: must be one of click, conversion, impression, pageview, spend" in report
+    assert (
+        "type: must be one of click, conversion, identify, impression, pageview, reset, spend"
+        in report
+    )
     assert events(settings) == [accepted]  # a dry run sends nothing
 
     report = replay(fixed)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -117,5 +118,29 @@ def test_minute_buckets_expire_after_their_retention(settings: Settings) -> None
         expire_at = await redis.expiretime(keys.bucket("1m", MINUTE, "campaign"))
         assert expire_at == MINUTE // 1000 + settings.retention_1m_days * 86_400
         assert await redis.ttl(keys.bucket("all", 0, "total")) == -1  # all-time totals stay
+
+    run(settings, body)
+
+
+def test_a_sign_in_on_one_partition_credits_an_order_on_another(settings: Settings) -> None:
+    """The device's click and sign-in on partition 0, the user's order on partition 1: the
+    identity state is read across partitions, and the order gets the anonymous click."""
+    touch = click("c", ts=MINUTE - 60_000)
+    touch = Event(**{**msgspec.structs.asdict(touch), "anonymous_id": "a1", "click_id": "k1"})
+    sign_in = Event(event_id="i", type="identify", ts=MINUTE - 30_000, received_at=MINUTE,
+                    channel="direct", anonymous_id="a1", user_id="u1")  # fmt: skip
+    order = Event(event_id="o", type="conversion", ts=MINUTE, received_at=MINUTE,
+                  channel="direct", user_id="u1", order_id="o1", value=5_000_000)  # fmt: skip
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [touch, sign_in])])
+        health = await sink.apply([Record("t", 1, 0, [order])])
+        assert health["events"] == 1
+        spring = await campaign(redis, settings, "all", 0)
+        assert spring["conversions@last_click"] == 1_000_000
+        assert spring["revenue@last_click"] == 5_000_000
+        keys = Keys(settings.redis_prefix)
+        assert await redis.get(keys.devices("u1")) == b'["a1"]'
+        assert await redis.get(keys.recent("u1")) == f'[["o1",{MINUTE}]]'.encode()
 
     run(settings, body)

@@ -7,7 +7,6 @@ import pytest
 
 from tracker.attribution import ONE, Touch
 from tracker.events import Event
-from tracker.money import MoneyError
 from tracker.stream.aggregate import Cell, Delta, Policy, fold, spend_key
 from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
 from tracker.windows import calendar
@@ -312,14 +311,10 @@ def test_currency_conversion() -> None:
     assert credits(delta, "campaign", "revenue@linear") == {"spring": 21_589_200}
 
 
-def test_missing_rate_raises() -> None:
-    with pytest.raises(MoneyError, match="'GBP'"):
-        run([event("c", cost=1_000_000, currency="GBP")])
-
-
-def test_missing_rate_on_revenue_raises() -> None:
-    with pytest.raises(MoneyError, match="'GBP'"):
-        run([conversion("v", value=1_000_000, currency="GBP")])
+def test_missing_rate_on_revenue_skips_the_conversion() -> None:
+    delta = run([conversion("v", value=1_000_000, currency="GBP")])
+    assert delta.unconvertible == ["v"]
+    assert not total(delta, "conversions")
 
 
 def test_unique_users_per_bucket_and_dimension() -> None:
@@ -523,26 +518,24 @@ def test_a_persons_touch_a_little_after_the_conversion_counts_within_the_skew() 
         assert credits(delta, "channel", "conversions@last_click") == {expected: ONE}, skew
 
 
-def test_attribution_by_person_prefers_user_id() -> None:
+def test_a_devices_anonymous_touches_follow_the_user_who_signs_in_on_it() -> None:
     lookups = Lookups(
         paths={
             "u1": [Touch(T0 - DAY, "mine", "search")],
-            "a1": [Touch(T0 - DAY, "device", "social")],
+            "a1": [Touch(T0 - 2 * DAY, "device", "social")],
         }
     )
     delta = run(
         [
-            conversion("v1", user_id="u1", anonymous_id="a1"),
-            conversion("v2", anonymous_id="a1"),
+            conversion("v1", user_id="u1", anonymous_id="a1"),  # both ids: a1 is u1's
+            conversion("v2", anonymous_id="a1"),  # the device's owner now: u1
         ],
         lookups,
     )
-    assert credits(delta, "campaign", "conversions@last_click") == {"mine": ONE, "device": ONE}
-    assert credits(delta, "channel", "conversions@last_click") == {"search": ONE, "social": ONE}
-    assert lookups.customers == {
-        "u1": Acquisition("mine", "search"),
-        "a1": Acquisition("device", "social"),
-    }
+    assert credits(delta, "campaign", "conversions@first_click") == {"device": 2 * ONE}
+    assert credits(delta, "campaign", "conversions@last_click") == {"mine": 2 * ONE}
+    assert lookups.customers == {"u1": Acquisition("mine", "search")}
+    assert delta.health["identity_links"] == 1
 
 
 def test_clicks_and_campaign_pageviews_are_touches() -> None:
@@ -559,8 +552,9 @@ def test_clicks_and_campaign_pageviews_are_touches() -> None:
         ],
         lookups,
     )
-    assert lookups.paths == {
-        "u1": [Touch(T0 - 2 * MINUTE, "brand", "search"), Touch(T0 - MINUTE, "landing", "email")]
+    assert lookups.paths == {  # remembered on the device, else the user
+        "a1": [Touch(T0 - 2 * MINUTE, "brand", "search")],
+        "u1": [Touch(T0 - MINUTE, "landing", "email")],
     }
     assert credits(delta, "campaign", "conversions@first_click") == {"brand": ONE}
     assert credits(delta, "campaign", "conversions@last_click") == {"landing": ONE}
@@ -1176,3 +1170,12 @@ def test_empty_batch() -> None:
     assert (delta.watermark, delta.newest) == (T0, 0)
     assert not delta.seen
     assert lookups == Lookups()
+
+
+def test_a_currency_without_a_rate_is_skipped_and_counted_never_a_crash() -> None:
+    lookups = Lookups()
+    delta = run([event("jpy", cost=1_000_000, currency="JPY"), event("usd")], lookups)
+    assert delta.health["unconvertible"] == 1
+    assert delta.unconvertible == ["jpy"]
+    assert lookups.seen == {"usd"}  # it counts once the rate is there and it is replayed
+    assert total(delta, "clicks") == 1

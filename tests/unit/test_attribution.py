@@ -23,20 +23,20 @@ def path(*ages_in_half_lives: int) -> list[Touch]:
 # weights
 
 
-def shares(model: str, touches: list[Touch], ts: int, half_life: int) -> list[float]:
+def shares(model: str, touches: list[Touch], half_life: int) -> list[float]:
     """The weights of ``model`` as shares of one."""
-    found = weights(model, touches, ts, half_life)
+    found = weights(model, touches, half_life)
     return [w / sum(found) for w in found]
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_no_touches_no_weights(model: str) -> None:
-    assert shares(model, [], T0, HALF_LIFE) == []
+    assert shares(model, [], HALF_LIFE) == []
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_one_touch_takes_everything(model: str) -> None:
-    assert shares(model, path(3), T0, HALF_LIFE) == [1.0]
+    assert shares(model, path(3), HALF_LIFE) == [1.0]
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_one_touch_takes_everything(model: str) -> None:
     ],
 )
 def test_two_touches(model: str, expected: list[float]) -> None:
-    assert shares(model, path(1, 0), T0, HALF_LIFE) == pytest.approx(expected)
+    assert shares(model, path(1, 0), HALF_LIFE) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_two_touches(model: str, expected: list[float]) -> None:
     ],
 )
 def test_three_touches(model: str, expected: list[float]) -> None:
-    assert shares(model, path(2, 1, 0), T0, HALF_LIFE) == pytest.approx(expected)
+    assert shares(model, path(2, 1, 0), HALF_LIFE) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -82,21 +82,21 @@ def test_three_touches(model: str, expected: list[float]) -> None:
     ],
 )
 def test_five_touches(model: str, expected: list[float]) -> None:
-    assert shares(model, path(4, 3, 2, 1, 0), T0, HALF_LIFE) == pytest.approx(expected)
+    assert shares(model, path(4, 3, 2, 1, 0), HALF_LIFE) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("n", [2, 3, 5, 20])
 def test_weights_sum_to_one(model: str, n: int) -> None:
-    assert sum(shares(model, path(*range(n - 1, -1, -1)), T0, HALF_LIFE)) == pytest.approx(1.0)
+    assert sum(shares(model, path(*range(n - 1, -1, -1)), HALF_LIFE)) == pytest.approx(1.0)
 
 
 def test_time_decay_depends_on_age_only() -> None:
     # Two touches of the same age share equally, whatever their distance from T0.
-    assert shares("time_decay", path(3, 3), T0, HALF_LIFE) == pytest.approx([0.5, 0.5])
+    assert shares("time_decay", path(3, 3), HALF_LIFE) == pytest.approx([0.5, 0.5])
     # Half a half-life apart: the older weighs 2 ** -0.5 of the newer.
     older, newer = shares(
-        "time_decay", [Touch(T0 - HALF_LIFE // 2, None, "x"), *path(0)], T0, HALF_LIFE
+        "time_decay", [Touch(T0 - HALF_LIFE // 2, None, "x"), *path(0)], HALF_LIFE
     )
     assert older / newer == pytest.approx(2**-0.5)
 
@@ -106,13 +106,13 @@ def test_time_decay_survives_touches_many_half_lives_old() -> None:
     # fine, but 1100 and 1101 half-lives make both raw weights 0.5 ** 1100 == 0.0.
     # Relative to each other the newer still weighs twice the older: 1/3, 2/3.
     touches = path(1101, 1100)
-    assert shares("time_decay", touches, T0, HALF_LIFE) == pytest.approx([1 / 3, 2 / 3])
+    assert shares("time_decay", touches, HALF_LIFE) == pytest.approx([1 / 3, 2 / 3])
 
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_unknown_model_raises(n: int) -> None:
     with pytest.raises(ValueError, match="'data_driven'"):
-        weights("data_driven", path(*range(n)), T0, HALF_LIFE)
+        weights("data_driven", path(*range(n)), HALF_LIFE)
 
 
 def test_models_listed() -> None:
@@ -205,7 +205,7 @@ def test_model_weights_split_one_conversion_exactly(model: str) -> None:
         n = rng.randint(1, 20)
         ages = sorted((rng.randint(0, 60 * DAY) for _ in range(n)), reverse=True)
         touches = [Touch(T0 - age, None, "search") for age in ages]
-        shares = weights(model, touches, T0, HALF_LIFE)
+        shares = weights(model, touches, HALF_LIFE)
         revenue = rng.randint(0, 10**12)
         assert sum(split(ONE, shares)) == ONE
         assert sum(split(revenue, shares)) == revenue

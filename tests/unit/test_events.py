@@ -393,7 +393,8 @@ def test_every_bad_field_is_named_at_once() -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse({"type": "nope", "colour": "red"})
     assert str(caught.value) == (
-        "colour: unknown field; type: must be one of click, conversion, impression, pageview, spend"
+        "colour: unknown field; type: must be one of "
+        "click, conversion, identify, impression, pageview, reset, spend"
     )
 
 
@@ -420,6 +421,106 @@ def test_unhashable_type_or_status_rejected(raw: dict[str, object]) -> None:
 
 def test_cost_with_huge_exponent_rejected() -> None:
     assert list(reasons({"type": "click", "cost": "1e1000000"})) == ["cost"]
+
+
+# parse_event: identify and reset
+
+
+def test_identify_links_its_anonymous_id_to_its_user_id() -> None:
+    event = parse({"type": "identify", "anonymous_id": "a-1", "user_id": "u-1"})
+    assert (event.type, event.anonymous_id, event.user_id) == ("identify", "a-1", "u-1")
+
+
+def test_identify_takes_the_visitor_cookie_as_its_anonymous_id() -> None:
+    cookie = Context(received_at=NOW, anonymous_id="tid-1")
+    event = parse({"type": "identify", "user_id": "u-1"}, cookie)
+    assert (event.anonymous_id, event.user_id) == ("tid-1", "u-1")
+    own = parse({"type": "identify", "user_id": "u-1", "anonymous_id": "a-1"}, cookie)
+    assert own.anonymous_id == "a-1"  # the event's own id wins, as for any event
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"user_id": "u-1"}, {"anonymous_id": "identify needs an anonymous_id"}),
+        ({"anonymous_id": "a-1"}, {"user_id": "identify needs a user_id"}),
+        ({"anonymous_id": "a-1", "user_id": ""}, {"user_id": "identify needs a user_id"}),
+        ({"anonymous_id": "a-1", "user_id": " \t"}, {"user_id": "identify needs a user_id"}),
+        (
+            {"anonymous_id": "  ", "user_id": "u-1"},
+            {"anonymous_id": "identify needs an anonymous_id"},
+        ),
+        (
+            {},
+            {
+                "anonymous_id": "identify needs an anonymous_id",
+                "user_id": "identify needs a user_id",
+            },
+        ),
+        ({"anonymous_id": "same", "user_id": "same"}, {"user_id": "must differ from anonymous_id"}),
+        ({"anonymous_id": 42, "user_id": "42"}, {"user_id": "must differ from anonymous_id"}),
+    ],
+)
+def test_identify_needs_two_different_ids(raw: dict[str, object], expected: dict[str, str]) -> None:
+    assert reasons({"type": "identify", **raw}) == expected
+
+
+def test_identify_refuses_a_user_id_equal_to_the_visitor_cookie() -> None:
+    cookie = Context(received_at=NOW, anonymous_id="tid-1")
+    with pytest.raises(InvalidEvent) as caught:
+        parse({"type": "identify", "user_id": "tid-1"}, cookie)
+    assert caught.value.reasons == {"user_id": "must differ from anonymous_id"}
+
+
+def test_no_request_header_gives_an_identify_its_user_id() -> None:
+    """Cookie, agent and referrer fill what an event does not say; never who is signed in."""
+    context = Context(
+        received_at=NOW, ip="203.0.113.7", user_agent="u-1", referrer="u-1", anonymous_id="tid-1"
+    )
+    with pytest.raises(InvalidEvent) as caught:
+        parse({"type": "identify"}, context)
+    assert caught.value.reasons == {"user_id": "identify needs a user_id"}
+    assert parse({"type": "pageview"}, context).user_id is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("user_id", "u" * 257, "longer than 256 characters"),
+        ("anonymous_id", "a" * 257, "longer than 256 characters"),
+        ("user_id", ["u-1"], "must be a string"),
+    ],
+)
+def test_identify_ids_keep_their_limits(name: str, value: object, reason: str) -> None:
+    raw = {"type": "identify", "anonymous_id": "a-1", "user_id": "u-1", name: value}
+    assert reasons(raw) == {name: reason}  # said once, as what is wrong, not as missing
+
+
+def test_identify_ids_at_their_limit_are_accepted() -> None:
+    event = parse({"type": "identify", "anonymous_id": "a" * 256, "user_id": "u" * 256})
+    assert (len(event.anonymous_id or ""), len(event.user_id or "")) == (256, 256)
+
+
+def test_reset_signs_out_its_anonymous_id() -> None:
+    event = parse({"type": "reset", "anonymous_id": "a-1"})
+    assert (event.type, event.anonymous_id, event.user_id) == ("reset", "a-1", None)
+    cookie = Context(received_at=NOW, anonymous_id="tid-1")
+    assert parse({"type": "reset"}, cookie).anonymous_id == "tid-1"
+
+
+def test_reset_needs_an_anonymous_id() -> None:
+    assert reasons({"type": "reset"}) == {"anonymous_id": "reset needs an anonymous_id"}
+    assert reasons({"type": "reset", "anonymous_id": " "}) == {
+        "anonymous_id": "reset needs an anonymous_id"
+    }
+    assert reasons({"type": "reset", "user_id": "u-1"}) == {
+        "anonymous_id": "reset needs an anonymous_id"
+    }
+
+
+@pytest.mark.parametrize("kind", ["click", "pageview", "conversion", "impression"])
+def test_other_events_need_no_ids(kind: str) -> None:
+    assert parse({"type": kind}).anonymous_id is None
 
 
 # parse_event: ip

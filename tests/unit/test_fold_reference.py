@@ -8,7 +8,7 @@ person's events stay in order, nothing else does) never changes a campaign's tot
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
@@ -56,15 +56,20 @@ def policy(timezone: str) -> Policy:
         half_life_ms=oracle.HALF_LIFE_MS,
         path_max=oracle.PATH_MAX,
         skew_ms=oracle.SKEW_MS,
+        max_ids=oracle.MAX_IDS_PER_USER,
     )
+
+
+def folded(phases: list[list[Event]], timezone: str) -> list[Delta]:
+    lookups, rule = Lookups(), policy(timezone)
+    return [fold(phase, lookups, watermark=0, policy=rule) for phase in phases]
 
 
 def counted(
     phases: list[list[Event]], timezone: str
 ) -> dict[str, dict[oracle.Key, dict[str, int]]]:
     """Per model, the day buckets the fold writes, in the reference's shape."""
-    lookups, rule = Lookups(), policy(timezone)
-    deltas: list[Delta] = [fold(phase, lookups, watermark=0, policy=rule) for phase in phases]
+    deltas = folded(phases, timezone)
     rows: dict[str, dict[oracle.Key, dict[str, int]]] = {
         m: defaultdict(lambda: defaultdict(int)) for m in oracle.MODELS
     }
@@ -115,6 +120,8 @@ def test_the_fold_equals_the_reference(seed: int, timezone: str) -> None:
     expected, got = oracle.reference(log), counted(events_of(log), timezone)
     for model in oracle.MODELS:
         assert nonzero(got[model]) == nonzero(expected[model]), model
+    health = sum((delta.health for delta in folded(events_of(log), timezone)), Counter[str]())
+    assert {name: health[name] for name in oracle.IDENTITY_COUNTERS} == oracle.identity_counts(log)
 
 
 def interleaved(phase: list[Event], rng: random.Random) -> list[Event]:
@@ -161,3 +168,14 @@ def test_the_log_has_the_hard_cases() -> None:
         if e.get("order_id") and e.get("click_id") in clicks:
             orders[e["order_id"]].append(e["ts"] - clicks[e["click_id"]])
     assert any(len(gaps) == 2 and gaps[0] < 0 < gaps[1] for gaps in orders.values())
+    # Identity: sign-ins and a sign-out after the touches they claim (never in phase 0,
+    # which is sent in any order), orders with a user id only and with both ids, links
+    # after their orders within and beyond the grace, junk ids, too many devices.
+    assert not any(e["type"] in ("identify", "reset") for e in LOG.phases[0])
+    assert any(e["type"] == "reset" for e in LOG.phases[1])
+    conversions = [e for e in everything if e["type"] == "conversion" and e.get("order_id")]
+    assert any(e.get("user_id") and not e.get("anonymous_id") for e in conversions)
+    assert any(e.get("user_id") and e.get("anonymous_id") for e in conversions)
+    counts = oracle.identity_counts(LOG)
+    assert counts["identity_refused_too_many_ids"] == 5, counts
+    assert all(counts.values()), counts

@@ -216,8 +216,8 @@ def raw_events(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
-def check_invariants(raw: dict[str, Any]) -> None:
-    context = Context(received_at=NOW, ip="198.51.100.23")
+def check_invariants(raw: dict[str, Any], visitor: str | None = None) -> None:
+    context = Context(received_at=NOW, ip="198.51.100.23", anonymous_id=visitor)
     event = outcome(lambda: parse_event(raw, context, RULES), InvalidEvent)
     if isinstance(event, InvalidEvent):
         assert event.reasons
@@ -236,6 +236,14 @@ def check_invariants(raw: dict[str, Any]) -> None:
     if event.type == "spend":
         assert event.campaign is not None
         assert event.cost is not None
+    if event.type in ("identify", "reset"):
+        assert event.anonymous_id  # the event's own, else the request's visitor cookie
+        assert event.anonymous_id.strip()
+    if event.type == "identify":
+        assert event.user_id
+        assert event.user_id.strip()
+        assert event.user_id != event.anonymous_id
+        assert event.user_id in (raw.get("user_id"), str(raw.get("user_id")))  # never a header
     assert decode_events(encode_events([event])) == [event]  # the wire form round-trips
 
 
@@ -255,6 +263,22 @@ def test_parse_event_refuses_anything_else_with_reasons(raw: dict[str, Any]) -> 
 @given(st.dictionaries(names, st.text(max_size=40), max_size=10))
 def test_parse_event_of_pixel_queries(raw: dict[str, str]) -> None:
     check_invariants(raw)
+
+
+ids = st.sampled_from(["a-1", "u-1", "", " ", "42"]) | st.integers(0, 50) | json_values
+
+
+@PROPERTY
+@given(
+    st.sampled_from(["identify", "reset"]),
+    st.dictionaries(st.sampled_from(["anonymous_id", "user_id"]), ids),
+    st.none() | st.sampled_from(["a-1", "u-1", "42"]),
+)
+def test_identify_and_reset_name_their_ids_or_are_refused(
+    kind: str, given_ids: dict[str, Any], visitor: str | None
+) -> None:
+    """A pixel's visitor cookie may be the device, never the user."""
+    check_invariants({"type": kind, **given_ids}, visitor)
 
 
 # Query strings and batch items

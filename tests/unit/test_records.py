@@ -100,8 +100,9 @@ def test_decode_of_foreign_items_raises_value_error(value: bytes) -> None:
         decode_events(value)
 
 
-def test_partition_key_prefers_the_person() -> None:
-    assert partition_key(event("e", user_id="u", anonymous_id="a", click_id="c")) == "u"
+def test_partition_key_prefers_the_device() -> None:
+    assert partition_key(event("e", user_id="u", anonymous_id="a", click_id="c")) == "a"
+    assert partition_key(event("e", user_id="u", click_id="c")) == "u"
     assert partition_key(event("e", anonymous_id="a", click_id="c")) == "a"
     assert partition_key(event("e", click_id="c")) == "c"
     assert partition_key(event("e")) == "e"
@@ -136,11 +137,12 @@ def test_partition_of_is_stable() -> None:
     assert [partition_of(event(f"e{n}"), 12) for n in range(100)] == first
 
 
-def test_events_of_one_user_share_a_partition() -> None:
+def test_events_of_one_device_share_a_partition() -> None:
+    """Before and after signing in: a visitor's events stay in order."""
     mine = [
-        event("e1", user_id="u-42"),
+        event("e1", anonymous_id="a-1"),
         event("e2", user_id="u-42", type="conversion", anonymous_id="a-1"),
-        event("e3", user_id="u-42", click_id="gclid-9", ts=NOW + 1),
+        event("e3", anonymous_id="a-1", click_id="gclid-9", ts=NOW + 1),
     ]
     assert len({partition_of(item, 12) for item in mine}) == 1
     anonymous = [event(f"x{n}", anonymous_id="a-7") for n in range(5)]

@@ -64,13 +64,15 @@ def test_click_round_trip(click: Click) -> None:
 
 
 def test_click_compact_form() -> None:
-    assert dump_click(Click(Touch(T0, "spring", "search"), "u1")) == (
-        b'[1714557600000,"spring","search","u1"]'
+    assert dump_click(Click(Touch(T0, "spring", "search"), "a1", "u1")) == (
+        b'[1714557600000,"spring","search","a1","u1"]'
     )
     assert dump_click(Click(Touch(T0, None, "social"), None)) == (
-        b'[1714557600000,null,"social",null]'
+        b'[1714557600000,null,"social",null,null]'
     )
-    assert load_click('[5,null,"email",null]') == Click(Touch(5, None, "email"), None)
+    assert load_click('[5,null,"email",null,"u2"]') == Click(Touch(5, None, "email"), None, "u2")
+    # Stored before identity: its one person is read as the device.
+    assert load_click('[5,null,"email","a9"]') == Click(Touch(5, None, "email"), "a9")
 
 
 # acquisitions
@@ -142,15 +144,15 @@ def test_order_compact_form() -> None:
         b'{"ts":1714557600000,"goal":"purchase","revenue":10000000,'
         b'"credits":{"last_click":[["summer","social",1000000,10000000]],'
         b'"linear":[["spring","search",500000,5000000],["summer","social",500000,5000000]]},'
-        b'"acq":["spring","search"],"reversed":false}'
+        b'"acq":["spring","search"],"reversed":false,"who":[null,null,null,false]}'
     )
 
 
 def test_order_without_acquisition_and_reversed() -> None:
-    order = Order(T0, "purchase", 1, {}, None, reversed=True)
+    order = Order(T0, "purchase", 1, {}, None, reversed=True, device="a1", click_id="k1")
     assert dump_order(order) == (
         b'{"ts":1714557600000,"goal":"purchase","revenue":1,"credits":{},'
-        b'"acq":null,"reversed":true}'
+        b'"acq":null,"reversed":true,"who":["a1",null,"k1",false]}'
     )
     assert load_order(dump_order(order)) == order
 
@@ -160,7 +162,10 @@ def test_order_loads_from_str_and_is_mutable() -> None:
         '{"ts":1,"goal":"purchase","revenue":2,"credits":{"linear":[[null,"direct",1000000,2]]},'
         '"acq":null,"reversed":false}'
     )
-    assert order == Order(1, "purchase", 2, {"linear": [Credit(None, "direct", ONE, 2)]}, None)
+    # Stored before identity, it says nothing of who: never re-credited (named).
+    assert order == Order(
+        1, "purchase", 2, {"linear": [Credit(None, "direct", ONE, 2)]}, None, named=True
+    )
     order.reversed = True  # the fold marks a refunded order in place
     assert load_order(dump_order(order)).reversed
 

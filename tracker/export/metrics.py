@@ -199,11 +199,13 @@ class StoreCollector(Collector):
             ("duplicates", "Events dropped as duplicates of an event already counted"),
             ("late", "Events counted late: more than the grace behind their partition's newest"),
             ("bots", "Events flagged as bots, kept out of KPIs"),
+            ("unconvertible", "Events skipped by workers lacking a rate for their currency"),
         ):
             yield CounterMetricFamily(
                 f"tracker_pipeline_{name}", meaning, value=counts.get(name, 0)
             )
         yield _lateness(counts)
+        yield from _identity(counts)
         yield CounterMetricFamily(
             "tracker_pipeline_redis_write_seconds",
             "Time the workers' Redis transactions took, summed; divide by the count for the mean",
@@ -278,4 +280,35 @@ def _lateness(counts: Mapping[str, int]) -> Metric:
         "Late events by how far behind their partition's newest event time they were",
         buckets=buckets,
         sum_value=counts.get("late_ms", 0) / 1000,
+    )
+
+
+IDENTITY_REFUSALS = ("junk_id", "too_many_ids")
+"""Why a link of a device to a user was refused (tracker/stream/identity.py)."""
+
+
+def _identity(counts: Mapping[str, int]) -> Iterator[Metric]:
+    """Who-is-who: links applied, refused by reason, and orders re-credited by late links."""
+    yield CounterMetricFamily(
+        "tracker_identity_links",
+        "Devices linked to a user (identify, or an event with both ids) or signed out",
+        value=counts.get("identity_links", 0),
+    )
+    refused = CounterMetricFamily(
+        "tracker_identity_refused",
+        "Links refused, by reason: junk_id (an id that names nobody), too_many_ids",
+        labels=["reason"],
+    )
+    for reason in IDENTITY_REFUSALS:
+        refused.add_metric([reason], counts.get(f"identity_refused_{reason}", 0))
+    yield refused
+    yield CounterMetricFamily(
+        "tracker_identity_restitched",
+        "Orders re-credited by a link that arrived after them, within the grace period",
+        value=counts.get("identity_restitched", 0),
+    )
+    yield CounterMetricFamily(
+        "tracker_identity_late_links",
+        "Orders a link would have re-credited, had it come within the grace period",
+        value=counts.get("identity_late_links", 0),
     )

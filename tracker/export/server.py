@@ -15,6 +15,7 @@ from tracker.export.api import KpiApi
 from tracker.export.decisions import DecisionApi
 from tracker.export.lag import EndOffsets
 from tracker.export.metrics import StoreCollector
+from tracker.export.people import PeopleApi
 from tracker.openapi import Description
 from tracker.settings import Settings
 
@@ -27,6 +28,7 @@ def build(settings: Settings) -> asgi.App:
     registry.register(store)
     api = KpiApi(redis_async, settings)
     decisions = DecisionApi(redis_async, settings)
+    people = PeopleApi(redis_async, settings)
     ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
@@ -57,6 +59,7 @@ def build(settings: Settings) -> asgi.App:
     app.route("/v1/trends", decisions.trends)
     app.route("/v1/attribution", decisions.attribution)
     app.route("/v1/recommendations", decisions.recommendations)
+    app.route("/v1/people", people.people)
     app.route("/healthz", healthz)
     app.route("/readyz", readyz)
     app.route("/openapi.yaml", Description("tracker.export").serve)

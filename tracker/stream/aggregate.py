@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from tracker import money
 from tracker.attribution import MODELS, ONE, Touch, split, weights
 from tracker.events import Event
+from tracker.stream import identity
 from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
 from tracker.types import EpochMs, Micros
 from tracker.windows import ALL_TIME, MINUTE, WINDOWS, Calendar
@@ -67,6 +68,8 @@ class Policy:
     skew_ms: int = 0
     """How far after a conversion a touch of the same person may be timed and still count:
     clocks of browsers and servers disagree by minutes."""
+    max_ids: int = 100
+    """Devices a user absorbs at most; more links to them are refused."""
 
 
 @dataclass(slots=True)
@@ -80,11 +83,20 @@ class Delta:
     spend: dict[tuple[str, str], SpendFigure] = field(default_factory=dict)
     """(campaign, period) -> the figure that now stands."""
     health: Counter[str] = field(default_factory=Counter)
+    unconvertible: list[str] = field(default_factory=list)
+    """Ids of events in a currency without a configured rate: skipped, not counted."""
     watermark: EpochMs = 0
     newest: EpochMs = 0
 
 
+LINKS = ("identify", "reset")
+"""Event types that link a device to a user, or sign it out."""
+RECENT_ORDERS = 20
+"""Orders remembered per device and per user, for links that come after them."""
+
+
 def person_of(event: Event) -> str | None:
+    """Whom an event counts as a unique user for: the user, else the device."""
     return event.user_id or event.anonymous_id
 
 
@@ -115,6 +127,13 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if event.event_id in lookups.seen:
             delta.health["duplicates"] += 1
             continue
+        if event.currency not in policy.rates:
+            # The collector took it with a rate this worker lacks (settings differ):
+            # counted and left unseen, so it counts once the rate is configured and the
+            # topic replayed; a crash here would stop every partition behind it.
+            delta.health["unconvertible"] += 1
+            delta.unconvertible.append(event.event_id)
+            continue
         behind = delta.watermark - event.ts
         if behind > policy.grace_ms:
             _count_late(delta, behind)
@@ -126,6 +145,11 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if event.type == "spend":
             _upsert_spend(event, delta, lookups, policy)
             continue
+        if event.type in LINKS:  # who is who, not traffic
+            if not event.bot and event.anonymous_id:
+                user = event.user_id if event.type == "identify" else None
+                _link(event.anonymous_id, user, event.ts, delta, lookups, policy)
+            continue
         key = (event.ts - event.ts % MINUTE, event.campaign, event.channel)
         counts, people = cells.get(key) or cells.setdefault(key, (Counter(), set()))
         if event.bot:
@@ -135,6 +159,9 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         person = person_of(event)
         if person:
             people.add(person)
+        if event.anonymous_id and event.user_id and event.anonymous_id != event.user_id:
+            # Carrying both ids says they are one person.
+            _link(event.anonymous_id, event.user_id, event.ts, delta, lookups, policy)
         if event.type == "conversion":
             _convert(event, delta, lookups, policy)
             continue
@@ -187,17 +214,18 @@ def _spread(
 
 
 def _remember_touch(event: Event, lookups: Lookups, policy: Policy) -> None:
+    """Remember a touch on its device (else its user), and a click by its id."""
     touch = Touch(event.ts, event.campaign, event.channel)
-    person = person_of(event)
+    holder = event.anonymous_id or event.user_id
     if event.click_id and event.click_id not in lookups.clicks:
-        lookups.clicks[event.click_id] = Click(touch, person)
+        lookups.clicks[event.click_id] = Click(touch, event.anonymous_id, event.user_id)
         lookups.dirty_clicks.add(event.click_id)
-    if person:
-        path = lookups.paths.setdefault(person, [])
+    if holder:
+        path = lookups.paths.setdefault(holder, [])
         path.append(touch)
         path.sort(key=_touch_order)
         del path[: -policy.path_max]
-        lookups.dirty_paths.add(person)
+        lookups.dirty_paths.add(holder)
 
 
 def _touch_order(touch: Touch) -> tuple[EpochMs, str, str]:
@@ -206,35 +234,50 @@ def _touch_order(touch: Touch) -> tuple[EpochMs, str, str]:
     return (touch.ts, touch.campaign or "", touch.channel)
 
 
-def _touches(event: Event, lookups: Lookups, policy: Policy) -> tuple[list[Touch], str | None]:
-    """The touches ``event`` (a conversion) may credit, oldest first, and its person.
+def _touches(
+    ts: EpochMs, click_id: str | None, customer: identity.Who, lookups: Lookups, policy: Policy
+) -> list[Touch]:
+    """The touches a conversion at ``ts`` by ``customer`` may credit, oldest first.
 
     A conversion that names a known click is credited to that click, last on the path
-    that led to it: the click minted the id, so it came first, whatever either clock
-    says; the lookback still applies, on the absolute gap between the two. So every
-    copy of a re-sent order is credited alike, however its clock was set. Other
-    conversions take the person's touches up to their own time, and up to
-    ``skew_ms`` after it, since a browser's clock and a server's disagree.
+    that led to it (the clicker's): the click minted the id, so it came first, whatever
+    either clock says; the lookback still applies, on the absolute gap between the
+    two. So every copy of a re-sent order is credited alike, however its clock was
+    set. Other conversions take their customer's touches up to their own time, and up
+    to ``skew_ms`` after it, since a browser's clock and a server's disagree.
     """
-    person = person_of(event)
-    click = lookups.clicks.get(event.click_id) if event.click_id else None
-    if click is not None:
-        person = person or click.person
-    if event.campaign:  # a conversion that names its campaign keeps it
-        return [Touch(event.ts, event.campaign, event.channel)], person
-    path = lookups.paths.get(person, ()) if person else ()
     lookback = policy.lookback_ms
+    click = lookups.clicks.get(click_id) if click_id else None
     named = click.touch if click is not None else None
-    if named is not None and abs(event.ts - named.ts) <= lookback(named.channel):
+    if named is not None and click is not None and abs(ts - named.ts) <= lookback(named.channel):
+        clicker = identity.who(click.user, click.device, named.ts, lookups.links)
         before = [
             t
-            for t in path
+            for t in _path(clicker, lookups)
             if t.ts <= named.ts and named.ts - t.ts <= lookback(t.channel) and t != named
         ]
-        return [*before, named][-policy.path_max :], person
-    latest = event.ts + policy.skew_ms
-    eligible = [t for t in path if t.ts <= latest and abs(event.ts - t.ts) <= lookback(t.channel)]
-    return eligible[-policy.path_max :], person
+        return [*before, named][-policy.path_max :]
+    latest = ts + policy.skew_ms
+    path = _path(customer, lookups)
+    eligible = [t for t in path if t.ts <= latest and abs(ts - t.ts) <= lookback(t.channel)]
+    return eligible[-policy.path_max :]
+
+
+def _path(customer: identity.Who, lookups: Lookups) -> list[Touch]:
+    path = identity.path_of(customer, lookups.paths, lookups.devices, lookups.links)
+    path.sort(key=_touch_order)
+    return path
+
+
+def _customer(
+    user: str | None, device: str | None, ts: EpochMs, click_id: str | None, lookups: Lookups
+) -> identity.Who:
+    """Whose a conversion is; one naming only its click is the clicker's."""
+    customer = identity.who(user, device, ts, lookups.links)
+    click = lookups.clicks.get(click_id) if click_id else None
+    if customer == (None, None) and click is not None:
+        customer = identity.who(click.user, click.device, click.touch.ts, lookups.links)
+    return customer
 
 
 def _convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> None:
@@ -246,9 +289,14 @@ def _convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> No
         delta.health["duplicate_orders"] += 1
         return
     revenue = money.convert(event.value or 0, event.currency, policy.rates)
-    touches, person = _touches(event, lookups, policy)
-    credits = {model: _credit(model, touches, event.ts, revenue, policy) for model in MODELS}
+    customer = _customer(event.user_id, event.anonymous_id, event.ts, event.click_id, lookups)
+    if event.campaign:  # a conversion that names its campaign keeps it
+        touches = [Touch(event.ts, event.campaign, event.channel)]
+    else:
+        touches = _touches(event.ts, event.click_id, customer, lookups, policy)
+    credits = {model: _credit(model, touches, revenue, policy) for model in MODELS}
     acquisition = None
+    person = customer[0] or customer[1]
     if person:
         acquisition = lookups.customers.get(person)
         if acquisition is None:
@@ -258,11 +306,83 @@ def _convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> No
             _spread_clv(delta, acquisition, customers=1, revenue=0)
         _spread_clv(delta, acquisition, customers=0, revenue=revenue)
     goal = event.goal or "conversion"
-    order = Order(event.ts, goal, revenue, credits, acquisition)
+    order = Order(
+        event.ts,
+        goal,
+        revenue,
+        credits,
+        acquisition,
+        device=event.anonymous_id,
+        user=event.user_id,
+        click_id=event.click_id,
+        named=bool(event.campaign),
+    )
     _count_order(delta, order, policy.calendar, sign=1)
     if order_id:
         lookups.orders[order_id] = order
         lookups.dirty_orders.add(order_id)
+        for holder in {event.anonymous_id, customer[0]} - {None}:
+            _remember_order(holder or "", order_id, event.ts, lookups)
+
+
+def _remember_order(holder: str, order_id: str, ts: EpochMs, lookups: Lookups) -> None:
+    kept = lookups.recent.setdefault(holder, [])
+    kept.append((order_id, ts))
+    del kept[:-RECENT_ORDERS]
+    lookups.dirty_recent.add(holder)
+
+
+def _link(
+    device: str, user: str | None, since: EpochMs, delta: Delta, lookups: Lookups, policy: Policy
+) -> None:
+    """Link ``device`` to ``user`` (``None``: sign it out) from ``since``, if the guards
+    allow; then re-credit the orders the link changes (see :func:`_restitch`)."""
+    if identity.junk(device) or (user is not None and identity.junk(user)):
+        delta.health["identity_refused_junk_id"] += 1
+        return
+    segments = identity.relinked(lookups.links.get(device, []), user, since)
+    if segments is None:
+        return
+    devices = lookups.devices.get(user, []) if user else []
+    if user and device not in devices:
+        if len(devices) >= policy.max_ids:
+            delta.health["identity_refused_too_many_ids"] += 1
+            return
+        lookups.devices[user] = [*devices, device]
+        lookups.dirty_devices.add(user)
+    lookups.links[device] = segments
+    lookups.dirty_links.add(device)
+    delta.health["identity_links"] += 1
+    _restitch(device, user, since, delta, lookups, policy)
+
+
+def _restitch(
+    device: str, user: str | None, since: EpochMs, delta: Delta, lookups: Lookups, policy: Policy
+) -> None:
+    """Re-credit the device's and user's recent orders that a new link changes.
+
+    Within the grace before the link's time an order is re-credited (its old shares
+    taken out of its own buckets, the new ones added; totals, revenue and lifetime
+    value stay); an older one is left as counted, and counted as a late link.
+    """
+    candidates = {*lookups.recent.get(device, ()), *(lookups.recent.get(user, ()) if user else ())}
+    for order_id, _ in sorted(candidates, key=lambda item: (item[1], item[0])):
+        order = lookups.orders.get(order_id)
+        if order is None or order.reversed or order.named:
+            continue
+        customer = _customer(order.user, order.device, order.ts, order.click_id, lookups)
+        touches = _touches(order.ts, order.click_id, customer, lookups, policy)
+        credits = {model: _credit(model, touches, order.revenue, policy) for model in MODELS}
+        if credits == order.credits:
+            continue
+        if order.ts < since - policy.grace_ms:
+            delta.health["identity_late_links"] += 1
+            continue
+        _count_order(delta, order, policy.calendar, sign=-1, totals=False)
+        order.credits = credits
+        _count_order(delta, order, policy.calendar, sign=1, totals=False)
+        lookups.dirty_orders.add(order_id)
+        delta.health["identity_restitched"] += 1
 
 
 def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -> None:
@@ -281,12 +401,10 @@ def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -
     delta.health["reversals"] += 1
 
 
-def _credit(
-    model: str, touches: list[Touch], ts: EpochMs, revenue: Micros, policy: Policy
-) -> list[Credit]:
+def _credit(model: str, touches: list[Touch], revenue: Micros, policy: Policy) -> list[Credit]:
     if not touches:
         return [Credit(None, DIRECT, ONE, revenue)]
-    shares = weights(model, touches, ts, policy.half_life_ms)
+    shares = weights(model, touches, policy.half_life_ms)
     merged: dict[tuple[str | None, str], tuple[int, int]] = {}
     for touch, conv, rev in zip(touches, split(ONE, shares), split(revenue, shares), strict=True):
         if conv or rev:
@@ -295,16 +413,19 @@ def _credit(
     return [Credit(c, ch, conv, rev) for (c, ch), (conv, rev) in merged.items()]
 
 
-def _count_order(delta: Delta, order: Order, calendar: Calendar, sign: int) -> None:
-    """Add (or with ``sign=-1`` take back) an order in the buckets of its own time.
+def _count_order(
+    delta: Delta, order: Order, calendar: Calendar, sign: int, totals: bool = True
+) -> None:
+    """Add (or with ``sign=-1`` take back) an order in the buckets of its own time;
+    ``totals=False`` only its campaign and channel shares (a re-credit).
 
     A take-back is also counted, all time, under ``<metric>_reversed``: added to the
     net figure it gives a gross total that never goes down, which is what
     Prometheus counters must be.
     """
-    cells: list[tuple[list[tuple[str, str]], str, int, int]] = [
-        ([(TOTAL, TOTAL), ("goal", order.goal)], "", 1, order.revenue)
-    ]
+    cells: list[tuple[list[tuple[str, str]], str, int, int]] = []
+    if totals:
+        cells.append(([(TOTAL, TOTAL), ("goal", order.goal)], "", 1, order.revenue))
     for model, shares in order.credits.items():
         for credit in shares:
             dims = [("channel", credit.channel)]

@@ -2,11 +2,14 @@
 
 Each call reads, under ``WATCH``, the last applied offset of every partition in the
 batch, skips records at or below it, reads the state the fold needs (seen ids,
-spend figures, orders, clicks, touch paths, customers), folds the rest
+spend figures, orders, clicks, touch paths, customers, who is who), folds the rest
 (:func:`aggregate.fold`) and writes the sums, the changed state and the new offsets
 in one ``MULTI``. So a record counts once however often Kafka redelivers it
 (restart, rebalance, crash before the offset commit), and a worker that lost its
 partition to another (a zombie) fails its ``EXEC`` instead of double counting.
+State that batches of other partitions may also change (spend figures, orders,
+customers, a user's devices and recent orders) is read under ``WATCH`` too: a
+concurrent change fails the ``EXEC``, and the batch is applied again on fresh state.
 This relies on Redis keeping acknowledged writes across its own restarts
 (``appendfsync always``).
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -29,7 +32,7 @@ from tracker.events import Event
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys, Writes
 from tracker.stream import state
-from tracker.stream.aggregate import Delta, Policy, fold, person_of, spend_key
+from tracker.stream.aggregate import LINKS, Delta, Policy, fold, spend_key
 from tracker.stream.state import Lookups
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME
@@ -67,6 +70,7 @@ def policy_of(settings: Settings) -> Policy:
         half_life_ms=int(settings.half_life_days * day),
         path_max=settings.path_max_touches,
         skew_ms=settings.clock_skew_s * 1000,
+        max_ids=settings.max_ids_per_user,
     )
 
 
@@ -119,6 +123,13 @@ class Sink:
                     new_state = SourceState(batch[-1].offset, delta.watermark, newest)
                     deltas.append((source_key, new_state, delta))
                     health.update(delta.health)
+                    if delta.unconvertible:
+                        log.error(
+                            "events skipped: their currency has no rate on this worker; "
+                            "configure TRACKER_CURRENCY_RATES as on the collector, then replay",
+                            events=delta.unconvertible[:20],
+                            count=len(delta.unconvertible),
+                        )
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             writes = Writes(keys)
             for source_key, new_state, delta in deltas:
@@ -140,18 +151,81 @@ class Sink:
         return health
 
     async def _read(self, pipe: Any, events: list[Event]) -> Lookups:
-        """Everything the fold may consult for ``events``, in at most two round trips."""
-        keys = self._keys
-        ids = list({e.event_id for e in events})
-        calendar = self._policy.calendar
-        spends = list({spend_key(e, calendar) for e in events if e.type == "spend"})
-        conversions = [e for e in events if e.type == "conversion" and not e.bot]
-        orders = list({e.order_id for e in conversions if e.order_id})
-        clicks = list({e.click_id for e in conversions if e.click_id})
-        touch_types = ("click", "pageview", "conversion")
-        people = {p for e in events if e.type in touch_types and (p := person_of(e))}
+        """Everything the fold may consult for ``events``, in as few round trips as the
+        identity state allows: two for a batch without identity, up to four with it.
 
+        Each round reads what the state read so far shows is needed (a conversion's
+        device's owner, that user's devices, their links and touches; the recent
+        orders a link may re-credit), until nothing new is.
+        """
+        calendar = self._policy.calendar
+        wanted = _Wanted()
+        wanted.seen |= {e.event_id for e in events}
+        wanted.spend |= {spend_key(e, calendar) for e in events if e.type == "spend"}
+        linking: set[str] = set()  # devices and users whose links this batch may change
+        for e in events:
+            both = e.anonymous_id and e.user_id
+            if e.bot or e.type == "spend" or (e.type == "impression" and not both):
+                continue  # nothing of who is who to read for these
+            wanted.person(e.anonymous_id, e.user_id)
+            if e.type == "conversion":
+                if e.order_id:
+                    wanted.orders.add(e.order_id)
+                if e.click_id:
+                    wanted.clicks.add(e.click_id)
+                wanted.customer(e.anonymous_id, e.user_id)
+            if e.anonymous_id and (e.user_id or e.type in LINKS):
+                linking |= {e.anonymous_id, *([e.user_id] if e.user_id else [])}
+                wanted.customer(e.anonymous_id, e.user_id)
         lookups = Lookups()
+        loaded = _Wanted()
+        while True:  # ends: each round reads only keys not read before, of finite state
+            await self._fetch(pipe, wanted.minus(loaded), lookups)
+            loaded.add(wanted)
+            for click in lookups.clicks.values():
+                wanted.customer(click.device, click.user)
+            for holder in linking:
+                for order_id, _ts in lookups.recent.get(holder, ()):
+                    wanted.orders.add(order_id)
+            for order in lookups.orders.values():
+                wanted.customer(order.device, order.user)
+                if order.click_id:
+                    wanted.clicks.add(order.click_id)
+            for device in list(wanted.customer_devices):
+                for segment in lookups.links.get(device, ()):
+                    if segment.user:
+                        wanted.customer(None, segment.user)
+            for user in list(wanted.customer_users):
+                for device in lookups.devices.get(user, ()):
+                    wanted.person(device, None)
+            if not wanted.minus(loaded):
+                return lookups
+
+    async def _fetch(self, pipe: Any, wanted: _Wanted, lookups: Lookups) -> None:
+        """Read ``wanted`` into ``lookups``, watching what another partition may write.
+
+        Spend figures, orders, customers, a user's devices and recent orders can be
+        changed by batches of other partitions (a spend report lands on any partition,
+        a refund or a user's other device on another one): watched, a concurrent change
+        fails this transaction, and the worker applies the batch again on fresh state.
+        """
+        if not wanted:
+            return
+        keys = self._keys
+        ids, spends = list(wanted.seen), list(wanted.spend)
+        orders, clicks = list(wanted.orders), list(wanted.clicks)
+        devices, users = list(wanted.devices), list(wanted.users)
+        people = devices + users
+        customers = list(wanted.customer_devices | wanted.customer_users)
+        shared = [
+            *(keys.spend(*k) for k in spends),
+            *map(keys.order, orders),
+            *map(keys.recent, people),
+            *map(keys.devices, users),
+            *map(keys.customer, customers),
+        ]
+        if shared:
+            await pipe.watch(*shared)
         found = await _mget(
             pipe,
             [
@@ -159,19 +233,22 @@ class Sink:
                 *(keys.spend(*k) for k in spends),
                 *map(keys.order, orders),
                 *map(keys.click, clicks),
+                *map(keys.path, people),
+                *map(keys.customer, customers),
+                *map(keys.recent, people),
+                *map(keys.link, devices),
+                *map(keys.devices, users),
             ],
         )
-        lookups.seen = set(_loaded(ids, found, bool))
-        lookups.spend = _loaded(spends, found, state.load_spend)
-        lookups.orders = _loaded(orders, found, state.load_order)
-        lookups.clicks = _loaded(clicks, found, state.load_click)
-        # A conversion that names only its click is credited along the clicker's path.
-        people |= {c.person for c in lookups.clicks.values() if c.person}
-        people_list = list(people)
-        found = await _mget(pipe, [*map(keys.path, people_list), *map(keys.customer, people_list)])
-        lookups.paths = _loaded(people_list, found, state.load_path)
-        lookups.customers = _loaded(people_list, found, state.load_acquisition)
-        return lookups
+        lookups.seen |= set(_loaded(ids, found, bool))
+        lookups.spend |= _loaded(spends, found, state.load_spend)
+        lookups.orders |= _loaded(orders, found, state.load_order)
+        lookups.clicks |= _loaded(clicks, found, state.load_click)
+        lookups.paths |= _loaded(people, found, state.load_path)
+        lookups.customers |= _loaded(customers, found, state.load_acquisition)
+        lookups.recent |= _loaded(people, found, state.load_recent)
+        lookups.links |= _loaded(devices, found, state.load_link)
+        lookups.devices |= _loaded(users, found, state.load_devices)
 
     def _write_delta(self, writes: Writes, delta: Delta) -> None:
         keys = self._keys
@@ -210,6 +287,12 @@ class Sink:
         for person in lookups.dirty_customers:
             # Lifetime value is for the customer's lifetime: no expiry.
             writes.put(keys.customer(person), state.dump_acquisition(lookups.customers[person]))
+        for device in lookups.dirty_links:
+            writes.put(keys.link(device), state.dump_link(lookups.links[device]), _LINK_TTL_S)
+        for user in lookups.dirty_devices:
+            writes.put(keys.devices(user), state.dump_devices(lookups.devices[user]), _LINK_TTL_S)
+        for holder in lookups.dirty_recent:
+            writes.put(keys.recent(holder), state.dump_recent(lookups.recent[holder]), ttl)
 
     def _expiry(self, window: str, start: EpochMs) -> int:
         """When a bucket of ``window`` expires (epoch s); 0 (never) for all-time totals.
@@ -221,6 +304,68 @@ class Sink:
         if window == ALL_TIME:
             return 0
         return start // 1000 + self._ttl[window]
+
+
+_LINK_TTL_S = 400 * 86_400
+"""Who a device belongs to is kept 400 days after it last changed: a returning visitor's
+cookie outlives the attribution lookback."""
+
+
+@dataclass(slots=True)
+class _Wanted:
+    """Keys the fold may consult, by kind: what one round trip reads."""
+
+    seen: set[str] = field(default_factory=set)
+    spend: set[tuple[str, str]] = field(default_factory=set)
+    orders: set[str] = field(default_factory=set)
+    clicks: set[str] = field(default_factory=set)
+    devices: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    customer_devices: set[str] = field(default_factory=set)
+    """Devices whose owners' touches a conversion may need."""
+    customer_users: set[str] = field(default_factory=set)
+    """Users whose devices' touches a conversion may need."""
+
+    def person(self, device: str | None, user: str | None) -> None:
+        if device:
+            self.devices.add(device)
+        if user:
+            self.users.add(user)
+
+    def customer(self, device: str | None, user: str | None) -> None:
+        self.person(device, user)
+        if device:
+            self.customer_devices.add(device)
+        if user:
+            self.customer_users.add(user)
+
+    def minus(self, other: _Wanted) -> _Wanted:
+        return _Wanted(
+            self.seen - other.seen,
+            self.spend - other.spend,
+            self.orders - other.orders,
+            self.clicks - other.clicks,
+            self.devices - other.devices,
+            self.users - other.users,
+            self.customer_devices - other.customer_devices,
+            self.customer_users - other.customer_users,
+        )
+
+    def add(self, other: _Wanted) -> None:
+        self.seen |= other.seen
+        self.spend |= other.spend
+        self.orders |= other.orders
+        self.clicks |= other.clicks
+        self.devices |= other.devices
+        self.users |= other.users
+        self.customer_devices |= other.customer_devices
+        self.customer_users |= other.customer_users
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.seen, self.spend, self.orders, self.clicks, self.devices, self.users,
+             self.customer_devices, self.customer_users)
+        )  # fmt: skip
 
 
 async def _mget(pipe: Any, names: list[str]) -> Iterator[Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from tracker.attribution import Touch
+from tracker.stream.identity import Segment
 from tracker.types import EpochMs, Micros
 
 
@@ -26,10 +27,13 @@ class SpendFigure:
 
 @dataclass(frozen=True, slots=True)
 class Click:
-    """A click's touch and the person who clicked, for conversions that name the click."""
+    """A click's touch and who clicked, for conversions that name the click."""
 
     touch: Touch
-    person: str | None
+    device: str | None
+    """The clicker's anonymous id, when the click had one."""
+    user: str | None = None
+    """The clicker's user id, when the click had one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,11 @@ class Order:
     """Per attribution model, the shares it was counted as."""
     acquisition: Acquisition | None
     reversed: bool = False
+    device: str | None = None
+    user: str | None = None
+    click_id: str | None = None
+    named: bool = False
+    """It named its campaign, which it keeps whatever the touches: never re-credited."""
 
 
 @dataclass(slots=True)
@@ -73,10 +82,19 @@ class Lookups:
     clicks: dict[str, Click] = field(default_factory=dict)
     paths: dict[str, list[Touch]] = field(default_factory=dict)
     customers: dict[str, Acquisition] = field(default_factory=dict)
+    links: dict[str, list[Segment]] = field(default_factory=dict)
+    """Device -> its link segments."""
+    devices: dict[str, list[str]] = field(default_factory=dict)
+    """User -> the devices linked to them."""
+    recent: dict[str, list[tuple[str, EpochMs]]] = field(default_factory=dict)
+    """Device or user -> their last orders (order id, time)."""
     dirty_orders: set[str] = field(default_factory=set)
     dirty_clicks: set[str] = field(default_factory=set)
     dirty_paths: set[str] = field(default_factory=set)
     dirty_customers: set[str] = field(default_factory=set)
+    dirty_links: set[str] = field(default_factory=set)
+    dirty_devices: set[str] = field(default_factory=set)
+    dirty_recent: set[str] = field(default_factory=set)
 
 
 # Redis forms: short arrays, since millions of these live in Redis.
@@ -104,12 +122,37 @@ def load_path(raw: bytes | str) -> list[Touch]:
 
 
 def dump_click(click: Click) -> bytes:
-    return orjson.dumps([*_touch(click.touch), click.person])
+    return orjson.dumps([*_touch(click.touch), click.device, click.user])
 
 
 def load_click(raw: bytes | str) -> Click:
-    ts, campaign, channel, person = orjson.loads(raw)
-    return Click(Touch(ts, campaign, channel), person)
+    ts, campaign, channel, device, *user = orjson.loads(raw)
+    return Click(Touch(ts, campaign, channel), device, user[0] if user else None)
+
+
+def dump_link(segments: list[Segment]) -> bytes:
+    return orjson.dumps([[s.user, s.since] for s in segments])
+
+
+def load_link(raw: bytes | str) -> list[Segment]:
+    return [Segment(user, since) for user, since in orjson.loads(raw)]
+
+
+def dump_devices(devices: list[str]) -> bytes:
+    return orjson.dumps(devices)
+
+
+def load_devices(raw: bytes | str) -> list[str]:
+    devices: list[str] = orjson.loads(raw)
+    return devices
+
+
+def dump_recent(orders: list[tuple[str, EpochMs]]) -> bytes:
+    return orjson.dumps(orders)
+
+
+def load_recent(raw: bytes | str) -> list[tuple[str, EpochMs]]:
+    return [(order_id, ts) for order_id, ts in orjson.loads(raw)]
 
 
 def dump_acquisition(acquisition: Acquisition) -> bytes:
@@ -135,6 +178,7 @@ def dump_order(order: Order) -> bytes:
             "credits": credits,
             "acq": [acquisition.campaign, acquisition.channel] if acquisition else None,
             "reversed": order.reversed,
+            "who": [order.device, order.user, order.click_id, order.named],
         }
     )
 
@@ -142,6 +186,8 @@ def dump_order(order: Order) -> bytes:
 def load_order(raw: bytes | str) -> Order:
     data = orjson.loads(raw)
     acq = data["acq"]
+    # Orders stored before identity stitching say nothing of who: never re-credited.
+    device, user, click_id, named = data.get("who") or (None, None, None, True)
     return Order(
         ts=data["ts"],
         goal=data["goal"],
@@ -151,4 +197,8 @@ def load_order(raw: bytes | str) -> Order:
         },
         acquisition=Acquisition(*acq) if acq else None,
         reversed=data["reversed"],
+        device=device,
+        user=user,
+        click_id=click_id,
+        named=named,
     )
