@@ -28,7 +28,7 @@ def partition_key(event: Event) -> str:
     Keyed by user first, one visitor's events before and after signing in went to two
     partitions, out of order. A user's devices may still be on several partitions: the
     sink reads identity state across partitions, and a link that comes after an order
-    re-credits it within the grace period (tracker/stream/aggregate.py).
+    re-credits it within the grace period (tracker/stream/conversions.py).
     """
     return event.anonymous_id or event.user_id or event.click_id or event.event_id
 

@@ -7,7 +7,8 @@ import pytest
 
 from tracker.attribution import ONE, Touch
 from tracker.events import Event
-from tracker.stream.aggregate import Cell, Delta, Policy, fold, spend_key
+from tracker.stream.aggregate import fold, spend_key
+from tracker.stream.delta import Cell, Delta, Policy
 from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
 from tracker.windows import calendar
 

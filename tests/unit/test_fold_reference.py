@@ -20,7 +20,8 @@ from tests.e2e import oracle
 from tracker.attribution import ONE
 from tracker.events import Context, Event, Rules, parse_event
 from tracker.records import partition_key
-from tracker.stream.aggregate import Delta, Policy, fold
+from tracker.stream.aggregate import fold
+from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Lookups
 from tracker.windows import calendar
 

@@ -27,7 +27,8 @@ from tracker.export.rows import totals
 from tracker.money import to_number
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys
-from tracker.stream.aggregate import LATENESS_BUCKETS_S, attributed
+from tracker.stream.aggregate import LATENESS_BUCKETS_S
+from tracker.stream.delta import attributed
 from tracker.windows import ALL_TIME, WINDOWS
 
 DEFAULT_MODEL = "last_click"

@@ -8,7 +8,7 @@ from typing import Any
 from tracker.attribution import ONE
 from tracker.kpis import Totals, money_ratio, ratio
 from tracker.money import to_number
-from tracker.stream.aggregate import attributed
+from tracker.stream.delta import attributed
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME, Calendar, rfc3339
 

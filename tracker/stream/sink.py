@@ -32,7 +32,8 @@ from tracker.events import Event
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys, Writes
 from tracker.stream import state
-from tracker.stream.aggregate import LINKS, Delta, Policy, fold, spend_key
+from tracker.stream.aggregate import LINKS, fold, spend_key
+from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Lookups
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME

@@ -1,0 +1,87 @@
+"""What a batch of events adds, and the rules it is counted by, as plain values.
+
+:class:`Delta` holds the sums a batch adds to the buckets of Redis, keyed by
+:data:`Cell`; :class:`Policy` the rules of counting from the settings; :func:`spread`
+puts one amount in every window's bucket and every dimension it counts under.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tracker.stream.state import SpendFigure
+from tracker.types import EpochMs
+from tracker.windows import ALL_TIME, WINDOWS, Calendar
+
+TOTAL = "total"
+DIRECT = "direct"
+SPREAD_WINDOWS = (*WINDOWS, ALL_TIME)
+Cell = tuple[str, EpochMs, str, str, str]
+"""(window, bucket start, dimension, dimension value, metric)."""
+Audience = tuple[str, EpochMs, str, str]
+"""(window, bucket start, dimension, dimension value): whose unique users to count."""
+
+
+def attributed(metric: str, model: str) -> str:
+    """The bucket metric holding ``metric`` as ``model`` credits it."""
+    return f"{metric}@{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The rules of counting, from the settings."""
+
+    grace_ms: int
+    """How far behind its partition's newest event time an event may be before it is late."""
+    calendar: Calendar
+    """The reporting time zone's hours and days."""
+    rates: Mapping[str, float]
+    lookback_ms: Callable[[str], int]
+    """Per channel: how long before a conversion a touch may still earn credit."""
+    half_life_ms: int
+    path_max: int
+    skew_ms: int = 0
+    """How far after a conversion a touch of the same person may be timed and still count:
+    clocks of browsers and servers disagree by minutes."""
+    max_ids: int = 100
+    """Devices a user absorbs at most; more links to them are refused."""
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one batch adds: bucket sums, unique users, health counters."""
+
+    sums: Counter[Cell] = field(default_factory=Counter)
+    uniques: dict[Audience, set[str]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    """Event ids accepted by this batch, to remember for deduplication."""
+    spend: dict[tuple[str, str], SpendFigure] = field(default_factory=dict)
+    """(campaign, period) -> the figure that now stands."""
+    health: Counter[str] = field(default_factory=Counter)
+    unconvertible: list[str] = field(default_factory=list)
+    """Ids of events in a currency without a configured rate: skipped, not counted."""
+    watermark: EpochMs = 0
+    newest: EpochMs = 0
+
+
+def dimensions(campaign: str | None, channel: str) -> list[tuple[str, str]]:
+    dims = [(TOTAL, TOTAL), ("channel", channel)]
+    if campaign:
+        dims.append(("campaign", campaign))
+    return dims
+
+
+def spread(
+    delta: Delta,
+    ts: EpochMs,
+    dimensions: list[tuple[str, str]],
+    metrics: Mapping[str, int],
+    calendar: Calendar,
+) -> None:
+    for window in SPREAD_WINDOWS:
+        bucket = calendar.bucket_start(ts, window)
+        for dimension, value in dimensions:
+            for metric, amount in metrics.items():
+                delta.sums[window, bucket, dimension, value, metric] += amount
