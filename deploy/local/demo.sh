@@ -27,7 +27,24 @@ demo_history() {
     log "demo history: four weeks of the simulated market, once (log ${RUN#"$ROOT"/}/demo-history.log)"
     "$PYTHON" -m tracker.cli simulate --curves default --backfill-days 28 --duration 0 \
         >"$RUN/demo-history.log" 2>&1 || { show_tail "$RUN/demo-history.log"; die "demo history failed"; }
+    demo_applied
     touch "$marker"
+}
+
+# Returns once the worker has applied every record of the events topic (the exporter's
+# consumer lag reads 0 on every partition), so `tracker budget` right after `make up`
+# sees the history; gives up with a warning after two minutes.
+demo_applied() {
+    local url="http://127.0.0.1:${TRACKER_EXPORTER_PORT:-9108}/metrics" deadline=$((SECONDS + 120)) lags
+    while ((SECONDS < deadline)); do
+        lags=$(curl -fsS --max-time 5 "$url" 2>/dev/null | grep '^tracker_pipeline_consumer_lag_records{' || true)
+        if [[ -n $lags ]] && ! grep -qv ' 0\.0$' <<<"$lags"; then
+            log "demo history applied"
+            return 0
+        fi
+        sleep 1
+    done
+    warn "the worker has not applied the demo history within 2 minutes; see .run/tracker/worker.log"
 }
 
 demo_describe() {

@@ -429,6 +429,11 @@ def _identity_cases(
     def identify(minute: int, device: str, user: str) -> dict[str, Any]:
         return ev("identify", minute, anonymous_id=device, user_id=user)
 
+    # Signed in by a server whose HTTP client looks like a bot: it still links.
+    visits("server-signin", 2)
+    second.append(identify(31, "server-signin", "server-member") | {"user_agent": CRAWLER})
+    third.append(order(42, user_id="server-member"))
+
     # Signed in before the order: the user's order (user id only, the next phase, as
     # it is keyed apart from the device) gets the device's anonymous past. The first
     # one also has a touch of the user's own, without a device (an email click).
@@ -774,19 +779,22 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
             if e["event_id"] in seen:
                 continue
             seen.add(e["event_id"])  # however late: late is not lost
-            if e.get("user_agent") == CRAWLER:
-                continue
             ts = e["ts"]
-            day = day_start(ts, zone)
-            campaign, channel = e.get("campaign"), e.get("channel", "direct")
             user, device = e.get("user_id"), e.get("anonymous_id")
+            # A sign-in or sign-out says who is who, whatever agent sent it (a server's
+            # HTTP client looks like a bot); other events of bots count for nothing.
             if e["type"] == "reset":
                 link(e["anonymous_id"], None, ts)  # required of a reset
                 continue
-            if user and device and user != device:  # an identify, or implied by the event
-                link(device, user, ts)
             if e["type"] == "identify":
+                link(e["anonymous_id"], e["user_id"], ts)  # both required of an identify
                 continue  # not traffic
+            if e.get("user_agent") == CRAWLER:
+                continue
+            if user and device and user != device:  # implied by an event with both ids
+                link(device, user, ts)
+            day = day_start(ts, zone)
+            campaign, channel = e.get("campaign"), e.get("channel", "direct")
             dims = [("total", "total"), ("channel", channel)] + (
                 [("campaign", campaign)] if campaign else []
             )

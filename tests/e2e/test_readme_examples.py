@@ -439,7 +439,7 @@ def load_demo_history(settings: Settings, run: Path) -> None:
             "bash",
             "-c",
             'source "$1"; log() { :; }; show_tail() { tail -n 30 "$1" >&2; }\n'
-            'die() { echo "$*" >&2; exit 1; }; demo_history',
+            'die() { echo "$*" >&2; exit 1; }; warn() { echo "$*" >&2; }; demo_history',
             "demo",
             str(DEMO),
         ],

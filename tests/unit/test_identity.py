@@ -167,3 +167,11 @@ def test_a_click_only_postback_follows_the_clickers_owner() -> None:
     assert credits(delta, "campaign", "conversions@first_click") == {"x": ONE}
     assert credits(delta, "campaign", "conversions@last_click") == {"y": ONE}
     assert lookups.customers.keys() == {"u1"}
+
+
+def test_a_sign_in_sent_by_a_server_client_flagged_as_bot_still_links() -> None:
+    lookups = Lookups()
+    sign_in = event("i", "identify", anonymous_id="a1", user_id="u1", campaign=None, bot=True)
+    delta = run([sign_in], lookups)
+    assert delta.health["identity_links"] == 1
+    assert lookups.devices == {"u1": ["a1"]}

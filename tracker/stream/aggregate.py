@@ -93,8 +93,9 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if event.type == "spend":
             _upsert_spend(event, delta, lookups, policy)
             continue
-        if event.type in LINKS:  # who is who, not traffic
-            if not event.bot and event.anonymous_id:
+        if event.type in LINKS:  # who is who, not traffic; whatever agent sent it, as
+            # a server's HTTP client looks like a bot
+            if event.anonymous_id:
                 user = event.user_id if event.type == "identify" else None
                 conversions.link(event.anonymous_id, user, event.ts, delta, lookups, policy)
             continue
