@@ -7,45 +7,22 @@ server is needed; the answers are built by pure functions over stored values.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 import pytest
 
-from tracker.asgi import Message
+from tests.unit.test_api import get as get_path
 from tracker.attribution import ONE, Touch
 from tracker.export.people import device_view, instant, user_view
-from tracker.export.server import build
-from tracker.settings import Settings
 from tracker.stream.identity import Segment
 from tracker.stream.state import Acquisition, Credit, Order
 
-APP = build(Settings(redis_url="redis://127.0.0.1:1/0"))  # nothing listens on port 1
 T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 
 
 def get(query: bytes) -> tuple[int, dict[str, Any]]:
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/v1/people",
-        "raw_path": b"/v1/people",
-        "query_string": query,
-        "headers": [],
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    asyncio.run(APP(scope, receive, send))
-    body: dict[str, Any] = orjson.loads(sent[1]["body"])
-    return sent[0]["status"], body
+    return get_path("/v1/people", query)
 
 
 # Parameters

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import orjson
@@ -255,11 +255,9 @@ class Sink:
         keys = self._keys
         now_s = int(time.time())
         for (window, start, dimension, value, metric), amount in delta.sums.items():
-            if not amount:
+            expire_at = self._expiry(window, start, now_s)
+            if not amount or expire_at is None:
                 continue
-            expire_at = self._expiry(window, start)
-            if expire_at and expire_at <= now_s:
-                continue  # past the window's retention: that bucket is no longer kept
             bucket = keys.bucket(window, start, dimension)
             writes.add(bucket, keys.field(dimension, value, metric), amount, expire_at)
             if dimension == "campaign":
@@ -268,8 +266,8 @@ class Sink:
                 if window == ALL_TIME:  # every campaign is ranked, by spend
                     writes.rank(value, amount if metric == "spend" else 0)
         for (window, start, dimension, value), people in delta.uniques.items():
-            expire_at = self._expiry(window, start)
-            if expire_at and expire_at <= now_s:
+            expire_at = self._expiry(window, start, now_s)
+            if expire_at is None:
                 continue
             key = keys.uniques(window, start, dimension, value)
             writes.count_people(key, people, expire_at)
@@ -295,8 +293,9 @@ class Sink:
         for holder in lookups.dirty_recent:
             writes.put(keys.recent(holder), state.dump_recent(lookups.recent[holder]), ttl)
 
-    def _expiry(self, window: str, start: EpochMs) -> int:
-        """When a bucket of ``window`` expires (epoch s); 0 (never) for all-time totals.
+    def _expiry(self, window: str, start: EpochMs, now_s: int) -> int | None:
+        """When a bucket of ``window`` expires (epoch s); 0 (never) for all-time totals;
+        ``None`` when it is past its retention already, so it is not written.
 
         Retention counts from the bucket's own time, so a late event updates exactly
         the buckets still kept (minutes of the last two days, hours of 90, days of
@@ -304,7 +303,8 @@ class Sink:
         """
         if window == ALL_TIME:
             return 0
-        return start // 1000 + self._ttl[window]
+        expire_at = start // 1000 + self._ttl[window]
+        return expire_at if expire_at > now_s else None
 
 
 _LINK_TTL_S = 400 * 86_400
@@ -341,32 +341,18 @@ class _Wanted:
             self.customer_users.add(user)
 
     def minus(self, other: _Wanted) -> _Wanted:
-        return _Wanted(
-            self.seen - other.seen,
-            self.spend - other.spend,
-            self.orders - other.orders,
-            self.clicks - other.clicks,
-            self.devices - other.devices,
-            self.users - other.users,
-            self.customer_devices - other.customer_devices,
-            self.customer_users - other.customer_users,
-        )
+        pairs = zip(self._sets(), other._sets(), strict=True)
+        return _Wanted(*(mine - theirs for mine, theirs in pairs))
 
     def add(self, other: _Wanted) -> None:
-        self.seen |= other.seen
-        self.spend |= other.spend
-        self.orders |= other.orders
-        self.clicks |= other.clicks
-        self.devices |= other.devices
-        self.users |= other.users
-        self.customer_devices |= other.customer_devices
-        self.customer_users |= other.customer_users
+        for mine, theirs in zip(self._sets(), other._sets(), strict=True):
+            mine |= theirs
 
     def __bool__(self) -> bool:
-        return any(
-            (self.seen, self.spend, self.orders, self.clicks, self.devices, self.users,
-             self.customer_devices, self.customer_users)
-        )  # fmt: skip
+        return any(self._sets())
+
+    def _sets(self) -> list[set[Any]]:
+        return [getattr(self, f.name) for f in fields(self)]
 
 
 async def _mget(pipe: Any, names: list[str]) -> Iterator[Any]:
