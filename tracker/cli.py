@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        settings.add_arguments(sub)
+        settings.add_arguments(sub, name)
         if name == "simulate":
             sub.add_argument("--rate", type=float, default=200.0, help="events per second")
             sub.add_argument(

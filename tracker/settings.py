@@ -1,8 +1,10 @@
 """Every setting of every tracker process, in one typed object.
 
-Each field is settable as a command-line flag (``--kafka-bootstrap``) or a
-``TRACKER_*`` environment variable (``TRACKER_KAFKA_BOOTSTRAP``); a flag wins over
-the environment, which wins over the default. Defaults work on localhost.
+Each field is a ``TRACKER_*`` environment variable (``TRACKER_KAFKA_BOOTSTRAP``) in
+every command, and a flag (``--kafka-bootstrap``) of the commands that read it; a flag
+wins over the environment, which wins over the default. Defaults work on localhost.
+A field's declaration says which commands read it and the range of its values;
+:func:`load` checks them and names the setting that is wrong.
 Nothing here runs at import time: :func:`load` is called once by the CLI.
 """
 
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import operator
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,89 +30,274 @@ _ALLOWED_HOST = re.compile(
     r"(?::(?P<port>[1-9][0-9]{0,4}))?"
 )
 MIN_SECRET_CHARS = 16
+MAX_PORT = 65535
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+# The subcommands of tracker/cli.py, which declares one parser each.
+COLLECTOR = "collector"
+WORKER = "worker"
+SERVE = "serve"
+SIMULATE = "simulate"
+BUDGET = "budget"
+REPORT = "report"
+REPLAY = "replay-dead-letters"
+COMMANDS = (COLLECTOR, WORKER, SERVE, SIMULATE, BUDGET, REPORT, REPLAY)
+
+# Commands that read the same settings for the same reason.
+EVERY = frozenset(COMMANDS)
+# They create the topics at start (tracker.kafka.ensure_topics).
+TOPIC_MAKERS = frozenset({COLLECTOR, WORKER, REPLAY})
+# serve reads the events topic's end offsets, for consumer lag.
+KAFKA = TOPIC_MAKERS | {SERVE}
+# The collector and the replay of its dead letters: both judge input by
+# collector.validation and write events with collector.producer.kafka_producer.
+INTAKE = frozenset({COLLECTOR, REPLAY})
+STORE = frozenset({WORKER, SERVE, BUDGET, REPORT})
+# They fit response curves and recommend budgets (tracker.decide).
+ADVISERS = frozenset({SERVE, BUDGET, REPORT})
 
 
-def _setting(default: Any, help: str, secret: bool = False) -> Any:
-    return field(default=default, repr=not secret, metadata={"help": help})
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What a field declares besides its type and default: its meaning, the commands
+    that read it, and the values it takes (bounds inclusive except ``above``)."""
+
+    help: str
+    used_by: frozenset[str]
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> Any:
+        """``value`` if the declaration allows it, a choice in its declared spelling.
+
+        Raises ValueError saying what is allowed, for the caller to name the setting.
+        """
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        if self.choices:
+            # Any case, as people type it; stored as declared, as the code compares it.
+            for choice in self.choices:
+                if value.lower() == choice:
+                    return choice
+            raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+        for words, limit in self.bounds():
+            if not _HOLDS[words](value, limit):
+                raise ValueError(f"must be {words} {limit}")
+        return value
+
+    def bounds(self) -> list[tuple[str, float]]:
+        """The bounds as ("at least", 1) pairs, for errors and --help."""
+        pairs = (("at least", self.minimum), ("above", self.above), ("at most", self.maximum))
+        return [(words, limit) for words, limit in pairs if limit is not None]
+
+
+_HOLDS = {"at least": operator.ge, "above": operator.gt, "at most": operator.le}
+
+
+def _setting(
+    default: Any,
+    help: str,
+    used_by: Collection[str],
+    *,
+    secret: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    declared = Declaration(help, frozenset(used_by), minimum, maximum, above, choices)
+    return field(default=default, repr=not secret, metadata={"declared": declared})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated")
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL of the KPI store")
-    redis_prefix: str = _setting("tracker", "prefix of every Redis key, to share one Redis")
-    events_topic: str = _setting("tracker.events", "topic of accepted events")
-    dead_letter_topic: str = _setting("tracker.dead-letters", "topic of rejected input")
-    topic_partitions: int = _setting(4, "partitions of the events topic when it is created")
-    topic_replicas: int = _setting(1, "replication factor of topics we create (3 in production)")
-    collector_host: str = _setting("127.0.0.1", "collector listen address")
-    collector_port: int = _setting(8080, "collector listen port")
-    exporter_host: str = _setting("127.0.0.1", "exporter and query API listen address")
-    exporter_port: int = _setting(9108, "exporter and query API listen port")
-    worker_port: int = _setting(6066, "worker health endpoint port")
-    app_id: str = _setting("tracker", "Faust application id (the Kafka consumer group)")
-    flush_ms: float = _setting(2.0, "collector: longest wait before a batch goes to Kafka")
-    flush_max_events: int = _setting(2000, "collector: events per Kafka record at most")
-    buffer_max_events: int = _setting(100_000, "collector: events held while Kafka is slow")
-    produce_timeout_s: float = _setting(10.0, "collector: wait for Kafka before answering 503")
-    kafka_compression: str = _setting(
-        "zstd", "collector: compression of Kafka records: none, gzip, snappy, lz4 or zstd"
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated", KAFKA
     )
-    max_body_bytes: int = _setting(1_048_576, "collector: largest request body")
-    max_batch_events: int = _setting(1000, "collector: most events in one batch request")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL of the KPI store", STORE)
+    redis_prefix: str = _setting("tracker", "prefix of every Redis key, to share one Redis", STORE)
+    events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
+    dead_letter_topic: str = _setting(
+        "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS
+    )
+    topic_partitions: int = _setting(
+        4, "partitions of the events topic when it is created", TOPIC_MAKERS, minimum=1
+    )
+    topic_replicas: int = _setting(
+        1, "replication factor of topics we create (3 in production)", TOPIC_MAKERS, minimum=1
+    )
+    collector_host: str = _setting("127.0.0.1", "collector listen address", {COLLECTOR, SIMULATE})
+    collector_port: int = _setting(
+        8080, "collector listen port", {COLLECTOR, SIMULATE}, minimum=1, maximum=MAX_PORT
+    )
+    exporter_host: str = _setting("127.0.0.1", "exporter and query API listen address", {SERVE})
+    exporter_port: int = _setting(
+        9108, "exporter and query API listen port", {SERVE}, minimum=1, maximum=MAX_PORT
+    )
+    worker_port: int = _setting(
+        6066, "worker health endpoint port", {WORKER}, minimum=1, maximum=MAX_PORT
+    )
+    app_id: str = _setting("tracker", "Faust application id (the Kafka consumer group)", {WORKER})
+    flush_ms: float = _setting(
+        2.0, "collector: longest wait before a batch goes to Kafka", {COLLECTOR}, minimum=0
+    )
+    flush_max_events: int = _setting(
+        2000, "collector: events per Kafka record at most", {COLLECTOR}, minimum=1
+    )
+    buffer_max_events: int = _setting(
+        100_000, "collector: events held while Kafka is slow", {COLLECTOR}, minimum=1
+    )
+    produce_timeout_s: float = _setting(
+        10.0, "collector: wait for Kafka before answering 503", INTAKE, above=0
+    )
+    kafka_compression: str = _setting(
+        "zstd",
+        "collector: compression of Kafka records: none, gzip, snappy, lz4 or zstd",
+        INTAKE,
+        choices=COMPRESSIONS,
+    )
+    max_body_bytes: int = _setting(
+        1_048_576, "collector: largest request body", {COLLECTOR}, minimum=1
+    )
+    max_batch_events: int = _setting(
+        1000, "collector: most events in one batch request", {COLLECTOR}, minimum=1
+    )
     redirect_allow: str = _setting(
-        "", "click redirect /r: allowed hosts, e.g. 'shop.example,*.shop.example,shop.example:8443'"
+        "",
+        "click redirect /r: allowed hosts, e.g. 'shop.example,*.shop.example,shop.example:8443'",
+        INTAKE,
     )
     postback_secrets: str = _setting(
-        "", "postback HMAC-SHA256 secrets per partner, e.g. 'net1=<secret>,net2=<secret>'", True
+        "",
+        "postback HMAC-SHA256 secrets per partner, e.g. 'net1=<secret>,net2=<secret>'",
+        {COLLECTOR},
+        secret=True,
     )
-    postback_tolerance_s: int = _setting(300, "postback: largest clock difference of a signed ts")
-    max_future_s: int = _setting(300, "reject events timed further than this in the future")
-    max_age_days: int = _setting(30, "reject events older than this many days")
-    truncate_ip: bool = _setting(True, "store IPs truncated (IPv4 /24, IPv6 /48)")
-    base_currency: str = _setting("USD", "ISO 4217 currency all money is reported in")
+    postback_tolerance_s: int = _setting(
+        300, "postback: largest clock difference of a signed ts", {COLLECTOR}, minimum=1
+    )
+    write_keys: str = _setting(
+        "",
+        "Segment API: accepted write keys, comma separated; empty accepts any key",
+        {COLLECTOR},
+        secret=True,
+    )
+    conversion_events: str = _setting(
+        "",
+        "SDK event names that are conversions, with their goal: 'Signed Up=signup,Lead=lead'",
+        INTAKE,
+    )
+    max_future_s: int = _setting(
+        300, "reject events timed further than this in the future", INTAKE, minimum=0
+    )
+    max_age_days: int = _setting(
+        30, "reject events older than this many days", INTAKE | {SIMULATE}, minimum=1
+    )
+    truncate_ip: bool = _setting(True, "store IPs truncated (IPv4 /24, IPv6 /48)", INTAKE)
+    base_currency: str = _setting(
+        "USD", "ISO 4217 currency all money is reported in", INTAKE | STORE
+    )
     currency_rates: str = _setting(
-        "", "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)"
+        "",
+        "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)",
+        INTAKE | {WORKER},
     )
     grace_s: int = _setting(
-        3600, "a bucket is final this long after it ends; events behind it count as late"
+        3600,
+        "a bucket is final this long after it ends; events behind it count as late",
+        {WORKER, SERVE, REPORT},
+        minimum=0,
     )
     clock_skew_s: int = _setting(
-        300, "attribution: a person's touch timed this far after a conversion still counts"
+        300,
+        "attribution: a person's touch timed this far after a conversion still counts",
+        {WORKER},
+        minimum=0,
     )
     timezone: str = _setting(
-        "UTC", "IANA time zone of reporting hours and days (day buckets, spend periods, report)"
+        "UTC",
+        "IANA time zone of reporting hours and days (day buckets, spend periods, report)",
+        STORE | {SIMULATE},
     )
     lookback_days: float = _setting(
-        30.0, "attribution lookback: touches this old still earn credit"
+        30.0, "attribution lookback: touches this old still earn credit", {WORKER}, above=0
     )
     lookback_by_channel: str = _setting(
-        "", "per-channel lookbacks in days overriding lookback_days, e.g. 'display=1,social=7'"
+        "",
+        "per-channel lookbacks in days overriding lookback_days, e.g. 'display=1,social=7'",
+        {WORKER},
     )
-    half_life_days: float = _setting(7.0, "time_decay model: a touch's credit halves this often")
-    path_max_touches: int = _setting(20, "touches remembered per person for attribution")
+    half_life_days: float = _setting(
+        7.0, "time_decay model: a touch's credit halves this often", {WORKER}, above=0
+    )
+    path_max_touches: int = _setting(
+        20, "touches remembered per person for attribution", {WORKER}, minimum=1
+    )
     max_ids_per_user: int = _setting(
-        100, "identity: devices (anonymous ids) a user absorbs at most; more links are refused"
+        100,
+        "identity: devices (anonymous ids) a user absorbs at most; more links are refused",
+        {WORKER},
+        minimum=1,
     )
-    worker_batch_max: int = _setting(200, "worker: Kafka records applied per Redis transaction")
-    worker_batch_wait_s: float = _setting(0.05, "worker: longest wait to fill a batch")
-    retention_1m_days: int = _setting(2, "days 1-minute buckets are kept in Redis")
-    retention_1h_days: int = _setting(90, "days 1-hour buckets are kept in Redis")
-    retention_1d_days: int = _setting(1100, "days 1-day buckets are kept in Redis")
-    top_campaigns: int = _setting(50, "campaigns labelled in /metrics; the rest is 'other'")
+    worker_batch_max: int = _setting(
+        200, "worker: Kafka records applied per Redis transaction", {WORKER}, minimum=1
+    )
+    worker_batch_wait_s: float = _setting(
+        0.05, "worker: longest wait to fill a batch", {WORKER}, above=0
+    )
+    retention_1m_days: int = _setting(
+        2, "days 1-minute buckets are kept in Redis", {WORKER}, minimum=1
+    )
+    retention_1h_days: int = _setting(
+        90, "days 1-hour buckets are kept in Redis", {WORKER}, minimum=1
+    )
+    retention_1d_days: int = _setting(
+        1100, "days 1-day buckets are kept in Redis", {WORKER}, minimum=1
+    )
+    # Not 0: Redis reads ZREVRANGE 0 -1, every campaign, for a top of none.
+    top_campaigns: int = _setting(
+        50, "campaigns labelled in /metrics; the rest is 'other'", {SERVE}, minimum=1
+    )
     trend_min_conversions: float = _setting(
-        20.0, "trends: conversions each period needs before its CPA change is ranked"
+        20.0,
+        "trends: conversions each period needs before its CPA change is ranked",
+        {SERVE, REPORT},
+        minimum=0,
     )
     trend_min_spend: float = _setting(
-        100.0, "trends: spend (base currency) each period needs before its ROAS change is ranked"
+        100.0,
+        "trends: spend (base currency) each period needs before its ROAS change is ranked",
+        {SERVE, REPORT},
+        minimum=0,
     )
-    budget_history_days: int = _setting(28, "budget: days of history response curves are fitted on")
-    budget_min_days: int = _setting(14, "budget: days with spend a unit needs before it is moved")
+    # Fewer than 3 days fit no response curve; budget_min_days <= this is checked in _check.
+    budget_history_days: int = _setting(
+        28, "budget: days of history response curves are fitted on", ADVISERS, minimum=3
+    )
+    budget_min_days: int = _setting(
+        14, "budget: days with spend a unit needs before it is moved", ADVISERS, minimum=3
+    )
     budget_max_change: float = _setting(
-        0.2, "budget: largest change of a unit's budget per recommendation, as a share"
+        0.2,
+        "budget: largest change of a unit's budget per recommendation, as a share",
+        ADVISERS,
+        minimum=0,
+        maximum=1,
     )
-    log_format: str = _setting("auto", "json, console, or auto (console on a terminal)")
-    log_level: str = _setting("info", "debug, info, warning or error")
+    log_format: str = _setting(
+        "auto",
+        "json, console, or auto (console on a terminal)",
+        EVERY,
+        choices=("auto", "json", "console"),
+    )
+    log_level: str = _setting(
+        "info",
+        "debug, info, warning or error",
+        EVERY,
+        choices=("debug", "info", "warning", "error"),
+    )
 
     def rates(self) -> dict[str, float]:
         """The currency table as a mapping, the base currency at rate 1."""
@@ -156,13 +344,40 @@ class Settings:
             keys[partner] = secret
         return keys
 
+    def write_key_set(self) -> frozenset[str]:
+        """The Segment write keys the collector accepts; empty: any."""
+        return frozenset(_items(self.write_keys))
+
+    def conversion_goals(self) -> dict[str, str]:
+        """SDK event name -> conversion goal, from ``conversion_events``.
+
+        ``Order Completed`` and its kin are conversions by Segment's e-commerce spec
+        already; these are the site's own names (``Signed Up``).
+        """
+        goals: dict[str, str] = {}
+        for position, (name, goal) in enumerate(_pairs(self.conversion_events), 1):
+            if not name or not goal:
+                raise ValueError(f"item {position} is not 'Event Name=goal'")
+            if name in goals:
+                raise ValueError(f"event {name!r} is given twice")
+            if len(goal) > 64 or not goal.isprintable():
+                raise ValueError(f"goal {goal!r} must be printable, at most 64 characters")
+            goals[name] = goal
+        return goals
+
     def calendar(self) -> Calendar:
         """Bucket arithmetic in the reporting time zone."""
         return calendar(self.timezone)
 
     def lookback_overrides(self) -> dict[str, float]:
         """Per-channel lookbacks in days, from ``lookback_by_channel``."""
-        return {channel: float(days) for channel, days in _pairs(self.lookback_by_channel)}
+        overrides: dict[str, float] = {}
+        for channel, text in _pairs(self.lookback_by_channel):
+            days = float(text)
+            if not math.isfinite(days) or days <= 0:
+                raise ValueError(f"the lookback of {channel} must be above 0 days, got {text}")
+            overrides[channel] = days
+        return overrides
 
 
 def _items(text: str) -> list[str]:
@@ -200,25 +415,47 @@ def fields() -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(Settings)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare one flag per setting; unset flags fall back to the environment."""
+def declaration(setting: dataclasses.Field[Any]) -> Declaration:
+    declared: Declaration = setting.metadata["declared"]
+    return declared
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Declare a flag for each setting ``command`` reads; unset flags defer to the environment.
+
+    Every other setting is None in the parsed namespace: :func:`load` takes it from the
+    environment, which all processes share.
+    """
+    if command not in COMMANDS:
+        raise ValueError(f"no settings are declared for {command!r}, only for {COMMANDS}")
     group = parser.add_argument_group("settings (flag, or TRACKER_<NAME> in the environment)")
     for f in fields():
+        declared = declaration(f)
+        if command not in declared.used_by:
+            continue
+        notes = [env_name(f.name), f"default {f.default!r}"]
+        notes += [f"{words} {limit}" for words, limit in declared.bounds()]
         group.add_argument(
             flag_name(f.name),
             dest=f.name,
             default=None,
             metavar=str(f.type).upper(),
-            help=f"{f.metadata['help']} [{env_name(f.name)}, default {f.default!r}]",
+            help=f"{declared.help} [{', '.join(notes)}]",
         )
+    parser.set_defaults(**{f.name: None for f in fields()})
 
 
 def load(
     namespace: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Build the settings from flags, then ``TRACKER_*`` variables, then defaults."""
+    """Build the settings from flags, then ``TRACKER_*`` variables, then defaults.
+
+    Raises :class:`SettingsError` naming the flag or variable of a value out of its
+    declared type or range.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for f in fields():
         raw = getattr(namespace, f.name, None) if namespace is not None else None
         source = flag_name(f.name)
@@ -227,79 +464,55 @@ def load(
         if raw is None:
             continue
         try:
-            values[f.name] = _CONVERTERS[str(f.type)](raw)
+            values[f.name] = declaration(f).check(_CONVERTERS[str(f.type)](raw))
         except ValueError as exc:
             raise SettingsError(f"{source}: {exc}") from exc
+        sources[f.name] = source
     settings = Settings(**values)
-    _check(settings)
+    _check(settings, sources)
     return settings
 
 
-COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+def _check(settings: Settings, sources: Mapping[str, str]) -> None:
+    """What a declaration cannot say: values parsed from text, and one setting bounded by
+    another. ``sources`` names where each value came from (flag or variable)."""
 
+    def named(name: str) -> str:
+        return sources.get(name, env_name(name))
 
-def _check(settings: Settings) -> None:
-    try:
-        settings.rates()
-    except ValueError as exc:
-        raise SettingsError(f"{env_name('currency_rates')}: {exc}") from exc
-    try:
-        overrides = settings.lookback_overrides()
-    except ValueError as exc:
-        raise SettingsError(f"{env_name('lookback_by_channel')}: {exc}") from exc
-    unknown = set(overrides) - set(CHANNELS)
-    if unknown:
-        raise SettingsError(f"{env_name('lookback_by_channel')}: unknown channel {sorted(unknown)}")
     for name, parse in (
+        ("currency_rates", settings.rates),
+        ("lookback_by_channel", settings.lookback_overrides),
         ("timezone", settings.calendar),
         ("redirect_allow", settings.redirect_hosts),
         ("postback_secrets", settings.postback_keys),
+        ("conversion_events", settings.conversion_goals),
     ):
         try:
             parse()
         except ValueError as exc:
-            raise SettingsError(f"{env_name(name)}: {exc}") from exc
-    for name, value, floor in (
-        ("half_life_days", settings.half_life_days, 0.0),
-        ("lookback_days", settings.lookback_days, 0.0),
-    ):
-        if not value > floor:
-            raise SettingsError(f"{env_name(name)}: must be above {floor:g}")
-    for name, value, floor in (
-        ("trend_min_conversions", settings.trend_min_conversions, 0.0),
-        ("trend_min_spend", settings.trend_min_spend, 0.0),
-        ("budget_max_change", settings.budget_max_change, 0.0),
-    ):
-        if not value >= floor:
-            raise SettingsError(f"{env_name(name)}: must be at least {floor:g}")
-    if not settings.budget_max_change <= 1:
-        raise SettingsError(f"{env_name('budget_max_change')}: must be at most 1 (100%)")
-    if not 3 <= settings.budget_min_days <= settings.budget_history_days:
+            raise SettingsError(f"{named(name)}: {exc}") from exc
+    unknown = set(settings.lookback_overrides()) - set(CHANNELS)
+    if unknown:
+        raise SettingsError(f"{named('lookback_by_channel')}: unknown channel {sorted(unknown)}")
+    if settings.budget_min_days > settings.budget_history_days:
         raise SettingsError(
-            f"{env_name('budget_min_days')}: must be between 3 and "
-            f"{env_name('budget_history_days')} ({settings.budget_history_days})"
+            f"{named('budget_min_days')}: must be at most {named('budget_history_days')} "
+            f"({settings.budget_history_days})"
         )
-    if settings.clock_skew_s < 0:
-        raise SettingsError(f"{env_name('clock_skew_s')}: must be at least 0")
-    if settings.max_ids_per_user < 1:
-        raise SettingsError(f"{env_name('max_ids_per_user')}: must be at least 1")
-    if settings.path_max_touches < 1:
-        raise SettingsError(f"{env_name('path_max_touches')}: must be at least 1")
-    if settings.kafka_compression not in COMPRESSIONS:
-        raise SettingsError(
-            f"{env_name('kafka_compression')}: expected one of {', '.join(COMPRESSIONS)}"
-        )
-    if settings.log_format not in {"auto", "json", "console"}:
-        raise SettingsError(f"{env_name('log_format')}: expected auto, json or console")
-    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
-        raise SettingsError(f"{env_name('log_level')}: expected debug, info, warning or error")
 
 
-def documented() -> Sequence[tuple[str, str, str, str]]:
-    """(flag, variable, default, meaning) of every setting, for the README table."""
-    return [
-        (flag_name(f.name), env_name(f.name), repr(f.default), f.metadata["help"]) for f in fields()
-    ]
+def documented() -> Sequence[tuple[str, str, str, str, str]]:
+    """(flag, variable, default, commands reading it, meaning) of every setting, for the
+    README table."""
+    rows = []
+    for f in fields():
+        declared = declaration(f)
+        used_by = ", ".join(c for c in COMMANDS if c in declared.used_by)
+        if declared.used_by == EVERY:
+            used_by = "every command"
+        rows.append((flag_name(f.name), env_name(f.name), repr(f.default), used_by, declared.help))
+    return rows
 
 
 class SettingsError(ValueError):
