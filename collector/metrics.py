@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-ENDPOINTS = ("pixel", "batch", "redirect", "postback")
+ENDPOINTS = ("pixel", "batch", "redirect", "postback", "segment", "snowplow")
 S = TypeVar("S")
 
 
@@ -133,7 +133,14 @@ class Metrics:
             "Time from a partition's flush to Kafka's acknowledgement, retries included",
             (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
         )
-        for family in (self.events, self.latency, flush_events, flush_seconds):
+        self.uncounted = Counters(
+            "tracker_collector_uncounted",
+            "Well-formed input that counts in no KPI, by kind (a Segment group call, an "
+            "unknown self-describing event): acknowledged, and kept in the dead-letter "
+            "topic unless it never counts (page pings, transaction items)",
+            ["endpoint", "kind"],
+        )
+        for family in (self.events, self.latency, self.uncounted, flush_events, flush_seconds):
             registry.register(family)
         self.unavailable = Counter(
             "tracker_collector_unavailable",

@@ -42,18 +42,16 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import structlog
 
+from collector.intake import Intake
 from tracker.asgi import HTTPError, Request, Response
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
 from tracker.settings import env_name
-
-if TYPE_CHECKING:
-    from collector.app import Collector
 
 log = structlog.get_logger(__name__)
 
@@ -194,19 +192,19 @@ def _form(raw: bytes, what: str) -> list[tuple[str, str]]:
 
 
 class Postback:
-    """The ``/v1/postback`` handler of a :class:`~collector.app.Collector`."""
+    """The ``/v1/postback`` handler."""
 
-    def __init__(self, collector: Collector) -> None:
-        self._collector = collector
-        self._keys = collector.settings.postback_keys()
-        self._tolerance_s = collector.settings.postback_tolerance_s
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+        self._keys = intake.settings.postback_keys()
+        self._tolerance_s = intake.settings.postback_tolerance_s
 
     async def _params(self, request: Request) -> dict[str, str]:
         params: dict[str, str] = {}
         _add_pairs(_form(request.scope["query_string"], "query"), params)
         if request.method != "POST":
             return params
-        body = await request.body(self._collector.settings.max_body_bytes)
+        body = await request.body(self._intake.settings.max_body_bytes)
         kind = (request.header(b"content-type") or "").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -223,7 +221,7 @@ class Postback:
         return params
 
     async def receive(self, request: Request) -> Response:
-        collector = self._collector
+        intake = self._intake
         started = time.perf_counter()
         received_at = time.time_ns() // 1_000_000
         params: dict[str, str] = {}
@@ -234,19 +232,19 @@ class Postback:
         except Unauthorized as exc:
             return self._refuse(request, str(exc), params.get("partner"))
         try:
-            event = conversion(params, received_at, collector.rules)
+            event = conversion(params, received_at, intake.rules)
         except InvalidEvent as exc:
-            await collector._reject(request, "postback", orjson.dumps(params), exc.reasons)
+            await intake.reject(request, "postback", orjson.dumps(params), exc.reasons)
             return Response.json(
                 {"status": "rejected", "error": str(exc), "reasons": exc.reasons}, 400
             )
-        await collector._deliver(request, "postback", [event])
-        collector.metrics.took["postback"].observe(time.perf_counter() - started)
+        await intake.deliver(request, "postback", [event])
+        intake.metrics.took["postback"].observe(time.perf_counter() - started)
         return Response.json({"status": "accepted", "event_id": event.event_id})
 
     def _refuse(self, request: Request, reason: str, partner: str | None) -> Response:
         """401, counted and logged; never dead-lettered (anyone could fill the topic)."""
-        self._collector.metrics.events.labels("postback", "unauthorized").inc()
+        self._intake.metrics.events.labels("postback", "unauthorized").inc()
         log.warning("postback refused", reason=reason, partner=partner, ip=request.client_ip)
         response = Response.json({"error": reason}, 401)
         response.headers.extend(_CHALLENGE)

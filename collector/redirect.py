@@ -22,19 +22,17 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from urllib.parse import SplitResult, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from collector import validation
+from collector.intake import Intake
 from collector.pixel import NO_CACHE_HEADERS
 from tracker.asgi import Request, Response
 from tracker.channels import CLICK_ID_CHANNELS
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
 from tracker.ids import new_id
 from tracker.settings import Settings, env_name
-
-if TYPE_CHECKING:
-    from collector.app import Collector
 
 MAX_URL: Final = 2048
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -177,33 +175,31 @@ def click_event(
 
 
 class Redirect:
-    """The ``/r`` handler of a :class:`~collector.app.Collector`."""
+    """The ``/r`` handler."""
 
-    def __init__(self, collector: Collector) -> None:
-        self._collector = collector
-        self.allowed = AllowList.from_settings(collector.settings)
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+        self.allowed = AllowList.from_settings(intake.settings)
 
     async def click(self, request: Request) -> Response:
-        collector = self._collector
+        intake = self._intake
         started = time.perf_counter()
-        context, minted = collector._context(request)
+        context, minted = intake.context(request)
         headers: list[tuple[bytes, bytes]] = list(NO_CACHE_HEADERS)
         if minted:
-            headers.append(collector._cookie_header(request, minted))
+            headers.append(intake.cookie_header(request, minted))
         click_id = new_id(context.received_at)
         try:
             params = validation.query(request)
-            event, destination = click_event(
-                params, context, collector.rules, self.allowed, click_id
-            )
+            event, destination = click_event(params, context, intake.rules, self.allowed, click_id)
         except InvalidEvent as exc:
             query = request.scope["query_string"]
-            await collector._reject(request, "redirect", query, exc.reasons, context)
+            await intake.reject(request, "redirect", query, exc.reasons, context)
             response = Response.json({"error": str(exc), "reasons": exc.reasons}, 400)
             response.headers.extend(headers)
             return response
-        await collector._deliver(request, "redirect", [event])
-        collector.metrics.took["redirect"].observe(time.perf_counter() - started)
+        await intake.deliver(request, "redirect", [event])
+        intake.metrics.took["redirect"].observe(time.perf_counter() - started)
         headers.append((b"location", location(destination, click_id, params).encode()))
         return Response(b"", 302, headers=headers)
 

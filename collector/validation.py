@@ -7,20 +7,26 @@ dead letter is judged again by exactly the rules the collector applies.
 from __future__ import annotations
 
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import orjson
 
 from collector import bots
 from tracker.asgi import Request
+from tracker.channels import CLICK_ID_CHANNELS
 from tracker.events import Context, InvalidEvent, Rules, parse_ts, truncate_ip
 from tracker.settings import Settings
 from tracker.types import EpochMs
 
 MAX_EVENT_BYTES: Final = 32 * 1024
-"""One event of a batch, as JSON, at most; larger items are rejected on their own."""
+"""One event of a batch (a Segment message, a Snowplow event), as JSON, at most; larger
+items are rejected on their own. Segment's own limit per message is the same."""
 ENVELOPE_KEYS: Final = frozenset({"sent_at", "events"})
 """The keys of a batch envelope ``{"sent_at": T, "events": [...]}``."""
+_LANDING_PARAMS: Final = frozenset(
+    {"utm_campaign", "utm_source", "utm_medium", "utm_content", *CLICK_ID_CHANNELS}
+)
+"""The campaign parameters of a landing URL; ``utm_term`` is not one (no keyword dimension)."""
 
 
 def rules(settings: Settings) -> Rules:
@@ -32,6 +38,7 @@ def rules(settings: Settings) -> Rules:
         max_age_ms=settings.max_age_days * 86_400_000,
         truncate_ip=settings.truncate_ip,
         is_bot=bots.is_bot,
+        conversion_events=settings.conversion_goals(),
     )
 
 
@@ -64,6 +71,31 @@ def query(request: Request) -> dict[str, str]:
     """The request's query parameters; :class:`InvalidEvent` when not UTF-8."""
     raw: bytes = request.scope["query_string"]
     return parse_query(raw)
+
+
+def landing_params(url: str) -> dict[str, str]:
+    """The campaign parameters of a landing URL's query, under their raw names.
+
+    ``utm_campaign``, ``utm_source``, ``utm_medium``, ``utm_content`` and the click ids
+    (``gclid``, ``fbclid``, ...), as :func:`tracker.events.parse_event` reads them
+    through its aliases. The first of repeated names wins; empty values are left out.
+    A parameter that does not decode (a bad percent-escape, not UTF-8) is left out
+    alone: the URL is the event's context, and a stray escape elsewhere in it must not
+    lose the campaign, nor reject the event.
+    """
+    query = url.partition("?")[2].partition("#")[0]
+    found: dict[str, str] = {}
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        try:
+            name = unquote_plus(name, errors="strict")
+            if name not in _LANDING_PARAMS or name in found:
+                continue
+            if text := unquote_plus(value, errors="strict"):
+                found[name] = text
+        except UnicodeDecodeError:
+            continue
+    return found
 
 
 def is_envelope(body: Any) -> bool:
@@ -107,14 +139,15 @@ def envelope(
     return sent_at, items
 
 
-def check_size(item: Any) -> None:
-    """Raise :class:`InvalidEvent` for a batch item over :data:`MAX_EVENT_BYTES` as JSON."""
+def check_size(item: Any, name: str = "event") -> None:
+    """Raise :class:`InvalidEvent` (about ``name``) for a batch item over
+    :data:`MAX_EVENT_BYTES` as JSON."""
     try:
         size = len(orjson.dumps(item))
     except TypeError:  # orjson refuses to write what it read: nested more than 254 deep
-        raise InvalidEvent({"event": "is nested too deeply"}) from None
+        raise InvalidEvent({name: "is nested too deeply"}) from None
     if size > MAX_EVENT_BYTES:
-        raise InvalidEvent({"event": f"larger than {MAX_EVENT_BYTES} bytes"})
+        raise InvalidEvent({name: f"larger than {MAX_EVENT_BYTES} bytes"})
 
 
 def raw_item(item: Any) -> bytes:

@@ -21,6 +21,12 @@ grace period of their partition's newest event are counted as late, not in windo
 Letters that cannot be judged again stay rejected: whole bodies that were not JSON,
 payloads cut to fit the letter, records the worker could not decode.
 
+Letters of every protocol are judged: the pixel's, the batch API's, the redirect's,
+postbacks, Segment's and Snowplow's messages (each letter of an SDK is one message,
+made self-contained by its adapter). What a protocol said that tracker did not count
+(a Segment ``track`` of a name that was no conversion then) stays rejected with its
+reason until a setting or a later version counts it: then it replays like the rest.
+
 A rejected item of a batch sent in an envelope keeps the envelope's ``sent_at`` in its
 letter, so its ``ts`` is corrected as the collector corrected it. A whole envelope the
 collector refused (a ``sent_at`` beyond the horizon, say) is judged again as a whole:
@@ -42,7 +48,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from collector import postback, redirect, validation
+from collector import postback, redirect, segment_messages, snowplow_events, validation
+from collector.producer import kafka_producer
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
 from tracker.kafka import KafkaUnavailable, ensure_topics
 from tracker.records import decode_dead_letter, encode_records, partition_of
@@ -103,6 +110,10 @@ def judge(
         params = _postback_params(raw)
         event_id = None if params.get("sig") or params.get("event_id") else fallback_id
         return [postback.conversion(params, received_at, rules, event_id)]
+    if endpoint == "segment":
+        return segment_messages.judge(raw, context, rules, fallback_id)
+    if endpoint == "snowplow":
+        return snowplow_events.judge(raw, context, rules, fallback_id)
     raise InvalidEvent({"endpoint": f"letters from {endpoint!r} cannot be replayed"})
 
 
@@ -187,12 +198,7 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
         auto_offset_reset="earliest",
         max_poll_records=READ_BATCH,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=8 * 1024 * 1024,
-    )
+    producer = kafka_producer(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         await ensure_topics(settings)

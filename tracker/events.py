@@ -129,6 +129,9 @@ class Rules:
     truncate_ip: bool = True
     is_bot: Callable[[str | None], bool] = lambda user_agent: False
     """Bot decision on the event's final user agent (its own, else the request's)."""
+    conversion_events: Mapping[str, str] = field(default_factory=dict)
+    """SDK event names (Segment's ``track``, Snowplow's structured actions) that are
+    conversions, with their goal (TRACKER_CONVERSION_EVENTS)."""
 
 
 @dataclass(slots=True)
@@ -152,6 +155,22 @@ class InvalidEvent(ValueError):
     def __init__(self, reasons: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in reasons.items()))
         self.reasons = reasons
+
+
+class Uncounted(InvalidEvent):
+    """Well-formed input that tracker understands but counts in no KPI.
+
+    A Segment ``group`` call, a ``track`` of a name that is no conversion, an unknown
+    Snowplow self-describing event: the SDK gets its acknowledgement (or it would
+    retry forever), the collector counts it by ``kind`` and, when ``keep``, keeps it
+    as a dead letter with the reason, so a later version or setting can replay it.
+    ``keep=False`` for what can never count (a Snowplow page ping).
+    """
+
+    def __init__(self, kind: str, reason: str, keep: bool = True) -> None:
+        super().__init__({"type": reason})
+        self.kind = kind
+        self.keep = keep
 
 
 def parse_ts(raw: object) -> EpochMs:
@@ -350,4 +369,12 @@ _KEYS: Final = {
 """Each name an input may use: the field it fills, and the channel a platform's click
 id names (``gclid``: search)."""
 
-__all__ = ["EVENT_TYPES", "Context", "Event", "InvalidEvent", "Rules", "parse_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "Context",
+    "Event",
+    "InvalidEvent",
+    "Rules",
+    "Uncounted",
+    "parse_event",
+]

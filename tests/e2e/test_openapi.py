@@ -39,6 +39,7 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
+from collector import segment
 from collector.postback import sign
 from tests.conftest import isolated_settings
 from tests.processes import http_get, tracker
@@ -80,6 +81,13 @@ def ndjson(context: schemathesis.SerializationContext, value: object) -> bytes:
 NOT_FOR: dict[str, list[CheckFunction]] = {
     # A batch answers 200 with a result per item: a bad item is rejected on its own.
     "POST /v1/events": [negative_data_rejection],
+    "POST /com.snowplowanalytics.snowplow/tp2": [negative_data_rejection],
+    # A page ping or a transaction item is acknowledged unread: it never counts.
+    "GET /i": [negative_data_rejection],
+    # Segment's API, as Segment's: what a message says wrong rejects that message (200,
+    # its reasons in "errors"), and what the collector does not read (a write key when
+    # none are configured, a context of another shape) is ignored.
+    **{f"POST {path}": [negative_data_rejection] for path in segment.PATHS},
 }
 
 FUZZ = hypothesis.settings(

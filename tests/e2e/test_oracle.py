@@ -15,7 +15,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e import oracle
+from tests.e2e import oracle, protocols
 from tests.kafka import caught_up
 from tests.processes import http_get, running, wait_for
 from tracker.settings import Settings
@@ -30,35 +30,66 @@ def send(
     after_chunk: Callable[[int], None] = lambda index: None,
     size: int = 50,
 ) -> None:
-    """POST ``events`` in chunks, retrying a chunk the collector answered 503.
+    """POST ``events`` in chunks, retrying a request the collector answered 503.
 
-    Events of a client whose clock is off (``oracle.CLOCK``) go in a batch of their own
-    whose ``sent_at`` that clock reads when it is sent, so the collector corrects them.
+    A third of the people send through Segment's API and a third through Snowplow's
+    protocol (:mod:`tests.e2e.protocols`), what those cannot say through the batch
+    API; requests go in the log's order, consecutive events of one protocol together.
+    Events of a client whose clock is off (``oracle.CLOCK``) go in requests of their own
+    whose ``sent_at`` that clock reads when they are sent, so the collector corrects them.
     """
     for index, start in enumerate(range(0, len(events), size)):
-        chunk = [
-            {k: v for k, v in e.items() if v is not None} for e in events[start : start + size]
-        ]
-        clocks: dict[int, list[dict[str, Any]]] = {}
-        for event in chunk:
-            clocks.setdefault(event.pop(oracle.CLOCK, 0), []).append(event)
-        for off, batch in clocks.items():
-            post(settings, batch, off)
+        runs: list[tuple[str, int, list[dict[str, Any]]]] = []
+        for event in events[start : start + size]:
+            event = {k: v for k, v in event.items() if v is not None}
+            off = event.pop(oracle.CLOCK, 0)
+            kind = protocols.protocol_of(event)
+            if kind == "segment" and protocols.segment_message(event) is None:
+                kind = "batch"
+            if kind == "snowplow" and protocols.snowplow_params(event) is None:
+                kind = "batch"
+            if runs and runs[-1][:2] == (kind, off):
+                runs[-1][2].append(event)
+            else:
+                runs.append((kind, off, [event]))
+        for kind, off, run in runs:
+            post(settings, kind, run, off)
         after_chunk(index)
 
 
-def post(settings: Settings, events: list[dict[str, Any]], clock_off: int) -> None:
-    url = f"http://127.0.0.1:{settings.collector_port}/v1/events"
+PATHS = {
+    "batch": "/v1/events",
+    "segment": "/v1/batch",
+    "snowplow": "/com.snowplowanalytics.snowplow/tp2",
+}
 
-    def attempt() -> Any:
-        body: Any = events
-        if clock_off:  # the sender's clock at sending, and the events timed by it
-            body = {
-                "sent_at": int(time.time() * 1000) + clock_off,
+
+def post(settings: Settings, protocol: str, events: list[dict[str, Any]], clock_off: int) -> None:
+    url = f"http://127.0.0.1:{settings.collector_port}{PATHS[protocol]}"
+
+    def body() -> Any:
+        """The request as the sender's clock times it, at the moment of sending."""
+        sent_at = int(time.time() * 1000) + clock_off
+        said = sent_at if clock_off else None
+        if protocol == "segment":
+            messages = [protocols.segment_message(e, clock_off) for e in events]
+            return protocols.segment_batch([m for m in messages if m], said)
+        if protocol == "snowplow":
+            params = [protocols.snowplow_params(e, clock_off) for e in events]
+            return protocols.snowplow_payload([p for p in params if p], said)
+        if clock_off:
+            return {
+                "sent_at": sent_at,
                 "events": [{**e, "ts": e["ts"] + clock_off} for e in events],
             }
+        return events
+
+    def attempt() -> Any:
         request = urllib.request.Request(
-            url, data=orjson.dumps(body), method="POST", headers={"user-agent": oracle.BROWSER}
+            url,
+            data=orjson.dumps(body()),
+            method="POST",
+            headers={"user-agent": oracle.BROWSER, "content-type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
@@ -69,8 +100,8 @@ def post(settings: Settings, events: list[dict[str, Any]], clock_off: int) -> No
             raise
 
     result = wait_for(attempt, timeout=120, what="chunk accepted")
-    assert result["rejected"] == 0, result
-    assert result["accepted"] == len(events)
+    assert result["rejected"] == 0, f"{protocol}: {result}"
+    assert result["accepted"] == len(events), (protocol, result)
 
 
 def spans(days: set[int]) -> list[tuple[int, int]]:
@@ -140,6 +171,7 @@ def oracle_settings(settings: Settings, timezone: str = "UTC") -> Settings:
         currency_rates=oracle.RATES_SETTING,
         half_life_days=oracle.HALF_LIFE_MS / oracle.DAY,
         timezone=timezone,
+        conversion_events=protocols.CONVERSION_EVENTS,
         # The last two clock changes of a zone with daylight saving time lie within a year.
         max_age_days=400,
     )

@@ -1,0 +1,162 @@
+"""One intake behind every protocol: what the collector does with events, whoever sent them.
+
+The pixel, the batch API, the click redirect, signed postbacks and the SDK protocols
+(Segment's, Snowplow's) are adapters: each reads its requests into events with
+:func:`tracker.events.parse_event` and hands them here. The intake holds what they
+share, so it is done one way for all of them:
+
+- the request's :class:`~tracker.events.Context` and the first-party visitor cookie;
+- delivery to Kafka, answering 503 when Kafka does not take the events;
+- dead letters: rejected input is kept with its reasons, so it is never lost silently
+  and ``tracker replay-dead-letters`` can judge it again;
+- input tracker understands but does not count (:class:`~tracker.events.Uncounted`):
+  acknowledged, so an SDK does not retry it forever, counted per kind and, unless it
+  can never count, kept as a dead letter too, for a later version to replay.
+
+A HEAD request asks what a GET would answer (link checkers, previews): it is
+answered alike but records nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from collector import validation
+from collector.metrics import Metrics
+from collector.producer import BatchingProducer, Unavailable
+from tracker.asgi import HTTPError, Request
+from tracker.events import Context, Event, Rules, Uncounted
+from tracker.ids import new_id
+from tracker.records import encode_dead_letter
+from tracker.settings import Settings
+
+COOKIE = "tid"
+"""The collector's own first-party visitor cookie."""
+COOKIE_MAX_AGE = 365 * 86_400
+
+
+class Intake:
+    """Context, cookie, delivery and dead letters, shared by every endpoint."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, producer: BatchingProducer, rules: Rules
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.producer = producer
+        self.rules = rules
+
+    def context(
+        self,
+        request: Request,
+        *,
+        mint: bool = True,
+        cookie: str = COOKIE,
+        browser: bool = True,
+    ) -> tuple[Context, str | None]:
+        """What the request says about its events, and a fresh visitor id if it had none.
+
+        ``mint=False`` for requests that speak for many people (a server's batch):
+        one minted id would merge them all into one visitor. ``browser=False``
+        where the HTTP client is a library relaying events (Segment's API): its agent
+        and referrer are not the visitor's, and its agent must not decide the bot
+        verdict of events it merely relays.
+        """
+        header, agent, referrer = request.headers(b"cookie", b"user-agent", b"referer")
+        visitor = read_cookie(header, cookie)
+        minted = None if visitor or not mint else new_id()
+        return Context(
+            ip=request.client_ip,
+            user_agent=agent if browser else None,
+            referrer=referrer if browser else None,
+            anonymous_id=visitor or minted,
+        ), minted
+
+    def cookie_header(
+        self, request: Request, visitor: str, cookie: str = COOKIE
+    ) -> tuple[bytes, bytes]:
+        """``Set-Cookie`` for a visitor id minted by :meth:`context`."""
+        secure = "; Secure" if request.secure else ""
+        value = f"{cookie}={visitor}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax{secure}"
+        return (b"set-cookie", value.encode())
+
+    async def deliver(self, request: Request, endpoint: str, events: list[Event]) -> None:
+        """Hand ``events`` to Kafka; 503 when it does not take them."""
+        if not events or not records(request):
+            return
+        try:
+            await self.producer.send(events)
+        except Unavailable as exc:
+            self.metrics.unavailable.inc()
+            raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
+        self.metrics.accepted[endpoint].inc(len(events))
+
+    async def reject(
+        self,
+        request: Request,
+        endpoint: str,
+        raw: bytes | str,
+        reasons: Mapping[str, str],
+        context: Context | None = None,
+    ) -> None:
+        """Dead-letter rejected input, so it is never dropped silently.
+
+        :class:`~tracker.events.Uncounted` input is counted by kind instead of as
+        rejected, and kept only when it may count some day (``exc.keep``).
+        """
+        if not records(request):
+            return
+        self.metrics.rejected[endpoint].inc()
+        await self._letter(endpoint, raw, reasons, context)
+
+    async def uncounted(
+        self,
+        request: Request,
+        endpoint: str,
+        raw: bytes | str,
+        exc: Uncounted,
+        context: Context | None = None,
+    ) -> None:
+        """Count well-formed input tracker does not count; keep it when it may count later."""
+        if not records(request):
+            return
+        self.metrics.uncounted.labels(endpoint, exc.kind).inc()
+        if exc.keep:
+            await self._letter(endpoint, raw, exc.reasons, context)
+
+    async def _letter(
+        self,
+        endpoint: str,
+        raw: bytes | str,
+        reasons: Mapping[str, str],
+        context: Context | None,
+    ) -> None:
+        kept = validation.letter_context(context, self.rules) if context else None
+        # The request's own receive time, so a replay gives ``ts`` (absent, or
+        # corrected by ``sent_at``) exactly the time the collector would have.
+        received_at = context.received_at if context else int(time.time() * 1000)
+        letter = encode_dead_letter(raw, reasons, endpoint, received_at, kept)
+        try:
+            await self.producer.send_raw(self.settings.dead_letter_topic, letter)
+        except Unavailable as exc:
+            raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
+
+
+def records(request: Request) -> bool:
+    """False for HEAD, which records no hit and dead-letters nothing."""
+    return request.method != "HEAD"
+
+
+def read_cookie(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, cut to 64 characters."""
+    if not header:
+        return None
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value[:64]
+    return None
+
+
+__all__ = ["COOKIE", "Intake", "read_cookie", "records"]

@@ -1,0 +1,97 @@
+// @snowplow/node-tracker sending to the collector, for tests/integration/test_snowplow.py.
+//
+// usage: node snowplow-node.cjs <collector port> <device clock offset ms> <domain user id>
+//
+// Tracks, in one POST to /com.snowplowanalytics.snowplow/tp2 (base64url contexts and
+// self-describing events, the tracker's defaults): a campaign page view, a transaction
+// (e=tr) with one item (e=ti), an e-commerce refund as the browser e-commerce plugin
+// builds it, a structured event and a page ping. Prints {name: eid} of what it tracked
+// and exits 1 if the collector did not answer 2xx.
+'use strict';
+
+const [port, offset, domainUserId] = process.argv.slice(2);
+
+// The device's clock, set `offset` ms wrong before the tracker loads: it stamps both
+// dtm (created) and stm (sent) with this clock, as a phone whose clock is off would.
+const skew = Number(offset);
+const RealDate = Date;
+globalThis.Date = class extends RealDate {
+  constructor(...args) {
+    if (args.length === 0) {
+      super(RealDate.now() + skew);
+    } else {
+      super(...args);
+    }
+  }
+
+  static now() {
+    return RealDate.now() + skew;
+  }
+};
+
+const {
+  newTracker,
+  buildPageView,
+  buildPagePing,
+  buildEcommerceTransaction,
+  buildEcommerceTransactionItem,
+  buildSelfDescribingEvent,
+  buildStructEvent,
+} = require('@snowplow/node-tracker');
+
+// The schemas @snowplow/browser-plugin-snowplow-ecommerce tracks a refund with: its
+// trackRefund() needs a browser tracker, so the same event is built here by hand.
+const ECOMMERCE = 'iglu:com.snowplowanalytics.snowplow.ecommerce';
+const ACTION = `${ECOMMERCE}/snowplow_ecommerce_action/jsonschema/1-0-2`;
+const REFUND = `${ECOMMERCE}/refund/jsonschema/1-0-0`;
+const PRODUCT = `${ECOMMERCE}/product/jsonschema/1-0-0`;
+
+let failed = false;
+const tracker = newTracker(
+  { namespace: 'node-test', appId: 'shop' },
+  {
+    endpoint: `http://127.0.0.1:${port}`,
+    bufferSize: 100, // all in one request, sent by flush()
+    retryFailedRequests: false,
+    onRequestFailure: (failure) => {
+      failed = true;
+      console.error('collector refused the request:', JSON.stringify(failure));
+    },
+  },
+);
+tracker.setDomainUserId(domainUserId);
+tracker.setUserId('bob');
+
+const eid = (payload) => payload.eid;
+const sent = {
+  pageview: eid(
+    tracker.track(
+      buildPageView({
+        pageUrl: 'https://shop.example/autumn?utm_campaign=autumn&utm_source=newsletter&utm_medium=email',
+        pageTitle: 'Autumn sale',
+        referrer: 'https://mail.example/',
+      }),
+    ),
+  ),
+  transaction: eid(
+    tracker.track(buildEcommerceTransaction({ orderId: 'N-1', total: 99.9, currency: 'EUR' })),
+  ),
+  item: eid(
+    tracker.track(
+      buildEcommerceTransactionItem({ orderId: 'N-1', sku: 'SKU-1', price: 99.9, quantity: 1 }),
+    ),
+  ),
+  refund: eid(
+    tracker.track(buildSelfDescribingEvent({ event: { schema: ACTION, data: { type: 'refund' } } }), [
+      { schema: PRODUCT, data: { id: 'SKU-0', price: 20, currency: 'EUR' } },
+      { schema: REFUND, data: { transaction_id: 'N-0', currency: 'EUR', refund_amount: 20 } },
+    ]),
+  ),
+  struct: eid(tracker.track(buildStructEvent({ category: 'video', action: 'play' }))),
+  ping: eid(tracker.track(buildPagePing({ pageUrl: 'https://shop.example/autumn' }))),
+};
+
+tracker.flush().then(() => {
+  process.stdout.write(JSON.stringify(sent));
+  process.exitCode = failed ? 1 : 0;
+});
