@@ -7,8 +7,11 @@ once it has seen ``N`` records, then exits.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any
 
@@ -23,12 +26,17 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     args = parser.parse_args()
 
+    # Faust makes its data directory in the working directory unless told otherwise,
+    # and never removes it: the repository filled with bench-*-counter-data folders.
+    datadir = tempfile.mkdtemp(prefix=f"{args.app_id}-")
+    atexit.register(shutil.rmtree, datadir, True)
     app = faust.App(
         args.app_id,
         broker=f"kafka://{args.bootstrap}",
         store="memory://",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
+        datadir=datadir,
     )
     topic = app.topic(args.topic, value_serializer="raw", key_serializer="raw")
     state = {"seen": 0, "started": 0.0}
