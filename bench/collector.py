@@ -11,8 +11,9 @@ The run waits for a quiet machine first. In one run:
    server) and uvicorn + httptools + uvloop (the other candidate), which is how the
    server was picked;
 2. the collector (``tracker collector``, Kafka ``acks=all``, a fresh topic): the
-   pixel (``GET /p.gif``, browser user agent) and the batch API (``POST
-   /v1/events``, 100 events a request);
+   pixel (``GET /p.gif``, browser user agent), the batch API (``POST /v1/events``, 100
+   events a request) and Segment's API (``POST /v1/batch``, 100 messages a request as
+   analytics.js writes them);
 3. baseline: aiohttp, one Kafka record per event (both in bench/references.py);
 4. right after the pixel's maximum, the pixel at a constant 70% of it, latency
    counted from when each request was due (bench/openloop.py, since wrk's closed
@@ -29,6 +30,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -39,7 +41,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -57,6 +61,7 @@ SERVER_CORE, LOAD_CORE = 0, 1
 TARGET_PIXEL_RPS, TARGET_OF_CEILING, TARGET_OF_BASELINE = 20_000, 0.60, 1.2
 TARGET_BATCH_EVENTS = 100_000
 TARGET_P99_MS = 20
+TARGET_SEGMENT_OF_BATCH = 0.60
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +216,76 @@ def wrk(
 def batch_script(folder: Path, seed: int = 1) -> Path:
     """A wrk Lua script posting one batch of ``BATCH_EVENTS`` realistic events."""
     events = simulate.sample(BATCH_EVENTS, seed, int(time.time() * 1000))
-    body = folder / "batch.json"
-    body.write_bytes(orjson.dumps(events))
-    script = folder / "batch.lua"
+    return post_script(folder, "batch", orjson.dumps(events))
+
+
+def segment_scripts(folder: Path, seed: int = 1) -> tuple[Path, Path]:
+    """wrk Lua scripts posting ``BATCH_EVENTS`` messages as analytics.js writes them (80
+    campaign page views, 15 orders, 5 sign-ins) to Segment's API, and the same events
+    in the collector's own format to its batch API: what the protocol itself costs."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    stamp = now.isoformat(timespec="milliseconds")
+    messages: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for index in range(BATCH_EVENTS):
+        campaign = f"campaign-{rng.randrange(20):03d}"
+        query = f"?utm_campaign={campaign}&utm_source=google&utm_medium=cpc"
+        page = {
+            "path": "/",
+            "referrer": "https://www.google.com/",
+            "search": query,
+            "title": "Shop",
+            "url": f"https://shop.example/{query}",
+        }
+        message: dict[str, Any] = {
+            "messageId": f"ajs-next-{uuid.UUID(int=rng.getrandbits(128))}",
+            "anonymousId": str(uuid.UUID(int=rng.getrandbits(128))),
+            "timestamp": stamp,
+            "context": {
+                "page": page,
+                "userAgent": BROWSER,
+                "locale": "en-US",
+                "library": {"name": "analytics.js", "version": "next-1.84.3"},
+                "campaign": {"name": campaign, "source": "google", "medium": "cpc"},
+                "timezone": "Europe/Berlin",
+            },
+            "integrations": {},
+        }
+        event: dict[str, Any] = {
+            "event_id": message["messageId"],
+            "anonymous_id": message["anonymousId"],
+            "ts": stamp,
+            "url": page["url"],
+            "referrer": page["referrer"],
+            "user_agent": BROWSER,
+            "campaign": campaign,
+            "source": "google",
+            "medium": "cpc",
+        }
+        if index % 20 < 16:
+            message |= {"type": "page", "properties": page}
+            event["type"] = "pageview"
+        elif index % 20 < 19:
+            order = {"order_id": f"o-{index}", "revenue": 49.9, "currency": "USD"}
+            message |= {"type": "track", "event": "Order Completed", "properties": order}
+            event |= {"type": "conversion", "order_id": order["order_id"], "value": "49.9"}
+        else:
+            message |= {"type": "identify", "userId": f"user-{index}", "traits": {}}
+            event |= {"type": "identify", "user_id": message["userId"]}
+        messages.append(message)
+        events.append(event)
+    segment = post_script(folder, "segment", orjson.dumps({"batch": messages, "sentAt": stamp}))
+    return segment, post_script(folder, "segment-as-batch", orjson.dumps(events))
+
+
+def post_script(folder: Path, name: str, body: bytes) -> Path:
+    """A wrk Lua script posting ``body`` as JSON."""
+    path = folder / f"{name}.json"
+    path.write_bytes(body)
+    script = folder / f"{name}.lua"
     script.write_text(
-        f'local file = io.open("{body}", "rb")\n'
+        f'local file = io.open("{path}", "rb")\n'
         "wrk.body = file:read('*a')\n"
         "file:close()\n"
         'wrk.method = "POST"\n'
@@ -310,6 +380,10 @@ class Run:
     """The bare GIF on uvicorn: the server not picked."""
     pixel: Figures
     batch: Figures
+    segment: Figures
+    """Segment's API (``POST /v1/batch``), as many messages a request as ``batch``."""
+    segment_as_batch: Figures
+    """The same events in the collector's own format, to its batch API."""
     baseline_pixel: Figures
     baseline_batch: Figures
     steady: dict[str, float | None]
@@ -320,7 +394,9 @@ class Run:
     """Pixel and batch events the collector counted as acknowledged by Kafka."""
 
 
-def measure(args: argparse.Namespace, settings: Settings, script: Path) -> Run:
+def measure(
+    args: argparse.Namespace, settings: Settings, script: Path, segment: tuple[Path, Path]
+) -> Run:
     from tests.conftest import free_port
 
     duration, connections = args.duration, args.connections
@@ -352,6 +428,8 @@ def measure(args: argparse.Namespace, settings: Settings, script: Path) -> Run:
         between = http_get(f"{base}/metrics")[1].decode()
         batch = wrk(base + "/v1/events", duration, connections, script, BATCH_EVENTS, pid)
         after = http_get(f"{base}/metrics")[1].decode()
+        sdk = wrk(base + "/v1/batch", duration, connections, segment[0], BATCH_EVENTS, pid)
+        same = wrk(base + "/v1/events", duration, connections, segment[1], BATCH_EVENTS, pid)
     kafka_took = (
         pixel_took - accepted(before, "pixel"),
         accepted(after, "batch") - accepted(between, "batch"),
@@ -371,7 +449,17 @@ def measure(args: argparse.Namespace, settings: Settings, script: Path) -> Run:
         baseline_pixel = wrk(url + PIXEL, duration, connections, pid=pid)
         baseline_batch = wrk(url + "/v1/events", duration, connections, script, BATCH_EVENTS, pid)
     return Run(
-        ceiling, uvicorn, pixel, batch, baseline_pixel, baseline_batch, steady, floor, kafka_took
+        ceiling,
+        uvicorn,
+        pixel,
+        batch,
+        sdk,
+        same,
+        baseline_pixel,
+        baseline_batch,
+        steady,
+        floor,
+        kafka_took,
     )
 
 
@@ -388,6 +476,8 @@ def report(run: Run, args: argparse.Namespace) -> None:
     print(line("bare uvicorn+httptools, GIF only", run.uvicorn))
     print(line("collector: pixel", run.pixel))
     print(line(f"collector: batch of {BATCH_EVENTS}", run.batch))
+    print(line(f"collector: Segment batch of {BATCH_EVENTS}", run.segment))
+    print(line("collector: the same, own batch API", run.segment_as_batch))
     print(line("baseline (aiohttp): pixel", run.baseline_pixel))
     print(line(f"baseline (aiohttp): batch of {BATCH_EVENTS}", run.baseline_batch))
     pixel, batch = run.pixel, run.batch
@@ -421,6 +511,14 @@ def report(run: Run, args: argparse.Namespace) -> None:
     events = batch.events_per_s
     print(check("batch events/s", events, TARGET_BATCH_EVENTS, f"{events:,.0f}", "100,000"))
     print(f"  {'batch vs baseline batch':<34}{events / run.baseline_batch.events_per_s:>11.2f}x")
+    of_batch = run.segment.events_per_s / events
+    shown = f"{of_batch:.0%}"
+    print(check("Segment batch vs own batch", of_batch, TARGET_SEGMENT_OF_BATCH, shown, "60%"))
+    # The sample batch is mostly bare impressions; analytics.js's messages say more
+    # (page, referrer, campaign), which costs in the batch API too.
+    of_same = run.segment.events_per_s / run.segment_as_batch.events_per_s
+    label = "Segment vs the same events, own API"
+    print(check(label, of_same, TARGET_SEGMENT_OF_BATCH, f"{of_same:.0%}", "60%"))
     if run.ceiling.cpu_us_per_request and pixel.cpu_us_per_request:
         # A load generator sharing a noisy core may not saturate the bare server; CPU
         # per request compares the two servers' own work regardless.
@@ -460,7 +558,7 @@ def main() -> None:
                 log_format="json",
                 log_level="warning",
             )
-            measured = measure(args, settings, batch_script(folder))
+            measured = measure(args, settings, batch_script(folder), segment_scripts(folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report(measured, args)

@@ -49,14 +49,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
 
 from collector import validation
-from tracker.channels import CLICK_ID_CHANNELS
 from tracker.events import (
     ALIASES,
     Context,
@@ -80,6 +81,22 @@ CAMPAIGN: Final = {
 }
 """``context.campaign``'s keys and the event fields they fill."""
 MICRO_DIGITS: Final = 6
+ORIGINS: Final = {
+    "type": "type",
+    "anonymous_id": "anonymousId",
+    "user_id": "userId",
+    "event_id": "messageId",
+    "ip": "context.ip",
+    "user_agent": "context.userAgent",
+    "status": "event",
+    "goal": "event",
+    "currency": "properties.currency",
+    "order_id": "properties.order_id",
+    **{name: f"context.campaign.{key}" for key, name in CAMPAIGN.items()},
+}
+"""The Segment field each event field is usually read from (:meth:`Translation.put`
+says so where another is)."""
+_CLICK_ID_IN_URL: Final = re.compile("|".join(validation.CLICK_IDS))
 
 
 @dataclass(slots=True)
@@ -89,19 +106,23 @@ class Translation:
     raw: dict[str, Any]
     context: Context
     """The request's receive time and IP, with the message's own ``sentAt``."""
-    fields: dict[str, str] = field(default_factory=dict)
-    """Each event field and the Segment field it was read from, to name it in reasons."""
-    reasons: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str]
     """What is wrong, by Segment field, before :func:`~tracker.events.parse_event` looks."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """The Segment field an event field was read from, where it is not :data:`ORIGINS`'."""
 
-    def put(self, name: str, value: Any, origin: str) -> None:
+    def put(self, name: str, value: Any, origin: str | None = None) -> None:
         """Set ``name`` unless ``value`` is absent (null or empty, as Segment reads it);
-        either way, what parse_event says of ``name`` is said of ``origin``."""
+        either way, what parse_event says of ``name`` is said of ``origin`` (by default
+        its usual Segment field)."""
         if value is not None and value != "":
             self.raw[name] = value
+        if origin is not None:
             self.fields[name] = origin
-        else:
-            self.fields.setdefault(name, origin)
+
+    def origin(self, name: str) -> str:
+        """The Segment field event field ``name`` was read from, to name it in a reason."""
+        return self.fields.get(name) or ORIGINS.get(name, name)
 
 
 def merged(
@@ -114,7 +135,8 @@ def merged(
     type a single-message path names) replaces its type. The write key is left out,
     so no dead letter keeps it.
     """
-    own = {key: value for key, value in message.items() if key != "writeKey"}
+    own = dict(message)
+    own.pop("writeKey", None)
     if implied is not None:
         own["type"] = implied
     if batch_context is not None:
@@ -155,24 +177,24 @@ def translate(message: Mapping[str, Any], context: Context, rules: Rules) -> Tra
     page = _object(ctx, "page", "context.page", reasons)
     sent_at = _sent_at(message.get("sentAt"), context.received_at, rules, reasons)
     request = Context(received_at=context.received_at, ip=context.ip, sent_at=sent_at)
-    out = Translation({}, request, reasons=reasons)
+    out = Translation({}, request, reasons)
     if kind == "track":
         _track(message.get("event"), props, rules, out, reasons)
     elif kind in ("page", "screen"):
-        out.put("type", "pageview", "type")
+        out.put("type", "pageview")
     else:
         if kind == "identify":
             _linking(message)
         for name in ("previousId", "userId") if kind == "alias" else ():
             if message.get(name) in (None, ""):
                 reasons[name] = f"an alias call needs a {name}"
-        out.put("type", "identify", "type")
+        out.put("type", "identify")
     device = "previousId" if kind == "alias" else "anonymousId"
-    out.put("anonymous_id", message.get(device), device)
-    out.put("user_id", message.get("userId"), "userId")
+    out.put("anonymous_id", message.get(device), device if kind == "alias" else None)
+    out.put("user_id", message.get("userId"))
     if "anonymous_id" not in out.raw and "user_id" not in out.raw and device not in reasons:
         reasons["anonymousId"] = "a message needs an anonymousId or a userId (as in Segment)"
-    out.put("event_id", event_id(message.get("messageId")), "messageId")
+    out.put("event_id", event_id(message.get("messageId")))
     for name in ("originalTimestamp", "timestamp"):
         if message.get(name) not in (None, ""):
             try:
@@ -180,8 +202,8 @@ def translate(message: Mapping[str, Any], context: Context, rules: Rules) -> Tra
             except ValueError as exc:
                 reasons[name] = str(exc)
             break
-    out.put("ip", ctx.get("ip"), "context.ip")
-    out.put("user_agent", ctx.get("userAgent"), "context.userAgent")
+    out.put("ip", ctx.get("ip"))
+    out.put("user_agent", ctx.get("userAgent"))
     url = _page_field("url", kind, props, page, out)
     _page_field("referrer", kind, props, page, out)
     _campaign(ctx.get("campaign"), url, out, reasons)
@@ -203,7 +225,7 @@ def message_event(
     try:
         event = parse_event(out.raw, out.context, rules)
     except InvalidEvent as exc:
-        named = {out.fields.get(name, name): why for name, why in exc.reasons.items()}
+        named = {out.origin(name): why for name, why in exc.reasons.items()}
         raise InvalidEvent(named | out.reasons) from None
     if out.reasons:
         raise InvalidEvent(out.reasons)
@@ -244,7 +266,7 @@ def _sent_at(raw: Any, received_at: int, rules: Rules, reasons: dict[str, str]) 
     if raw is None or raw == "":
         return None
     try:
-        sent_at = parse_ts(raw)
+        sent_at = _parse_sent_at(raw) if isinstance(raw, str) else parse_ts(raw)
     except ValueError as exc:
         reasons["sentAt"] = str(exc)
         return None
@@ -255,6 +277,12 @@ def _sent_at(raw: Any, received_at: int, rules: Rules, reasons: dict[str, str]) 
         )
         return None
     return sent_at
+
+
+@lru_cache(maxsize=256)
+def _parse_sent_at(text: str) -> int:
+    # A batch's sentAt is every message's: read it once, not per message.
+    return parse_ts(text)
 
 
 def _linking(message: Mapping[str, Any]) -> None:
@@ -289,10 +317,10 @@ def _track(
     out.put("type", "conversion", "event")
     status = REVERSALS.get(name)
     if status is not None:
-        out.put("status", status, "event")
+        out.put("status", status)
         if props.get("order_id") in (None, ""):
             reasons["properties.order_id"] = f"{name} needs the order_id of the order it undoes"
-        out.put("order_id", props.get("order_id"), "properties.order_id")
+        out.put("order_id", props.get("order_id"))
         return
     goal = rules.conversion_events.get(name)
     if goal is not None:
@@ -302,13 +330,13 @@ def _track(
     else:
         shown = name if len(name) <= 100 else name[:100] + "..."
         raise Uncounted("track", f"{shown!r} is no conversion: name it in {_CONVERSIONS}")
-    out.put("goal", goal, "event")
+    out.put("goal", goal)
     for amount in amounts:
         if props.get(amount) not in (None, ""):
             out.put("value", _money(props[amount]), f"properties.{amount}")
             break
-    out.put("currency", props.get("currency"), "properties.currency")
-    out.put("order_id", props.get("order_id"), "properties.order_id")
+    out.put("currency", props.get("currency"))
+    out.put("order_id", props.get("order_id"))
 
 
 _CONVERSIONS: Final = env_name("conversion_events")
@@ -339,18 +367,23 @@ def _page_field(
 def _campaign(campaign: Any, url: Any, out: Translation, reasons: dict[str, str]) -> None:
     """The campaign fields: ``context.campaign``, else the URL's ``utm_*``; click ids
     from the URL always."""
-    params = validation.landing_params(url) if isinstance(url, str) else {}
-    if campaign not in (None, {}):
+    given = campaign not in (None, {})
+    params: dict[str, str] = {}
+    # With the campaign given, only click ids are read off the URL: most URLs have
+    # none, and looking for their names costs less than reading the query.
+    if isinstance(url, str) and (not given or _CLICK_ID_IN_URL.search(url)):
+        params = validation.landing_params(url)
+    if given:
         if not isinstance(campaign, dict):
             reasons["context.campaign"] = "must be a JSON object"
         else:
             for key, name in CAMPAIGN.items():
-                out.put(name, campaign.get(key), f"context.campaign.{key}")
-        params = {key: value for key, value in params.items() if key in CLICK_ID_CHANNELS}
-    origin = out.fields.get("url", "url")
+                out.put(name, campaign.get(key))
+        params = {key: value for key, value in params.items() if key in validation.CLICK_IDS}
+    origin = out.origin("url")
     for key, value in params.items():
         out.raw[key] = value  # under its raw name: parse_event's aliases read it
-        out.fields.setdefault(ALIASES[key], f"{origin} ({key})")
+        out.fields.setdefault(ALIASES.get(key, key), f"{origin} ({key})")
 
 
 __all__ = [
