@@ -124,9 +124,20 @@ def blocks(markdown: str) -> list[Block]:
     return found
 
 
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+"""A here-document on a command's first line (``python - <<'EOF'``): its word ends it."""
+
+
 def complete(command: str) -> bool:
     """True when ``command`` (shell text) ends outside any quote, substitution or
-    continuation: a newline there ends the command."""
+    continuation: a newline there ends the command. A here-document opened on its
+    first line is taken whole, unread, up to the line holding its word alone."""
+    first, *rest = command.split("\n")
+    if heredoc := _HEREDOC.search(first):
+        ends = [n for n, line in enumerate(rest) if line.strip() == heredoc[2]]
+        if not ends:
+            return False
+        command = "\n".join([first, *rest[ends[0] + 1 :]])
     stack = ["top"]
     last = ""  # the last two significant characters outside quotes and comments
     i = 0

@@ -79,6 +79,11 @@ def test_an_unclosed_fence_is_an_error() -> None:
         ("echo $((1 + 2))", True),
         ('echo "$(echo "a)")"', True),
         ("echo 'a#b' #c '", True),
+        ("python - <<'EOF'", False),
+        ("python - <<'EOF'\nprint('it's unread')", False),
+        ("python - <<'EOF'\nprint(\"it's unread\")\nEOF", True),
+        ("cat <<-END |\n\tx\n\tEND", False),
+        ("cat <<-END |\n\tx\n\tEND\ngrep x", True),
     ],
 )
 def test_a_command_ends_where_bash_would_end_it(command: str, ends: bool) -> None:
