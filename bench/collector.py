@@ -18,7 +18,10 @@ The run waits for a quiet machine first. In one run:
 4. right after the pixel's maximum, the pixel at a constant 70% of it, latency
    counted from when each request was due (bench/openloop.py, since wrk's closed
    loop cannot hold a rate), and the same load against the ceiling: the
-   generator's floor.
+   generator's floor;
+5. rate limits: the pixel on two fresh collectors, one with every limit on (far
+   above the load: it pays for them and never refuses), in alternating rounds (off,
+   on, on, off, twice), so the machine's drift falls on both alike.
 
 Figures are printed with their ratios to the baseline and the ceiling measured in
 the same run, and the machine's conditions, since these machines are shared.
@@ -33,6 +36,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +66,10 @@ TARGET_PIXEL_RPS, TARGET_OF_CEILING, TARGET_OF_BASELINE = 20_000, 0.60, 1.2
 TARGET_BATCH_EVENTS = 100_000
 TARGET_P99_MS = 20
 TARGET_SEGMENT_OF_BATCH = 0.60
+TARGET_LIMITED_OF_PIXEL = 0.95
+LIMIT_NEVER_REACHED = 1e6
+"""Requests/s each limit allows in the rate-limit rounds: one core answers ~20,000."""
+LIMITS_WARMUP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +324,26 @@ def server(argv: Sequence[str], env: dict[str, str], health_url: str) -> Iterato
     shutil.rmtree(log_path.parent)
 
 
+def merged(rounds: Sequence[Figures]) -> Figures:
+    """Rounds of one load as one: counts and times summed, p50 their mean, p99 their max."""
+    cpu = [r.cpu_s for r in rounds]
+    return Figures(
+        requests=sum(r.requests for r in rounds),
+        seconds=sum(r.seconds for r in rounds),
+        errors=sum(r.errors for r in rounds),
+        p50_ms=sum(r.p50_ms for r in rounds) / len(rounds),
+        p99_ms=max(r.p99_ms for r in rounds),
+        events_per_request=rounds[0].events_per_request,
+        cpu_s=None if None in cpu else sum(c or 0.0 for c in cpu),
+    )
+
+
+def rate_limited(metrics: str) -> int:
+    """Requests the collector refused with 429, every endpoint."""
+    found = re.findall(r"^tracker_collector_rate_limited_total\{[^}]*\} ([\d.e+]+)$", metrics, re.M)
+    return int(sum(float(n) for n in found))
+
+
 def accepted(metrics: str, endpoint: str) -> int:
     found = re.search(
         rf'tracker_collector_events_total{{endpoint="{endpoint}",outcome="accepted"}} ([\d.e+]+)',
@@ -392,6 +420,12 @@ class Run:
     """The bare ceiling at the same constant rate: the load generator's own floor."""
     kafka_took: tuple[int, int]
     """Pixel and batch events the collector counted as acknowledged by Kafka."""
+    unlimited: list[Figures]
+    """The pixel with rate limits off, round by round, alternating with ``limited``."""
+    limited: list[Figures]
+    """The pixel with every rate limit on, far above the load, round by round."""
+    refused: int
+    """Requests the limited collector answered 429: 0, or ``limited`` measured refusals."""
 
 
 def measure(
@@ -435,6 +469,8 @@ def measure(
         accepted(after, "batch") - accepted(between, "batch"),
     )
 
+    unlimited, limited, refused = limits_rounds(args, settings)
+
     with server(ceiling_argv, dict(os.environ), ceiling_url):
         floor = openloop(ceiling_url + PIXEL, rate, duration, connections)
 
@@ -460,7 +496,52 @@ def measure(
         steady,
         floor,
         kafka_took,
+        unlimited,
+        limited,
+        refused,
     )
+
+
+def limits_rounds(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[Figures], list[Figures], int]:
+    """The pixel on two fresh collectors, the same binary and topic, one with every limit
+    on (never reached), alike warmed, in rounds off, on, on, off, twice: a drift of the
+    machine weighs on both alike. Returns the rounds off and on, in order, and the 429s
+    of the second."""
+    from tests.conftest import free_port
+
+    off = dataclasses.replace(settings, collector_port=free_port())
+    on = dataclasses.replace(
+        settings,
+        collector_port=free_port(),
+        rate_limit=LIMIT_NEVER_REACHED,
+        postback_rate_limit=LIMIT_NEVER_REACHED,
+        write_key_rate_limit=LIMIT_NEVER_REACHED,
+    )
+    argv = [sys.executable, "-m", "tracker.cli", "collector"]
+    half, connections = args.duration / 2, args.connections
+    rounds: dict[str, list[Figures]] = {"off": [], "on": []}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[str, int]] = {}
+        for name, configured in (("off", off), ("on", on)):
+            base = f"http://127.0.0.1:{configured.collector_port}"
+            pid = stack.enter_context(server(argv, environment(configured), f"{base}/healthz"))
+            servers[name] = (base, pid)
+        for name in servers:
+            wrk(servers[name][0] + PIXEL, max(args.warmup, LIMITS_WARMUP_S), connections)
+        for name in ("off", "on", "on", "off") * 2:
+            base, pid = servers[name]
+            rounds[name].append(wrk(base + PIXEL, half, connections, pid=pid))
+        refused = rate_limited(http_get(f"{servers['on'][0]}/metrics")[1].decode())
+    return rounds["off"], rounds["on"], refused
+
+
+def paired_ratios(off: Sequence[Figures], on: Sequence[Figures]) -> list[float]:
+    """Requests/s on over off of each pair of adjacent rounds (off, on, on, off, ...: the
+    n-th of each ran side by side), so a load elsewhere on the machine during one pair
+    does not weigh on the others."""
+    return [b.rps / a.rps for a, b in zip(off, on, strict=True)]
 
 
 def report(run: Run, args: argparse.Namespace) -> None:
@@ -478,6 +559,8 @@ def report(run: Run, args: argparse.Namespace) -> None:
     print(line(f"collector: batch of {BATCH_EVENTS}", run.batch))
     print(line(f"collector: Segment batch of {BATCH_EVENTS}", run.segment))
     print(line("collector: the same, own batch API", run.segment_as_batch))
+    print(line("collector: pixel, limits off (A/B)", merged(run.unlimited)))
+    print(line("collector: pixel, limits on (A/B)", merged(run.limited)))
     print(line("baseline (aiohttp): pixel", run.baseline_pixel))
     print(line(f"baseline (aiohttp): batch of {BATCH_EVENTS}", run.baseline_batch))
     pixel, batch = run.pixel, run.batch
@@ -519,6 +602,20 @@ def report(run: Run, args: argparse.Namespace) -> None:
     of_same = run.segment.events_per_s / run.segment_as_batch.events_per_s
     label = "Segment vs the same events, own API"
     print(check(label, of_same, TARGET_SEGMENT_OF_BATCH, f"{of_same:.0%}", "60%"))
+    # The median pair: the rounds of a shared machine vary by 10-20% among themselves.
+    ratios = paired_ratios(run.unlimited, run.limited)
+    of_unlimited = statistics.median(ratios)
+    shown = f"{of_unlimited:.1%}"
+    label = "pixel, limits on vs off"
+    print(check(label, of_unlimited, TARGET_LIMITED_OF_PIXEL, shown, "95%"))
+    if run.refused:
+        print(f"  warning: {run.refused:,} requests refused (429): the limits were reached")
+    pairs = ", ".join(f"{ratio:.1%}" for ratio in ratios)
+    print(f"  {'  (each pair of rounds)':<34}{pairs:>12}")
+    off_cpu = merged(run.unlimited).cpu_us_per_request
+    on_cpu = merged(run.limited).cpu_us_per_request
+    if off_cpu and on_cpu:
+        print(f"  {'limits, CPU per request':<34}{on_cpu - off_cpu:>+9.1f} us")
     if run.ceiling.cpu_us_per_request and pixel.cpu_us_per_request:
         # A load generator sharing a noisy core may not saturate the bare server; CPU
         # per request compares the two servers' own work regardless.

@@ -5,6 +5,8 @@ The pixel, the batch API, the click redirect, signed postbacks and the SDK proto
 :func:`tracker.events.parse_event` and hands them here. The intake holds what they
 share, so it is done one way for all of them:
 
+- admission: each request is charged to its sender's rate limit (:mod:`collector.limits`)
+  and answered 429 past it, before any work is done for it;
 - the request's :class:`~tracker.events.Context` and the first-party visitor cookie;
 - delivery to Kafka, answering 503 when Kafka does not take the events;
 - dead letters: rejected input is kept with its reasons, so it is never lost silently
@@ -23,6 +25,7 @@ import time
 from collections.abc import Mapping
 
 from collector import validation
+from collector.limits import Limits, retry_after_s
 from collector.metrics import Metrics
 from collector.producer import BatchingProducer, Unavailable
 from tracker.asgi import HTTPError, Request
@@ -46,6 +49,30 @@ class Intake:
         self.metrics = metrics
         self.producer = producer
         self.rules = rules
+        self.limits = Limits(settings)
+
+    def admit(
+        self,
+        request: Request,
+        endpoint: str,
+        *,
+        partner: str | None = None,
+        write_key: str | None = None,
+    ) -> None:
+        """Charge the request to its sender's rate limit; 429 with ``Retry-After`` past it.
+
+        The sender is the verified ``partner`` or configured ``write_key`` when the
+        caller names one and its own limit is on, else the client address. A refusal
+        is counted, never dead-lettered: a flood must not fill the topic.
+        """
+        wait, whose = self.limits.wait(request.client_ip, partner, write_key)
+        if not wait:
+            return
+        self.metrics.rate_limited[endpoint].inc()
+        seconds = retry_after_s(wait)
+        named = f"partner {partner!r}" if whose == "partner" else f"this {whose}"  # not a key
+        reason = f"too many requests from {named}; retry in {seconds} s"
+        raise HTTPError(429, reason, [(b"retry-after", b"%d" % seconds)])
 
     def context(
         self,

@@ -140,7 +140,14 @@ class Metrics:
             "topic unless it never counts (page pings, transaction items)",
             ["endpoint", "kind"],
         )
-        for family in (self.events, self.latency, self.uncounted, flush_events, flush_seconds):
+        limited = Counters(
+            "tracker_collector_rate_limited",
+            "Requests answered 429 because their sender (client address, verified postback "
+            "partner or write key) was over its rate limit; never dead-lettered",
+            ["endpoint"],
+        )
+        families = (self.events, self.latency, self.uncounted, limited, flush_events, flush_seconds)
+        for family in families:
             registry.register(family)
         self.unavailable = Counter(
             "tracker_collector_unavailable",
@@ -158,6 +165,7 @@ class Metrics:
         self.accepted = {e: self.events.labels(e, "accepted") for e in ENDPOINTS}
         self.rejected = {e: self.events.labels(e, "rejected") for e in ENDPOINTS}
         self.took = {e: self.latency.labels(e) for e in ENDPOINTS}
+        self.rate_limited = {e: limited.labels(e) for e in ENDPOINTS}
         self._flush_events = flush_events.labels()
         self._flush_seconds = flush_seconds.labels()
 

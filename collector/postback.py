@@ -24,7 +24,9 @@ The collector answers 401 when no secret is configured, the partner is unknown, 
 signature is missing or does not match, or ``ts`` is more than
 ``TRACKER_POSTBACK_TOLERANCE_S`` (default 300) seconds away from its clock, so a
 captured URL cannot be replayed later; within that window a replay carries the same
-signature, hence the same event id, and counts once. A signed postback with bad
+signature, hence the same event id, and counts once. A verified partner past its
+rate limit (``TRACKER_POSTBACK_RATE_LIMIT``) gets 429 with ``Retry-After``; postbacks
+that fail verification count against their client address. A signed postback with bad
 fields answers 400 with the reasons (and is dead-lettered); an accepted one answers
 200 ``{"status": "accepted", "event_id": ...}`` once the conversion is in Kafka.
 
@@ -228,9 +230,10 @@ class Postback:
         try:
             if self._keys:  # else nothing could be accepted: refuse before reading the body
                 params = await self._params(request)
-            verify(params, self._keys, received_at / 1000, self._tolerance_s)
+            partner = verify(params, self._keys, received_at / 1000, self._tolerance_s)
         except Unauthorized as exc:
             return self._refuse(request, str(exc), params.get("partner"))
+        intake.admit(request, "postback", partner=partner)
         try:
             event = conversion(params, received_at, intake.rules)
         except InvalidEvent as exc:
@@ -243,7 +246,11 @@ class Postback:
         return Response.json({"status": "accepted", "event_id": event.event_id})
 
     def _refuse(self, request: Request, reason: str, partner: str | None) -> Response:
-        """401, counted and logged; never dead-lettered (anyone could fill the topic)."""
+        """401, counted and logged; never dead-lettered (anyone could fill the topic).
+
+        Charged to the client address: unproven, the partner's name is anyone's to write.
+        """
+        self._intake.admit(request, "postback")
         self._intake.metrics.events.labels("postback", "unauthorized").inc()
         log.warning("postback refused", reason=reason, partner=partner, ip=request.client_ip)
         response = Response.json({"error": reason}, 401)

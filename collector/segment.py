@@ -25,7 +25,9 @@ unread). Otherwise the answer is 200 ``{"success": true, "accepted": n, "rejecte
 m, "uncounted": k}`` (with ``errors``, per rejected message, when there are some): a
 bad message is dead-lettered with its reasons and must not make the SDK drop the
 good ones of its batch, as a 400 would. The accepted events of a request are
-delivered to Kafka together or not at all (503, which the SDKs retry). A dead letter
+delivered to Kafka together or not at all (503, which the SDKs retry). A sender over
+its rate limit (its address's, or its write key's with ``TRACKER_WRITE_KEY_RATE_LIMIT``)
+gets 429 with ``Retry-After``, which the SDKs retry too. A dead letter
 holds the self-contained message, so ``tracker replay-dead-letters`` judges it with
 :func:`~collector.segment_messages.judge` alone. Answers carry
 ``Access-Control-Allow-Origin: *``, so analytics.js in a page on another origin can
@@ -77,6 +79,7 @@ PATHS: Final[Mapping[str, str | None]] = {
 }
 """Each path served, with the type of message it takes (None: a batch)."""
 _HEADERS: Final = [(b"access-control-allow-origin", b"*")]
+_CODES: Final = {429: "too_many_requests", 503: "service_unavailable"}
 _CHALLENGE: Final = (b"www-authenticate", b'Basic realm="segment"')
 _SETTING: Final = env_name("write_keys")
 
@@ -97,7 +100,7 @@ class Segment:
         try:
             response = await self._receive(request, PATHS[request.path])
         except HTTPError as exc:
-            code = "service_unavailable" if exc.status == 503 else "invalid_request"
+            code = _CODES.get(exc.status, "invalid_request")
             response = _error(exc.status, code, exc.reason)
             response.headers.extend(exc.headers)
         else:
@@ -111,12 +114,20 @@ class Segment:
         key = basic_user(request.header(b"authorization"))
         if self._keys and key is not None and not self._known(key):
             return self._refuse(request, "unknown write key")  # refused before reading the body
+        # Charged to the write key only when it is a configured one: with none configured,
+        # any key passes and says nothing about who sends. Known from the header, before
+        # the body is read, so a flood is refused unread.
+        admitted = key is not None or not self._keys
+        if admitted:
+            intake.admit(request, ENDPOINT, write_key=key if self._keys else None)
         body = await inflated_body(request, intake.settings.max_body_bytes)
         data, problem = _parsed(body, implied)
         if key is None and data is not None and isinstance(data.get("writeKey"), str):
             key = data["writeKey"]
         if self._keys and (key is None or not self._known(key)):
             return self._refuse(request, "unknown write key" if key else "missing write key")
+        if not admitted:
+            intake.admit(request, ENDPOINT, write_key=key)
         request_context, _ = intake.context(request, mint=False, browser=False)
         context = Context(received_at=request_context.received_at, ip=request_context.ip)
         if data is None or problem:
@@ -193,7 +204,11 @@ class Segment:
         return found
 
     def _refuse(self, request: Request, reason: str) -> Response:
-        """401, counted and logged (never the key itself); never dead-lettered."""
+        """401, counted and logged (never the key itself); never dead-lettered.
+
+        Charged to the client address, as an unknown key is anyone's to make up.
+        """
+        self._intake.admit(request, ENDPOINT)
         self._intake.metrics.events.labels(ENDPOINT, "unauthorized").inc()
         log.warning("segment request refused", reason=reason, ip=request.client_ip)
         message = f"{reason}: send a write key of {_SETTING} as the Basic user or as writeKey"

@@ -18,6 +18,7 @@ How one event's parameters map onto events, and what is not counted:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Final
 
 from collector import validation
@@ -26,7 +27,7 @@ from collector.intake import Intake
 from collector.pixel import GIF, NO_CACHE_HEADERS
 from collector.snowplow_events import COOKIE, WEB, parse, payload_events
 from tracker import asgi
-from tracker.asgi import HTTPError, Request, Response
+from tracker.asgi import Handler, HTTPError, Request, Response
 from tracker.events import Context, Event, InvalidEvent, Uncounted
 
 ENDPOINT: Final = "snowplow"
@@ -41,10 +42,13 @@ class Snowplow:
     def __init__(self, intake: Intake) -> None:
         self._intake = intake
 
-    def routes(self, app: asgi.App) -> None:
-        app.route(GET_PATH, self.pixel)
-        app.route(POST_PATH, self.receive, methods=("POST",))
-        # A tracker sending SP-Anonymous (or JSON) asks the browser's leave first.
+    def routes(self, app: asgi.App, admitted: Callable[[Handler, bool], Handler]) -> None:
+        """Serve the protocol's paths on ``app``; ``admitted(handler, image)`` puts an
+        event route behind the rate limit (``image``: it answers a GIF)."""
+        app.route(GET_PATH, admitted(self.pixel, True))
+        app.route(POST_PATH, admitted(self.receive, False), methods=("POST",))
+        # A tracker sending SP-Anonymous (or JSON) asks the browser's leave first; a
+        # preflight records nothing, the request after it is admitted.
         app.route(GET_PATH, self.preflight, methods=("OPTIONS",))
         app.route(POST_PATH, self.preflight, methods=("OPTIONS",))
 

@@ -30,6 +30,10 @@ _ALLOWED_HOST = re.compile(
     r"(?::(?P<port>[1-9][0-9]{0,4}))?"
 )
 MIN_SECRET_CHARS = 16
+API_ROLES = ("read", "admin")
+"""Roles of query API tokens, least first; admin may do whatever read may."""
+# What an Authorization header carries after "Bearer " (RFC 6750 section 2.1, b64token).
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MAX_PORT = 65535
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
@@ -136,6 +140,16 @@ class Settings:
     exporter_port: int = _setting(
         9108, "exporter and query API listen port", {SERVE}, minimum=1, maximum=MAX_PORT
     )
+    api_tokens: str = _setting(
+        "",
+        "query API bearer tokens with their role, e.g. 'read:<token>,admin:<token>'; "
+        "empty leaves /v1/* open",
+        {SERVE},
+        secret=True,
+    )
+    metrics_auth: bool = _setting(
+        False, "/metrics needs a query API token too (read or admin)", {SERVE}
+    )
     worker_port: int = _setting(
         6066, "worker health endpoint port", {WORKER}, minimum=1, maximum=MAX_PORT
     )
@@ -183,6 +197,38 @@ class Settings:
         "Segment API: accepted write keys, comma separated; empty accepts any key",
         {COLLECTOR},
         secret=True,
+    )
+    # Off by default: X-Forwarded-For is not read, so behind a proxy or load balancer
+    # every request is the proxy's and any limit would cap the whole site.
+    rate_limit: float = _setting(
+        0.0,
+        "collector: requests/s per client address (IPv6: per /64), then 429; 0 is off. "
+        "The TCP peer's: behind a proxy, limit there. Facing clients, 200 is far above "
+        "a browser or an office NAT and far below a flood (a core serves ~12,000/s)",
+        {COLLECTOR},
+        minimum=0,
+    )
+    rate_burst_s: float = _setting(
+        10.0,
+        "collector: seconds of its rate a limit lets through at once after a quiet spell "
+        "(the burst; at least one request)",
+        {COLLECTOR},
+        minimum=0,
+    )
+    postback_rate_limit: float = _setting(
+        100.0,
+        "postback: requests/s per verified partner, instead of per address; 0: per address. "
+        "Far above any network's conversions, it stops a partner's runaway loop",
+        {COLLECTOR},
+        minimum=0,
+    )
+    write_key_rate_limit: float = _setting(
+        0.0,
+        "Segment API: requests/s per write key of TRACKER_WRITE_KEYS, instead of per address "
+        "(server SDKs send from few addresses); 0: per address. A browser source's key is "
+        "shared by all its visitors: size it to the site's peak",
+        {COLLECTOR},
+        minimum=0,
     )
     conversion_events: str = _setting(
         "",
@@ -344,6 +390,35 @@ class Settings:
             keys[partner] = secret
         return keys
 
+    def api_token_roles(self) -> list[tuple[str, str]]:
+        """(role, token) of each query API token, from ``api_tokens``; none: the API is open.
+
+        Errors name the item's position, never a token (nor a role, which a token
+        written in its place would be).
+        """
+        found: list[tuple[str, str]] = []
+        seen: dict[str, int] = {}
+        for position, item in enumerate(_items(self.api_tokens), 1):
+            role, colon, token = (part.strip() for part in item.partition(":"))
+            if not colon or not token:
+                raise ValueError(f"item {position} is not role:token (read:<token>, admin:<token>)")
+            if role not in API_ROLES:
+                raise ValueError(f"item {position}: the role must be one of {', '.join(API_ROLES)}")
+            if not _BEARER_TOKEN.fullmatch(token):
+                raise ValueError(
+                    f"item {position}: a token may hold letters, digits and -._~+/ "
+                    "(then = padding) only, as a Bearer header carries it"
+                )
+            if len(token) < MIN_SECRET_CHARS:
+                raise ValueError(
+                    f"item {position}: the token is shorter than {MIN_SECRET_CHARS} characters"
+                )
+            if token in seen:
+                raise ValueError(f"items {seen[token]} and {position} hold the same token")
+            seen[token] = position
+            found.append((role, token))
+        return found
+
     def write_key_set(self) -> frozenset[str]:
         """The Segment write keys the collector accepts; empty: any."""
         return frozenset(_items(self.write_keys))
@@ -487,6 +562,7 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         ("redirect_allow", settings.redirect_hosts),
         ("postback_secrets", settings.postback_keys),
         ("conversion_events", settings.conversion_goals),
+        ("api_tokens", settings.api_token_roles),
     ):
         try:
             parse()

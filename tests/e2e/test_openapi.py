@@ -32,6 +32,7 @@ from schemathesis import Case
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
@@ -51,6 +52,7 @@ from tracker.stream.sink import Record, Sink
 pytestmark = pytest.mark.services
 
 SECRET = secrets.token_hex(16)  # made up per run: no secret lives in the repository
+API_TOKEN = secrets.token_urlsafe(32)  # the exporter's admin token, as make up makes one
 PARTNER = "net1"
 ALLOW = "shop.example,*.brand.example"
 DAY = 86_400_000
@@ -130,12 +132,16 @@ def _texts(params: dict[str, object]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def collector(servers: tuple[str, str]) -> Iterator[Service]:
-    """One collector for every operation: redirect hosts, a postback partner, a EUR rate."""
+    """One collector for every operation: redirect hosts, a postback partner, a EUR rate,
+    and rate limits on (their code runs for every case) but far above what fuzzing sends."""
     configured = dataclasses.replace(
         isolated_settings(servers),
         redirect_allow=ALLOW,
         postback_secrets=f"{PARTNER}={SECRET}",
         currency_rates="EUR=1.08",
+        rate_limit=1e6,
+        postback_rate_limit=1e6,
+        write_key_rate_limit=1e6,
     )
     base = f"http://127.0.0.1:{configured.collector_port}"
     with tracker("collector", configured, f"{base}/healthz") as process:
@@ -193,10 +199,22 @@ def seed(settings: Settings) -> None:
     asyncio.run(write())
 
 
+@EXPORTER.auth()
+class ExporterToken:
+    """Every case sends the admin token: schemathesis then also checks that an operation
+    declaring the bearer scheme refuses the same request without it (``ignored_auth``)."""
+
+    def get(self, case: Case[Any], context: schemathesis.AuthContext) -> str:
+        return API_TOKEN
+
+    def set(self, case: Case[Any], data: str, context: schemathesis.AuthContext) -> None:
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
 @pytest.fixture(scope="module")
 def exporter(servers: tuple[str, str]) -> Iterator[Service]:
-    """One exporter, over a few days of seeded figures."""
-    configured = isolated_settings(servers)
+    """One exporter with a query API token, over a few days of seeded figures."""
+    configured = dataclasses.replace(isolated_settings(servers), api_tokens=f"admin:{API_TOKEN}")
     seed(configured)
     base = f"http://127.0.0.1:{configured.exporter_port}"
     with tracker("serve", configured, f"{base}/healthz") as process:
@@ -214,5 +232,5 @@ def test_the_exporter_serves_its_description(exporter: Service) -> None:
 @EXPORTER.parametrize()
 @FUZZ
 def test_exporter_answers_as_described(case: Case[Any], exporter: Service) -> None:
-    case.call_and_validate(base_url=exporter.base, checks=CHECKS)
+    case.call_and_validate(base_url=exporter.base, checks=[*CHECKS, ignored_auth])
     assert exporter.process.poll() is None
