@@ -24,6 +24,7 @@ up: install
 	@echo "tracker is up:"
 	@echo "  collector   http://127.0.0.1:$${TRACKER_COLLECTOR_PORT:-8080}/p.gif  (logs in .run/tracker/)"
 	@echo "  KPIs        http://127.0.0.1:$${TRACKER_EXPORTER_PORT:-9108}/v1/kpis?dimension=channel&window=1m"
+	@echo '              with -H "Authorization: Bearer $$(cat .run/api-token)"'
 	@echo "  metrics     http://127.0.0.1:$${TRACKER_EXPORTER_PORT:-9108}/metrics"
 	@echo "  Prometheus  http://127.0.0.1:$${TRACKER_PROMETHEUS_PORT:-9090}/graph"
 	@echo "stop it all with 'make down'"

@@ -5,6 +5,9 @@
 # docker compose does not carry it, and TRACKER_DEMO=0 turns it off. A setting the
 # caller gave (even empty) always wins.
 
+# shellcheck source=deploy/local/access.sh
+source "$(dirname "${BASH_SOURCE[0]}")/access.sh"
+
 DEMO_REDIRECT_ALLOW='shop.example,*.shop.example'
 # The README's example secret: public, so good for nothing but this local demo.
 DEMO_POSTBACK_SECRETS='net1=s3cret-0123456789abcdef'
@@ -36,8 +39,11 @@ demo_history() {
 # sees the history; gives up with a warning after two minutes.
 demo_applied() {
     local url="http://127.0.0.1:${TRACKER_EXPORTER_PORT:-9108}/metrics" deadline=$((SECONDS + 120)) lags
+    local -a auth=()
+    if metrics_auth_on; then auth=(-H @-); fi
     while ((SECONDS < deadline)); do
-        lags=$(curl -fsS --max-time 5 "$url" 2>/dev/null | grep '^tracker_pipeline_consumer_lag_records{' || true)
+        lags=$(bearer_header | curl -fsS --max-time 5 "${auth[@]}" "$url" 2>/dev/null |
+            grep '^tracker_pipeline_consumer_lag_records{' || true)
         if [[ -n $lags ]] && ! grep -qv ' 0\.0$' <<<"$lags"; then
             log "demo history applied"
             return 0

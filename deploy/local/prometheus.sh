@@ -11,6 +11,8 @@
 #   TRACKER_EXPORTER_PORT             scrape target port (default 9108)
 #   TRACKER_COLLECTOR_PORT            scrape target port (default 8080)
 #   TRACKER_PROMETHEUS_START_TIMEOUT  seconds to wait for /-/ready (default 60)
+#   TRACKER_METRICS_AUTH              when true, the exporter is scraped with the
+#                                     local admin token, .run/api-token (access.sh)
 #
 # Files: rendered config, pid, log and TSDB in .run/prometheus.
 set -euo pipefail
@@ -19,6 +21,8 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 SERVICE=prometheus
 # shellcheck source=deploy/local/_common.sh
 source "$ROOT/deploy/local/_common.sh"
+# shellcheck source=deploy/local/access.sh
+source "$ROOT/deploy/local/access.sh"
 
 SRC_CONF="$ROOT/deploy/prometheus/prometheus.yml"
 RULES_DIR="$ROOT/deploy/prometheus/rules"
@@ -70,13 +74,20 @@ ensure_prometheus_installed() {
 sed_escape() { printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'; }
 
 # The rendered copy lives in .run/, so rule_files must become absolute or
-# Prometheus would look for rules next to the copy.
+# Prometheus would look for rules next to the copy. With TRACKER_METRICS_AUTH the
+# exporter's job sends the local token; Prometheus reads the file at every scrape.
 render_conf() {
-    local out=$1 rules
+    local out=$1 rules auth=()
     rules=$(sed_escape "$RULES_DIR")
+    if metrics_auth_on; then
+        ensure_api_token
+        auth=(-e "/^  - job_name: tracker-exporter\$/a\\
+    authorization: {type: Bearer, credentials_file: \"$(sed_escape "$(api_token_file)")\"}")
+    fi
     sed -e "s|127\.0\.0\.1:9108|127.0.0.1:$EXPORTER_PORT|g" \
         -e "s|127\.0\.0\.1:8080|127.0.0.1:$COLLECTOR_PORT|g" \
         -e "s|^\(  - \)rules/|\1$rules/|" \
+        "${auth[@]}" \
         "$SRC_CONF" >"$out"
     promtool check config "$out" >"$RUN/promtool.out" 2>&1 || {
         cat "$RUN/promtool.out" >&2

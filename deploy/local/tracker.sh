@@ -9,6 +9,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SERVICE=tracker
 # shellcheck source=deploy/local/_common.sh
 source "$ROOT/deploy/local/_common.sh"
+# shellcheck source=deploy/local/access.sh
+source "$ROOT/deploy/local/access.sh"
 # shellcheck source=deploy/local/demo.sh
 source "$ROOT/deploy/local/demo.sh"
 
@@ -75,11 +77,13 @@ main() {
     take_lock "$RUN"
     case "$action" in
         start)
+            api_settings
             demo_settings
             for n in "${names[@]}"; do start_one "$n"; done
             # The history goes through the collector and the worker just started.
             if [[ " ${names[*]} " == *" collector "* ]]; then demo_history; fi
             demo_describe
+            if [[ " ${names[*]} " == *" serve "* ]]; then api_describe; fi
             ;;
         stop)
             local i

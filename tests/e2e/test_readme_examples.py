@@ -5,7 +5,9 @@ each in a fresh ``bash`` (as a reader pastes it) with a scratch directory as ``c
 The stack is the test's own (collector, worker, exporter on isolated topics, Redis keys
 and ports), configured as ``make up`` configures the local one: its demo settings and
 four weeks of history come from running ``demo_settings`` and ``demo_history`` of
-``deploy/local/demo.sh`` itself, so they cannot drift. In a block's text,
+``deploy/local/demo.sh`` itself, and its query API token from ``api_settings`` of
+``deploy/local/access.sh`` (exported to the blocks as ``TRACKER_API_TOKEN``, as the
+README has a reader export it), so they cannot drift. In a block's text,
 ``127.0.0.1:8080`` and ``127.0.0.1:9108`` (or ``localhost``) become the isolated
 collector's and exporter's addresses; ``tracker`` is this venv's, with the isolated
 settings exported. A block that would still reach a port of the local stack (8080,
@@ -65,6 +67,7 @@ pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DEMO = ROOT / "deploy/local/demo.sh"
+ACCESS = ROOT / "deploy/local/access.sh"
 SHELLS = frozenset({"sh", "bash", "shell"})
 ILLUSTRATIVE = re.compile(r"<!-- illustrative: (?P<why>\S.*?) -->")
 LOCAL_PORTS = ("8080", "9108", "6066", "9090")
@@ -401,6 +404,7 @@ def run_block(block: Block, settings: Settings, cwd: Path) -> list[str]:
         (scratch / str(n)).mkdir(parents=True)
     env = environment(settings)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["TRACKER_API_TOKEN"] = admin_token(settings)
     shell = subprocess.run(
         ["bash", "--noprofile", "--norc", "-c", text],
         cwd=cwd,
@@ -440,6 +444,33 @@ def demo_settings(settings: Settings) -> Settings:
     return load(environ={**environment(settings), **demo})
 
 
+def local_access(settings: Settings, root: Path) -> Settings:
+    """``settings`` with the query API token deploy/local/access.sh makes for ``make up``
+    (kept under ``root`` instead of the checkout)."""
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$1" && api_settings && printf %s "$TRACKER_API_TOKENS"',
+            "access",
+            str(ACCESS),
+        ],
+        env={"PATH": os.environ["PATH"], "ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    configured = dataclasses.replace(settings, api_tokens=shell.stdout)
+    assert admin_token(configured), f"{ACCESS} configured no admin token"
+    return configured
+
+
+def admin_token(settings: Settings) -> str:
+    """The first admin token of ``settings``; empty when the query API is open."""
+    admins = [token for role, token in settings.api_token_roles() if role == "admin"]
+    return admins[0] if admins else ""
+
+
 def load_demo_history(settings: Settings, run: Path) -> None:
     """deploy/local/demo.sh's ``demo_history``, sent to the collector of ``settings``."""
     env = environment(settings)
@@ -466,8 +497,10 @@ README_BLOCKS = blocks(README.read_text())
 
 @pytest.fixture(scope="module")
 def stack(servers: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """A collector, worker and exporter as ``make up`` runs them: demo settings and history."""
+    """A collector, worker and exporter as ``make up`` runs them: its query API token,
+    demo settings and history."""
     settings = demo_settings(isolated_settings(servers, "readme"))
+    settings = local_access(settings, tmp_path_factory.mktemp("access"))
     with running(settings, "worker", "collector", "serve"):
         load_demo_history(settings, tmp_path_factory.mktemp("demo"))
         wait_for(

@@ -196,12 +196,24 @@ def _tracker_env_names() -> set[str]:
 # --- docker-compose.yml ---------------------------------------------------------
 
 
+def _one_shots() -> set[str]:
+    """Services others wait for to complete (``service_completed_successfully``)."""
+    return {
+        dependency
+        for service in _services().values()
+        for dependency, spec in (service.get("depends_on") or {}).items()
+        if spec.get("condition") == "service_completed_successfully"
+    }
+
+
 def test_compose_parses_and_every_service_has_an_image_or_build() -> None:
     services = _services()
     assert services
     for name, service in services.items():
         assert service.get("image") or service.get("build"), f"{name}: no image, no build"
-        assert service.get("restart") == "unless-stopped", name
+        # A one-shot restarted once it has done its work would run again and again.
+        expected = "no" if name in _one_shots() else "unless-stopped"
+        assert service.get("restart") == expected, name
 
 
 def test_tracker_services_are_built_once_from_the_dockerfile() -> None:
@@ -333,6 +345,43 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def _volume_target(service: str, volume: str) -> PurePosixPath:
+    """Where ``service`` mounts the named volume ``volume``."""
+    for entry in _service(service).get("volumes", []):
+        source, target, *_ = str(entry).split(":")
+        if source == volume:
+            return PurePosixPath(target)
+    raise AssertionError(f"{service} does not mount the volume {volume}")
+
+
+def test_the_query_api_token_is_made_once_for_the_exporter_and_prometheus() -> None:
+    """api-token writes a copy per reader, owned by the user its image runs as; the
+    exporter takes its copy as TRACKER_API_TOKENS, Prometheus sends the other."""
+    assert "api-token" in _compose()["volumes"]
+    made = _volume_target("api-token", "api-token")
+    script = _service("api-token")["command"][-1]
+    assert f"cd {made}" in script
+    exporter_user = dict(_dockerfile_final_stage())["USER"]
+    assert f"chown {exporter_user} api-token" in script
+    assert "chown 65534:65534 prometheus-token" in script  # prom/prometheus runs as nobody
+    assert "chmod 400 api-token prometheus-token" in script
+
+    entrypoint = " ".join(map(str, _service("exporter")["entrypoint"]))
+    held = _volume_target("exporter", "api-token")
+    assert f'TRACKER_API_TOKENS="admin:$$(cat {held}/api-token)' in entrypoint
+    assert entrypoint.endswith('exec tracker "$$@" tracker')  # then the command, as is
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_COMPOSE)["scrape_configs"]}
+    credentials = jobs["tracker-exporter"]["authorization"]["credentials_file"]
+    assert PurePosixPath(credentials) == _volume_target("prometheus", "api-token") / (
+        "prometheus-token"
+    )
+    assert {"exporter", "prometheus"} <= {
+        name
+        for name, service in _services().items()
+        if "api-token" in (service.get("depends_on") or {})
+    }
+
+
 # --- Dockerfile -----------------------------------------------------------------
 
 
@@ -418,9 +467,20 @@ def test_prometheus_config_is_mounted_with_its_rules() -> None:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
-def test_promtool_accepts_the_compose_config() -> None:
+def test_promtool_accepts_the_compose_config(tmp_path: Path) -> None:
+    # promtool checks that credentials files exist: the token is made in the stack.
+    # A copy reads a stand-in, and rule files from where compose mounts them.
+    config = _yaml(PROMETHEUS_COMPOSE)
+    config["rule_files"] = [str(PROMETHEUS_COMPOSE.parent / p) for p in config["rule_files"]]
+    token = tmp_path / "token"
+    token.write_text("stand-in-token-for-promtool")
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(token)
+    checked = tmp_path / "prometheus.yml"
+    checked.write_text(yaml.safe_dump(config))
     done = subprocess.run(
-        ["promtool", "check", "config", str(PROMETHEUS_COMPOSE)],
+        ["promtool", "check", "config", str(checked)],
         capture_output=True,
         text=True,
         timeout=60,

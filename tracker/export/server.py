@@ -1,4 +1,9 @@
-"""The exporter process: ``/metrics`` for Prometheus and ``/v1/kpis`` for people."""
+"""The exporter process: ``/metrics`` for Prometheus and ``/v1/*`` for people.
+
+Every ``/v1/*`` route is registered through one table, with the role its token needs
+(:mod:`tracker.export.access`); ``/healthz``, ``/readyz`` and ``/openapi.yaml`` are
+open, ``/metrics`` too unless ``TRACKER_METRICS_AUTH``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from tracker import asgi
-from tracker.asgi import Request, Response
+from tracker.asgi import Handler, Request, Response
+from tracker.export.access import ADMIN, READ, Access
 from tracker.export.api import KpiApi
 from tracker.export.decisions import DecisionApi
 from tracker.export.lag import EndOffsets
@@ -52,14 +58,21 @@ def build(settings: Settings) -> asgi.App:
         await redis_async.aclose()
         redis_sync.close()
 
+    # Aggregates are read; what is held about one person is personal data: admin.
+    queries: dict[str, tuple[Handler, str]] = {
+        "/v1/kpis": (api.kpis, READ),
+        "/v1/clv": (api.clv, READ),
+        "/v1/trends": (decisions.trends, READ),
+        "/v1/attribution": (decisions.attribution, READ),
+        "/v1/recommendations": (decisions.recommendations, READ),
+        "/v1/people": (people.people, ADMIN),
+    }
+    access = Access(settings.api_token_roles())
+    access.warn_if_open()
     app = asgi.App(on_startup=ends.start, on_shutdown=shutdown)
-    app.route("/metrics", metrics)
-    app.route("/v1/kpis", api.kpis)
-    app.route("/v1/clv", api.clv)
-    app.route("/v1/trends", decisions.trends)
-    app.route("/v1/attribution", decisions.attribution)
-    app.route("/v1/recommendations", decisions.recommendations)
-    app.route("/v1/people", people.people)
+    app.route("/metrics", access.guard(metrics, READ) if settings.metrics_auth else metrics)
+    for path, (handler, role) in queries.items():
+        app.route(path, access.guard(handler, role))
     app.route("/healthz", healthz)
     app.route("/readyz", readyz)
     app.route("/openapi.yaml", Description("tracker.export").serve)
