@@ -14,21 +14,7 @@ const [port, offset, writeKey, calls] = process.argv.slice(2);
 
 // The device's clock, set `offset` ms wrong before the SDK loads: it stamps each
 // message's timestamp and the batch's sentAt with this clock.
-const skew = Number(offset);
-const RealDate = Date;
-globalThis.Date = class extends RealDate {
-  constructor(...args) {
-    if (args.length === 0) {
-      super(RealDate.now() + skew);
-    } else {
-      super(...args);
-    }
-  }
-
-  static now() {
-    return RealDate.now() + skew;
-  }
-};
+require('./clock.cjs')(offset);
 
 const { Analytics } = require('@segment/analytics-node');
 

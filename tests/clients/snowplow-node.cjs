@@ -13,21 +13,7 @@ const [port, offset, domainUserId] = process.argv.slice(2);
 
 // The device's clock, set `offset` ms wrong before the tracker loads: it stamps both
 // dtm (created) and stm (sent) with this clock, as a phone whose clock is off would.
-const skew = Number(offset);
-const RealDate = Date;
-globalThis.Date = class extends RealDate {
-  constructor(...args) {
-    if (args.length === 0) {
-      super(RealDate.now() + skew);
-    } else {
-      super(...args);
-    }
-  }
-
-  static now() {
-    return RealDate.now() + skew;
-  }
-};
+require('./clock.cjs')(offset);
 
 const {
   newTracker,
