@@ -21,11 +21,11 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from string import Template
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -44,6 +44,7 @@ from tests.e2e.clients import CLIENTS, node_modules, run_node
 from tests.e2e.test_snippet import browser, site
 from tests.kafka import caught_up
 from tests.processes import http_get, running, wait_for
+from tests.sdks import segment_client, skew_clock
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -67,16 +68,6 @@ ORDER_U = Decimal("80.10")
 SIGNUP_VALUE = Decimal("5")
 """A's sign-up (a conversion named in TRACKER_CONVERSION_EVENTS), sent twice."""
 
-# The Python SDKs of Segment's API ship no type information: imported by name, they are
-# plain objects to mypy.
-SEGMENT_CLIENTS: dict[str, Any] = {
-    "analytics-python": importlib.import_module("segment.analytics.client"),
-    "rudder-sdk-python": importlib.import_module("rudderstack.analytics.client"),
-}
-SEGMENT_REQUESTS: dict[str, Any] = {
-    "analytics-python": importlib.import_module("segment.analytics.request"),
-    "rudder-sdk-python": importlib.import_module("rudderstack.analytics.request"),
-}
 SNOWPLOW_CLOCKS = [
     importlib.import_module("snowplow_tracker.tracker"),  # dtm, when an event is made
     importlib.import_module("snowplow_tracker.emitters"),  # stm, when it is sent
@@ -355,49 +346,17 @@ def segment_calls(story: Story) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def skewed_datetime(skew: timedelta) -> type[datetime]:
-    """``datetime`` of a machine whose clock is ``skew`` off."""
-
-    class Skewed(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> Self:
-            return super().now(tz) + skew
-
-    return Skewed
-
-
 def play_segment_python(story: Story, settings: Settings) -> None:
     """analytics-python in its synchronous mode (each call a request, raising on any
     status but 2xx); RudderStack's as it runs by default: batched by a background
     thread, gzipped, errors reported to ``on_error``."""
     sdk, host = story.sdk, collector_url(settings)
-    errors: list[Exception] = []
     with pytest.MonkeyPatch.context() as patch:
-        # The SDK's own clock, where it times its messages and its batches' sentAt.
-        clock = skewed_datetime(story.skew)
-        patch.setattr(SEGMENT_CLIENTS[sdk], "datetime", clock)
-        patch.setattr(SEGMENT_REQUESTS[sdk], "datetime", clock)
-        synchronous = sdk == "analytics-python"
-        if synchronous:
-            client = SEGMENT_CLIENTS[sdk].Client(KEY, host=host, sync_mode=True)
-        else:
-            client = SEGMENT_CLIENTS[sdk].Client(
-                KEY,
-                host=host,
-                gzip=True,
-                max_retries=0,
-                upload_interval=0.2,
-                on_error=lambda exc, batch: errors.append(exc),
-            )
-        try:
+        skew_clock(patch, sdk, story.skew)
+        with segment_client(sdk, host, KEY) as client:
             for call, params in segment_calls(story):
                 success, _ = getattr(client, call)(**params)
                 assert success, (call, params)
-        finally:
-            if not synchronous:  # sent by its thread: all of it once joined
-                client.flush()
-                client.join()
-    assert errors == []
 
 
 NODE_NAMES = {"anonymous_id": "anonymousId", "user_id": "userId", "message_id": "messageId"}

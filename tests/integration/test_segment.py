@@ -9,11 +9,10 @@ import base64
 import contextlib
 import dataclasses
 import gzip
-import importlib
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector import segment_messages, validation
 from tests.conftest import isolated_settings
 from tests.integration.test_collector_edge import Answer, Running, collector
+from tests.sdks import SEGMENT_SDKS, segment_client, skew_clock
 from tracker.events import Event
 from tracker.settings import Settings
 
@@ -32,16 +32,6 @@ OTHER_KEY = "wk_other_" + uuid.uuid4().hex[:12]
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Safari/605.1.15"
 SKEW = timedelta(hours=5, minutes=7)
 """How far the clients' clocks are off in the tests that say so."""
-
-# The SDKs ship no type information; imported by name, they are plain objects to mypy.
-SDKS: dict[str, Any] = {
-    "analytics-python": importlib.import_module("segment.analytics.client"),
-    "rudder-sdk-python": importlib.import_module("rudderstack.analytics.client"),
-}
-SDK_REQUESTS: dict[str, Any] = {
-    "analytics-python": importlib.import_module("segment.analytics.request"),
-    "rudder-sdk-python": importlib.import_module("rudderstack.analytics.request"),
-}
 
 
 def configured(settings: Settings, **changes: Any) -> Settings:
@@ -473,36 +463,12 @@ def test_only_post_is_served(keyed: Running, method: str) -> None:
 # The SDKs sites run
 
 
-@contextlib.contextmanager
-def client(sdk: str, running: Running) -> Iterator[Any]:
-    """An SDK client sending to ``running``, everything sent once the block is left.
-
-    analytics-python in its synchronous mode (each call one request, raising on any
-    status but 2xx); RudderStack's as it runs by default: batched by a background
-    thread, gzipped, errors reported to ``on_error``.
-    """
-    host = f"http://127.0.0.1:{running.settings.collector_port}"
-    if sdk == "analytics-python":
-        yield SDKS[sdk].Client(KEY, host=host, sync_mode=True)
-        return
-    errors: list[Exception] = []
-    rudder = SDKS[sdk].Client(
-        KEY,
-        host=host,
-        gzip=True,
-        max_retries=0,
-        upload_interval=0.2,
-        on_error=lambda exc, batch: errors.append(exc),
-    )
-    try:
-        yield rudder
-        rudder.flush()
-    finally:
-        rudder.join()
-    assert errors == []
+def client(sdk: str, running: Running) -> contextlib.AbstractContextManager[Any]:
+    """An SDK client sending to ``running`` (see :func:`tests.sdks.segment_client`)."""
+    return segment_client(sdk, f"http://127.0.0.1:{running.settings.collector_port}", KEY)
 
 
-@pytest.mark.parametrize("sdk", sorted(SDKS))
+@pytest.mark.parametrize("sdk", sorted(SEGMENT_SDKS))
 def test_sdk_campaign_page_view_then_order(keyed: Running, sdk: str) -> None:
     m = mark()
     url = f"https://shop.example/land?utm_campaign=summer&utm_source=meta&utm_medium=paid_social&fbclid=F-{m}"
@@ -537,7 +503,7 @@ def test_sdk_campaign_page_view_then_order(keyed: Running, sdk: str) -> None:
     assert order.anonymous_id == f"d-{m}"
 
 
-@pytest.mark.parametrize("sdk", sorted(SDKS))
+@pytest.mark.parametrize("sdk", sorted(SEGMENT_SDKS))
 def test_sdk_identify_then_order_by_user(keyed: Running, sdk: str) -> None:
     m = mark()
     with client(sdk, keyed) as sdk_client:
@@ -561,7 +527,7 @@ def test_sdk_identify_then_order_by_user(keyed: Running, sdk: str) -> None:
     )
 
 
-@pytest.mark.parametrize("sdk", sorted(SDKS))
+@pytest.mark.parametrize("sdk", sorted(SEGMENT_SDKS))
 def test_sdk_order_refunded(keyed: Running, sdk: str) -> None:
     m = mark()
     with client(sdk, keyed) as sdk_client:
@@ -577,7 +543,7 @@ def test_sdk_order_refunded(keyed: Running, sdk: str) -> None:
     )
 
 
-@pytest.mark.parametrize("sdk", sorted(SDKS))
+@pytest.mark.parametrize("sdk", sorted(SEGMENT_SDKS))
 def test_sdk_message_sent_twice_is_one_event_id(keyed: Running, sdk: str) -> None:
     m = mark()
     with client(sdk, keyed) as sdk_client:
@@ -592,21 +558,12 @@ def test_sdk_message_sent_twice_is_one_event_id(keyed: Running, sdk: str) -> Non
     assert [e.event_id for e in twice] == [f"msg-{m}", f"msg-{m}"]  # the worker counts it once
 
 
-class Skewed(datetime):
-    """The clock of a client machine that runs :data:`SKEW` fast."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> Self:
-        return super().now(tz) + SKEW
-
-
-@pytest.mark.parametrize("sdk", sorted(SDKS))
+@pytest.mark.parametrize("sdk", sorted(SEGMENT_SDKS))
 def test_sdk_with_a_clock_hours_off_is_corrected(
     keyed: Running, sdk: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The SDK's own clock, where it times its messages and its sentAt.
-    monkeypatch.setattr(SDKS[sdk], "datetime", Skewed)
-    monkeypatch.setattr(SDK_REQUESTS[sdk], "datetime", Skewed)
+    skew_clock(monkeypatch, sdk, SKEW)
     m = mark()
     with client(sdk, keyed) as sdk_client:
         sdk_client.page(anonymous_id=f"d-{m}", name="Home")
