@@ -46,6 +46,12 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
         # nothing ("missing topic"); fresh metadata shows the topic and makes the
         # group rebalance within seconds instead of the default five minutes.
         consumer_metadata_max_age_ms=10_000,
+        # Our topics exist before the worker starts (tracker.kafka.ensure_topics), and
+        # no table or on_leader timer needs one of Faust's own. Faust declaring topics
+        # anyway asks the controller for each: a broker restarting at that moment made
+        # the worker crash (NodeNotReadyError in _get_controller_node) and stop.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
     )
     events = app.topic(settings.events_topic, value_serializer="raw", key_serializer="raw")
     dead_letters = app.topic(
