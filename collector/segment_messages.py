@@ -261,22 +261,16 @@ def _object(
 
 
 def _sent_at(raw: Any, received_at: int, rules: Rules, reasons: dict[str, str]) -> int | None:
-    """``sentAt`` in epoch ms, when given and believable (see
-    :func:`collector.validation.envelope`: the same horizon, for the same reasons)."""
+    """``sentAt`` in epoch ms, when given and believable (the rule of
+    :func:`collector.validation.sender_clock`)."""
     if raw is None or raw == "":
         return None
     try:
         sent_at = _parse_sent_at(raw) if isinstance(raw, str) else parse_ts(raw)
+        return validation.sender_clock(sent_at, received_at, rules)
     except ValueError as exc:
         reasons["sentAt"] = str(exc)
         return None
-    if abs(sent_at - received_at) > rules.max_age_ms:
-        reasons["sentAt"] = (
-            f"is more than {rules.max_age_ms / 86_400_000:g} days from the time received"
-            " (TRACKER_MAX_AGE_DAYS); it must be the sender's clock when sending"
-        )
-        return None
-    return sent_at
 
 
 @lru_cache(maxsize=256)

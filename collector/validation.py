@@ -133,19 +133,28 @@ def envelope(
     sent_at = None
     if body.get("sent_at") is not None:
         try:
-            sent_at = parse_ts(body["sent_at"])
+            sent_at = sender_clock(parse_ts(body["sent_at"]), received_at, rules)
         except ValueError as exc:
             reasons["sent_at"] = str(exc)
-        else:
-            if abs(sent_at - received_at) > rules.max_age_ms:
-                reasons["sent_at"] = (
-                    f"is more than {rules.max_age_ms / 86_400_000:g} days from the time received"
-                    " (TRACKER_MAX_AGE_DAYS); it must be the sender's clock when sending,"
-                    " in epoch milliseconds or RFC 3339"
-                )
     if reasons:
         raise InvalidEvent(reasons)
     return sent_at, items
+
+
+def sender_clock(sent_at: EpochMs, received_at: EpochMs, rules: Rules) -> EpochMs:
+    """``sent_at`` if it may be the sender's clock when sending (see :func:`envelope`:
+    within the accepted horizon of the time received); :class:`ValueError` saying why not.
+
+    Every protocol that says when it sent (the batch envelope's ``sent_at``, Segment's
+    ``sentAt``) is judged by this one rule.
+    """
+    if abs(sent_at - received_at) > rules.max_age_ms:
+        raise ValueError(
+            f"is more than {rules.max_age_ms / 86_400_000:g} days from the time received"
+            " (TRACKER_MAX_AGE_DAYS); it must be the sender's clock when sending,"
+            " in epoch milliseconds or RFC 3339"
+        )
+    return sent_at
 
 
 def check_size(item: Any, name: str = "event") -> None:

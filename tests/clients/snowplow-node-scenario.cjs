@@ -28,11 +28,7 @@ const {
   buildStructEvent,
 } = require('@snowplow/node-tracker');
 
-// The schemas @snowplow/browser-plugin-snowplow-ecommerce tracks a refund with: its
-// trackRefund() needs a browser tracker, so the same event is built here by hand.
-const ECOMMERCE = 'iglu:com.snowplowanalytics.snowplow.ecommerce';
-const ACTION = `${ECOMMERCE}/snowplow_ecommerce_action/jsonschema/1-0-2`;
-const REFUND = `${ECOMMERCE}/refund/jsonschema/1-0-0`;
+const { ACTION, REFUND } = require('./ecommerce.cjs');
 
 const story = JSON.parse(storyJson);
 let failed = false;
