@@ -12,12 +12,19 @@ the snippet and the description are never limited.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from collector import segment, snowplow, validation
 from collector.batch import Batch
+from collector.cookieless import Salts
 from collector.intake import Intake
 from collector.metrics import Metrics
 from collector.pixel import GIF, NO_CACHE_HEADERS, Pixel
@@ -30,8 +37,14 @@ from tracker.asgi import Handler, HTTPError, Request, Response
 from tracker.kafka import ensure_topics
 from tracker.openapi import Description
 from tracker.settings import Settings
+from tracker.store import Keys
 
 log = structlog.get_logger(__name__)
+
+REFRESH_S = 5.0
+"""How often the collector reads the suppression list and the day's cookieless salt from
+Redis: an erased person's events reach Kafka for at most this long (the worker drops
+them all the same)."""
 
 
 class Collector:
@@ -41,7 +54,17 @@ class Collector:
         self.metrics = Metrics(self.registry)
         self.producer = BatchingProducer(settings, on_flushed=self.metrics.flushed)
         self.metrics.buffered.set_function(lambda: self.producer.buffered)
-        self.intake = Intake(settings, self.metrics, self.producer, validation.rules(settings))
+        self.redis = Redis.from_url(settings.redis_url)
+        keys = Keys(settings.redis_prefix)
+        self.salts = Salts(self.redis, keys)
+        self.intake = Intake(
+            settings,
+            self.metrics,
+            self.producer,
+            validation.rules(settings),
+            self.salts,
+        )
+        self._refreshing: asyncio.Task[None] | None = None
 
     def app(self) -> asgi.App:
         intake = self.intake
@@ -64,11 +87,35 @@ class Collector:
     async def start(self) -> None:
         await ensure_topics(self.settings)
         await self.producer.start()
+        await self.refresh()
+        self._refreshing = asyncio.create_task(self._refresh_forever())
         log.info("collector started", kafka=self.settings.kafka_bootstrap)
 
     async def stop(self) -> None:
+        if self._refreshing:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
         await self.producer.stop()
+        await self.redis.aclose()
         log.info("collector stopped", buffered=self.producer.buffered)
+
+    async def refresh(self) -> None:
+        """Read what the collector keeps from Redis; on failure, keep what it has.
+
+        Redis is not on any request's path: without it, the suppression list stays as
+        last read, and cookieless events are refused (dead-lettered, with the reason)
+        once a day's salt is missing.
+        """
+        try:
+            await self.salts.refresh(time.time_ns() // 1_000_000)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unreachable: salt and suppressions not refreshed", error=str(exc))
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self.refresh()
 
     async def healthz(self, request: Request) -> Response:
         return Response.json({"status": "ok"})

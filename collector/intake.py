@@ -7,7 +7,10 @@ share, so it is done one way for all of them:
 
 - admission: each request is charged to its sender's rate limit (:mod:`collector.limits`)
   and answered 429 past it, before any work is done for it;
-- the request's :class:`~tracker.events.Context` and the first-party visitor cookie;
+- the request's :class:`~tracker.events.Context` and the first-party visitor cookie,
+  which is set only for events whose consent allows it, and neither set nor read under
+  Global Privacy Control (``Sec-GPC: 1``); without it, the day's cookieless salt
+  (:mod:`collector.cookieless`) lets the events count a visitor all the same;
 - delivery to Kafka, answering 503 when Kafka does not take the events;
 - dead letters: rejected input is kept with its reasons, so it is never lost silently
   and ``tracker replay-dead-letters`` can judge it again;
@@ -25,6 +28,7 @@ import time
 from collections.abc import Mapping
 
 from collector import validation
+from collector.cookieless import Salts
 from collector.limits import Limits, retry_after_s
 from collector.metrics import Metrics
 from collector.producer import BatchingProducer, Unavailable
@@ -43,13 +47,19 @@ class Intake:
     """Context, cookie, delivery and dead letters, shared by every endpoint."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, producer: BatchingProducer, rules: Rules
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        producer: BatchingProducer,
+        rules: Rules,
+        salts: Salts | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.producer = producer
         self.rules = rules
         self.limits = Limits(settings)
+        self.salts = salts
 
     def admit(
         self,
@@ -90,23 +100,37 @@ class Intake:
         and referrer are not the visitor's, and its agent must not decide the bot
         verdict of events it merely relays.
         """
-        header, agent, referrer = request.headers(b"cookie", b"user-agent", b"referer")
-        visitor = read_cookie(header, cookie)
-        minted = None if visitor or not mint else new_id()
+        header, agent, referrer, gpc_header = request.headers(
+            b"cookie", b"user-agent", b"referer", b"sec-gpc"
+        )
+        gpc = gpc_header is not None and gpc_header.strip() == "1"
+        visitor = None if gpc else read_cookie(header, cookie)
+        minted = None if visitor or gpc or not mint else new_id()
+        now = time.time_ns() // 1_000_000
         return Context(
+            received_at=now,
             ip=request.client_ip,
             user_agent=agent if browser else None,
             referrer=referrer if browser else None,
             anonymous_id=visitor or minted,
+            gpc=gpc,
+            consent_required=self.settings.consent_required,
+            salt=self.salts.today(now) if self.salts else None,
         ), minted
 
-    def cookie_header(
-        self, request: Request, visitor: str, cookie: str = COOKIE
-    ) -> tuple[bytes, bytes]:
-        """``Set-Cookie`` for a visitor id minted by :meth:`context`."""
+    def cookie_headers(
+        self, request: Request, minted: str | None, events: list[Event], cookie: str = COOKIE
+    ) -> list[tuple[bytes, bytes]]:
+        """``Set-Cookie`` for a visitor id minted by :meth:`context`, if ``events`` allow it.
+
+        Only when every event was accepted with consent to analytics storage: a cookie
+        is what consent is asked for, so a rejected or an unconsented hit sets none.
+        """
+        if not minted or not events or not all(cookies_allowed(e) for e in events):
+            return []
         secure = "; Secure" if request.secure else ""
-        value = f"{cookie}={visitor}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax{secure}"
-        return (b"set-cookie", value.encode())
+        value = f"{cookie}={minted}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax{secure}"
+        return [(b"set-cookie", value.encode())]
 
     async def deliver(self, request: Request, endpoint: str, events: list[Event]) -> None:
         """Hand ``events`` to Kafka; 503 when it does not take them."""
@@ -170,6 +194,11 @@ class Intake:
             raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
 
 
+def cookies_allowed(event: Event) -> bool:
+    """Whether ``event``'s consent lets a visitor cookie be set and read."""
+    return event.consent is None or event.consent.cookies
+
+
 def records(request: Request) -> bool:
     """False for HEAD, which records no hit and dead-letters nothing."""
     return request.method != "HEAD"
@@ -186,4 +215,4 @@ def read_cookie(header: str | None, name: str) -> str | None:
     return None
 
 
-__all__ = ["COOKIE", "Intake", "read_cookie", "records"]
+__all__ = ["COOKIE", "Intake", "cookies_allowed", "read_cookie", "records"]

@@ -32,8 +32,6 @@ class Pixel:
         started = time.perf_counter()
         context, minted = intake.context(request)
         headers = list(NO_CACHE_HEADERS)
-        if minted:
-            headers.append(intake.cookie_header(request, minted))
         try:
             event = parse_event(validation.query(request), context, intake.rules)
         except InvalidEvent as exc:
@@ -42,6 +40,7 @@ class Pixel:
             headers.append((b"x-tracker-error", str(exc).encode("ascii", "replace")[:512]))
             return Response(GIF, 400, b"image/gif", headers)
         await intake.deliver(request, "pixel", [event])
+        headers += intake.cookie_headers(request, minted, [event])
         intake.metrics.took["pixel"].observe(time.perf_counter() - started)
         return Response(GIF, 200, b"image/gif", headers)
 

@@ -186,8 +186,6 @@ class Redirect:
         started = time.perf_counter()
         context, minted = intake.context(request)
         headers: list[tuple[bytes, bytes]] = list(NO_CACHE_HEADERS)
-        if minted:
-            headers.append(intake.cookie_header(request, minted))
         click_id = new_id(context.received_at)
         try:
             params = validation.query(request)
@@ -199,6 +197,7 @@ class Redirect:
             response.headers.extend(headers)
             return response
         await intake.deliver(request, "redirect", [event])
+        headers += intake.cookie_headers(request, minted, [event])
         intake.metrics.took["redirect"].observe(time.perf_counter() - started)
         headers.append((b"location", location(destination, click_id, params).encode()))
         return Response(b"", 302, headers=headers)

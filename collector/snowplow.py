@@ -67,11 +67,10 @@ class Snowplow:
             return _gif(400, headers, exc)
         browser = params.get("p", "") in WEB
         context, minted = self._context(request, browser=browser, anonymous=anonymous)
-        if minted:
-            headers.append(intake.cookie_header(request, minted, cookie=COOKIE))
         outcome = await self._judged(request, params, context, large=False)
         if isinstance(outcome, Event):
             await intake.deliver(request, ENDPOINT, [outcome])
+            headers += intake.cookie_headers(request, minted, [outcome], cookie=COOKIE)
         elif not isinstance(outcome, Uncounted):
             return _gif(400, headers, outcome)
         intake.metrics.took[ENDPOINT].observe(time.perf_counter() - started)
@@ -94,8 +93,6 @@ class Snowplow:
             raise HTTPError(413, f"more than {intake.settings.max_batch_events} events", headers)
         browser = all(item.get("p", "") in WEB for item in items)
         context, minted = self._context(request, browser=browser, anonymous=anonymous)
-        if minted:
-            headers.append(intake.cookie_header(request, minted, cookie=COOKIE))
         large = len(body) > validation.MAX_EVENT_BYTES  # else no item can be too large
         accepted: list[Event] = []
         uncounted = 0
@@ -106,6 +103,7 @@ class Snowplow:
             elif isinstance(outcome, Uncounted):
                 uncounted += 1
         await intake.deliver(request, ENDPOINT, accepted)
+        headers += intake.cookie_headers(request, minted, accepted, cookie=COOKIE)
         intake.metrics.took[ENDPOINT].observe(time.perf_counter() - started)
         counts = {
             "accepted": len(accepted),

@@ -180,7 +180,10 @@ def letter_context(context: Context, rules: Rules) -> dict[str, str | int]:
     """What a dead letter keeps of its request, so a replay judges it as the collector did.
 
     The IP is stored as the event would store it (truncated unless configured otherwise);
-    ``sent_at`` (epoch ms) when the batch's envelope gave one, to correct ``ts`` alike.
+    ``sent_at`` (epoch ms) when the batch's envelope gave one, to correct ``ts`` alike;
+    Global Privacy Control and required consent as 1 when they applied. The day's
+    cookieless salt is never kept: a replay counts such events under the salt of its
+    own day.
     """
     kept: dict[str, str | int | None] = {
         "user_agent": context.user_agent,
@@ -188,6 +191,8 @@ def letter_context(context: Context, rules: Rules) -> dict[str, str | int]:
         "anonymous_id": context.anonymous_id,
         "ip": context.ip,
         "sent_at": context.sent_at,
+        "gpc": 1 if context.gpc else None,
+        "consent_required": 1 if context.consent_required else None,
     }
     if context.ip is not None and rules.truncate_ip:
         try:
@@ -197,8 +202,9 @@ def letter_context(context: Context, rules: Rules) -> dict[str, str | int]:
     return {key: value for key, value in kept.items() if value is not None}
 
 
-def restored_context(received_at: int, kept: Any) -> Context:
-    """The :class:`Context` of a dead letter, from :func:`letter_context`'s mapping."""
+def restored_context(received_at: int, kept: Any, salt: bytes | None = None) -> Context:
+    """The :class:`Context` of a dead letter, from :func:`letter_context`'s mapping, with
+    the replaying day's cookieless ``salt``."""
     fields = kept if isinstance(kept, dict) else {}
 
     def text(name: str) -> str | None:
@@ -213,4 +219,7 @@ def restored_context(received_at: int, kept: Any) -> Context:
         referrer=text("referrer"),
         anonymous_id=text("anonymous_id"),
         sent_at=sent_at if isinstance(sent_at, int) and not isinstance(sent_at, bool) else None,
+        gpc=fields.get("gpc") == 1,
+        consent_required=fields.get("consent_required") == 1,
+        salt=salt,
     )

@@ -47,13 +47,17 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from collector import postback, redirect, segment_messages, snowplow_events, validation
+from collector.cookieless import Salts
 from collector.producer import kafka_producer
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
 from tracker.kafka import KafkaUnavailable, ensure_topics
 from tracker.records import decode_dead_letter, encode_records, partition_of
 from tracker.settings import Settings
+from tracker.store import Keys
 from tracker.types import EpochMs
 
 READ_BATCH = 500
@@ -79,15 +83,20 @@ def judge(
     offset: int,
     rules: Rules,
     allowed: redirect.AllowList,
+    salt: bytes | None = None,
 ) -> list[Event]:
-    """The events a dead letter yields under ``rules``; :class:`InvalidEvent` if none."""
+    """The events a dead letter yields under ``rules``; :class:`InvalidEvent` if none.
+
+    ``salt``: the replaying day's key for cookieless visitors (the letter's own day's
+    key is gone by design).
+    """
     if letter.get("truncated"):
         raise InvalidEvent({"raw": "was cut to fit the dead letter and cannot be replayed"})
     raw, endpoint = letter.get("raw"), letter.get("endpoint")
     received_at = letter.get("received_at")
     if not isinstance(raw, str) or not isinstance(received_at, int):
         raise InvalidEvent({"letter": "has no raw payload or receive time"})
-    context = validation.restored_context(received_at, letter.get("context"))
+    context = validation.restored_context(received_at, letter.get("context"), salt)
     fallback_id = derived_id(partition, offset)
     if endpoint == "pixel":
         params = validation.parse_query(raw)
@@ -200,6 +209,7 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
     )
     producer = kafka_producer(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    salt = await todays_salt(settings)
     try:
         await ensure_topics(settings)
         await admin.start()
@@ -224,7 +234,7 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
                     continue
                 try:
                     letter = decode_dead_letter(record.value)
-                    events = judge(letter, record.partition, record.offset, rules, allowed)
+                    events = judge(letter, record.partition, record.offset, rules, allowed, salt)
                 except (InvalidEvent, ValueError) as exc:
                     reasons = getattr(exc, "reasons", None) or {"letter": str(exc)}
                     summary.rejected += 1
@@ -244,6 +254,21 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
         await producer.stop()
         await admin.close()
     return summary
+
+
+async def todays_salt(settings: Settings) -> bytes | None:
+    """Today's cookieless salt, as the collectors share it; None when Redis is unreachable
+    (cookieless letters then stay rejected, saying why)."""
+    redis = Redis.from_url(settings.redis_url)
+    now = int(time.time() * 1000)
+    salts = Salts(redis, Keys(settings.redis_prefix))
+    try:
+        await salts.refresh(now)
+    except (RedisError, OSError):
+        return None
+    finally:
+        await redis.aclose()
+    return salts.today(now)
 
 
 async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import msgspec
 
+from tracker import consent as consents
 from tracker import money
 from tracker.channels import CHANNELS, CLICK_ID_CHANNELS, derive_channel
 from tracker.ids import new_id
@@ -116,6 +118,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Truncated unless configured otherwise."""
     bot: bool = False
     """Flagged by user agent; bots never enter KPIs."""
+    consent: consents.Consent | None = None
+    """What the visitor agreed to (:mod:`tracker.consent`); None when nothing was stated
+    and nothing is required: everything granted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,13 @@ class Context:
     """When the sender sent the request, on the sender's clock (a batch envelope's
     ``sent_at``). Events' own ``ts`` are read on that clock and corrected by it:
     event time = ``received_at - (sent_at - ts)``."""
+    gpc: bool = False
+    """The browser sent ``Sec-GPC: 1`` (Global Privacy Control)."""
+    consent_required: bool = False
+    """Consent not stated is denied (``TRACKER_CONSENT_REQUIRED``), for requests that
+    speak for a visitor; a partner's postback does not."""
+    salt: bytes | None = None
+    """Today's key for cookieless visitor ids; None when the collector has none."""
 
 
 class InvalidEvent(ValueError):
@@ -218,11 +230,15 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     """
     reasons: dict[str, str] = {}
     values: dict[str, Any] = {}
+    stated: dict[str, Any] = {}
     click_hint: str | None = None
     for key, item in raw.items():
         known = _KEYS.get(key)
         if known is None:
-            if not key.startswith(IGNORED_PREFIXES):
+            if key in consents.FIELDS:
+                if item is not None and item != "":
+                    stated[key] = item
+            elif not key.startswith(IGNORED_PREFIXES):
                 reasons[key] = "unknown field"
             continue
         name, platform = known
@@ -299,10 +315,21 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         if amounts.get("cost") is None and "cost" not in reasons:
             reasons["cost"] = "spend needs a cost"
 
+    consent = None
+    if stated or context.gpc or context.consent_required:
+        consent = consents.resolve(
+            stated, gpc=context.gpc, required=context.consent_required, reasons=reasons
+        )
+    cookieless = consent is not None and not consent.cookies and kind != "spend"
     if kind in ("identify", "reset"):
-        _check_identity(kind, values, context, reasons)
+        if cookieless:
+            reasons["type"] = f"{kind} links a visitor across visits: it needs analytics consent"
+        else:
+            _check_identity(kind, values, context, reasons)
 
     ip = values.get("ip", context.ip)
+    if cookieless and not reasons:
+        _count_cookieless(values, context, ip, reasons)
     if ip is not None and rules.truncate_ip and "ip" not in reasons:
         try:
             ip = truncate_ip(str(ip))
@@ -333,7 +360,34 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         received_at=context.received_at,
         device_ts=device_ts,
         bot=kind != "spend" and rules.is_bot(values["user_agent"]),  # spend: a report, not a hit
+        consent=consent,
     )
+
+
+def _count_cookieless(
+    values: dict[str, Any], context: Context, ip: object, reasons: dict[str, str]
+) -> None:
+    """Make the event a cookieless visitor's: the day's id in place of every id it gave.
+
+    No visitor cookie, no device id of the sender's and no user id: only the keyed
+    hash of IP, agent and site (:func:`tracker.consent.cookieless_id`), which changes
+    every day, so nobody is followed from one day to the next. The hash takes the
+    full IP and the event's own agent, before either is cut for keeping.
+    """
+    if context.salt is None:
+        reasons["consent"] = (
+            "cookieless counting needs the day's salt, which the collector keeps in Redis: "
+            "is Redis reachable from the collector?"
+        )
+        return
+    agent = values.get("user_agent", context.user_agent)
+    page = values.get("url") or values.get("referrer") or context.referrer or ""
+    try:
+        site = urlsplit(page).hostname or ""
+    except ValueError:
+        site = ""
+    values["anonymous_id"] = consents.cookieless_id(context.salt, str(ip or ""), agent, site)
+    values.pop("user_id", None)
 
 
 def _check_identity(
@@ -360,7 +414,7 @@ def _clipped(text: str | None, name: str) -> str | None:
     return text[: _MAX_LENGTH[name]] if text is not None else None
 
 
-_FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "device_ts", "bot"}
+_FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "device_ts", "bot", "consent"}
 """The fields an input may give; the rest the collector derives."""
 _KEYS: Final = {
     **{name: (name, None) for name in _FIELDS},

@@ -120,8 +120,13 @@ class Settings:
     kafka_bootstrap: str = _setting(
         "127.0.0.1:9092", "Kafka bootstrap servers, comma separated", KAFKA
     )
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL of the KPI store", STORE)
-    redis_prefix: str = _setting("tracker", "prefix of every Redis key, to share one Redis", STORE)
+    # The collector reads the day's cookieless salt and the suppression list there.
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0", "Redis URL of the KPI store", STORE | INTAKE
+    )
+    redis_prefix: str = _setting(
+        "tracker", "prefix of every Redis key, to share one Redis", STORE | INTAKE
+    )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
     dead_letter_topic: str = _setting(
         "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS
@@ -242,6 +247,11 @@ class Settings:
         30, "reject events older than this many days", INTAKE | {SIMULATE}, minimum=1
     )
     truncate_ip: bool = _setting(True, "store IPs truncated (IPv4 /24, IPv6 /48)", INTAKE)
+    consent_required: bool = _setting(
+        False,
+        "treat consent not stated as denied: such visitors are counted cookieless",
+        {COLLECTOR},
+    )
     base_currency: str = _setting(
         "USD", "ISO 4217 currency all money is reported in", INTAKE | STORE
     )

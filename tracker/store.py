@@ -24,6 +24,8 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
 - ``P:devices:<user>``: JSON list of the devices (anonymous ids) linked to the user.
 - ``P:recent:<person>``: JSON ``[[order id, ts], ...]``, a device's or user's last
   orders, so a link that arrives after them can re-credit them; for the lookback.
+- ``P:salt:<YYYY-MM-DD>``: the key of that UTC day's cookieless visitor ids (32
+  random bytes), expiring when the day ends (tracker/consent.py).
 - ``P:rank:spend``: sorted set of campaigns by all-time spend, and in every bucket
   the row ``campaigns``/``all`` summing all campaign rows: together they let
   ``/metrics`` read the top campaigns and fold the rest into ``other`` without
@@ -99,6 +101,9 @@ class Keys:
 
     def recent(self, person: str) -> str:
         return f"{self.prefix}:recent:{person}"
+
+    def salt(self, day: str) -> str:
+        return f"{self.prefix}:salt:{day}"
 
     def field(self, dimension: str, value: str, metric: str) -> str:
         """The hash field of one metric of one dimension value in a bucket."""

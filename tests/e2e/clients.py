@@ -47,12 +47,14 @@ def node_modules() -> Path:
     return CLIENTS / "node_modules"
 
 
-def run_node(script: Path, *args: str, timeout: float = 60) -> str:
-    """Run a Node script of tests/clients with the SDKs on its path; its stdout."""
+def run_node(script: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+    """Run a Node script of tests/clients with the SDKs on its path, ``stdin`` its input;
+    its stdout."""
     node_modules()
     result = subprocess.run(
         [node(), str(script), *args],
         cwd=CLIENTS,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

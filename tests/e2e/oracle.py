@@ -11,6 +11,7 @@ both.
 from __future__ import annotations
 
 import random
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -326,6 +327,7 @@ def generate(seed: int, now_ms: int, timezone: str = "UTC") -> Log:
             )
         )
     _identity_cases(log, seed, ev, serial)
+    _privacy_cases(log, seed, ev, serial)
     return log
 
 
@@ -540,6 +542,70 @@ def _identity_cases(
     visits("click-signin-0", 2)
     visits("click-signin-0", 1, kind="click", user_id="click-member-0")
     second.append(order(rng.randint(35, 45), user_id="click-member-0"))
+
+
+COOKIELESS_AGENT = f"{BROWSER} cookieless"
+
+
+def _privacy_cases(
+    log: Log, seed: int, ev: Callable[..., dict[str, Any]], serial: Iterator[int]
+) -> None:
+    """Visitors who did not consent to analytics storage: counted cookieless, by IP,
+    agent and site, for the day. Their own ids are not kept, so an order naming a user
+    gets only the touches of the same browser on the same site, not the user's.
+
+    Every event says its page (``url``), as the snippet does: the site is part of who
+    a cookieless visitor is. All of them are sent within one UTC day (test_oracle waits
+    out midnight), so none is split across two days' ids.
+    """
+    rng = random.Random(f"{seed}:privacy")
+    first, second, _ = log.phases
+    denied = {"analytics_storage": "denied", "user_agent": COOKIELESS_AGENT}
+
+    def touch(minute: int, campaign: str, site: str, **fields: Any) -> dict[str, Any]:
+        return ev(
+            "click",
+            minute,
+            campaign=campaign,
+            channel=CAMPAIGNS[campaign],
+            click_id=f"k{next(serial)}",
+            cost="1.00",
+            url=f"https://{site}/landing",
+            **fields,
+        )
+
+    # The user this browser's order names has a consented device with touches of its
+    # own; were the user id kept, the order would credit o-email-1 too.
+    own = "consented-own"
+    first.append(touch(rng.randint(0, 20), "o-email-1", "shop.example", anonymous_id=own))
+    second.append(ev("identify", 31, anonymous_id=own, user_id="cookieless-member"))
+    first.extend(
+        touch(rng.randint(0, 30), "o-social-1", "shop.example", anonymous_id=f"ignored-{i}",
+              user_id="cookieless-member", **denied)
+        for i in range(2)
+    )  # fmt: skip
+    # The same browser on another site is another visitor: its touch credits nothing here.
+    first.append(touch(rng.randint(0, 30), "o-display-1", "blog.example", **denied))
+    second.append(
+        ev(
+            "conversion",
+            40,
+            order_id=f"cl-order-{next(serial)}",
+            value=f"{rng.randint(500, 20000) / 100:.2f}",
+            currency="EUR",
+            url="https://shop.example/thank-you",
+            user_id="cookieless-member",
+            **denied,
+        )
+    )
+
+
+def cookieless(e: dict[str, Any]) -> dict[str, Any]:
+    """``e`` as the collector keeps it without analytics consent: the visitor is the
+    agent on the site (the IP is the test's own, the same for all), no id of its own."""
+    site = urllib.parse.urlsplit(e.get("url") or "").hostname or ""
+    kept = {k: v for k, v in e.items() if k not in ("anonymous_id", "user_id")}
+    return kept | {"anonymous_id": f"cookieless {e.get('user_agent')} {site}"}
 
 
 def micros(amount: str, currency: str) -> int:
@@ -779,6 +845,8 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
             if e["event_id"] in seen:
                 continue
             seen.add(e["event_id"])  # however late: late is not lost
+            if e.get("analytics_storage") == "denied":
+                e = cookieless(e)
             ts = e["ts"]
             user, device = e.get("user_id"), e.get("anonymous_id")
             # A sign-in or sign-out says who is who, whatever agent sent it (a server's

@@ -209,10 +209,25 @@ def identity_metrics(settings: Settings) -> dict[str, int]:
     return found
 
 
+SENDING_MS = 5 * 60_000
+"""How long sending a log takes at most, faults included."""
+
+
+def _to_midnight_ms() -> int:
+    now = int(time.time() * 1000)
+    return oracle.DAY - now % oracle.DAY
+
+
 def run_log(
     settings: Settings, seed: int, after_chunk: Callable[[int], None] = lambda index: None
 ) -> oracle.Log:
-    """Send the oracle's log phase by phase, each once the previous one is applied."""
+    """Send the oracle's log phase by phase, each once the previous one is applied.
+
+    Not across midnight UTC: cookieless visitors are who they are for a UTC day, so a
+    log sent across it would split them (``oracle._privacy_cases``).
+    """
+    wait_for(lambda: _to_midnight_ms() > SENDING_MS, timeout=SENDING_MS / 1000 + 60,
+             what="midnight UTC passed")  # fmt: skip
     log = oracle.generate(seed=seed, now_ms=int(time.time() * 1000), timezone=settings.timezone)
     for number, phase in enumerate(log.phases):
         send(settings, phase, after_chunk if number == 0 else lambda index: None)

@@ -2,12 +2,15 @@
 
 A page on ``localhost`` loads ``t.js`` from the collector on ``127.0.0.1`` (another
 site, as on the web) with UTM parameters and a gclid in its URL; the events the
-browser sends are read back from the events topic.
+browser sends are read back from the events topic. The consent tests also look inside
+the browser over the DevTools protocol: its cookies, the page's sessionStorage and the
+beacons it sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -22,8 +25,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.e2e.chromium import HEADLESS
-from tests.processes import http_get, tracker
+from tests.e2e.chromium import HEADLESS, Tab, devtools
+from tests.processes import http_get, tracker, wait_for
+from tracker.consent import FIELDS, SIGNALS, Consent
 from tracker.events import Event
 from tracker.records import decode_events
 from tracker.settings import Settings
@@ -366,3 +370,220 @@ def test_the_user_stays_for_the_session_and_a_reset_visitor_for_later_pages(
     assert bye.anonymous_id != visitor
     assert bye.user_id is None
     assert (bye.campaign, bye.click_id) == ("spring-sale", "g-123")
+
+
+# Consent: what the browser keeps and what its events say
+
+
+GPC = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true});"
+"""Global Privacy Control as a browser that supports it shows it to the page."""
+TCF_ADS_ONLY = "CO5VTlWO5VTlWH1AAAENAwCwAIAAAAAAAIAAAAoAAAAA.YAAAAAAAAAA"
+"""A TCF v2 consent string that consents to purpose 1 only."""
+DENIED = dict.fromkeys(SIGNALS, "denied")
+
+
+def granting(*signals: str, gpc: bool = False, tcf: str | None = None) -> Consent:
+    """The consent the collector resolves when exactly ``signals`` are granted."""
+    return Consent(
+        analytics_storage="analytics_storage" in signals,
+        ad_storage="ad_storage" in signals,
+        ad_user_data="ad_user_data" in signals,
+        ad_personalization="ad_personalization" in signals,
+        gpc=gpc,
+        tcf=tcf,
+    )
+
+
+@contextmanager
+def inspected(chromium: str, profile: Path, *, gpc: bool = False) -> Iterator[Tab]:
+    """A page of a headless Chromium to drive and look into; with ``gpc``, one that sends
+    Global Privacy Control (the ``Sec-GPC: 1`` header and the navigator's flag)."""
+    with devtools(chromium, profile, f"--user-agent={USER_AGENT}", "--enable-logging=stderr") as b:
+        tab = Tab(b)
+        if gpc:
+            tab.call("Page.addScriptToEvaluateOnNewDocument", source=GPC)
+            tab.call("Network.setExtraHTTPHeaders", headers={"Sec-GPC": "1"})
+        yield tab
+
+
+def stored(tab: Tab) -> tuple[dict[str, str], str, str | None]:
+    """What the browser keeps for the page's site: the cookies of the browser context for
+    ``localhost`` (HttpOnly ones too), ``document.cookie`` and the snippet's sessionStorage."""
+    cookies = tab.browser.call("Storage.getCookies")["cookies"]
+    return (
+        {c["name"]: c["value"] for c in cookies if c["domain"] == "localhost"},
+        tab.evaluate("document.cookie"),
+        tab.evaluate("sessionStorage.getItem('tracker')"),
+    )
+
+
+def beacons(tab: Tab, collector: str, count: int) -> list[dict[str, object]]:
+    """The events the page sent by beacon, as it sent them, once there are ``count``."""
+
+    def sent() -> list[dict[str, object]]:
+        posts = [
+            json.loads(e["request"]["postData"])["events"]
+            for e in tab.events("Network.requestWillBeSent")
+            if e["request"]["url"] == f"{collector}/v1/events"
+        ]
+        return [event for post in posts for event in post]
+
+    return wait_for(lambda: found if len(found := sent()) >= count else None, what="beacons")
+
+
+def consent_of(event: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in event.items() if k in FIELDS}
+
+
+def arrived(settings: Settings, sent: list[dict[str, object]]) -> list[Event]:
+    """The events in Kafka that ``sent`` (beacons' events) became, in the same order."""
+    found = events_until(settings, lambda events: len(events) >= len(sent))
+    by_id = {event.event_id: event for event in found}
+    assert sorted(by_id) == sorted(str(e["event_id"]) for e in sent), found
+    return [by_id[str(e["event_id"])] for e in sent]
+
+
+def test_with_consent_required_nothing_is_stored_until_analytics_is_granted(
+    settings: Settings, chromium: str, tmp_path: Path
+) -> None:
+    """data-consent="required": no cookie, no sessionStorage and no visitor id until the page
+    grants analytics storage; the collector counts the visitor cookieless meanwhile."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    page = f"""<!doctype html><title>ask first</title>
+<script src="{collector}/t.js" data-consent="required"></script>"""
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/ask.html": page}) as port,
+        inspected(chromium, tmp_path) as tab,
+    ):
+        tab.open(f"http://localhost:{port}/ask.html?{LANDING}")
+        tab.evaluate("tracker.pageview()")
+        beacons(tab, collector, 2)
+        assert stored(tab) == ({}, "", None)
+        tab.evaluate('tracker.consent({analytics_storage: "granted"}); tracker.pageview()')
+        sent = beacons(tab, collector, 3)
+        cookies, document_cookie, session = stored(tab)
+        events = arrived(settings, sent)
+    assert len(sent) == 3, fail_with_log(tmp_path / "chromium.log", events)
+    visitor = cookies["tid"]
+    assert document_cookie == f"tid={visitor}"
+    assert session is not None
+    assert json.loads(session)["landing"]["gclid"] == "g-123"  # kept in memory until then
+    *denied, granted = sent
+    for event in denied:
+        assert consent_of(event) == DENIED
+        assert "anonymous_id" not in event
+        assert event["gclid"] == "g-123"
+    assert consent_of(granted) == DENIED | {"analytics_storage": "granted"}
+    assert granted["anonymous_id"] == visitor
+
+    *cookieless, counted = events
+    for arrival in cookieless:
+        assert arrival.consent == granting()
+        assert (arrival.anonymous_id or "").startswith("cl-")
+        assert arrival.anonymous_id == cookieless[0].anonymous_id  # the same visitor today
+        assert arrival.campaign == "spring-sale"
+    assert counted.consent == granting("analytics_storage")
+    assert counted.anonymous_id == visitor
+
+
+def test_global_privacy_control_keeps_the_browser_free_of_cookies_whatever_the_consent(
+    settings: Settings, chromium: str, tmp_path: Path
+) -> None:
+    """GPC, on a page that sets its cookie on load: none is set, even with analytics granted."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    page = f"""<!doctype html><title>gpc</title><script src="{collector}/t.js"></script>"""
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/gpc.html": page}) as port,
+        inspected(chromium, tmp_path, gpc=True) as tab,
+    ):
+        tab.open(f"http://localhost:{port}/gpc.html?{LANDING}")
+        assert tab.evaluate("navigator.globalPrivacyControl") is True
+        beacons(tab, collector, 1)
+        assert stored(tab) == ({}, "", None)
+        tab.evaluate('tracker.consent({analytics_storage: "granted"}); tracker.pageview()')
+        sent = beacons(tab, collector, 2)
+        assert stored(tab) == ({}, "", None)
+        assert tab.browser.call("Storage.getCookies")["cookies"] == []  # nor the collector's
+        events = arrived(settings, sent)
+    assert [consent_of(event) for event in sent] == [{}, {"analytics_storage": "granted"}]
+    assert not any("anonymous_id" in event for event in sent)
+    # The collector read Sec-GPC: advertising denied, and no cookie, though analytics is not.
+    for arrival in events:
+        assert arrival.consent == granting("analytics_storage", gpc=True)
+        assert (arrival.anonymous_id or "").startswith("cl-")
+
+
+def test_analytics_denied_after_the_cookie_was_set_withdraws_it(
+    settings: Settings, chromium: str, tmp_path: Path
+) -> None:
+    """Without data-consent the cookie is set on load, as before; a denial deletes it, and
+    the session's storage, and the events stop naming the visitor."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    page = f"""<!doctype html><title>withdraw</title><script src="{collector}/t.js"></script>"""
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/withdraw.html": page}) as port,
+        inspected(chromium, tmp_path) as tab,
+    ):
+        tab.open(f"http://localhost:{port}/withdraw.html?{LANDING}")
+        beacons(tab, collector, 1)
+        cookies, document_cookie, session = stored(tab)
+        tab.evaluate('tracker.consent({analytics_storage: "denied"}); tracker.pageview()')
+        sent = beacons(tab, collector, 2)
+        after = stored(tab)
+        events = arrived(settings, sent)
+    visitor = cookies["tid"]
+    assert document_cookie == f"tid={visitor}"
+    assert session is not None
+    assert after == ({}, "", None)
+    before, withdrawn = sent
+    assert (consent_of(before), before["anonymous_id"]) == ({}, visitor)  # as before consent
+    assert consent_of(withdrawn) == {"analytics_storage": "denied"}  # only what was stated
+    assert "anonymous_id" not in withdrawn
+    assert withdrawn["gclid"] == "g-123"  # the page's landing, still in memory
+    assert (events[0].consent, events[0].anonymous_id) == (None, visitor)
+    assert events[1].consent is not None
+    assert not events[1].consent.analytics_storage
+    assert (events[1].anonymous_id or "").startswith("cl-")
+
+
+def test_a_consent_queued_before_load_holds_for_the_first_pageview(
+    settings: Settings, chromium: str, tmp_path: Path
+) -> None:
+    """The consent platform spoke before t.js loaded: the automatic pageview already sets
+    the cookie and carries the consent, TCF string included, and so do the queued calls."""
+    collector = f"http://127.0.0.1:{settings.collector_port}"
+    stated = f'{{analytics_storage: "granted", gdpr: 1, gdpr_consent: "{TCF_ADS_ONLY}"}}'
+    page = f"""<!doctype html><title>stated first</title>
+<script>
+window.tracker = [["consent", {stated}], ["conversion", {{value: "5", order_id: "o-5"}}]];
+</script>
+<script src="{collector}/t.js" data-consent="required"></script>"""
+    with (
+        tracker("collector", settings, f"{collector}/healthz"),
+        site({"/first.html": page}) as port,
+        inspected(chromium, tmp_path) as tab,
+    ):
+        tab.open(f"http://localhost:{port}/first.html?{LANDING}")
+        sent = beacons(tab, collector, 2)
+        cookies, _, session = stored(tab)
+        events = arrived(settings, sent)
+    visitor = cookies["tid"]
+    assert session is not None
+    assert [event["type"] for event in sent] == ["pageview", "conversion"]
+    for event in sent:
+        # The TC string speaks for the signals the page did not state: not the defaults.
+        assert consent_of(event) == {
+            "analytics_storage": "granted",
+            "gdpr": 1,
+            "gdpr_consent": TCF_ADS_ONLY,
+        }
+        assert event["anonymous_id"] == visitor
+    # What the page stated in Consent Mode wins over the TC string (purpose 1 alone would
+    # deny analytics); the string grants ad storage.
+    expected = granting("analytics_storage", "ad_storage", tcf=TCF_ADS_ONLY)
+    for arrival in events:
+        assert (arrival.consent, arrival.anonymous_id) == (expected, visitor)
+    assert events[1].order_id == "o-5"

@@ -36,7 +36,8 @@ def events_of(log: oracle.Log) -> list[list[Event]]:
         max_age_ms=400 * oracle.DAY,
         is_bot=bots.is_bot,
     )
-    context = Context(received_at=NOW)
+    # Cookieless visitors' ids take a day's salt: one for the whole log, as when sent.
+    context = Context(received_at=NOW, salt=b"a day's salt")
     # A client whose clock is off is counted at its true time (the collector corrects
     # it by sent_at; tests/e2e checks that part).
     return [

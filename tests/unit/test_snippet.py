@@ -42,7 +42,9 @@ def test_the_packaged_script_is_served_as_javascript_with_a_short_public_cache()
 
 
 def test_the_script_stays_small() -> None:
-    assert len(Snippet().source) < 3 * 1024
+    # It is served to every page; consent (Consent Mode, TCF, GPC) took it from 3 to 5 KiB
+    # (2.2 KiB gzipped).
+    assert len(Snippet().source) < 5.5 * 1024
 
 
 def test_the_etag_follows_the_content() -> None:
