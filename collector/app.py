@@ -38,6 +38,7 @@ from tracker.kafka import ensure_topics
 from tracker.openapi import Description
 from tracker.settings import Settings
 from tracker.store import Keys
+from tracker.suppression import Suppressions
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +58,14 @@ class Collector:
         self.redis = Redis.from_url(settings.redis_url)
         keys = Keys(settings.redis_prefix)
         self.salts = Salts(self.redis, keys)
+        self.suppressions = Suppressions(keys)
         self.intake = Intake(
             settings,
             self.metrics,
             self.producer,
             validation.rules(settings),
             self.salts,
+            self.suppressions,
         )
         self._refreshing: asyncio.Task[None] | None = None
 
@@ -109,6 +112,7 @@ class Collector:
         """
         try:
             await self.salts.refresh(time.time_ns() // 1_000_000)
+            await self.suppressions.refresh(self.redis)
         except (RedisError, OSError) as exc:
             log.warning("redis unreachable: salt and suppressions not refreshed", error=str(exc))
 

@@ -14,6 +14,8 @@ share, so it is done one way for all of them:
 - delivery to Kafka, answering 503 when Kafka does not take the events;
 - dead letters: rejected input is kept with its reasons, so it is never lost silently
   and ``tracker replay-dead-letters`` can judge it again;
+- the suppression list: events of a person erased are acknowledged and dropped,
+  counted, never written to Kafka (:mod:`tracker.suppression`; the worker checks again);
 - input tracker understands but does not count (:class:`~tracker.events.Uncounted`):
   acknowledged, so an SDK does not retry it forever, counted per kind and, unless it
   can never count, kept as a dead letter too, for a later version to replay.
@@ -37,6 +39,7 @@ from tracker.events import Context, Event, Rules, Uncounted
 from tracker.ids import new_id
 from tracker.records import encode_dead_letter
 from tracker.settings import Settings
+from tracker.suppression import Suppressions
 
 COOKIE = "tid"
 """The collector's own first-party visitor cookie."""
@@ -53,6 +56,7 @@ class Intake:
         producer: BatchingProducer,
         rules: Rules,
         salts: Salts | None = None,
+        suppressions: Suppressions | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -60,6 +64,7 @@ class Intake:
         self.rules = rules
         self.limits = Limits(settings)
         self.salts = salts
+        self.suppressions = suppressions
 
     def admit(
         self,
@@ -136,6 +141,12 @@ class Intake:
         """Hand ``events`` to Kafka; 503 when it does not take them."""
         if not events or not records(request):
             return
+        if self.suppressions and len(self.suppressions):
+            kept = [e for e in events if not self.suppressions.suppressed(e)]
+            self.metrics.suppressed[endpoint].inc(len(events) - len(kept))
+            events = kept
+            if not events:
+                return
         try:
             await self.producer.send(events)
         except Unavailable as exc:

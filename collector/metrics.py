@@ -146,7 +146,16 @@ class Metrics:
             "partner or write key) was over its rate limit; never dead-lettered",
             ["endpoint"],
         )
-        families = (self.events, self.latency, self.uncounted, limited, flush_events, flush_seconds)
+        suppressed = Counters(
+            "tracker_collector_suppressed",
+            "Events dropped because they carry the id of a person erased (POST /v1/erasure): "
+            "acknowledged, never written to Kafka",
+            ["endpoint"],
+        )
+        families = (
+            self.events, self.latency, self.uncounted, limited, suppressed, flush_events,
+            flush_seconds,
+        )  # fmt: skip
         for family in families:
             registry.register(family)
         self.unavailable = Counter(
@@ -166,6 +175,7 @@ class Metrics:
         self.rejected = {e: self.events.labels(e, "rejected") for e in ENDPOINTS}
         self.took = {e: self.latency.labels(e) for e in ENDPOINTS}
         self.rate_limited = {e: limited.labels(e) for e in ENDPOINTS}
+        self.suppressed = {e: suppressed.labels(e) for e in ENDPOINTS}
         self._flush_events = flush_events.labels()
         self._flush_seconds = flush_seconds.labels()
 

@@ -48,6 +48,7 @@ def isolated_settings(servers: tuple[str, str], kind: str = "test") -> Settings:
         redis_prefix=run,
         events_topic=f"{run}.events",
         dead_letter_topic=f"{run}.dead-letters",
+        audit_topic=f"{run}.audit",
         app_id=run,
         collector_port=free_port(),
         exporter_port=free_port(),

@@ -2,35 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from tracker.settings import Settings
+
+DAY_MS = 86_400_000
+RETENTION = "retention.ms"
+# An audit log outlives what it audits: that a person was erased must still be shown
+# years later, when their events are long gone. It holds hashes and counts, no id, so
+# keeping it is no keeping of personal data. Set when the topic is made only: an
+# operator's own retention for it (a legal period) is theirs to keep.
+AUDIT_RETENTION_MS = "-1"
+_DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs' source of a value set on the topic itself (not a default)."""
 
 
 class KafkaUnavailable(RuntimeError):
     """Kafka could not be reached or refused the request; the message says which."""
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Each topic tracker makes, with the configs it is made with."""
+    events = {RETENTION: str(settings.events_retention_days * DAY_MS)}
+    return {
+        settings.events_topic: events,
+        settings.dead_letter_topic: events,
+        settings.audit_topic: {RETENTION: AUDIT_RETENTION_MS},
+    }
+
+
 async def ensure_topics(settings: Settings) -> None:
-    """Create the events and dead-letter topics when they do not exist yet."""
+    """Create tracker's topics when they do not exist yet; set the events' retention.
+
+    The events and dead-letter topics get ``events_retention_days`` also when they
+    exist already with another: what Kafka keeps of an erased person is bounded by it.
+    The audit topic (one partition, one ordered log) keeps its retention once made.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    configs = topic_configs(settings)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
                 name,
-                num_partitions=settings.topic_partitions,
+                num_partitions=1 if name == settings.audit_topic else settings.topic_partitions,
                 replication_factor=settings.topic_replicas,
+                topic_configs=topic_config,
             )
-            for name in (settings.events_topic, settings.dead_letter_topic)
+            for name, topic_config in configs.items()
             if name not in existing
         ]
         if wanted:
-            await admin.create_topics(wanted)
-    except TopicAlreadyExistsError:
-        pass  # another process created it meanwhile
+            # Refusals come back per topic, not raised.
+            created = await admin.create_topics(wanted)
+            for name, code, *message in created.topic_errors:
+                if code != TopicAlreadyExistsError.errno:  # else made meanwhile, alike
+                    _raise_for(code, message[0] if message else None, name)
+        retained = {settings.events_topic, settings.dead_letter_topic} & existing
+        await _align(admin, {name: configs[name] for name in sorted(retained)})
     except KafkaError as exc:
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap} refused topic setup: {exc!r}; "
@@ -38,3 +73,43 @@ async def ensure_topics(settings: Settings) -> None:
         ) from exc
     finally:
         await admin.close()
+
+
+async def _align(admin: AIOKafkaAdminClient, wanted: Mapping[str, Mapping[str, str]]) -> None:
+    """Set ``wanted`` configs on existing topics where they differ, keeping the rest.
+
+    AlterConfigs replaces every config set on a topic (aiokafka has no incremental
+    alter), so what is set there already is sent along, changed only where wanted.
+    """
+    if not wanted:
+        return
+    described = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+    )
+    changes = []
+    for response in described:
+        for code, message, _, name, entries in response.resources:
+            _raise_for(code, message, name)
+            current = _set_on_topic(entries)
+            if any(current.get(key) != value for key, value in wanted[name].items()):
+                configs = {**current, **wanted[name]}
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs))
+    if changes:
+        for response in await admin.alter_configs(changes):
+            for code, message, _, name in response.resources:
+                _raise_for(code, message, name)
+
+
+def _set_on_topic(entries: list[Any]) -> dict[str, str]:
+    """The configs set on the topic itself, from DescribeConfigs entries (v1 and later:
+    name, value, read only, source, sensitive, synonyms)."""
+    return {
+        name: value
+        for name, value, _, source, sensitive, *_ in entries
+        if source == _DYNAMIC_TOPIC_CONFIG and not sensitive and value is not None
+    }
+
+
+def _raise_for(code: int, message: str | None, name: str) -> None:
+    if code:
+        raise for_code(code)(f"topic {name}: {message or 'refused'}")

@@ -137,6 +137,17 @@ class Settings:
     topic_replicas: int = _setting(
         1, "replication factor of topics we create (3 in production)", TOPIC_MAKERS, minimum=1
     )
+    # An erased person's events stay in Kafka until its retention removes them (the
+    # workers drop them meanwhile): erasure is complete this many days after it.
+    events_retention_days: int = _setting(
+        7,
+        "days Kafka keeps the events and dead-letter topics (set on them at every start)",
+        TOPIC_MAKERS,
+        minimum=1,
+    )
+    audit_topic: str = _setting(
+        "tracker.audit", "topic of the audit log of erasures", TOPIC_MAKERS | {SERVE}
+    )
     collector_host: str = _setting("127.0.0.1", "collector listen address", {COLLECTOR, SIMULATE})
     collector_port: int = _setting(
         8080, "collector listen port", {COLLECTOR, SIMULATE}, minimum=1, maximum=MAX_PORT
@@ -169,12 +180,12 @@ class Settings:
         100_000, "collector: events held while Kafka is slow", {COLLECTOR}, minimum=1
     )
     produce_timeout_s: float = _setting(
-        10.0, "collector: wait for Kafka before answering 503", INTAKE, above=0
+        10.0, "wait for Kafka to take a record before answering 503", INTAKE | {SERVE}, above=0
     )
     kafka_compression: str = _setting(
         "zstd",
-        "collector: compression of Kafka records: none, gzip, snappy, lz4 or zstd",
-        INTAKE,
+        "compression of the Kafka records we produce: none, gzip, snappy, lz4 or zstd",
+        INTAKE | {SERVE},
         choices=COMPRESSIONS,
     )
     max_body_bytes: int = _setting(

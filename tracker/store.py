@@ -30,7 +30,13 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
   the row ``campaigns``/``all`` summing all campaign rows: together they let
   ``/metrics`` read the top campaigns and fold the rest into ``other`` without
   reading every campaign.
-- ``P:health``: hash of pipeline counters (events, duplicates, late, bots).
+- ``P:erased:<hash>``: epoch ms when the person whose id hashes to ``<hash>``
+  (:func:`tracker.suppression.erased_hash`) was erased; the worker drops their events.
+- ``P:erasures``: list of those hashes in the order they were erased, append-only, so
+  a collector or worker reads only what is new since its last read; ``P:erasures:count``
+  its length, changed in the same transaction, which a worker reads (and watches) with
+  its offsets. None of them ever expires.
+- ``P:health``: hash of pipeline counters (events, duplicates, late, bots, suppressed).
 - ``P:sources``: set of the ``src`` keys, to find every partition's progress.
 """
 
@@ -105,6 +111,9 @@ class Keys:
     def salt(self, day: str) -> str:
         return f"{self.prefix}:salt:{day}"
 
+    def erased(self, hashed: str) -> str:
+        return f"{self.prefix}:erased:{hashed}"
+
     def field(self, dimension: str, value: str, metric: str) -> str:
         """The hash field of one metric of one dimension value in a bucket."""
         return f"{dimension}{SEP}{value}{SEP}{metric}"
@@ -112,6 +121,14 @@ class Keys:
     @property
     def rank(self) -> str:
         return f"{self.prefix}:rank:spend"
+
+    @property
+    def erasures(self) -> str:
+        return f"{self.prefix}:erasures"
+
+    @property
+    def erasure_count(self) -> str:
+        return f"{self.prefix}:erasures:count"
 
     @property
     def health(self) -> str:

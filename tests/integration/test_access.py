@@ -21,13 +21,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
+import redis
 
 from tests.conftest import free_port, isolated_settings
 from tests.processes import environment, http_get, stop, wait_for
+from tracker.attribution import Touch
 from tracker.export.access import ADMIN, READ
 from tracker.export.server import build
 from tracker.settings import Settings
+from tracker.store import Keys
+from tracker.stream.state import dump_path
 
 pytestmark = pytest.mark.services
 
@@ -38,8 +43,9 @@ TOKENS = f"read:{READ_TOKEN},admin:{ADMIN_TOKEN}"
 
 OPEN = frozenset({"/healthz", "/readyz", "/openapi.yaml"})
 """Always open: probes, and the description of the API (no data)."""
-ADMIN_ROUTES = frozenset({"/v1/people"})
-"""What is held about one person is personal data; every other query is read."""
+ADMIN_ROUTES = frozenset({"/v1/people", "/v1/erasure"})
+"""What is held about one person is personal data, and so is erasing it; every other
+query is read."""
 
 CALLERS: dict[str, str | None] = {
     "no header": None,
@@ -78,9 +84,11 @@ class Answer:
     body: bytes
 
 
-def ask(base: str, path: str, method: str, authorization: str | None) -> Answer:
+def ask(
+    base: str, path: str, method: str, authorization: str | None, body: bytes | None = None
+) -> Answer:
     headers = {} if authorization is None else {"Authorization": authorization}
-    request = urllib.request.Request(base + path, headers=headers, method=method)
+    request = urllib.request.Request(base + path, body, headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return Answer(answer.status, answer.headers["www-authenticate"], answer.read())
@@ -120,7 +128,9 @@ def exporter(settings: Settings, log: Path) -> Iterator[Exporter]:
 
 @pytest.fixture(scope="module")
 def base_settings(servers: tuple[str, str]) -> Settings:
-    return dataclasses.replace(isolated_settings(servers, "access"), log_level="debug")
+    isolated = isolated_settings(servers, "access")
+    audit = f"{isolated.redis_prefix}.audit"  # erasures' audit records: this run's own topic
+    return dataclasses.replace(isolated, log_level="debug", audit_topic=audit)
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +187,30 @@ def test_every_route_answers_each_caller_as_its_role_says(
 
 def test_the_matrix_reads_the_routes_the_exporter_serves() -> None:
     served = routes(metrics_auth=False)
-    assert {("/v1/kpis", "GET"), ("/v1/people", "HEAD"), ("/metrics", "GET")} <= set(served)
+    assert {("/v1/kpis", "GET"), ("/v1/people", "HEAD"), ("/v1/erasure", "POST")} <= set(served)
+    assert ("/metrics", "GET") in served
     assert {path for path, _ in served} >= OPEN | ADMIN_ROUTES
+
+
+def test_only_an_admin_token_erases_a_person(
+    stacks: dict[str, Exporter], base_settings: Settings
+) -> None:
+    keys = Keys(base_settings.redis_prefix)
+    with redis.Redis.from_url(base_settings.redis_url) as store:
+        store.set(keys.path("u-erase"), dump_path([Touch(1_714_557_600_000, "spring", "search")]))
+    base = stacks["tokens"].base
+
+    def erase(authorization: str | None, user: str = "u-erase") -> int:
+        body = orjson.dumps({"user_id": user})
+        return ask(base, "/v1/erasure", "POST", authorization, body).status
+
+    assert erase(None) == 401
+    assert erase(CALLERS["a wrong token"]) == 401
+    assert erase(CALLERS[READ]) == 403
+    assert ask(base, "/v1/people?user_id=u-erase", "GET", CALLERS[ADMIN]).status == 200
+    assert erase(CALLERS[ADMIN], "u-nobody") == 404
+    assert erase(CALLERS[ADMIN]) == 200
+    assert ask(base, "/v1/people?user_id=u-erase", "GET", CALLERS[ADMIN]).status == 404
 
 
 def test_no_token_is_ever_logged(stacks: dict[str, Exporter]) -> None:

@@ -201,6 +201,7 @@ class StoreCollector(Collector):
             ("late", "Events counted late: more than the grace behind their partition's newest"),
             ("bots", "Events flagged as bots, kept out of KPIs"),
             ("unconvertible", "Events skipped by workers lacking a rate for their currency"),
+            ("suppressed", "Events dropped because their person was erased (POST /v1/erasure)"),
         ):
             yield CounterMetricFamily(
                 f"tracker_pipeline_{name}", meaning, value=counts.get(name, 0)

@@ -18,7 +18,9 @@ from tracker import asgi
 from tracker.asgi import Handler, Request, Response
 from tracker.export.access import ADMIN, READ, Access
 from tracker.export.api import KpiApi
+from tracker.export.audit import AuditLog
 from tracker.export.decisions import DecisionApi
+from tracker.export.erasure import ErasureApi
 from tracker.export.lag import EndOffsets
 from tracker.export.metrics import StoreCollector
 from tracker.export.people import PeopleApi
@@ -35,6 +37,8 @@ def build(settings: Settings) -> asgi.App:
     api = KpiApi(redis_async, settings)
     decisions = DecisionApi(redis_async, settings)
     people = PeopleApi(redis_async, settings)
+    audit = AuditLog(settings)
+    erasure = ErasureApi(redis_async, settings, audit)
     ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
@@ -55,24 +59,27 @@ def build(settings: Settings) -> asgi.App:
 
     async def shutdown() -> None:
         await ends.stop()
+        await audit.stop()
         await redis_async.aclose()
         redis_sync.close()
 
     # Aggregates are read; what is held about one person is personal data: admin.
-    queries: dict[str, tuple[Handler, str]] = {
-        "/v1/kpis": (api.kpis, READ),
-        "/v1/clv": (api.clv, READ),
-        "/v1/trends": (decisions.trends, READ),
-        "/v1/attribution": (decisions.attribution, READ),
-        "/v1/recommendations": (decisions.recommendations, READ),
-        "/v1/people": (people.people, ADMIN),
+    get, post = ("GET",), ("POST",)
+    queries: dict[str, tuple[Handler, str, tuple[str, ...]]] = {
+        "/v1/kpis": (api.kpis, READ, get),
+        "/v1/clv": (api.clv, READ, get),
+        "/v1/trends": (decisions.trends, READ, get),
+        "/v1/attribution": (decisions.attribution, READ, get),
+        "/v1/recommendations": (decisions.recommendations, READ, get),
+        "/v1/people": (people.people, ADMIN, get),
+        "/v1/erasure": (erasure.erasure, ADMIN, post),
     }
     access = Access(settings.api_token_roles())
     access.warn_if_open()
     app = asgi.App(on_startup=ends.start, on_shutdown=shutdown)
     app.route("/metrics", access.guard(metrics, READ) if settings.metrics_auth else metrics)
-    for path, (handler, role) in queries.items():
-        app.route(path, access.guard(handler, role))
+    for path, (handler, role, methods) in queries.items():
+        app.route(path, access.guard(handler, role), methods)
     app.route("/healthz", healthz)
     app.route("/readyz", readyz)
     app.route("/openapi.yaml", Description("tracker.export").serve)

@@ -12,6 +12,18 @@ customers, a user's devices and recent orders) is read under ``WATCH`` too: a
 concurrent change fails the ``EXEC``, and the batch is applied again on fresh state.
 This relies on Redis keeping acknowledged writes across its own restarts
 (``appendfsync always``).
+
+An erased person's events are dropped before the fold and counted as ``suppressed``,
+exactly. The worker keeps the suppression list in memory (:mod:`tracker.suppression`)
+and reads the count of erasures with the offsets, in the same ``MGET``, watched: when
+the count is ahead of its copy it reads the new entries first, and an erasure
+committed meanwhile (each one bumps the count in its transaction) fails the ``EXEC``,
+so the batch is applied again without the person. One watched key, not one per
+person: reading an erased key per distinct id cost 25% of the worker's time with
+every id new (38.8 against 48.4 us an event), and Redis 7.0 checks each key ``WATCH``
+adds against those already watched (4,000 keys took 140 ms). The clicks a conversion
+reads are watched too: an erasure deletes its person's clicks, and a conversion must
+not credit a click (and write its clicker's state) that is gone.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from tracker.stream import state
 from tracker.stream.aggregate import LINKS, fold, spend_key
 from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Lookups
+from tracker.suppression import Suppressions
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME
 
@@ -87,39 +100,50 @@ class Sink:
         }
         self._last_write_us = 0
         self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
+        self._suppressions = Suppressions(self._keys)
 
     async def apply(self, records: Sequence[Record]) -> Counter[str]:
         """Apply ``records`` once; returns the health counters of what was new.
 
         Raises :class:`WatchError` when another worker moved a partition's offset
-        meanwhile: the partition is no longer ours, and nothing was written.
+        meanwhile (the partition is no longer ours), or state the batch read changed,
+        or a person was erased: nothing was written, and applying again is safe.
         """
         keys = self._keys
         by_source: dict[tuple[str, int], list[Record]] = {}
         for record in records:
             by_source.setdefault((record.topic, record.partition), []).append(record)
         source_keys = [keys.source(topic, partition) for topic, partition in by_source]
+        suppressions = self._suppressions
 
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(*source_keys)
-            raw_states = await pipe.mget(*source_keys)
-            states = [_source_state(raw) for raw in raw_states]
+            # Offsets and the count of erasures in one read, watched (module docstring).
+            await pipe.watch(*source_keys, keys.erasure_count)
+            raw = await pipe.mget(*source_keys, keys.erasure_count)
+            states = [_source_state(item) for item in raw[:-1]]
+            erasures = int(raw[-1] or 0)
+            if erasures != suppressions.known:
+                await suppressions.catch_up(pipe, erasures)
             fresh = [
                 [r for r in batch if r.offset > st.offset]
                 for st, batch in zip(states, by_source.values(), strict=True)
             ]
-            events = [e for batch in fresh for record in batch for e in record.events]
+            kept = [
+                [e for r in batch for e in r.events if not suppressions.suppressed(e)]
+                for batch in fresh
+            ]
+            events = [e for batch in kept for e in batch]
             lookups = await self._read(pipe, events)
-            health: Counter[str] = Counter(skipped_records=len(records) - sum(map(len, fresh)))
+            health: Counter[str] = Counter(
+                skipped_records=len(records) - sum(map(len, fresh)),
+                suppressed=sum(len(r.events) for batch in fresh for r in batch) - len(events),
+            )
             deltas: list[tuple[str, SourceState, Delta]] = []
-            for source_key, st, batch in zip(source_keys, states, fresh, strict=True):
-                if batch:
-                    delta = fold(
-                        (e for record in batch for e in record.events),
-                        lookups,
-                        watermark=st.watermark,
-                        policy=self._policy,
-                    )
+            for source_key, st, batch, batch_events in zip(
+                source_keys, states, fresh, kept, strict=True
+            ):
+                if batch:  # even with every event suppressed: its offset moves on
+                    delta = fold(batch_events, lookups, watermark=st.watermark, policy=self._policy)
                     newest = max(st.newest, delta.newest)
                     new_state = SourceState(batch[-1].offset, delta.watermark, newest)
                     deltas.append((source_key, new_state, delta))
@@ -207,8 +231,9 @@ class Sink:
 
         Spend figures, orders, customers, a user's devices and recent orders can be
         changed by batches of other partitions (a spend report lands on any partition,
-        a refund or a user's other device on another one): watched, a concurrent change
-        fails this transaction, and the worker applies the batch again on fresh state.
+        a refund or a user's other device on another one), and clicks by an erasure:
+        watched, a concurrent change fails this transaction, and the worker applies the
+        batch again on fresh state.
         """
         if not wanted:
             return
@@ -221,6 +246,7 @@ class Sink:
         shared = [
             *(keys.spend(*k) for k in spends),
             *map(keys.order, orders),
+            *map(keys.click, clicks),
             *map(keys.recent, people),
             *map(keys.devices, users),
             *map(keys.customer, customers),
