@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import pytest
+from redis.asyncio import Redis
 
 from tests import services
 from tracker.settings import Settings
+from tracker.store import Keys
+
+T = TypeVar("T")
 
 _RUNS: set[str] = set()
 """The ``<kind>-<random>`` names this session gave topics and keys: deleted at its end."""
@@ -32,6 +38,19 @@ def free_port() -> int:
 def settings(servers: tuple[str, str]) -> Settings:
     """Settings isolated from every other test: own topics, consumer group, keys, ports."""
     return isolated_settings(servers)
+
+
+def with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+    """``body`` run on a client of the Redis of ``settings``, with its key names."""
+
+    async def main() -> T:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            return await body(redis, Keys(settings.redis_prefix))
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
 
 
 def isolated_settings(servers: tuple[str, str], kind: str = "test") -> Settings:

@@ -155,6 +155,16 @@ class Tab:
         return answer["result"].get("value")
 
 
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM Chromium and its helpers (its process group), SIGKILL if they linger."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
 def devtools(executable: str, profile: Path, *flags: str) -> Iterator[DevTools]:
     """Headless Chromium with ``profile`` as its user data directory, driven by the protocol;
@@ -179,12 +189,7 @@ def devtools(executable: str, profile: Path, *flags: str) -> Iterator[DevTools]:
     try:
         yield browser
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         browser.join()
         os.close(commands)
         os.close(replies)

@@ -4,7 +4,6 @@ Kafka for a worker that was down, and everyone else's count exactly."""
 
 from __future__ import annotations
 
-import dataclasses
 import urllib.parse
 import uuid
 from contextlib import ExitStack
@@ -151,11 +150,6 @@ def in_kafka(settings: Settings, person: Person, tag: str) -> int:
     )
 
 
-def audit_settings(settings: Settings) -> Settings:
-    """This run's own audit topic (deleted with its other topics at the session's end)."""
-    return dataclasses.replace(settings, audit_topic=f"{settings.redis_prefix}.audit")
-
-
 def assert_erased(settings: Settings, person: Person) -> None:
     """Nothing is held about the person, and the audit log names them by hash only."""
     assert people(settings, user_id=person.user)[0] == 404
@@ -168,7 +162,6 @@ def assert_erased(settings: Settings, person: Person) -> None:
 
 
 def test_events_sent_after_an_erasure_count_nowhere(settings: Settings) -> None:
-    settings = audit_settings(settings)
     campaign = f"erase-{uuid.uuid4().hex[:6]}"
     gone, other = Person.new("gone"), Person.new("other")
     first = [traffic(gone, campaign, "g1", 3, 10.0), traffic(other, campaign, "o1", 2, 5.0)]
@@ -202,7 +195,6 @@ def test_events_sent_after_an_erasure_count_nowhere(settings: Settings) -> None:
 def test_events_waiting_in_kafka_for_a_stopped_worker_are_dropped_after_an_erasure(
     settings: Settings,
 ) -> None:
-    settings = audit_settings(settings)
     campaign = f"erase-{uuid.uuid4().hex[:6]}"
     gone, other = Person.new("gone"), Person.new("other")
     first = [traffic(gone, campaign, "g1", 2, 12.5), traffic(other, campaign, "o1", 1, 3.0)]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.e2e.chromium import HEADLESS, Tab, devtools
+from tests.e2e.chromium import HEADLESS, Tab, devtools, stop_group
 from tests.processes import http_get, tracker, wait_for
 from tracker.consent import FIELDS, SIGNALS, Consent
 from tracker.events import Event
@@ -91,12 +89,7 @@ def browser(executable: str, url: str, profile: Path) -> Iterator[Path]:
         try:
             yield log_path
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process)
 
 
 async def _read_until(

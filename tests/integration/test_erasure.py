@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 
-from tests.conftest import free_port, isolated_settings
+from tests.conftest import free_port, isolated_settings, with_redis
 from tests.integration.test_people import T0, ask, stored
 from tests.kafka import records
 from tracker.asgi import HTTPError, Message, Request
@@ -35,28 +35,17 @@ from tracker.stream.state import Click, Lookups, Order
 from tracker.suppression import erased_hash
 
 pytestmark = pytest.mark.services
-T = TypeVar("T")
 HOUR_S = 3600
+
+T = TypeVar("T")
 
 
 @pytest.fixture
 def settings(servers: tuple[str, str]) -> Settings:
     """Isolated settings whose topics, the audit topic included, exist."""
     isolated = isolated_settings(servers)
-    made = dataclasses.replace(isolated, audit_topic=f"{isolated.redis_prefix}.audit")
-    asyncio.run(ensure_topics(made))
-    return made
-
-
-def run(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
-    async def main() -> T:
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            return await body(redis, Keys(settings.redis_prefix))
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(main())
+    asyncio.run(ensure_topics(isolated))
+    return isolated
 
 
 async def post(redis: Redis, settings: Settings, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -77,7 +66,7 @@ async def post(redis: Redis, settings: Settings, body: bytes) -> tuple[int, dict
 
 
 def erase(settings: Settings, **person: str) -> tuple[int, dict[str, Any]]:
-    return run(settings, lambda redis, _: post(redis, settings, orjson.dumps(person)))
+    return with_redis(settings, lambda redis, _: post(redis, settings, orjson.dumps(person)))
 
 
 def audited(settings: Settings) -> list[dict[str, Any]]:
@@ -119,7 +108,7 @@ def write(settings: Settings, values: dict[str, bytes]) -> None:
         await redis.mset(values)
         await redis.expire(keys.order("o-1"), HOUR_S)  # the worker's orders expire
 
-    run(settings, body)
+    with_redis(settings, body)
 
 
 def test_a_user_is_erased_with_their_devices_and_their_orders_are_anonymised(
@@ -171,7 +160,7 @@ def test_a_user_is_erased_with_their_devices_and_their_orders_are_anonymised(
         assert await redis.lrange(keys.erasures, 0, -1) == [h.encode() for h in hashes]
         assert all(await redis.mget([keys.erased(h) for h in hashes]))
 
-    run(settings, check)
+    with_redis(settings, check)
     assert ask(settings, {}, user_id="u-1")[0] == 404
     assert ask(settings, {}, anonymous_id="p-1")[0] == 404
     assert ask(settings, {}, user_id="u-2")[0] == 200
@@ -208,7 +197,7 @@ def test_an_anonymous_id_is_erased_and_taken_out_of_its_users_devices_lists(
             erased_hash("anonymous_id", "p-1").encode()
         ]
 
-    run(settings, check)
+    with_redis(settings, check)
     assert ask(settings, {}, anonymous_id="p-1")[0] == 404
     status, u1 = ask(settings, {}, user_id="u-1")
     assert status == 200
@@ -233,7 +222,7 @@ def test_erasing_again_answers_already_erased_changes_nothing_and_audits_again(
         "suppressed": [],
         "already_erased": True,
     }
-    assert run(settings, lambda redis, keys: redis.llen(keys.erasures)) == 3
+    assert with_redis(settings, lambda redis, keys: redis.llen(keys.erasures)) == 3
     assert [r["already_erased"] for r in audited(settings)] == [False, True]
 
 
@@ -243,7 +232,7 @@ def test_a_person_nothing_is_held_about_answers_404_and_is_not_suppressed(
     keys = Keys(settings.redis_prefix)
     write(settings, world(keys))
     assert erase(settings, user_id="u-9") == (404, {"error": "nothing is held about user_id 'u-9'"})
-    assert run(settings, lambda redis, keys: redis.exists(keys.erasures)) == 0
+    assert with_redis(settings, lambda redis, keys: redis.exists(keys.erasures)) == 0
     assert audited(settings) == []
 
 
@@ -266,14 +255,14 @@ def test_a_person_nothing_is_held_about_answers_404_and_is_not_suppressed(
 def test_a_bad_body_answers_400_with_its_reason(
     settings: Settings, body: bytes, reason: str
 ) -> None:
-    status, answer = run(settings, lambda redis, _: post(redis, settings, body))
+    status, answer = with_redis(settings, lambda redis, _: post(redis, settings, body))
     assert status == 400
     assert answer["error"].startswith(reason)
 
 
 def test_a_body_too_large_answers_413(settings: Settings) -> None:
     body = orjson.dumps({"user_id": "u" * MAX_BODY_BYTES})
-    assert run(settings, lambda redis, _: post(redis, settings, body))[0] == 413
+    assert with_redis(settings, lambda redis, _: post(redis, settings, body))[0] == 413
 
 
 def test_an_audit_record_kafka_does_not_take_answers_503_and_a_retry_writes_it(
@@ -333,7 +322,7 @@ def test_the_sink_drops_and_counts_an_erased_persons_events(settings: Settings) 
         again = await sink.apply([Record("t", 0, 0, batch[:2])])  # the offset moved on
         assert (again["skipped_records"], again["suppressed"]) == (1, 0)
 
-    run(settings, body)
+    with_redis(settings, body)
 
 
 class ErasingSink(Sink):
@@ -368,7 +357,7 @@ def test_an_erasure_during_a_batch_of_the_person_fails_it_and_the_retry_drops_th
         assert (health["suppressed"], health["events"]) == (1, 0)
         assert await redis.get(keys.path("m-2")) is None
 
-    run(settings, body)
+    with_redis(settings, body)
 
 
 def test_an_erasure_during_a_batch_crediting_the_persons_click_fails_it(
@@ -398,7 +387,7 @@ def test_an_erasure_during_a_batch_crediting_the_persons_click_fails_it(
         assert left == [None] * 3
         assert loaded(state.load_order, await redis.get(keys.order("o-8"))).device == "d-8"
 
-    run(settings, body)
+    with_redis(settings, body)
 
 
 def test_a_batch_of_the_person_applied_during_an_erasure_fails_it_and_the_retry_erases_all(
@@ -431,7 +420,7 @@ def test_a_batch_of_the_person_applied_during_an_erasure_fails_it_and_the_retry_
     async def check(redis: Redis, _: Keys) -> None:
         assert await redis.mget(keys.path("p-1"), keys.click("k-9")) == [None, None]
 
-    run(settings, check)
+    with_redis(settings, check)
 
 
 async def topic_configs(settings: Settings, *names: str) -> dict[str, dict[str, str]]:

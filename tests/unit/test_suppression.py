@@ -3,19 +3,14 @@ the list refreshed from a real Redis (those tests are marked ``services``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import pytest
 from redis.asyncio import Redis
 
+from tests.conftest import with_redis
 from tracker.events import Event
 from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.suppression import Suppressions, erased_hash, ids_of
-
-T = TypeVar("T")
 
 # printf 'user_id\x1fu-42' | sha256sum, and so on.
 U42 = "9c13a4fe61fefb26cac11ebcbd3ec1dba62aafd6a7d85006f4e5b7baa10e7c7e"
@@ -52,17 +47,6 @@ def test_nothing_is_suppressed_before_a_refresh() -> None:
     assert not Suppressions(Keys("t")).suppressed(event("a-1", "u-1"))
 
 
-def run(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
-    async def main() -> T:
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            return await body(redis, Keys(settings.redis_prefix))
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(main())
-
-
 @pytest.mark.services
 def test_a_refresh_reads_what_was_erased_and_then_only_what_is_new(settings: Settings) -> None:
     async def body(redis: Redis, keys: Keys) -> None:
@@ -78,7 +62,7 @@ def test_a_refresh_reads_what_was_erased_and_then_only_what_is_new(settings: Set
         assert copy.suppressed(event("a-9"))
         assert len(copy) == 2
 
-    run(settings, body)
+    with_redis(settings, body)
 
 
 @pytest.mark.services
@@ -99,7 +83,7 @@ def test_a_list_shorter_than_what_was_read_is_read_again_and_nothing_is_forgotte
         assert await copy.refresh(redis) == 1  # reading on from the list's new end
         assert len(copy) == 5
 
-    run(settings, body)
+    with_redis(settings, body)
 
 
 @pytest.mark.services
@@ -120,4 +104,4 @@ def test_catching_up_reads_to_the_count_given_and_never_past_it(settings: Settin
         assert copy.suppressed(event(user_id="u-2"))
         assert copy.known == 3
 
-    run(settings, body)
+    with_redis(settings, body)
