@@ -198,6 +198,7 @@ class Intake:
         # The request's own receive time, so a replay gives ``ts`` (absent, or
         # corrected by ``sent_at``) exactly the time the collector would have.
         received_at = context.received_at if context else int(time.time() * 1000)
+        raw = validation.without_personal_data(raw)
         letter = encode_dead_letter(raw, reasons, endpoint, received_at, kept)
         try:
             await self.producer.send_raw(self.settings.dead_letter_topic, letter)

@@ -7,14 +7,14 @@ dead letter is judged again by exactly the rules the collector applies.
 from __future__ import annotations
 
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 import orjson
 
 from collector import bots
 from tracker.asgi import Request
 from tracker.channels import CLICK_ID_CHANNELS
-from tracker.events import Context, InvalidEvent, Rules, parse_ts, truncate_ip
+from tracker.events import PERSONAL, Context, InvalidEvent, Rules, parse_ts, redacted, truncate_ip
 from tracker.settings import Settings
 from tracker.types import EpochMs
 
@@ -174,6 +174,53 @@ def raw_item(item: Any) -> bytes:
         return orjson.dumps(item)
     except TypeError:
         return orjson.dumps({"unrecorded": "item nested too deeply to keep"})
+
+
+_UNRECORDED: Final = orjson.dumps(
+    {"unrecorded": "input naming email or phone that could not be read to hash them"}
+)
+
+
+def without_personal_data(raw: bytes | str) -> bytes | str:
+    """A rejected input as its dead letter may keep it: ``email`` and ``phone`` hashed.
+
+    Raw personal data must not reach Kafka, rejected or not. The input is whatever the
+    endpoint got: a query string, a JSON item, a whole body (an array, an envelope,
+    NDJSON, a Segment or Snowplow payload with objects inside objects); every object
+    in it is :func:`~tracker.events.redacted`. Input that does not even mention the
+    names is kept as it is, untouched and unparsed; input that mentions them but cannot
+    be read is not kept at all.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if not any(name.encode() in data for name in PERSONAL):
+        return raw
+    try:
+        return orjson.dumps(_redacted_json(orjson.loads(data)))
+    except orjson.JSONDecodeError:
+        pass
+    lines = data.splitlines()
+    if len(lines) > 1:
+        try:
+            return b"\n".join(orjson.dumps(_redacted_json(orjson.loads(line))) for line in lines)
+        except orjson.JSONDecodeError:
+            pass
+    if data.lstrip()[:1] in (b"{", b"["):
+        return _UNRECORDED  # JSON cut short or malformed: no safe way to find the values
+    try:
+        pairs = parse_qsl(data.decode(), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return _UNRECORDED
+    if not pairs or not any(key in PERSONAL for key, _ in pairs):
+        return raw if pairs else _UNRECORDED
+    return urlencode(list(redacted(dict(pairs)).items()))
+
+
+def _redacted_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _redacted_json(item) for key, item in redacted(value).items()}
+    if isinstance(value, list):
+        return [_redacted_json(item) for item in value]
+    return value
 
 
 def letter_context(context: Context, rules: Rules) -> dict[str, str | int]:

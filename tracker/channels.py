@@ -14,7 +14,13 @@ _MEDIUM_RULES: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"display", "banner", "cpm", "programmatic"}), "display"),
 )
 # Click ids betray the platform the click came from.
-CLICK_ID_CHANNELS = {"gclid": "search", "msclkid": "search", "fbclid": "social", "tclid": "social"}
+CLICK_ID_CHANNELS = {
+    "gclid": "search",
+    "msclkid": "search",
+    "fbclid": "social",
+    "ttclid": "social",  # TikTok's
+    "tclid": "social",
+}
 
 
 def derive_channel(source: str | None, medium: str | None) -> str:

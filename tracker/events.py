@@ -21,6 +21,7 @@ import msgspec
 from tracker import consent as consents
 from tracker import money
 from tracker.channels import CHANNELS, CLICK_ID_CHANNELS, derive_channel
+from tracker.forward import identity
 from tracker.ids import new_id
 from tracker.types import EpochMs, Micros
 from tracker.windows import parse_period
@@ -64,9 +65,20 @@ _MAX_LENGTH: Final = {
     "referrer": _URL,
     "user_agent": _LONG,
     "ip": 64,
+    "email_sha256": 64,
+    "phone_sha256": 64,
+    "phone_e164_sha256": 64,
+    "fbc": _LONG,
+    "fbp": _SHORT,
 }
 # Dimensions end up in Redis field names and Prometheus labels: keep them printable.
 _DIMENSIONS: Final = ("campaign", "source", "medium", "ad_group", "creative", "goal")
+PERSONAL: Final = {"email": identity.MAX_EMAIL, "phone": identity.MAX_PHONE}
+"""Input names of personal data, with their length limits: a conversion may carry them,
+hashed on arrival into the ``*_sha256`` fields (:mod:`tracker.forward.identity`); never kept."""
+_HASHES: Final = ("email_sha256", "phone_sha256", "phone_e164_sha256")
+_MATCH_KEYS: Final = frozenset({*_HASHES, "fbc", "fbp"})
+"""The fields that match a conversion to a person on an ad platform."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +108,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     creative: str | None = None
     click_id: str | None = None
     """The click this event belongs to."""
+    click_source: str | None = None
+    """Conversions: the parameter that named an ad platform's click id, as given (``gclid``,
+    ``fbclid``, ``msclkid``, ``tclid``), the first when several did; derived, never input."""
+    ad_click_id: str | None = None
+    """Conversions: that click id, which the platform's conversion upload needs (Google's,
+    the gclid). Equal to ``click_id`` unless the event named our own click too (the
+    redirect's ``click_id``), which then wins there, for attribution."""
     user_id: str | None = None
     """Who, signed in: only ever from the event itself, never from a request header."""
     anonymous_id: str | None = None
@@ -109,6 +128,19 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     """Conversions: approved, pending, rejected or refund."""
     order_id: str | None = None
+    email_sha256: str | None = None
+    """Conversions: SHA-256 (hex) of the email address given as ``email``, trimmed and
+    lower-cased (Meta's and TikTok's rule), or given hashed so. The address is never kept."""
+    phone_sha256: str | None = None
+    """Conversions: SHA-256 of the E.164 digits, without ``+``, of the number given as
+    ``phone`` (Meta's rule), or given hashed so. The number is never kept."""
+    phone_e164_sha256: str | None = None
+    """Conversions: SHA-256 of the same number with its ``+`` (TikTok's and Google's rule)."""
+    fbc: str | None = None
+    """Meta's click id in its cookie form (``_fbc``), as given; a conversion's is else built
+    from its ``fbclid`` and its time. Left out when it has not Meta's form."""
+    fbp: str | None = None
+    """Meta's browser id (the ``_fbp`` cookie), as given; left out when not of Meta's form."""
     period: str | None = None
     """Spend events: the day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH) the amount covers."""
     url: str | None = None
@@ -231,19 +263,22 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     reasons: dict[str, str] = {}
     values: dict[str, Any] = {}
     stated: dict[str, Any] = {}
+    personal: dict[str, Any] = {}
     click_hint: str | None = None
+    ad_click: tuple[str, Any] | None = None  # the first platform click id: (its name, value)
     for key, item in raw.items():
         known = _KEYS.get(key)
         if known is None:
-            if key in consents.FIELDS:
+            if key in consents.FIELDS or key in PERSONAL:
                 if item is not None and item != "":
-                    stated[key] = item
+                    (personal if key in PERSONAL else stated)[key] = item
             elif not key.startswith(IGNORED_PREFIXES):
                 reasons[key] = "unknown field"
             continue
         name, platform = known
         if platform is not None and item and click_hint is None:
             click_hint = platform  # a platform's click id names its channel
+            ad_click = (key, item)
         if key != name and name in values:
             continue  # the canonical name (or the first alias) wins
         if item is None or item == "":
@@ -268,6 +303,8 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     kind = values.get("type")
     if not isinstance(kind, str) or kind not in EVENT_TYPES:
         reasons["type"] = f"must be one of {', '.join(sorted(EVENT_TYPES))}"
+    if ad_click is not None and kind == "conversion":
+        _keep_ad_click(*ad_click, values, reasons)
 
     ts = context.received_at
     device_ts: EpochMs | None = None
@@ -314,6 +351,8 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
             reasons["campaign"] = "spend needs a campaign"
         if amounts.get("cost") is None and "cost" not in reasons:
             reasons["cost"] = "spend needs a cost"
+    if personal or not values.keys().isdisjoint(_MATCH_KEYS):
+        _match_keys(kind, personal, values, reasons)
 
     consent = None
     if stated or context.gpc or context.consent_required:
@@ -354,6 +393,8 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
     if kind == "conversion":
         values.setdefault("goal", "purchase")
         values["status"] = status or "approved"
+        if "fbc" not in values and values.get("click_source") == "fbclid":
+            values["fbc"] = identity.fbc_from_click(values["ad_click_id"], ts)
     values.update(ts=ts, cost=amounts["cost"], value=amounts["value"], currency=currency, ip=ip)
     return Event(
         **values,
@@ -362,6 +403,88 @@ def parse_event(raw: Mapping[str, Any], context: Context, rules: Rules) -> Event
         bot=kind != "spend" and rules.is_bot(values["user_agent"]),  # spend: a report, not a hit
         consent=consent,
     )
+
+
+def _keep_ad_click(
+    source: str, item: object, values: dict[str, Any], reasons: dict[str, str]
+) -> None:
+    """Keep the first platform click id given (``gclid``, ...) and its name, judged as a
+    ``click_id`` is: whether or not it is the event's ``click_id`` too."""
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        item = str(item)
+    limit = _MAX_LENGTH["click_id"]
+    if not isinstance(item, str):
+        reasons[source] = "must be a string"
+    elif len(item) > limit:
+        reasons[source] = f"longer than {limit} characters"
+    else:
+        values.update(click_source=source, ad_click_id=item)
+
+
+def _match_keys(
+    kind: object, personal: Mapping[str, Any], values: dict[str, Any], reasons: dict[str, str]
+) -> None:
+    """A conversion's keys for the ad platforms: email and phone hashed, the raw values
+    dropped; ``fbc`` and ``fbp`` kept only in Meta's form.
+
+    A sender's mistake is refused: personal data on an event that is no conversion, a
+    value that is no string, a hash not in hex. A person's typo is not: an address or
+    number that does not normalise, or a cookie not in Meta's form, is left out, and the
+    conversion counts without it. A hash given (``email_sha256``) wins over the value
+    given (``email``), as a field's own name wins over its alias.
+    """
+    given = [*personal, *(name for name in _HASHES if name in values)]
+    if given and kind != "conversion":
+        reasons.update(dict.fromkeys(given, "only conversions carry personal data"))
+        given = []
+    for name in given:
+        if name in reasons:
+            continue
+        item = personal.get(name, values.get(name))
+        if not isinstance(item, str):
+            reasons[name] = "must be a string"
+        elif name in _HASHES:
+            try:
+                values[name] = identity.given_sha256(item)
+            except ValueError as exc:
+                reasons[name] = str(exc)
+        elif len(item) > PERSONAL[name]:
+            reasons[name] = f"longer than {PERSONAL[name]} characters"
+        else:
+            for field, digest in _hashed(name, item).items():
+                values.setdefault(field, digest)
+    for name, valid in (("fbc", identity.is_fbc), ("fbp", identity.is_fbp)):
+        if name in values and name not in reasons and not valid(values[name]):
+            del values[name]  # a stale or mangled cookie of the visitor's: left out
+
+
+def _hashed(name: str, text: str) -> dict[str, str]:
+    """The event fields an ``email`` or ``phone`` input stands for: their hashes, by the
+    platforms' rules (:mod:`tracker.forward.identity`); none when it does not normalise."""
+    try:
+        if name == "email":
+            return {"email_sha256": identity.email_sha256(text)}
+        meta, e164 = identity.phone_sha256s(text)
+    except ValueError:
+        return {}
+    return {"phone_sha256": meta, "phone_e164_sha256": e164}
+
+
+def redacted(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` input as a dead letter may keep it: with no raw personal data.
+
+    ``email`` and ``phone`` are replaced by the hashes they stand for (under the names
+    :func:`parse_event` reads again, so a replay forwards the conversion as the
+    collector would have), or dropped when they do not normalise. A hash given under
+    its own name stays, and wins.
+    """
+    kept = {key: item for key, item in raw.items() if key not in PERSONAL}
+    for name in PERSONAL:
+        item = raw.get(name)
+        if isinstance(item, str):
+            for field, digest in _hashed(name, item).items():
+                kept.setdefault(field, digest)
+    return kept
 
 
 def _count_cookieless(
@@ -414,7 +537,14 @@ def _clipped(text: str | None, name: str) -> str | None:
     return text[: _MAX_LENGTH[name]] if text is not None else None
 
 
-_FIELDS: Final = frozenset(Event.__struct_fields__) - {"received_at", "device_ts", "bot", "consent"}
+_FIELDS: Final = frozenset(Event.__struct_fields__) - {
+    "received_at",
+    "device_ts",
+    "bot",
+    "consent",
+    "click_source",
+    "ad_click_id",
+}
 """The fields an input may give; the rest the collector derives."""
 _KEYS: Final = {
     **{name: (name, None) for name in _FIELDS},
@@ -431,4 +561,5 @@ __all__ = [
     "Rules",
     "Uncounted",
     "parse_event",
+    "redacted",
 ]

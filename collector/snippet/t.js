@@ -9,7 +9,7 @@
   const script = document.currentScript || document.querySelector('script[src*="/t.js"]');
   if (!script?.src) return;
   const EVENTS = new URL("v1/events", script.src), PIXEL = new URL("p.gif", script.src);
-  const KEPT = "utm_campaign utm_source utm_medium utm_content click_id gclid fbclid msclkid tclid";
+  const KEPT = "utm_campaign utm_source utm_medium utm_content click_id gclid fbclid msclkid ttclid tclid";
   const SIGNALS = ["analytics_storage", "ad_storage", "ad_user_data", "ad_personalization"];
 
   const uuid = () => crypto.randomUUID ? crypto.randomUUID() :

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +10,7 @@ import pytest
 
 from collector.postback import sign
 from collector.redirect import AllowList
-from collector.validation import letter_context, rules
+from collector.validation import letter_context, rules, without_personal_data
 from tracker.deadletters import Summary, derived_id, judge
 from tracker.events import Context, Event, InvalidEvent, parse_event
 from tracker.records import decode_dead_letter, encode_dead_letter
@@ -235,3 +236,39 @@ def test_summary() -> None:
             "        1  type: bad",
         ]
     )
+
+
+# Personal data in what a dead letter keeps
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"type=conversion&email=Ann%40Shop.example&phone=%2B1+650+555+0100",
+        b'{"type": "conversion", "email": "ann@shop.example", "phone": "+16505550100"}',
+        b'{"sent_at": 1, "events": [{"type": "conversion", "email": "ann@shop.example"}]}',
+        b'[{"type": "pageview"}, {"type": "conversion", "phone": "+16505550100"}]',
+        b'{"type": "pageview"}\n{"type": "conversion", "email": "ann@shop.example"}',
+        b'{"batch": [{"traits": {"email": "ann@shop.example"}}]}',
+        b'{"type": "conversion", "email": "ann@shop.example"',  # cut short
+        b'\xff{"email": "ann@shop.example"}',  # not UTF-8
+    ],
+)
+def test_a_dead_letter_keeps_no_raw_email_or_phone(raw: bytes) -> None:
+    kept = without_personal_data(raw)
+    text = kept.encode() if isinstance(kept, str) else kept
+    for secret in (b"ann", b"Ann", b"6505550100", b"650+555"):
+        assert secret not in text
+
+
+def test_the_hashes_stand_in_for_what_a_replay_needs() -> None:
+    kept = without_personal_data(b"type=conversion&email=Ann%40Shop.example&utm_medium=email")
+    assert kept == (
+        "type=conversion&utm_medium=email&email_sha256="
+        + hashlib.sha256(b"ann@shop.example").hexdigest()
+    )
+
+
+@pytest.mark.parametrize("raw", [b"type=pageview&utm_medium=email", b'{"note": "no names"}'])
+def test_input_without_personal_data_is_kept_as_it_came(raw: bytes) -> None:
+    assert without_personal_data(raw) is raw

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,8 +16,10 @@ from tracker.events import (
     Rules,
     parse_event,
     parse_ts,
+    redacted,
     truncate_ip,
 )
+from tracker.records import encode_events
 
 # 2024-05-01T10:00:00Z: 19_844 days after 1970-01-01 (2024-01-01 is day 19_723, plus
 # 31 + 29 + 31 + 30 = 121) -> 19_844 * 86_400_000 + 10 * 3_600_000.
@@ -586,3 +589,149 @@ def test_request_headers_are_clipped_not_rejected() -> None:
     assert event.referrer == "https://r/" + "x" * 2038
     with pytest.raises(InvalidEvent, match="longer than 512"):
         parse({"type": "pageview", "user_agent": "M" * 513})  # an event's own field is judged
+
+
+# Keys for the ad platforms: personal data hashed on arrival, click ids by platform
+
+EMAIL_SHA256 = "836f82db99121b3481011f16b49dfa5fbc714a0d1b1b9f784a1ebbbf5b39577f"
+"""sha256("john.doe@example.com")"""
+PHONE_SHA256 = "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823"
+"""sha256("442079460958"): Meta's rule, digits only"""
+PHONE_E164_SHA256 = "f0bf0228144d9fe2bdf1da2d8ca698f17bf1410ee688b075c27062e47b6f0b6d"
+"""sha256("+442079460958"): TikTok's and Google's rule"""
+PERSONAL = {"email": " John.Doe@Example.com ", "phone": "+44 (0)20 7946 0958"}
+
+
+def test_hashes_by_hand() -> None:
+    assert hashlib.sha256(b"john.doe@example.com").hexdigest() == EMAIL_SHA256
+    assert hashlib.sha256(b"442079460958").hexdigest() == PHONE_SHA256
+    assert hashlib.sha256(b"+442079460958").hexdigest() == PHONE_E164_SHA256
+
+
+def test_a_conversion_keeps_its_email_and_phone_hashed_only() -> None:
+    event = parse({"type": "conversion", "order_id": "o-1", **PERSONAL})
+    assert event.email_sha256 == EMAIL_SHA256
+    assert (event.phone_sha256, event.phone_e164_sha256) == (PHONE_SHA256, PHONE_E164_SHA256)
+    wire = encode_events([event])
+    for raw in ("John.Doe", "john.doe@example.com", "example.com", "20 7946", "442079460958"):
+        assert raw.encode() not in wire.lower()
+
+
+def test_hashes_given_by_the_sender_are_kept_and_win() -> None:
+    given = {"email_sha256": EMAIL_SHA256.upper(), "phone_sha256": PHONE_SHA256}
+    event = parse({"type": "conversion", "email": "other@example.com", **given})
+    assert (event.email_sha256, event.phone_sha256) == (EMAIL_SHA256, PHONE_SHA256)
+    assert event.phone_e164_sha256 is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"type": "pageview", "email": "a@example.com"}, {"email": "only conversions carry"}),
+        ({"type": "click", "phone_sha256": PHONE_SHA256}, {"phone_sha256": "only conversions"}),
+        ({"type": "conversion", "email": 42}, {"email": "must be a string"}),
+        ({"type": "conversion", "phone": ["+1 650 555 1234"]}, {"phone": "must be a string"}),
+        ({"type": "conversion", "email": "a@x.com" + "x" * 250}, {"email": "longer than 254"}),
+        ({"type": "conversion", "email_sha256": "abc"}, {"email_sha256": "SHA-256 in hex"}),
+        (
+            {"type": "conversion", "phone_e164_sha256": EMAIL_SHA256 + "0"},
+            {"phone_e164_sha256": "longer than 64"},
+        ),
+    ],
+)
+def test_a_sender_mistake_with_personal_data_is_refused(
+    raw: dict[str, object], expected: dict[str, str]
+) -> None:
+    found = reasons(raw)
+    assert found.keys() == expected.keys()
+    for name, words in expected.items():
+        assert words in found[name]
+        assert "@" not in found[name]  # never echoed
+        assert "650" not in found[name]
+
+
+def test_a_person_typo_is_left_out_and_the_conversion_counts() -> None:
+    event = parse({"type": "conversion", "email": "john@gmail", "phone": "020 7946 0958"})
+    assert (event.email_sha256, event.phone_sha256, event.phone_e164_sha256) == (None,) * 3
+    assert b"john@gmail" not in encode_events([event])
+
+
+@pytest.mark.parametrize(
+    ("raw", "source", "ad_click_id", "click_id"),
+    [
+        ({"gclid": "G1"}, "gclid", "G1", "G1"),
+        ({"msclkid": "M1"}, "msclkid", "M1", "M1"),
+        ({"tclid": "T1"}, "tclid", "T1", "T1"),
+        ({"fbclid": "F1", "gclid": "G1"}, "fbclid", "F1", "F1"),  # the first given
+        # The redirect's own click id wins for attribution; Google still needs the gclid.
+        ({"click_id": "ours", "gclid": "G1"}, "gclid", "G1", "ours"),
+        ({"gclid": "G1", "click_id": "ours"}, "gclid", "G1", "ours"),
+        ({"gclid": 12345}, "gclid", "12345", "12345"),
+        ({"click_id": "ours"}, None, None, "ours"),
+        ({"gclid": ""}, None, None, None),
+    ],
+)
+def test_the_platform_of_a_click_id_is_kept(
+    raw: dict[str, object], source: str | None, ad_click_id: str | None, click_id: str | None
+) -> None:
+    event = parse({"type": "conversion", **raw})
+    assert (event.click_source, event.ad_click_id, event.click_id) == (
+        source,
+        ad_click_id,
+        click_id,
+    )
+
+
+def test_a_platform_click_id_is_judged_under_its_own_name() -> None:
+    found = reasons({"type": "conversion", "click_id": "ours", "gclid": "g" * 257})
+    assert found == {"gclid": "longer than 256 characters"}
+    assert reasons({"type": "conversion", "gclid": True}) == {
+        "click_id": "must be a string",
+        "gclid": "must be a string",
+    }
+
+
+@pytest.mark.parametrize("name", ["click_source", "ad_click_id"])
+def test_the_click_source_is_derived_never_taken_from_input(name: str) -> None:
+    assert reasons({"type": "conversion", name: "gclid"}) == {name: "unknown field"}
+
+
+def test_fbc_is_built_from_an_fbclid_at_the_conversion_time() -> None:
+    event = parse({"type": "conversion", "fbclid": "IwAR2F4-dbP0", "ts": NOW - 60_000})
+    assert event.fbc == f"fb.1.{NOW - 60_000}.IwAR2F4-dbP0"
+    corrected = parse({"type": "conversion", "fbclid": "IwAR2F4-dbP0", "ts": 5_000}, sent(65_000))
+    assert corrected.fbc == f"fb.1.{NOW - 60_000}.IwAR2F4-dbP0"  # the corrected time
+    assert parse({"type": "click", "fbclid": "IwAR2F4-dbP0"}).fbc is None  # conversions only
+
+
+def test_fbc_and_fbp_given_are_kept_when_in_meta_form_only() -> None:
+    fbc, fbp = "fb.1.1554763741205.AbCd", "fb.1.1596403881668.1116446470"
+    event = parse({"type": "conversion", "fbclid": "IwAR2F4", "fbc": fbc, "fbp": fbp})
+    assert (event.fbc, event.fbp) == (fbc, fbp)  # the cookie's own creation time wins
+    stale = parse({"type": "conversion", "fbc": "garbage", "fbp": "fb.1.x.y"})
+    assert (stale.fbc, stale.fbp) == (None, None)
+    assert reasons({"type": "conversion", "fbp": ["fb.1.2.3"]}) == {"fbp": "must be a string"}
+
+
+def test_a_dead_letter_keeps_no_raw_personal_data() -> None:
+    raw = {"type": "conversion", "currency": "XXX", **PERSONAL}
+    assert reasons(raw) == {"currency": "no rate configured for 'XXX'"}
+    kept = redacted(raw)
+    assert kept == {
+        "type": "conversion",
+        "currency": "XXX",
+        "email_sha256": EMAIL_SHA256,
+        "phone_sha256": PHONE_SHA256,
+        "phone_e164_sha256": PHONE_E164_SHA256,
+    }
+    replayed = parse({**kept, "currency": "EUR"})  # a replay forwards it as it would have
+    assert (replayed.email_sha256, replayed.phone_e164_sha256) == (EMAIL_SHA256, PHONE_E164_SHA256)
+    assert redacted({"type": "conversion", "email": "typo@", "phone": 5}) == {"type": "conversion"}
+    assert redacted({"email": "a@b.co", "email_sha256": PHONE_SHA256}) == {
+        "email_sha256": PHONE_SHA256
+    }
+
+
+def test_only_a_conversion_keeps_the_platform_of_its_click() -> None:
+    click = parse({"type": "click", "gclid": "G1"})
+    assert (click.click_id, click.click_source, click.ad_click_id) == ("G1", None, None)
