@@ -57,7 +57,7 @@ USER 10001:10001
 # collector, exporter (/metrics, /v1/kpis), worker health endpoint. The worker
 # binds its health endpoint to 127.0.0.1 (not a setting yet), so 6066 answers
 # inside the container only: it serves the compose healthcheck.
-EXPOSE 8080 9108 6066
+EXPOSE 8080 9108 6066 9110
 
 ENTRYPOINT ["tracker"]
 CMD ["--help"]

@@ -137,6 +137,68 @@ def _replay_dead_letters(config: settings.Settings, args: argparse.Namespace) ->
     return 0
 
 
+def _import_spend(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.spend import command
+
+    return command.run(config, args)
+
+
+def _forward(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.forward import destinations, process
+
+    try:
+        chosen = destinations.configured(config)
+    except ValueError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    if not chosen:
+        print(
+            "tracker: no destination is set up: set TRACKER_META_PIXEL_ID and "
+            "TRACKER_META_ACCESS_TOKEN, the TRACKER_GOOGLE_ADS_* settings, or "
+            "TRACKER_TIKTOK_PIXEL_CODE and TRACKER_TIKTOK_ACCESS_TOKEN",
+            file=sys.stderr,
+        )
+        return 2
+    process.serve(config, chosen)
+    return 0
+
+
+def _replay_forwarding(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.events import parse_ts
+    from tracker.forward import destinations, replay
+    from tracker.kafka import KafkaUnavailable
+    from tracker.store import StoreUnavailable
+
+    try:
+        since = None if args.since is None else parse_ts(args.since)
+    except ValueError as exc:
+        print(f"tracker: --since: {exc}", file=sys.stderr)
+        return 2
+    try:
+        chosen = {d.name: d for d in destinations.configured(config)}
+    except ValueError as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 2
+    destination = chosen.get(args.destination)
+    if destination is None:
+        print(f"tracker: --destination {args.destination} is not set up", file=sys.stderr)
+        return 2
+    try:
+        summary = replay.run(config, destination, since, args.dry_run)
+    except (KafkaUnavailable, StoreUnavailable) as exc:
+        print(f"tracker: {exc}", file=sys.stderr)
+        return 1
+    except replay.Refused as exc:
+        print(
+            f"tracker: {args.destination} refuses the setup ({exc}); fix its settings and "
+            "replay again",
+            file=sys.stderr,
+        )
+        return 1
+    print(summary.render())
+    return 0
+
+
 COMMANDS = {
     "collector": (_collector, "run the HTTP collector (pixel, batch API)"),
     "worker": (_worker, "run a Faust stream worker (Kafka -> Redis)"),
@@ -147,6 +209,15 @@ COMMANDS = {
     "replay-dead-letters": (
         _replay_dead_letters,
         "judge dead letters again with the current settings; send what passes to Kafka",
+    ),
+    "import-spend": (
+        _import_spend,
+        "import the ad platforms' spend exports (Google Ads, Meta, Microsoft Advertising)",
+    ),
+    "forward": (_forward, "send conversions to the ad platforms (Meta, Google Ads, TikTok)"),
+    "replay-forwarding": (
+        _replay_forwarding,
+        "send one destination's dead-lettered conversions again, after a fix",
     ),
 }
 
@@ -189,6 +260,23 @@ def parser() -> argparse.ArgumentParser:
 
             report_arguments(sub)
         if name == "replay-dead-letters":
+            sub.add_argument(
+                "--since", default=None, help="epoch ms or RFC 3339; default: the beginning"
+            )
+            sub.add_argument("--dry-run", action="store_true", help="only report, send nothing")
+        if name == "import-spend":
+            from tracker.spend.command import add_arguments as spend_arguments
+
+            spend_arguments(sub)
+        if name == "replay-forwarding":
+            from tracker.forward.destinations import ALL
+
+            sub.add_argument(
+                "--destination",
+                required=True,
+                choices=[destination.name for destination in ALL],
+                help="whose dead letters to send again",
+            )
             sub.add_argument(
                 "--since", default=None, help="epoch ms or RFC 3339; default: the beginning"
             )

@@ -201,12 +201,7 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
     summary = Summary(settings.dead_letter_topic, since_ms, dry_run)
     rules = validation.rules(settings)
     allowed = redirect.AllowList.from_settings(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=READ_BATCH,
-    )
+    consumer = letters_consumer(settings)
     producer = kafka_producer(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     salt = await todays_salt(settings)
@@ -217,15 +212,15 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
             await _ensure_replayed_topic(admin, settings)
         await consumer.start()
         await producer.start()
-        marks = await _partitions(admin, replayed_topic(settings))
+        marks = await topic_partitions(admin, replayed_topic(settings))
         done = {
             (int(mark["partition"]), int(mark["offset"]))
-            async for records in _read(consumer, replayed_topic(settings), marks, None)
+            async for records in read_topic(consumer, replayed_topic(settings), marks, None)
             for mark in (orjson.loads(record.value) for record in records)
         }
-        partitions = len(await _partitions(admin, settings.events_topic))
-        letters = await _partitions(admin, settings.dead_letter_topic)
-        async for records in _read(consumer, settings.dead_letter_topic, letters, since_ms):
+        partitions = len(await topic_partitions(admin, settings.events_topic))
+        letters = await topic_partitions(admin, settings.dead_letter_topic)
+        async for records in read_topic(consumer, settings.dead_letter_topic, letters, since_ms):
             replayable: list[tuple[int, int, list[Event]]] = []
             for record in records:
                 summary.read += 1
@@ -256,6 +251,17 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
     return summary
 
 
+def letters_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer for reading a dead-letter topic from its start, committing nothing:
+    what was replayed is kept in a topic of its own."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=READ_BATCH,
+    )
+
+
 async def todays_salt(settings: Settings) -> bytes | None:
     """Today's cookieless salt, as the collectors share it; None when Redis is unreachable
     (cookieless letters then stay rejected, saying why)."""
@@ -271,7 +277,7 @@ async def todays_salt(settings: Settings) -> bytes | None:
     return salts.today(now)
 
 
-async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
+async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
     """The partitions of ``topic`` (none when it does not exist), once they have leaders."""
     if topic not in await admin.list_topics():
         return []  # describing it would create it, where the broker auto-creates topics
@@ -288,7 +294,7 @@ async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
         await asyncio.sleep(0.1)
 
 
-async def _read(
+async def read_topic(
     consumer: AIOKafkaConsumer, topic: str, partitions: list[int], since_ms: EpochMs | None
 ) -> AsyncIterator[list[Any]]:
     """Batches of ``topic``'s records up to its end as of now, from ``since_ms`` or the start."""
@@ -369,4 +375,13 @@ def run(settings: Settings, since_ms: EpochMs | None, dry_run: bool) -> Summary:
     return asyncio.run(replay(settings, since_ms, dry_run))
 
 
-__all__ = ["Summary", "derived_id", "judge", "replay", "replayed_topic", "run"]
+__all__ = [
+    "Summary",
+    "derived_id",
+    "judge",
+    "read_topic",
+    "replay",
+    "replayed_topic",
+    "run",
+    "topic_partitions",
+]

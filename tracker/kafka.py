@@ -36,22 +36,29 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(
+    settings: Settings, more: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
     """Create tracker's topics when they do not exist yet; set the events' retention.
 
     The events and dead-letter topics get ``events_retention_days`` also when they
     exist already with another: what Kafka keeps of an erased person is bounded by it.
     The audit topic (one partition, one ordered log) keeps its retention once made.
+    ``more``: a command's own topics (the forwarder's dead letters) with their configs,
+    made with one partition and kept to those configs like the events topic.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    configs = topic_configs(settings)
+    more = more or {}
+    configs = {**topic_configs(settings), **more}
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
                 name,
-                num_partitions=1 if name == settings.audit_topic else settings.topic_partitions,
+                num_partitions=(
+                    1 if name == settings.audit_topic or name in more else settings.topic_partitions
+                ),
                 replication_factor=settings.topic_replicas,
                 topic_configs=topic_config,
             )
@@ -64,7 +71,7 @@ async def ensure_topics(settings: Settings) -> None:
             for name, code, *message in created.topic_errors:
                 if code != TopicAlreadyExistsError.errno:  # else made meanwhile, alike
                     _raise_for(code, message[0] if message else None, name)
-        retained = {settings.events_topic, settings.dead_letter_topic} & existing
+        retained = {settings.events_topic, settings.dead_letter_topic, *more} & existing
         await _align(admin, {name: configs[name] for name in sorted(retained)})
     except KafkaError as exc:
         raise KafkaUnavailable(

@@ -45,12 +45,28 @@ SIMULATE = "simulate"
 BUDGET = "budget"
 REPORT = "report"
 REPLAY = "replay-dead-letters"
-COMMANDS = (COLLECTOR, WORKER, SERVE, SIMULATE, BUDGET, REPORT, REPLAY)
+FORWARD = "forward"
+REPLAY_FORWARDING = "replay-forwarding"
+IMPORT_SPEND = "import-spend"
+COMMANDS = (
+    COLLECTOR,
+    WORKER,
+    SERVE,
+    SIMULATE,
+    BUDGET,
+    REPORT,
+    REPLAY,
+    IMPORT_SPEND,
+    FORWARD,
+    REPLAY_FORWARDING,
+)
 
 # Commands that read the same settings for the same reason.
 EVERY = frozenset(COMMANDS)
 # They create the topics at start (tracker.kafka.ensure_topics).
-TOPIC_MAKERS = frozenset({COLLECTOR, WORKER, REPLAY})
+# They send conversions to ad platforms and keep what they send in Redis (tracker.forward).
+FORWARDERS = frozenset({FORWARD, REPLAY_FORWARDING})
+TOPIC_MAKERS = frozenset({COLLECTOR, WORKER, REPLAY, IMPORT_SPEND}) | FORWARDERS
 # serve reads the events topic's end offsets, for consumer lag.
 KAFKA = TOPIC_MAKERS | {SERVE}
 # The collector and the replay of its dead letters: both judge input by
@@ -59,6 +75,11 @@ INTAKE = frozenset({COLLECTOR, REPLAY})
 STORE = frozenset({WORKER, SERVE, BUDGET, REPORT})
 # They fit response curves and recommend budgets (tracker.decide).
 ADVISERS = frozenset({SERVE, BUDGET, REPORT})
+# They write events with the collector's collector.producer.BatchingProducer: the
+# collector, and the spend import (tracker import-spend, and serve's POST /v1/spend).
+EVENT_SENDERS = frozenset({COLLECTOR, SERVE, IMPORT_SPEND})
+# The spend import converts money and places days as the workers do (tracker.spend).
+SPEND_IMPORT = frozenset({SERVE, IMPORT_SPEND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,17 +143,20 @@ class Settings:
     )
     # The collector reads the day's cookieless salt and the suppression list there.
     redis_url: str = _setting(
-        "redis://127.0.0.1:6379/0", "Redis URL of the KPI store", STORE | INTAKE
+        "redis://127.0.0.1:6379/0", "Redis URL of the KPI store", STORE | INTAKE | FORWARDERS
     )
     redis_prefix: str = _setting(
-        "tracker", "prefix of every Redis key, to share one Redis", STORE | INTAKE
+        "tracker", "prefix of every Redis key, to share one Redis", STORE | INTAKE | FORWARDERS
     )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
     dead_letter_topic: str = _setting(
         "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS
     )
     topic_partitions: int = _setting(
-        4, "partitions of the events topic when it is created", TOPIC_MAKERS, minimum=1
+        4,
+        "partitions of the events topic when it is created",
+        TOPIC_MAKERS | EVENT_SENDERS,
+        minimum=1,
     )
     topic_replicas: int = _setting(
         1, "replication factor of topics we create (3 in production)", TOPIC_MAKERS, minimum=1
@@ -171,21 +195,24 @@ class Settings:
     )
     app_id: str = _setting("tracker", "Faust application id (the Kafka consumer group)", {WORKER})
     flush_ms: float = _setting(
-        2.0, "collector: longest wait before a batch goes to Kafka", {COLLECTOR}, minimum=0
+        2.0, "collector: longest wait before a batch goes to Kafka", EVENT_SENDERS, minimum=0
     )
     flush_max_events: int = _setting(
-        2000, "collector: events per Kafka record at most", {COLLECTOR}, minimum=1
+        2000, "collector: events per Kafka record at most", EVENT_SENDERS, minimum=1
     )
     buffer_max_events: int = _setting(
-        100_000, "collector: events held while Kafka is slow", {COLLECTOR}, minimum=1
+        100_000, "collector: events held while Kafka is slow", EVENT_SENDERS, minimum=1
     )
     produce_timeout_s: float = _setting(
-        10.0, "wait for Kafka to take a record before answering 503", INTAKE | {SERVE}, above=0
+        10.0,
+        "wait for Kafka to take a record before answering 503",
+        INTAKE | EVENT_SENDERS | FORWARDERS,
+        above=0,
     )
     kafka_compression: str = _setting(
         "zstd",
         "compression of the Kafka records we produce: none, gzip, snappy, lz4 or zstd",
-        INTAKE | {SERVE},
+        INTAKE | EVENT_SENDERS | FORWARDERS,
         choices=COMPRESSIONS,
     )
     max_body_bytes: int = _setting(
@@ -264,12 +291,12 @@ class Settings:
         {COLLECTOR},
     )
     base_currency: str = _setting(
-        "USD", "ISO 4217 currency all money is reported in", INTAKE | STORE
+        "USD", "ISO 4217 currency all money is reported in", INTAKE | STORE | SPEND_IMPORT
     )
     currency_rates: str = _setting(
         "",
         "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)",
-        INTAKE | {WORKER},
+        INTAKE | {WORKER} | SPEND_IMPORT,
     )
     grace_s: int = _setting(
         3600,
@@ -286,7 +313,14 @@ class Settings:
     timezone: str = _setting(
         "UTC",
         "IANA time zone of reporting hours and days (day buckets, spend periods, report)",
-        STORE | {SIMULATE},
+        STORE | {SIMULATE} | SPEND_IMPORT,
+    )
+    # Read at each import, so an edit needs no restart of the exporter.
+    campaign_map: str = _setting(
+        "",
+        "spend import: CSV or JSON file mapping the ad platforms' campaign ids (or names) to "
+        "tracker's campaigns (see tracker/spend/campaigns.py); empty: their names as they are",
+        {SERVE, IMPORT_SPEND},
     )
     lookback_days: float = _setting(
         30.0, "attribution lookback: touches this old still earn credit", {WORKER}, above=0
@@ -352,6 +386,105 @@ class Settings:
         ADVISERS,
         minimum=0,
         maximum=1,
+    )
+    # Conversions forwarded to ad platforms (tracker.forward). A destination is on when
+    # its id and token are set; its other settings have working defaults.
+    meta_pixel_id: str = _setting(
+        "", "Meta: the pixel (dataset) conversions are sent to", FORWARDERS
+    )
+    meta_access_token: str = _setting(
+        "", "Meta: Conversions API access token", FORWARDERS, secret=True
+    )
+    meta_endpoint: str = _setting(
+        "https://graph.facebook.com", "Meta: Graph API base URL", FORWARDERS
+    )
+    meta_event_names: str = _setting(
+        "",
+        "Meta: event names of goals besides purchase (Purchase) and lead (Lead), "
+        "e.g. 'signup=CompleteRegistration'; other goals are not sent",
+        FORWARDERS,
+    )
+    google_ads_customer_id: str = _setting(
+        "", "Google Ads: customer id conversions are uploaded to (123-456-7890)", FORWARDERS
+    )
+    google_ads_login_customer_id: str = _setting(
+        "", "Google Ads: manager account id, when access is through one", FORWARDERS
+    )
+    google_ads_conversion_action: str = _setting(
+        "",
+        "Google Ads: conversion action id for every goal, or per goal: 'purchase=123,lead=456'",
+        FORWARDERS,
+    )
+    google_ads_developer_token: str = _setting(
+        "", "Google Ads: API developer token", FORWARDERS, secret=True
+    )
+    google_ads_access_token: str = _setting(
+        "", "Google Ads: OAuth 2 access token", FORWARDERS, secret=True
+    )
+    google_ads_endpoint: str = _setting(
+        "https://googleads.googleapis.com", "Google Ads: API base URL", FORWARDERS
+    )
+    tiktok_pixel_code: str = _setting("", "TikTok: the pixel conversions are sent to", FORWARDERS)
+    tiktok_access_token: str = _setting(
+        "", "TikTok: Events API access token", FORWARDERS, secret=True
+    )
+    tiktok_endpoint: str = _setting(
+        "https://business-api.tiktok.com", "TikTok: Business API base URL", FORWARDERS
+    )
+    # The forwarder's delivery (tracker.forward.lane and .delivery): how it batches,
+    # retries and gives up; the platforms' limits are their modules'.
+    forward_group: str = _setting(
+        "tracker-forward",
+        "forward: Kafka consumer group prefix; each destination reads as <group>.<destination>",
+        {FORWARD},
+    )
+    forward_host: str = _setting(
+        "127.0.0.1", "forward: listen address of /metrics, /healthz, /readyz", {FORWARD}
+    )
+    forward_port: int = _setting(
+        9110,
+        "forward: listen port of /metrics, /healthz, /readyz",
+        {FORWARD},
+        minimum=1,
+        maximum=MAX_PORT,
+    )
+    forward_linger_s: float = _setting(
+        1.0,
+        "forward: longest wait to fill a batch after its first conversion",
+        {FORWARD},
+        minimum=0,
+    )
+    forward_timeout_s: float = _setting(
+        30.0,
+        "forward: a platform's answer to one request is awaited this long",
+        FORWARDERS,
+        above=0,
+    )
+    forward_backoff_s: float = _setting(
+        1.0,
+        "forward: first wait before retrying a throttled or failed request; doubles with each "
+        "retry (with jitter, at most 5 minutes), or what the platform says",
+        FORWARDERS,
+        above=0,
+    )
+    forward_give_up_s: float = _setting(
+        1800.0,
+        "forward: throttled and failed requests are retried this long, then their conversions "
+        "are dead-lettered (tracker replay-forwarding sends them again)",
+        FORWARDERS,
+        minimum=0,
+    )
+    forward_blocked_retry_s: float = _setting(
+        60.0,
+        "forward: a destination refusing its credentials or ids is tried again this often; "
+        "it sends nothing meanwhile",
+        FORWARDERS,
+        above=0,
+    )
+    forward_dead_letter_topic: str = _setting(
+        "tracker.forward-dead",
+        "forward: conversions a platform refused go to <this>.<destination>",
+        FORWARDERS,
     )
     log_format: str = _setting(
         "auto",

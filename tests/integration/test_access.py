@@ -43,9 +43,9 @@ TOKENS = f"read:{READ_TOKEN},admin:{ADMIN_TOKEN}"
 
 OPEN = frozenset({"/healthz", "/readyz", "/openapi.yaml"})
 """Always open: probes, and the description of the API (no data)."""
-ADMIN_ROUTES = frozenset({"/v1/people", "/v1/erasure"})
-"""What is held about one person is personal data, and so is erasing it; every other
-query is read."""
+ADMIN_ROUTES = frozenset({"/v1/people", "/v1/erasure", "/v1/spend"})
+"""What is held about one person is personal data, and so is erasing it; importing spend
+changes every spend KPI; every other query is read."""
 
 CALLERS: dict[str, str | None] = {
     "no header": None,

@@ -40,17 +40,25 @@ DASHBOARDS = GRAFANA / "dashboards"
 METRICS_SOURCE = ROOT / "tracker" / "export" / "metrics.py"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tracker.rules.yml"
 
-TRACKER_SERVICES = ("collector", "worker", "exporter", "simulator")
+TRACKER_SERVICES = ("collector", "worker", "exporter", "simulator", "forward")
 
 # The port each subcommand listens on, as a setting; the simulator listens on none.
-LISTEN_PORT = {"collector": "collector_port", "serve": "exporter_port", "worker": "worker_port"}
+LISTEN_PORT = {
+    "collector": "collector_port",
+    "serve": "exporter_port",
+    "worker": "worker_port",
+    "forward": "forward_port",
+}
+# ... and its listen address, where it has one.
+LISTEN_HOST = {"collector": "collector_host", "serve": "exporter_host", "forward": "forward_host"}
 # Subcommands that serve /metrics: Prometheus must scrape each of them.
-SERVES_METRICS = {"collector", "serve"}
+SERVES_METRICS = {"collector", "serve", "forward"}
 # The dependencies each subcommand talks to, as settings (or simulate's flag).
 USES = {
     "collector": ("kafka_bootstrap",),
     "worker": ("kafka_bootstrap", "redis_url"),
     "serve": ("redis_url",),
+    "forward": ("kafka_bootstrap", "redis_url"),
     "simulate": ("collector_url",),
 }
 # Metric families the Grafana dashboards query. Each must be produced by
@@ -290,7 +298,7 @@ def test_tracker_service_ports_match_its_settings(name: str) -> None:
         assert not _container_ports(service)
         return
     assert _container_ports(service) == {port}
-    host = _config(name).collector_host if name == "collector" else _config(name).exporter_host
+    host = getattr(_config(name), LISTEN_HOST[_args(name).command])
     assert host == "0.0.0.0", f"{name} must listen on all interfaces of its container"
 
 

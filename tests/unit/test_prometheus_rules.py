@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.metrics import Metrics
 from tracker.export import metrics as exporter
+from tracker.forward import metrics as forwarder
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -66,6 +67,8 @@ COLLECTOR_SERIES = frozenset(
         "tracker_collector_kafka_flush_seconds_bucket",
     }
 )
+# What the forwarder serves (tracker/forward/metrics.py), as sample names.
+FORWARD_SERIES = frozenset({"tracker_forward_failed_total", "tracker_forward_lag_seconds"})
 # What Prometheus records about each scrape.
 SCRAPE_SERIES = frozenset({"up"})
 
@@ -201,7 +204,7 @@ def test_recording_rules_are_named_level_metric_operation() -> None:
 
 
 def test_rules_read_only_series_that_exist() -> None:
-    known = EXPORTER_SERIES | COLLECTOR_SERIES | SCRAPE_SERIES | _recorded()
+    known = EXPORTER_SERIES | COLLECTOR_SERIES | FORWARD_SERIES | SCRAPE_SERIES | _recorded()
     used: dict[str, set[str]] = {}
     for rule in _rules():
         name = rule.get("alert") or rule["record"]
@@ -230,6 +233,13 @@ def test_the_collector_still_serves_the_listed_series() -> None:
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
         served |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
     assert served >= COLLECTOR_SERIES
+
+
+def test_the_forwarder_still_serves_the_listed_series() -> None:
+    registry = CollectorRegistry()
+    forwarder.Metrics(registry, ["meta"])
+    served = {sample.name for family in registry.collect() for sample in family.samples}
+    assert served >= FORWARD_SERIES
 
 
 def test_metric_names_skips_labels_functions_and_keywords() -> None:

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "budget": ["--total", "100"],
     "report": ["--from", "0", "--to", "1", "--out", "r.html"],
+    "replay-forwarding": ["--destination", "meta"],
 }
 
 
@@ -175,7 +176,9 @@ def test_documented() -> None:
         "TRACKER_KAFKA_BOOTSTRAP",
         "'127.0.0.1:9092'",
     )
-    assert used_by == "collector, worker, serve, replay-dead-letters"
+    assert used_by == (
+        "collector, worker, serve, replay-dead-letters, import-spend, forward, replay-forwarding"
+    )
     assert meaning == "Kafka bootstrap servers, comma separated"
     assert {row[3] for row in rows if row[0] == "--log-level"} == {"every command"}
 
@@ -489,6 +492,7 @@ def _scan(key: Key) -> tuple[set[str], set[Key]]:
     scoped = {**IMPORTS[module], **_imports(ast.walk(definition))}
     reads: set[str] = set()
     named: set[Key] = set()
+    qualifiers = {id(n.value) for n in ast.walk(definition) if isinstance(n, ast.Attribute)}
     for node in ast.walk(definition):
         if isinstance(node, ast.Attribute) and node.attr in MEMBERS and _holds_settings(node.value):
             reads |= MEMBERS[node.attr]
@@ -500,6 +504,10 @@ def _scan(key: Key) -> tuple[set[str], set[Key]]:
             if node.id in scoped:
                 source, imported = scoped[node.id]
                 found = None if imported is None else _resolve(source, imported)
+                if imported is None and id(node) not in qualifiers:
+                    # A module passed as a value (the forwarder's destinations): any of
+                    # its definitions may be called through it.
+                    named |= {(source, top) for top in TOPS[source]}
             else:
                 found = _resolve(module, node.id)
             if found is not None:

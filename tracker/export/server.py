@@ -24,6 +24,7 @@ from tracker.export.erasure import ErasureApi
 from tracker.export.lag import EndOffsets
 from tracker.export.metrics import StoreCollector
 from tracker.export.people import PeopleApi
+from tracker.export.spend import SpendApi
 from tracker.openapi import Description
 from tracker.settings import Settings
 
@@ -39,6 +40,7 @@ def build(settings: Settings) -> asgi.App:
     people = PeopleApi(redis_async, settings)
     audit = AuditLog(settings)
     erasure = ErasureApi(redis_async, settings, audit)
+    spend = SpendApi(settings)
     ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
@@ -63,7 +65,8 @@ def build(settings: Settings) -> asgi.App:
         await redis_async.aclose()
         redis_sync.close()
 
-    # Aggregates are read; what is held about one person is personal data: admin.
+    # Aggregates are read; what is held about one person is personal data, and spend
+    # imports change every spend KPI: admin.
     get, post = ("GET",), ("POST",)
     queries: dict[str, tuple[Handler, str, tuple[str, ...]]] = {
         "/v1/kpis": (api.kpis, READ, get),
@@ -73,6 +76,7 @@ def build(settings: Settings) -> asgi.App:
         "/v1/recommendations": (decisions.recommendations, READ, get),
         "/v1/people": (people.people, ADMIN, get),
         "/v1/erasure": (erasure.erasure, ADMIN, post),
+        "/v1/spend": (spend.spend, ADMIN, post),
     }
     access = Access(settings.api_token_roles())
     access.warn_if_open()
