@@ -21,6 +21,33 @@ from tracker.settings import Settings, env_name
 T = TypeVar("T")
 
 
+def command(
+    settings: Settings,
+    *args: str,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``tracker <args>`` as a user runs it, configured by the settings' variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "tracker.cli", *args],
+        env=environment(settings),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def command_output(settings: Settings, *args: str) -> str:
+    """What ``tracker <args>`` printed; the test fails, showing its errors, unless it exits 0."""
+    done = command(settings, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

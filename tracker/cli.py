@@ -118,16 +118,23 @@ def _report(config: settings.Settings, args: argparse.Namespace) -> int:
     return command.run(config, args)
 
 
-def _replay_dead_letters(config: settings.Settings, args: argparse.Namespace) -> int:
-    from tracker import deadletters
+def _since(args: argparse.Namespace) -> int | None:
+    """A replay's ``--since`` in epoch ms (None: from the start); exits 2, saying why,
+    when it is no time."""
     from tracker.events import parse_ts
-    from tracker.kafka import KafkaUnavailable
 
     try:
-        since = None if args.since is None else parse_ts(args.since)
+        return None if args.since is None else parse_ts(args.since)
     except ValueError as exc:
         print(f"tracker: --since: {exc}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
+
+
+def _replay_dead_letters(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker import deadletters
+    from tracker.kafka import KafkaUnavailable
+
+    since = _since(args)
     try:
         summary = deadletters.run(config, since, args.dry_run)
     except KafkaUnavailable as exc:
@@ -164,16 +171,11 @@ def _forward(config: settings.Settings, args: argparse.Namespace) -> int:
 
 
 def _replay_forwarding(config: settings.Settings, args: argparse.Namespace) -> int:
-    from tracker.events import parse_ts
     from tracker.forward import destinations, replay
     from tracker.kafka import KafkaUnavailable
     from tracker.store import StoreUnavailable
 
-    try:
-        since = None if args.since is None else parse_ts(args.since)
-    except ValueError as exc:
-        print(f"tracker: --since: {exc}", file=sys.stderr)
-        return 2
+    since = _since(args)
     try:
         chosen = {d.name: d for d in destinations.configured(config)}
     except ValueError as exc:

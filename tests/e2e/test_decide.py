@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections import Counter, defaultdict
@@ -33,7 +32,7 @@ from tests.conftest import isolated_settings
 from tests.e2e.chromium import HEADLESS
 from tests.htmltables import CHARTS, carried, number, read
 from tests.kafka import caught_up
-from tests.processes import environment, http_get, running, wait_for
+from tests.processes import command, http_get, running, wait_for
 from tracker.decide.trends import wilson
 from tracker.market import ChannelCurve, parse_curves
 from tracker.report import svg, tables
@@ -97,17 +96,6 @@ def market(servers: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -
         )
         curves = {c.channel: c for c in parse_curves(str(spec))}
         yield Market(settings, now - now % DAY, curves, api)
-
-
-def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """``tracker <args>`` as a user runs it, configured by the settings' variables."""
-    return subprocess.run(
-        [sys.executable, "-m", "tracker.cli", *args],
-        env=environment(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def get(market: Market, path: str, **params: Any) -> tuple[int, Any]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import subprocess
-import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -27,7 +25,7 @@ import pytest
 
 from tests.e2e.test_oracle import settled
 from tests.e2e.test_pipeline import kpis, post
-from tests.processes import environment, running, wait_for
+from tests.processes import command_output, running, wait_for
 from tracker.settings import Settings
 from tracker.spend.values import decode
 
@@ -78,16 +76,7 @@ def recent(name: str, directory: Path) -> Path:
 
 
 def import_spend(settings: Settings, *files: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tracker.cli", "import-spend", *map(str, files)],
-        env=environment(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return command_output(settings, "import-spend", *map(str, files))
 
 
 def send_traffic(settings: Settings) -> None:

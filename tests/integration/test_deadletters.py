@@ -8,8 +8,6 @@ runs, with their original context and a stable id.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -18,7 +16,7 @@ import orjson
 import pytest
 
 from tests.kafka import records
-from tests.processes import environment, tracker
+from tests.processes import command_output, tracker
 from tracker.events import Event
 from tracker.records import decode_dead_letter, decode_events
 from tracker.settings import Settings
@@ -42,15 +40,7 @@ def send(settings: Settings, path: str, body: bytes | None = None) -> tuple[int,
 
 
 def replay(settings: Settings, *flags: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tracker.cli", "replay-dead-letters", *flags],
-        env=environment(settings),
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    return done.stdout.decode()
+    return command_output(settings, "replay-dead-letters", *flags)
 
 
 def events(settings: Settings) -> list[Event]:

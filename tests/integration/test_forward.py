@@ -9,8 +9,6 @@ through the collector's batch API, with the fields a shop's server sends.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -31,7 +29,14 @@ from tests.platforms import (
     metric,
     purchase,
 )
-from tests.processes import environment, health_url, http_get, tracker, wait_for
+from tests.processes import (
+    command,
+    command_output,
+    health_url,
+    http_get,
+    tracker,
+    wait_for,
+)
 from tracker.forward import dead
 from tracker.settings import Settings
 
@@ -54,15 +59,7 @@ def letters(settings: Settings, platform: Platform) -> list[dead.DeadLetter]:
 
 
 def replay(settings: Settings, *flags: str) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "tracker.cli", "replay-forwarding", *flags],
-        env=environment(settings),
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr.decode()[-3000:]
-    return run.stdout.decode()
+    return command_output(settings, "replay-forwarding", *flags)
 
 
 def test_conversions_reach_each_platform_as_documented(
@@ -277,12 +274,6 @@ def test_a_destination_refusing_its_credentials_stops_until_fixed(
 
 
 def test_forward_refuses_to_start_without_a_destination(settings: Settings) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "tracker.cli", "forward"],
-        env=environment(settings),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    run = command(settings, "forward", timeout=60)
     assert run.returncode == 2
-    assert b"no destination is set up" in run.stderr
+    assert "no destination is set up" in run.stderr

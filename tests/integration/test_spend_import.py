@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.kafka import records
-from tests.processes import environment, tracker
+from tests.processes import command, tracker
 from tracker.events import Event
 from tracker.records import decode_events
 from tracker.settings import Settings
@@ -46,16 +45,8 @@ def spend_settings(settings: Settings) -> Settings:
 def import_spend(
     settings: Settings, *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracker.cli", "import-spend", *args],
-        env=environment(settings),
-        input=stdin.decode() if stdin is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=FIXTURES,
-    )
+    text = stdin.decode() if stdin is not None else None
+    return command(settings, "import-spend", *args, stdin=text, cwd=FIXTURES)
 
 
 def events(settings: Settings) -> list[Event]:
