@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 
 import structlog
@@ -32,10 +33,11 @@ from collector.postback import Postback
 from collector.producer import BatchingProducer
 from collector.redirect import Redirect
 from collector.snippet import Snippet
-from tracker import asgi
+from tracker import asgi, goals
 from tracker.asgi import Handler, HTTPError, Request, Response
 from tracker.kafka import ensure_topics
 from tracker.openapi import Description
+from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.suppression import Suppressions
@@ -43,9 +45,9 @@ from tracker.suppression import Suppressions
 log = structlog.get_logger(__name__)
 
 REFRESH_S = 5.0
-"""How often the collector reads the suppression list and the day's cookieless salt from
-Redis: an erased person's events reach Kafka for at most this long (the worker drops
-them all the same)."""
+"""How often the collector reads the suppression list, the day's cookieless salt and the
+goal rules from Redis: an erased person's events reach Kafka for at most this long (the
+worker drops them all the same), and saved goal rules apply at most this long after."""
 
 
 class Collector:
@@ -59,6 +61,7 @@ class Collector:
         keys = Keys(settings.redis_prefix)
         self.salts = Salts(self.redis, keys)
         self.suppressions = Suppressions(keys)
+        self.goal_rules = Rulebook(self.redis, keys.goals)
         self.intake = Intake(
             settings,
             self.metrics,
@@ -113,8 +116,21 @@ class Collector:
         try:
             await self.salts.refresh(time.time_ns() // 1_000_000)
             await self.suppressions.refresh(self.redis)
+            await self._refresh_goals()
         except (RedisError, OSError) as exc:
-            log.warning("redis unreachable: salt and suppressions not refreshed", error=str(exc))
+            log.warning(
+                "redis unreachable: salt, suppressions and goals not refreshed", error=str(exc)
+            )
+
+    async def _refresh_goals(self) -> None:
+        """Take the goal rules in force; a new version applies to the requests after it."""
+        document = await self.goal_rules.current()
+        rules = self.intake.rules
+        if document["version"] != (rules.goals.version if rules.goals else 0):
+            found = goals.load(document)
+            self.intake.rules = dataclasses.replace(rules, goals=found)
+            self.metrics.goals_version.set(found.version)
+            log.info("goal rules taken", version=found.version, goals=len(found.goals))
 
     async def _refresh_forever(self) -> None:
         while True:

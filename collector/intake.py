@@ -16,6 +16,8 @@ share, so it is done one way for all of them:
   and ``tracker replay-dead-letters`` can judge it again;
 - the suppression list: events of a person erased are acknowledged and dropped,
   counted, never written to Kafka (:mod:`tracker.suppression`; the worker checks again);
+- goal rules (:mod:`tracker.goals`): a page view whose URL a rule names goes to Kafka
+  with the conversion it makes, in the same send, so both or neither are acknowledged;
 - input tracker understands but does not count (:class:`~tracker.events.Uncounted`):
   acknowledged, so an SDK does not retry it forever, counted per kind and, unless it
   can never count, kept as a dead letter too, for a later version to replay.
@@ -147,12 +149,19 @@ class Intake:
             events = kept
             if not events:
                 return
+        goals = self.rules.goals
+        sent = goals.conversions(events) if goals else events
         try:
-            await self.producer.send(events)
+            await self.producer.send(sent)
         except Unavailable as exc:
             self.metrics.unavailable.inc()
             raise HTTPError(503, str(exc), [(b"retry-after", b"5")]) from exc
         self.metrics.accepted[endpoint].inc(len(events))
+        if goals:
+            for event in sent:
+                if event.goal_version is not None:
+                    goal, version = event.goal or "", str(event.goal_version)
+                    self.metrics.goal_conversions.labels(goal, version).inc()
 
     async def reject(
         self,

@@ -152,15 +152,26 @@ class Metrics:
             "acknowledged, never written to Kafka",
             ["endpoint"],
         )
+        self.goal_conversions = Counters(
+            "tracker_collector_goal_conversions",
+            "Conversions made by a goal rule (PUT /v1/goals) from a page view or an SDK "
+            "event, by goal and the version of the rules that made them",
+            ["goal", "version"],
+        )
         families = (
             self.events, self.latency, self.uncounted, limited, suppressed, flush_events,
-            flush_seconds,
+            flush_seconds, self.goal_conversions,
         )  # fmt: skip
         for family in families:
             registry.register(family)
         self.unavailable = Counter(
             "tracker_collector_unavailable",
             "Requests answered 503 because Kafka did not take their events",
+            registry=registry,
+        )
+        self.goals_version = Gauge(
+            "tracker_collector_goals_version",
+            "Version of the goal rules (PUT /v1/goals) the collector applies; 0 before any",
             registry=registry,
         )
         self.buffered = Gauge(

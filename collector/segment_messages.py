@@ -32,10 +32,11 @@ of ``properties.revenue`` (else ``total``) in ``properties.currency``, keyed by
 order back out, as a postback refund does; a partial refund (some of the products)
 cannot be told apart and reverses the whole order too. Any other name listed in
 ``TRACKER_CONVERSION_EVENTS`` (``Signed Up=signup``; ``Order Completed`` may be given
-a goal of its own there) is a conversion of that goal, worth ``properties.revenue``,
-else ``value``, else ``total``. Amounts sent as JSON numbers are rounded to the
-micro-unit, since JavaScript's arithmetic leaves tails like ``30.299999999999997``;
-amounts sent as strings are taken exactly.
+a goal of its own there) or named by a goal rule saved through ``/v1/goals``
+(:mod:`tracker.goals`, which wins) is a conversion of that goal, worth the rule's
+fixed value if it has one, else ``properties.revenue``, else ``value``, else ``total``.
+Amounts sent as JSON numbers are rounded to the micro-unit, since JavaScript's
+arithmetic leaves tails like ``30.299999999999997``; amounts sent as strings are taken exactly.
 
 **Not counted** (:class:`~tracker.events.Uncounted`): a ``track`` whose name is no
 conversion (kept: name it in ``TRACKER_CONVERSION_EVENTS`` and replay), ``group``
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from collector import validation
@@ -68,11 +70,11 @@ from tracker.events import (
     parse_event,
     parse_ts,
 )
+from tracker.goals import ORDER_COMPLETED, PURCHASE, REVERSALS
+from tracker.money import to_number
 from tracker.settings import env_name
 
 TYPES: Final = ("alias", "group", "identify", "page", "screen", "track")
-REVERSALS: Final = {"Order Refunded": "refund", "Order Cancelled": "rejected"}
-"""E-commerce events that undo the order they name, with the status they give it."""
 CAMPAIGN: Final = {
     "name": "campaign",
     "source": "source",
@@ -110,6 +112,8 @@ class Translation:
     """What is wrong, by Segment field, before :func:`~tracker.events.parse_event` looks."""
     fields: dict[str, str] = field(default_factory=dict)
     """The Segment field an event field was read from, where it is not :data:`ORIGINS`'."""
+    goal_version: int | None = None
+    """The version of the goal rules that made the message a conversion, if one did."""
 
     def put(self, name: str, value: Any, origin: str | None = None) -> None:
         """Set ``name`` unless ``value`` is absent (null or empty, as Segment reads it);
@@ -229,6 +233,8 @@ def message_event(
         raise InvalidEvent(named | out.reasons) from None
     if out.reasons:
         raise InvalidEvent(out.reasons)
+    if out.goal_version is not None:
+        return msgspec.structs.replace(event, goal_version=out.goal_version)
     return event
 
 
@@ -316,14 +322,24 @@ def _track(
             reasons["properties.order_id"] = f"{name} needs the order_id of the order it undoes"
         out.put("order_id", props.get("order_id"))
         return
-    goal = rules.conversion_events.get(name)
+    ruled = rules.goals.for_event(name) if rules.goals else None
+    goal = ruled.name if ruled else rules.conversion_events.get(name)
+    if ruled and rules.goals:
+        out.goal_version = rules.goals.version
+    if ruled and ruled.value is not None:
+        out.put("goal", goal)
+        out.put("value", to_number(ruled.value), "goal value")
+        out.put("currency", ruled.currency, "goal currency")
+        out.put("order_id", props.get("order_id"))
+        return
     if goal is not None:
         amounts: tuple[str, ...] = ("revenue", "value", "total")
-    elif name == "Order Completed":
-        goal, amounts = "purchase", ("revenue", "total")
+    elif name == ORDER_COMPLETED:
+        goal, amounts = PURCHASE, ("revenue", "total")
     else:
         shown = name if len(name) <= 100 else name[:100] + "..."
-        raise Uncounted("track", f"{shown!r} is no conversion: name it in {_CONVERSIONS}")
+        where = f"a goal (PUT /v1/goals) or {_CONVERSIONS}"
+        raise Uncounted("track", f"{shown!r} is no conversion: name it in {where}")
     out.put("goal", goal)
     for amount in amounts:
         if props.get(amount) not in (None, ""):

@@ -21,9 +21,10 @@ How one event's parameters map (:func:`parse`):
   events it relays bots; ``ip``, else the request's.
 - Events: ``e=pv`` is a pageview. ``e=tr`` is a ``purchase`` conversion: order
   ``tr_id``, value ``tr_tt``, currency ``tr_cu``. ``e=se`` whose action ``se_ac`` is
-  named in TRACKER_CONVERSION_EVENTS is a conversion with that goal and value
-  ``se_va``. ``e=ue`` (``ue_pr`` JSON or ``ue_px`` base64url) of the e-commerce
-  plugin's ``snowplow_ecommerce_action``: ``transaction`` is a ``purchase`` from the
+  named in TRACKER_CONVERSION_EVENTS or by a goal rule (:mod:`tracker.goals`, which
+  wins) is a conversion with that goal and the rule's fixed value, else ``se_va``.
+  ``e=ue`` (``ue_pr`` JSON or ``ue_px`` base64url) of the e-commerce plugin's
+  ``snowplow_ecommerce_action``: ``transaction`` is a ``purchase`` from the
   ``transaction`` entity in the contexts (``co``/``cx``): ``transaction_id`` the order,
   ``revenue`` the value, ``currency``; ``refund`` is a conversion of status ``refund``
   of the ``refund`` entity's ``transaction_id``. The tracker takes a refunded order's
@@ -51,6 +52,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from collector import validation
@@ -63,6 +65,8 @@ from tracker.events import (
     parse_event,
     parse_ts,
 )
+from tracker.goals import PURCHASE
+from tracker.money import to_number
 from tracker.settings import env_name
 from tracker.types import EpochMs
 
@@ -104,7 +108,7 @@ def parse(params: Mapping[str, str], request: Context, rules: Rules) -> Event:
                 names[field] = param
                 return
 
-    _event_type(params, rules, raw, names)
+    goal_version = _event_type(params, rules, raw, names)
     take("event_id", "eid")
     take("user_id", "uid")
     take("anonymous_id", "duid", "tnuid", "nuid")
@@ -130,9 +134,12 @@ def parse(params: Mapping[str, str], request: Context, rules: Rules) -> Event:
         sent_at=sent_at,
     )
     try:
-        return parse_event(raw, context, rules)
+        event = parse_event(raw, context, rules)
     except InvalidEvent as exc:
         raise InvalidEvent({names.get(k, k): why for k, why in exc.reasons.items()}) from None
+    if goal_version is not None:
+        return msgspec.structs.replace(event, goal_version=goal_version)
+    return event
 
 
 def _time(params: Mapping[str, str], raw: dict[str, Any], names: dict[str, str]) -> EpochMs | None:
@@ -158,8 +165,9 @@ def _epoch_ms(params: Mapping[str, str], name: str) -> EpochMs:
 
 def _event_type(
     params: Mapping[str, str], rules: Rules, raw: dict[str, Any], names: dict[str, str]
-) -> None:
-    """Put the type (and a conversion's fields) of ``e`` in ``raw``, or raise."""
+) -> int | None:
+    """Put the type (and a conversion's fields) of ``e`` in ``raw``, or raise; the version
+    of the goal rules if one made the event a conversion."""
     kind = params.get("e")
     if kind == "pv":
         raw["type"] = "pageview"
@@ -169,7 +177,7 @@ def _event_type(
         reason = "transaction items (e=ti) are not counted: the transaction carries the total"
         raise Uncounted("transaction_item", reason, False)
     elif kind == "tr":
-        raw.update(type="conversion", goal="purchase")
+        raw.update(type="conversion", goal=PURCHASE)
         for field, param in (("order_id", "tr_id"), ("value", "tr_tt"), ("currency", "tr_cu")):
             if value := params.get(param):
                 raw[field], names[field] = value, param
@@ -177,22 +185,28 @@ def _event_type(
         action = params.get("se_ac")
         if not action:
             raise InvalidEvent({"se_ac": "a structured event (e=se) needs an action"})
-        goal = rules.conversion_events.get(action)
+        ruled = rules.goals.for_event(action) if rules.goals else None
+        goal = ruled.name if ruled else rules.conversion_events.get(action)
         if goal is None:
             raise Uncounted(
                 "struct",
                 f"structured event action {action!r} is no conversion;"
-                f" name it in {env_name('conversion_events')} to count it",
+                f" name it in a goal (PUT /v1/goals) or {env_name('conversion_events')}"
+                " to count it",
             )
         raw.update(type="conversion", goal=goal)
-        if value := params.get("se_va"):
+        if ruled and ruled.value is not None:
+            raw.update(value=to_number(ruled.value), currency=ruled.currency)
+        elif value := params.get("se_va"):
             raw["value"], names["value"] = value, "se_va"
+        return rules.goals.version if ruled and rules.goals else None
     elif kind == "ue":
         _self_describing(params, raw, names)
     elif not kind:
         raise InvalidEvent({"e": "missing: the event type (pv, se, tr, ti, pp or ue)"})
     else:
         raise InvalidEvent({"e": f"unknown event type {kind!r}; expected pv, se, tr, ti, pp or ue"})
+    return None
 
 
 def _self_describing(params: Mapping[str, str], raw: dict[str, Any], names: dict[str, str]) -> None:
@@ -210,13 +224,13 @@ def _self_describing(params: Mapping[str, str], raw: dict[str, Any], names: dict
     if action == "transaction":
         context, entity = _entity(params, TRANSACTION, "transaction")
         fields = {"order_id": "transaction_id", "value": "revenue", "currency": "currency"}
-        raw.update(type="conversion", goal="purchase")
+        raw.update(type="conversion", goal=PURCHASE)
     elif action == "refund":
         context, entity = _entity(params, REFUND, "refund")
         if not entity.get("transaction_id"):
             raise InvalidEvent({context: "a refund's entity needs the transaction_id it refunds"})
         fields = {"order_id": "transaction_id", "value": "refund_amount", "currency": "currency"}
-        raw.update(type="conversion", goal="purchase", status="refund")
+        raw.update(type="conversion", goal=PURCHASE, status="refund")
     else:
         raise Uncounted("ecommerce", f"e-commerce action {action!r} is not counted")
     for field, key in fields.items():

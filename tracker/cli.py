@@ -201,6 +201,18 @@ def _replay_forwarding(config: settings.Settings, args: argparse.Namespace) -> i
     return 0
 
 
+def _goals(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.export import rules
+
+    return rules.run(config, rules.GOALS, args.file)
+
+
+def _targets(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.export import rules
+
+    return rules.run(config, rules.TARGETS, args.file)
+
+
 COMMANDS = {
     "collector": (_collector, "run the HTTP collector (pixel, batch API)"),
     "worker": (_worker, "run a Faust stream worker (Kafka -> Redis)"),
@@ -221,6 +233,8 @@ COMMANDS = {
         _replay_forwarding,
         "send one destination's dead-lettered conversions again, after a fix",
     ),
+    "goals": (_goals, "print the conversion goal rules, or save a file of them (--file)"),
+    "targets": (_targets, "print the KPI targets, or save a file of them (--file)"),
 }
 
 
@@ -270,6 +284,12 @@ def parser() -> argparse.ArgumentParser:
             from tracker.spend.command import add_arguments as spend_arguments
 
             spend_arguments(sub)
+        if name in ("goals", "targets"):
+            sub.add_argument(
+                "--file",
+                default=None,
+                help=f'JSON {{"{name}": [...]}} to save as the next version, as PUT /v1/{name}',
+            )
         if name == "replay-forwarding":
             from tracker.forward.destinations import ALL
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -25,6 +25,9 @@ from tracker.forward import identity
 from tracker.ids import new_id
 from tracker.types import EpochMs, Micros
 from tracker.windows import parse_period
+
+if TYPE_CHECKING:
+    from tracker.goals import GoalSet
 
 EVENT_TYPES: Final = frozenset(
     {"impression", "click", "pageview", "conversion", "spend", "identify", "reset"}
@@ -125,6 +128,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Conversion revenue."""
     currency: str = "USD"
     goal: str | None = None
+    goal_version: int | None = None
+    """Conversions made by a goal rule: the version of the rules that made it
+    (:mod:`tracker.goals`); derived, never taken from input."""
     status: str | None = None
     """Conversions: approved, pending, rejected or refund."""
     order_id: str | None = None
@@ -169,6 +175,9 @@ class Rules:
     conversion_events: Mapping[str, str] = field(default_factory=dict)
     """SDK event names (Segment's ``track``, Snowplow's structured actions) that are
     conversions, with their goal (TRACKER_CONVERSION_EVENTS)."""
+    goals: GoalSet | None = None
+    """The goal rules saved in the store, as the collector last read them; they take
+    precedence over ``conversion_events``."""
 
 
 @dataclass(slots=True)
@@ -544,6 +553,7 @@ _FIELDS: Final = frozenset(Event.__struct_fields__) - {
     "consent",
     "click_source",
     "ad_click_id",
+    "goal_version",
 }
 """The fields an input may give; the rest the collector derives."""
 _KEYS: Final = {

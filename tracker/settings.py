@@ -48,6 +48,8 @@ REPLAY = "replay-dead-letters"
 FORWARD = "forward"
 REPLAY_FORWARDING = "replay-forwarding"
 IMPORT_SPEND = "import-spend"
+GOALS = "goals"
+TARGETS = "targets"
 COMMANDS = (
     COLLECTOR,
     WORKER,
@@ -59,6 +61,8 @@ COMMANDS = (
     IMPORT_SPEND,
     FORWARD,
     REPLAY_FORWARDING,
+    GOALS,
+    TARGETS,
 )
 
 # Commands that read the same settings for the same reason.
@@ -80,6 +84,9 @@ ADVISERS = frozenset({SERVE, BUDGET, REPORT})
 EVENT_SENDERS = frozenset({COLLECTOR, SERVE, IMPORT_SPEND})
 # The spend import converts money and places days as the workers do (tracker.spend).
 SPEND_IMPORT = frozenset({SERVE, IMPORT_SPEND})
+# They save goal rules and KPI targets in the store (tracker.rulebook): PUT /v1/goals and
+# /v1/targets, and the commands that save them from a file.
+RULE_KEEPERS = frozenset({SERVE, GOALS, TARGETS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +150,14 @@ class Settings:
     )
     # The collector reads the day's cookieless salt and the suppression list there.
     redis_url: str = _setting(
-        "redis://127.0.0.1:6379/0", "Redis URL of the KPI store", STORE | INTAKE | FORWARDERS
+        "redis://127.0.0.1:6379/0",
+        "Redis URL of the KPI store",
+        STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
     redis_prefix: str = _setting(
-        "tracker", "prefix of every Redis key, to share one Redis", STORE | INTAKE | FORWARDERS
+        "tracker",
+        "prefix of every Redis key, to share one Redis",
+        STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
     dead_letter_topic: str = _setting(
@@ -291,12 +302,29 @@ class Settings:
         {COLLECTOR},
     )
     base_currency: str = _setting(
-        "USD", "ISO 4217 currency all money is reported in", INTAKE | STORE | SPEND_IMPORT
+        "USD",
+        "ISO 4217 currency all money is reported in",
+        INTAKE | STORE | SPEND_IMPORT | RULE_KEEPERS,
     )
     currency_rates: str = _setting(
         "",
         "rates to the base currency, e.g. 'EUR=1.08,GBP=1.27' (1 EUR = 1.08 base)",
-        INTAKE | {WORKER} | SPEND_IMPORT,
+        INTAKE | {WORKER} | SPEND_IMPORT | RULE_KEEPERS,
+    )
+    max_goals: int = _setting(
+        100,
+        "most goal rules a save (PUT /v1/goals, tracker goals) may hold; each page view is "
+        "matched against every page rule",
+        RULE_KEEPERS,
+        minimum=1,
+        maximum=10_000,
+    )
+    max_targets: int = _setting(
+        1000,
+        "most KPI targets a save (PUT /v1/targets, tracker targets) may hold",
+        RULE_KEEPERS,
+        minimum=1,
+        maximum=100_000,
     )
     grace_s: int = _setting(
         3600,

@@ -26,6 +26,9 @@ Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
   orders, so a link that arrives after them can re-credit them; for the lookback.
 - ``P:salt:<YYYY-MM-DD>``: the key of that UTC day's cookieless visitor ids (32
   random bytes), expiring when the day ends (tracker/consent.py).
+- ``P:goals``, ``P:targets``: JSON of the goal rules and the KPI targets in force,
+  with their version; ``P:goals:versions`` and ``P:targets:versions`` hold every
+  version ever saved (tracker/rulebook.py).
 - ``P:rank:spend``: sorted set of campaigns by all-time spend, and in every bucket
   the row ``campaigns``/``all`` summing all campaign rows: together they let
   ``/metrics`` read the top campaigns and fold the rest into ``other`` without
@@ -133,6 +136,16 @@ class Keys:
     @property
     def health(self) -> str:
         return f"{self.prefix}:health"
+
+    @property
+    def goals(self) -> str:
+        """The goal rules (:mod:`tracker.rulebook`); ``goals:versions`` keeps every version."""
+        return f"{self.prefix}:goals"
+
+    @property
+    def targets(self) -> str:
+        """The KPI targets, versioned as the goals are."""
+        return f"{self.prefix}:targets"
 
     @property
     def sources(self) -> str:

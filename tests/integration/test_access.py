@@ -14,19 +14,16 @@ import dataclasses
 import secrets
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import ExitStack
 
 import orjson
 import pytest
 import redis
 
 from tests.conftest import free_port, isolated_settings
-from tests.processes import environment, http_get, stop, wait_for
+from tests.exporter import Exporter, ask, exporter
+from tests.processes import environment
 from tracker.attribution import Touch
 from tracker.export.access import ADMIN, READ
 from tracker.export.server import build
@@ -43,9 +40,11 @@ TOKENS = f"read:{READ_TOKEN},admin:{ADMIN_TOKEN}"
 
 OPEN = frozenset({"/healthz", "/readyz", "/openapi.yaml"})
 """Always open: probes, and the description of the API (no data)."""
-ADMIN_ROUTES = frozenset({"/v1/people", "/v1/erasure", "/v1/spend"})
+ADMIN_ROUTES = frozenset({"/v1/people", "/v1/erasure", "/v1/spend", "/v1/goals"})
 """What is held about one person is personal data, and so is erasing it; importing spend
-changes every spend KPI; every other query is read."""
+changes every spend KPI, and goals what a conversion is; every other query is read."""
+ADMIN_WRITES = frozenset({"/v1/targets"})
+"""Read by anyone who reads the KPIs, changed by an admin only."""
 
 CALLERS: dict[str, str | None] = {
     "no header": None,
@@ -61,69 +60,20 @@ CALLERS: dict[str, str | None] = {
 REFUSED_BODY = b'{"error":"missing or invalid token"}'
 
 
-def needed(path: str, metrics_auth: bool) -> str | None:
+def needed(path: str, method: str, metrics_auth: bool) -> str | None:
     """The role a route wants a token of; None for an open route."""
     if path in OPEN:
         return None
     if path == "/metrics":
         return READ if metrics_auth else None
     if path.startswith("/v1/"):
-        return ADMIN if path in ADMIN_ROUTES else READ
+        admin = path in ADMIN_ROUTES or (path in ADMIN_WRITES and method == "PUT")
+        return ADMIN if admin else READ
     raise AssertionError(f"{path}: a route this test cannot place; say who may ask it")
 
 
 def allowed(caller: str, role: str | None) -> bool:
     return role is None or caller == ADMIN or (caller == READ and role == READ)
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    challenge: str | None
-    """Its WWW-Authenticate header."""
-    body: bytes
-
-
-def ask(
-    base: str, path: str, method: str, authorization: str | None, body: bytes | None = None
-) -> Answer:
-    headers = {} if authorization is None else {"Authorization": authorization}
-    request = urllib.request.Request(base + path, body, headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return Answer(answer.status, answer.headers["www-authenticate"], answer.read())
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.headers["www-authenticate"], exc.read())
-
-
-@dataclass(frozen=True)
-class Exporter:
-    base: str
-    log: Path
-
-
-@contextmanager
-def exporter(settings: Settings, log: Path) -> Iterator[Exporter]:
-    """``tracker serve`` logging to ``log``, once it answers /healthz."""
-    base = f"http://127.0.0.1:{settings.exporter_port}"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tracker.cli", "serve"],
-            env=environment(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-
-            def healthy() -> bool:
-                if process.poll() is not None:
-                    raise SystemExit(f"tracker serve exited: {log.read_text()[-3000:]}")
-                return http_get(f"{base}/healthz")[0] == 200
-
-            wait_for(healthy, timeout=60, what="the exporter healthy")
-            yield Exporter(base, log)
-        finally:
-            stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +116,7 @@ def test_every_route_answers_each_caller_as_its_role_says(
     guarded = stacks["metrics auth" if metrics_auth else "tokens"]
     problems = []
     for path, method in routes(metrics_auth):
-        role = needed(path, metrics_auth)
+        role = needed(path, method, metrics_auth)
         expected = ask(stacks["open"].base, path, method, None).status
         assert expected not in (401, 403), f"{method} {path}: the open exporter refused"
         for caller, authorization in CALLERS.items():

@@ -222,7 +222,8 @@ def test_a_batch_lands_message_by_message(keyed: Running) -> None:
     letters = {key_of(letter): letter for letter in letters_of(keyed, m)}
     assert {key: letter["reasons"] for key, letter in letters.items()} == {
         f"v-{m}": {
-            "type": "'Product Viewed' is no conversion: name it in TRACKER_CONVERSION_EVENTS"
+            "type": "'Product Viewed' is no conversion: name it in a goal (PUT /v1/goals) or "
+            "TRACKER_CONVERSION_EVENTS"
         },
         f"bad-{m}": {"properties.revenue": "must not be negative"},
         f"g-{m}": {"type": "a group call is not counted: tracker has no accounts"},

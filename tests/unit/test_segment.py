@@ -556,7 +556,8 @@ def test_other_track_names_are_kept_until_a_setting_counts_them() -> None:
     exc = uncounted(track("Product Viewed", product_id="p1"))
     assert (exc.kind, exc.keep) == ("track", True)
     assert exc.reasons == {
-        "type": "'Product Viewed' is no conversion: name it in TRACKER_CONVERSION_EVENTS"
+        "type": "'Product Viewed' is no conversion: name it in a goal (PUT /v1/goals) or "
+            "TRACKER_CONVERSION_EVENTS"
     }
     assert event(track("Signed Up")).goal == "signup"  # the same, once named
 

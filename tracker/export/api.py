@@ -9,10 +9,12 @@ from urllib.parse import parse_qsl
 
 from redis.asyncio import Redis
 
+from tracker import targets
 from tracker.asgi import HTTPError, Request, Response
 from tracker.attribution import MODELS
 from tracker.events import parse_ts
-from tracker.export.rows import clv_row, final, row
+from tracker.export.rows import clv_row, final, row, totals
+from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Keys, read_buckets, read_uniques
 from tracker.types import EpochMs
@@ -32,6 +34,7 @@ class KpiApi:
         self._currency = settings.base_currency.upper()
         self._calendar = settings.calendar()
         self._grace_ms = settings.grace_s * 1000
+        self._targets = Rulebook(redis, self._keys.targets)
 
     async def kpis(self, request: Request) -> Response:
         span = parse_span(known_query(request, KPIS_PARAMETERS), self._calendar)
@@ -49,10 +52,15 @@ class KpiApi:
             self._keys,
         )
         now = int(time.time() * 1000)
+        bounds = targets.load(await self._targets.current())
+        daily = window == "1d"
         rows = [
             {
                 **row(bucket, dimension, value, metrics, model, people),
                 "final": final(self._calendar, bucket, window, self._grace_ms, now),
+                **targets.row_verdict(
+                    bounds.of(dimension, value), totals(dimension, metrics, model), daily
+                ),
             }
             for (bucket, value, metrics), people in zip(cells, users, strict=True)
         ]

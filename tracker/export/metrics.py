@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from tracker import rulebook, targets
 from tracker.attribution import ONE
 from tracker.channels import CHANNELS
 from tracker.export.rows import totals
@@ -112,11 +113,14 @@ class StoreCollector(Collector):
         pipe.zcard(keys.rank)
         pipe.hgetall(keys.health)
         pipe.smembers(keys.sources)
-        top, ranked, health, sources = pipe.execute()
+        pipe.get(keys.targets)
+        top, ranked, health, sources, stored_targets = pipe.execute()
+        bounds = targets.load(rulebook.decode(stored_targets))
 
         # Only the named campaigns, their sum and the channels are read: the scrape
-        # costs the same for ten campaigns or ten thousand.
-        named = [name.decode() for name in top]
+        # costs the same for ten campaigns or ten thousand. A campaign with a target
+        # keeps its name whatever it spends, so its alert can compare the two.
+        named = list(dict.fromkeys([name.decode() for name in top] + bounds.named("campaign")))
         wanted = [("campaign", n) for n in named] + [CAMPAIGN_SUM]
         wanted += [("channel", c) for c in CHANNELS]
         dimensions = list(dict.fromkeys(d for d, _ in wanted))
@@ -133,7 +137,7 @@ class StoreCollector(Collector):
             pipe.mget(source_keys)
         results = pipe.execute()
         progress = results.pop() if source_keys else []
-        fold = ranked > len(named)
+        fold = ranked > len(top)
         replies = iter(results)
         rows = {}
         for window, _ in buckets:
@@ -148,6 +152,7 @@ class StoreCollector(Collector):
             value=max(0, ranked - len(named)),
         )
         yield from self._window_kpis({w: rows[w] for w in WINDOWS})
+        yield from self._targets(bounds, rows["1d"])
         yield from self._health(health, progress)
         yield from self._lag(source_keys, progress)
         yield from self._clv(rows[ALL_TIME])
@@ -190,6 +195,39 @@ class StoreCollector(Collector):
                     if result is not None:
                         families[dimension, kpi].add_metric([value, window], result)
         yield from families.values()
+
+    def _targets(self, bounds: targets.TargetSet, today: Rows) -> Iterator[Metric]:
+        """Each target next to the KPI it bounds, and the day's spend the budget bounds."""
+        for dimension in targets.DIMENSIONS:
+            prefix = "tracker" if dimension == "total" else f"tracker_{dimension}"
+            labels = [] if dimension == "total" else [dimension]
+            spend = GaugeMetricFamily(
+                f"{prefix}_daily_spend",
+                f"Spend so far in the current {self._calendar.timezone} day"
+                + ("" if dimension == "total" else f" per {dimension}")
+                + f", in {self._currency} (what daily_spend_max bounds)",
+                labels=labels,
+            )
+            if dimension == "total":
+                day = sum(m.get("spend", 0) for (d, _), m in today.items() if d == "channel")
+                spend.add_metric([], to_number(day))
+            for (dim, value), metrics in sorted(today.items()):
+                if dim == dimension and value != OTHER:
+                    spend.add_metric([value], to_number(metrics.get("spend", 0)))
+            yield spend
+            for bound in targets.BOUNDS:
+                family = GaugeMetricFamily(
+                    f"{prefix}_target_{bound}",
+                    f"Target {bound} set through PUT /v1/targets"
+                    + ("" if dimension == "total" else f" per {dimension}")
+                    + (f", in {self._currency}" if bound in targets.MONEY else ""),
+                    labels=labels,
+                )
+                for target in bounds.targets:
+                    number = target.bounds().get(bound)
+                    if target.dimension == dimension and number is not None:
+                        family.add_metric([target.value] if labels else [], number)
+                yield family
 
     def _health(
         self, health: Mapping[bytes, bytes], progress: list[bytes | str | None]

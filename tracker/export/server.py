@@ -24,6 +24,7 @@ from tracker.export.erasure import ErasureApi
 from tracker.export.lag import EndOffsets
 from tracker.export.metrics import StoreCollector
 from tracker.export.people import PeopleApi
+from tracker.export.rules import GOALS, TARGETS, RulesApi
 from tracker.export.spend import SpendApi
 from tracker.openapi import Description
 from tracker.settings import Settings
@@ -41,6 +42,8 @@ def build(settings: Settings) -> asgi.App:
     audit = AuditLog(settings)
     erasure = ErasureApi(redis_async, settings, audit)
     spend = SpendApi(settings)
+    goals = RulesApi(redis_async, settings, GOALS)
+    targets = RulesApi(redis_async, settings, TARGETS)
     ends = EndOffsets(settings)
 
     async def metrics(request: Request) -> Response:
@@ -65,24 +68,29 @@ def build(settings: Settings) -> asgi.App:
         await redis_async.aclose()
         redis_sync.close()
 
-    # Aggregates are read; what is held about one person is personal data, and spend
-    # imports change every spend KPI: admin.
-    get, post = ("GET",), ("POST",)
-    queries: dict[str, tuple[Handler, str, tuple[str, ...]]] = {
-        "/v1/kpis": (api.kpis, READ, get),
-        "/v1/clv": (api.clv, READ, get),
-        "/v1/trends": (decisions.trends, READ, get),
-        "/v1/attribution": (decisions.attribution, READ, get),
-        "/v1/recommendations": (decisions.recommendations, READ, get),
-        "/v1/people": (people.people, ADMIN, get),
-        "/v1/erasure": (erasure.erasure, ADMIN, post),
-        "/v1/spend": (spend.spend, ADMIN, post),
-    }
+    # Aggregates are read, targets too (they are drawn next to them); what is held about
+    # one person is personal data, spend imports change every spend KPI, and goals
+    # decide what a conversion is: admin.
+    get, post, put = ("GET",), ("POST",), ("PUT",)
+    queries: list[tuple[str, Handler, str, tuple[str, ...]]] = [
+        ("/v1/kpis", api.kpis, READ, get),
+        ("/v1/clv", api.clv, READ, get),
+        ("/v1/trends", decisions.trends, READ, get),
+        ("/v1/attribution", decisions.attribution, READ, get),
+        ("/v1/recommendations", decisions.recommendations, READ, get),
+        ("/v1/people", people.people, ADMIN, get),
+        ("/v1/erasure", erasure.erasure, ADMIN, post),
+        ("/v1/spend", spend.spend, ADMIN, post),
+        ("/v1/goals", goals.get, ADMIN, get),
+        ("/v1/goals", goals.put, ADMIN, put),
+        ("/v1/targets", targets.get, READ, get),
+        ("/v1/targets", targets.put, ADMIN, put),
+    ]
     access = Access(settings.api_token_roles())
     access.warn_if_open()
     app = asgi.App(on_startup=ends.start, on_shutdown=shutdown)
     app.route("/metrics", access.guard(metrics, READ) if settings.metrics_auth else metrics)
-    for path, (handler, role, methods) in queries.items():
+    for path, handler, role, methods in queries:
         app.route(path, access.guard(handler, role), methods)
     app.route("/healthz", healthz)
     app.route("/readyz", readyz)
