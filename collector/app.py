@@ -20,7 +20,6 @@ import time
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from collector import segment, snowplow, validation
@@ -37,6 +36,7 @@ from tracker import asgi, goals
 from tracker.asgi import Handler, HTTPError, Request, Response
 from tracker.kafka import ensure_topics
 from tracker.openapi import Description
+from tracker.redis_clients import async_client
 from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Keys
@@ -57,7 +57,7 @@ class Collector:
         self.metrics = Metrics(self.registry)
         self.producer = BatchingProducer(settings, on_flushed=self.metrics.flushed)
         self.metrics.buffered.set_function(lambda: self.producer.buffered)
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = async_client(settings.redis_url)
         keys = Keys(settings.redis_prefix)
         self.salts = Salts(self.redis, keys)
         self.suppressions = Suppressions(keys)

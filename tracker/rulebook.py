@@ -68,21 +68,28 @@ class Rulebook:
         raw = await self._redis.hget(self._versions, str(version))
         return decode(raw) if raw is not None else None
 
-    async def save(self, rules: Mapping[str, Any], now: EpochMs | None = None) -> dict[str, Any]:
-        """Store ``rules`` (already validated) as the next version; the stored document."""
+    async def save(
+        self, rules: Mapping[str, Any], now: EpochMs | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Store ``rules`` (already validated) as the next version: the stored document,
+        and whether it is new. The rules in force saved again make no new version, so a
+        file applied at every start (compose, ``make up``) does not pile versions up."""
         saved_at = time.time_ns() // 1_000_000 if now is None else now
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(self.key)
-                    version = decode(await pipe.get(self.key))["version"] + 1
+                    current = decode(await pipe.get(self.key))
+                    if current["version"] and all(current.get(k) == v for k, v in rules.items()):
+                        return current, False  # leaving the pipeline unwatches
+                    version = current["version"] + 1
                     document = {"version": version, "saved_at": saved_at, **rules}
                     raw = orjson.dumps(document)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(self.key, raw)
                     pipe.hset(self._versions, str(version), raw)
                     await pipe.execute()
-                    return document
+                    return document, True
                 except WatchError:
                     continue
 

@@ -53,10 +53,26 @@ demo_applied() {
     warn "the worker has not applied the demo history within 2 minutes; see .run/tracker/worker.log"
 }
 
+# The goal rules and KPI targets of deploy/goals.json and deploy/targets.json, saved
+# once per data directory (as the README's PUT /v1/goals would): changes made through
+# the API afterwards stay. Compose saves the same files at every start.
+demo_rules() {
+    demo_enabled || return 0
+    local marker="$RUN/demo-rules.done" kind
+    [[ -e $marker ]] && return 0
+    for kind in goals targets; do
+        "$PYTHON" -m tracker.cli "$kind" --file "$ROOT/deploy/$kind.json" >"$RUN/demo-$kind.log" 2>&1 ||
+            { show_tail "$RUN/demo-$kind.log"; die "saving deploy/$kind.json failed"; }
+    done
+    log "goal rules and KPI targets saved from deploy/goals.json and deploy/targets.json"
+    touch "$marker"
+}
+
 demo_describe() {
     demo_enabled || return 0
     log "demo configuration (local stack only; TRACKER_DEMO=0 turns it off):"
     log "  redirect allow-list  TRACKER_REDIRECT_ALLOW=$TRACKER_REDIRECT_ALLOW"
     log "  postback partner     TRACKER_POSTBACK_SECRETS=${TRACKER_POSTBACK_SECRETS%%=*}=<the README's example secret>"
     log "  history              four weeks of the simulated market (loaded once)"
+    log "  goals, targets       deploy/goals.json, deploy/targets.json (saved once)"
 }

@@ -79,6 +79,7 @@ main() {
         start)
             api_settings
             demo_settings
+            demo_rules
             for n in "${names[@]}"; do start_one "$n"; done
             # The history goes through the collector and the worker just started.
             if [[ " ${names[*]} " == *" collector "* ]]; then demo_history; fi

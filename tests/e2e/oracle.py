@@ -52,6 +52,19 @@ CLOCK = "_clock_ms"
 """Marks an event sent by a client whose clock is off by this much: the sender moves its
 ``ts`` and the batch's ``sent_at`` by it; the reference counts it at its true time."""
 CLOCKS_OFF = (3 * HOUR, -30 * HOUR)
+SDK_EVENT = "_sdk_event"
+"""Marks a conversion sent as an SDK event of this name (Segment's ``track``, Snowplow's
+structured event) that a goal rule names: the rule, not the event, says its goal and value."""
+SIGNUP_EVENT = "Newsletter Joined"
+GOAL_RULES: dict[str, list[dict[str, str]]] = {
+    "goals": [
+        {"name": "lead", "page_url": "https://shop.example/thank-you*", "value": "10.00"},
+        {"name": "newsletter", "page_url": "/newsletter/welcome"},
+        {"name": "signup", "event": SIGNUP_EVENT, "value": "2.50", "currency": "EUR"},
+    ]
+}
+"""The goals in force while the log is sent (PUT /v1/goals): a page view whose URL matches
+converts, the whole URL for an absolute pattern, path and query for one starting with /."""
 MODELS = ("last_click", "first_click", "linear", "time_decay", "position_based")
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 CRAWLER = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
@@ -328,6 +341,7 @@ def generate(seed: int, now_ms: int, timezone: str = "UTC") -> Log:
         )
     _identity_cases(log, seed, ev, serial)
     _privacy_cases(log, seed, ev, serial)
+    _goal_cases(log, seed, ev, serial)
     return log
 
 
@@ -600,6 +614,86 @@ def _privacy_cases(
     )
 
 
+def _goal_cases(
+    log: Log, seed: int, ev: Callable[..., dict[str, Any]], serial: Iterator[int]
+) -> None:
+    """Conversions no site sent: page views of a goal's pages, and an SDK event a goal names.
+
+    Each visitor clicks a campaign first (phase 0), so the goal's conversion is credited
+    to it. A page view sent twice converts once; a crawler's converts nothing; pages the
+    patterns do not match, nothing either.
+    """
+    rng = random.Random(f"{seed}:goals")
+    first, second, third = log.phases
+
+    def clicked(person: str, campaign: str) -> None:
+        first.append(
+            ev("click", rng.randint(0, 15), campaign=campaign, channel=CAMPAIGNS[campaign],
+               click_id=f"k{next(serial)}", cost="2.00", anonymous_id=person)
+        )  # fmt: skip
+
+    def page(person: str, url: str, **fields: Any) -> dict[str, Any]:
+        return ev("pageview", rng.randint(20, 40), url=url, anonymous_id=person, **fields)
+
+    for number, campaign in enumerate(("o-search-1", "o-social-1", "o-email-1", "o-aff-1")):
+        clicked(f"goal-{number}", campaign)
+    twice = page("goal-1", "https://shop.example/thank-you")
+    second.extend(
+        [
+            page("goal-0", f"https://shop.example/thank-you?order={rng.randint(1, 99)}"),
+            twice,
+            page("goal-0", "https://shop.example/thanks"),
+            page("goal-2", "https://blog.example/newsletter/welcome"),
+            page("goal-2", "https://blog.example/newsletter/welcome?from=mail"),
+            page("goal-crawler", "https://shop.example/thank-you", user_agent=CRAWLER),
+            ev("conversion", rng.randint(20, 40), goal="signup", value="99.00",
+               anonymous_id="goal-3", **{SDK_EVENT: SIGNUP_EVENT}),
+        ]
+    )  # fmt: skip
+    third.append(dict(twice))
+
+
+def with_goals(e: dict[str, Any]) -> list[dict[str, Any]]:
+    """``e`` as the collector passes it on under :data:`GOAL_RULES`: a page view with the
+    conversions of the goals its URL reaches, an SDK event with its goal's name and value."""
+    rules = GOAL_RULES["goals"]
+    if SDK_EVENT in e:
+        [rule] = [r for r in rules if r.get("event") == e[SDK_EVENT]]
+        kept = {k: v for k, v in e.items() if k != SDK_EVENT}
+        return [kept | {"goal": rule["name"], "value": rule["value"], "currency": rule["currency"]}]
+    if e["type"] != "pageview" or not e.get("url"):
+        return [e]
+    parts = urllib.parse.urlsplit(e["url"])
+    local = parts.path + (f"?{parts.query}" if parts.query else "")
+    whole = f"{parts.scheme}://{parts.netloc}{local}"
+    made = [
+        {k: v for k, v in e.items() if k not in ("type", "cost")}
+        | {"type": "conversion", "event_id": f"{e['event_id']}:{r['name']}", "goal": r["name"]}
+        | {"value": r.get("value", "0"), "currency": r.get("currency", "USD")}
+        for r in rules
+        if "page_url" in r and globbed(r["page_url"], local if r["page_url"][0] == "/" else whole)
+    ]
+    return [e, *made]
+
+
+def globbed(pattern: str, text: str) -> bool:
+    """Whether ``text`` is ``pattern`` with each ``*`` standing for any characters."""
+    if "*" not in pattern:
+        return text == pattern
+    first, *middle, last = pattern.split("*")
+    if len(text) < len(first) + len(last):
+        return False
+    if not (text.startswith(first) and text.endswith(last)):
+        return False
+    at, end = len(first), len(text) - len(last)
+    for piece in middle:  # leftmost is enough: a later piece can only gain room
+        found = text.find(piece, at, end)
+        if found < 0:
+            return False
+        at = found + len(piece)
+    return True
+
+
 def cookieless(e: dict[str, Any]) -> dict[str, Any]:
     """``e`` as the collector keeps it without analytics consent: the visitor is the
     agent on the site (the IP is the test's own, the same for all), no id of its own."""
@@ -841,7 +935,7 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
             counts["identity_restitched"] += 1
 
     for phase in log.phases:
-        for e in phase:
+        for e in (made for sent in phase for made in with_goals(sent)):
             if e["event_id"] in seen:
                 continue
             seen.add(e["event_id"])  # however late: late is not lost

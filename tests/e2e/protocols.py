@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from tests.e2e.oracle import SDK_EVENT
+
 LEAD_EVENT = "Lead Created"
 CONVERSION_EVENTS = f"{LEAD_EVENT}=lead"
 """TRACKER_CONVERSION_EVENTS of the oracle's run: a lead is a named track event."""
@@ -92,6 +94,9 @@ def segment_message(event: dict[str, Any], clock_off: int = 0) -> dict[str, Any]
             message[key] = event[name]
     if kind == "pageview" and given <= _TOUCH | {"url"}:
         return message | {"type": "page", "properties": {"url": event.get("url") or LANDING}}
+    if SDK_EVENT in event:
+        properties = {"revenue": event["value"]} if event.get("value") else {}
+        return message | {"type": "track", "event": event[SDK_EVENT], "properties": properties}
     if kind == "identify" and given <= _WHO:
         return message | {"type": "identify"}
     if kind != "conversion" or not given <= _ORDER:
@@ -139,6 +144,11 @@ def snowplow_params(event: dict[str, Any], clock_off: int = 0) -> dict[str, str]
         params["uid"] = event["user_id"]
     if kind == "pageview" and given <= _TOUCH | {"url"}:
         return params | {"e": "pv", "url": url}
+    if SDK_EVENT in event:
+        value = {"se_va": event["value"]} if event.get("value") else {}
+        return (
+            params | {"e": "se", "url": url, "se_ca": "oracle", "se_ac": event[SDK_EVENT]} | value
+        )
     if kind != "conversion" or not given <= _ORDER or not event.get("order_id"):
         return None  # a transaction needs its id; identify and reset have no event
     status, goal = event.get("status", "approved"), event.get("goal", "purchase")

@@ -44,6 +44,8 @@ def send(
             event = {k: v for k, v in event.items() if v is not None}
             off = event.pop(oracle.CLOCK, 0)
             kind = protocols.protocol_of(event)
+            if kind == "batch" and oracle.SDK_EVENT in event:
+                kind = "segment"  # the batch API has no SDK event names
             if kind == "segment" and protocols.segment_message(event) is None:
                 kind = "batch"
             if kind == "snowplow" and protocols.snowplow_params(event) is None:
@@ -218,6 +220,28 @@ def _to_midnight_ms() -> int:
     return oracle.DAY - now % oracle.DAY
 
 
+def save_goals(settings: Settings) -> None:
+    """The log's goal rules, saved through the exporter, once the collector applies them."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.exporter_port}/v1/goals",
+        data=orjson.dumps(oracle.GOAL_RULES),
+        method="PUT",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        version = orjson.loads(answer.read())["version"]
+
+    def taken() -> bool:
+        status, body = http_get(f"http://127.0.0.1:{settings.collector_port}/metrics")
+        assert status == 200
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name == "tracker_collector_goals_version":
+                return bool(family.samples[0].value >= version)
+        return False
+
+    wait_for(taken, timeout=30, what="the collector applying the goal rules")
+
+
 def run_log(
     settings: Settings, seed: int, after_chunk: Callable[[int], None] = lambda index: None
 ) -> oracle.Log:
@@ -228,6 +252,7 @@ def run_log(
     """
     wait_for(lambda: _to_midnight_ms() > SENDING_MS, timeout=SENDING_MS / 1000 + 60,
              what="midnight UTC passed")  # fmt: skip
+    save_goals(settings)
     log = oracle.generate(seed=seed, now_ms=int(time.time() * 1000), timezone=settings.timezone)
     for number, phase in enumerate(log.phases):
         send(settings, phase, after_chunk if number == 0 else lambda index: None)

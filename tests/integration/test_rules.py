@@ -81,6 +81,9 @@ def test_goals_are_saved_whole_as_versions_and_a_bad_document_saves_nothing(
         "currency": "USD",
     }
     assert "from now on" in saved["applies"]
+    status, again = call(running, "PUT", "/v1/goals", GOALS)
+    assert (status, again["version"], again["saved_at"]) == (200, version, saved["saved_at"])
+    assert again["applies"].startswith("unchanged")
 
     bad = {"goals": [GOALS["goals"][1], {"name": "lead", "page_url": "thank-you*"}]}
     status, refused = call(running, "PUT", "/v1/goals", bad)

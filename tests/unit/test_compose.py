@@ -40,7 +40,7 @@ DASHBOARDS = GRAFANA / "dashboards"
 METRICS_SOURCE = ROOT / "tracker" / "export" / "metrics.py"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tracker.rules.yml"
 
-TRACKER_SERVICES = ("collector", "worker", "exporter", "simulator", "forward")
+TRACKER_SERVICES = ("collector", "worker", "exporter", "simulator", "forward", "goals", "targets")
 
 # The port each subcommand listens on, as a setting; the simulator listens on none.
 LISTEN_PORT = {
@@ -60,6 +60,8 @@ USES = {
     "serve": ("redis_url",),
     "forward": ("kafka_bootstrap", "redis_url"),
     "simulate": ("collector_url",),
+    "goals": ("redis_url",),
+    "targets": ("redis_url",),
 }
 # Metric families the Grafana dashboards query. Each must be produced by
 # tracker/export/metrics.py; counters are queried with their "_total" suffix.

@@ -16,9 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector import bots
-from tests.e2e import oracle
+from collector.segment_messages import message_event
+from tests.e2e import oracle, protocols
+from tracker import goals
 from tracker.attribution import ONE
 from tracker.events import Context, Event, Rules, parse_event
+from tracker.goals import GoalSet
 from tracker.records import partition_key
 from tracker.stream.aggregate import fold
 from tracker.stream.delta import Delta, Policy
@@ -29,24 +32,32 @@ NOW = 1_764_800_000_000  # 2025-12-03T22:13:20Z: a log of three days, near midni
 RATES = {currency: float(rate) for currency, rate in oracle.RATES.items()}
 
 
+GOALS = GoalSet(1, 0, goals.parse(oracle.GOAL_RULES, frozenset(RATES), "USD", 100))
+RULES = Rules(
+    currencies=frozenset(RATES),
+    default_currency="USD",
+    max_age_ms=400 * oracle.DAY,
+    is_bot=bots.is_bot,
+    goals=GOALS,
+)
+
+
 def events_of(log: oracle.Log) -> list[list[Event]]:
-    rules = Rules(
-        currencies=frozenset(RATES),
-        default_currency="USD",
-        max_age_ms=400 * oracle.DAY,
-        is_bot=bots.is_bot,
-    )
+    """The log's events as the collector passes them on (goal rules applied)."""
     # Cookieless visitors' ids take a day's salt: one for the whole log, as when sent.
     context = Context(received_at=NOW, salt=b"a day's salt")
+    return [[e for raw in phase for e in collected(raw, context)] for phase in log.phases]
+
+
+def collected(raw: dict[str, Any], context: Context) -> list[Event]:
     # A client whose clock is off is counted at its true time (the collector corrects
     # it by sent_at; tests/e2e checks that part).
-    return [
-        [
-            parse_event({k: v for k, v in raw.items() if k != oracle.CLOCK}, context, rules)
-            for raw in phase
-        ]
-        for phase in log.phases
-    ]
+    raw = {k: v for k, v in raw.items() if k != oracle.CLOCK}
+    if oracle.SDK_EVENT in raw:  # only an SDK can name it: as Segment's API says it
+        message = protocols.segment_message(raw)
+        assert message is not None
+        return [message_event(message, context, RULES)]
+    return GOALS.conversions([parse_event(raw, context, RULES)])
 
 
 def policy(timezone: str) -> Policy:

@@ -27,9 +27,7 @@ def refused(body: Any, max_rules: int = 100) -> dict[str, str]:
 
 
 def pageview(url: str, event_id: str = "pv-1") -> Event:
-    return Event(
-        event_id=event_id, type="pageview", ts=1, received_at=1, channel="direct", url=url
-    )
+    return Event(event_id=event_id, type="pageview", ts=1, received_at=1, channel="direct", url=url)
 
 
 def test_the_issue_example_parses_and_round_trips_through_its_stored_form() -> None:

@@ -557,7 +557,7 @@ def test_other_track_names_are_kept_until_a_setting_counts_them() -> None:
     assert (exc.kind, exc.keep) == ("track", True)
     assert exc.reasons == {
         "type": "'Product Viewed' is no conversion: name it in a goal (PUT /v1/goals) or "
-            "TRACKER_CONVERSION_EVENTS"
+        "TRACKER_CONVERSION_EVENTS"
     }
     assert event(track("Signed Up")).goal == "signup"  # the same, once named
 

@@ -38,6 +38,12 @@ class Kind:
     key: Callable[[Keys], str]
     applies: str
 
+    def saved(self, new: bool) -> dict[str, Any]:
+        """What a save answers besides the document."""
+        if new:
+            return {"applies": self.applies}
+        return {"applies": "unchanged: the rules in force were saved again, no new version"}
+
 
 GOALS: Final = Kind(
     "goals",
@@ -97,8 +103,8 @@ class RulesApi:
             document = check(self._kind, await request.body(MAX_BODY_BYTES), self._settings)
         except RulesError as exc:
             return Response.json({"error": str(exc), "reasons": exc.reasons}, 400)
-        saved = await self._book.save(document)
-        return Response.json({**answer(saved), "applies": self._kind.applies})
+        saved, new = await self._book.save(document)
+        return Response.json({**answer(saved), **self._kind.saved(new)})
 
 
 def run(settings: Settings, kind: Kind, path: str | None) -> int:
@@ -111,7 +117,8 @@ def run(settings: Settings, kind: Kind, path: str | None) -> int:
         book = Rulebook(redis, kind.key(Keys(settings.redis_prefix)))
         if path is None:
             return await book.current()
-        return {**await book.save(check(kind, raw, settings)), "applies": kind.applies}
+        saved, new = await book.save(check(kind, raw, settings))
+        return {**saved, **kind.saved(new)}
 
     raw = b""
     try:

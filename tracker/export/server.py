@@ -27,12 +27,13 @@ from tracker.export.people import PeopleApi
 from tracker.export.rules import GOALS, TARGETS, RulesApi
 from tracker.export.spend import SpendApi
 from tracker.openapi import Description
+from tracker.redis_clients import async_client, sync_client
 from tracker.settings import Settings
 
 
 def build(settings: Settings) -> asgi.App:
-    redis_async = redis.asyncio.Redis.from_url(settings.redis_url)
-    redis_sync = redis.Redis.from_url(settings.redis_url)
+    redis_async = async_client(settings.redis_url)
+    redis_sync = sync_client(settings.redis_url)
     registry = CollectorRegistry()
     store = StoreCollector(redis_sync, settings)
     registry.register(store)
