@@ -1,7 +1,7 @@
 """Decision support over the KPI store: trends, attribution comparison, budget allocation.
 
 The math modules (:mod:`periods`, :mod:`trends`, :mod:`comparison`, :mod:`curves`,
-:mod:`budget`, :mod:`explain`) are pure functions over the bucket sums that
+:mod:`limits`, :mod:`budget`, :mod:`explain`) are pure functions over the bucket sums that
 ``/v1/kpis`` reads, through :func:`tracker.export.rows.totals` and
 :func:`tracker.export.rows.row`; :mod:`queries` is their only door to Redis, and
 :mod:`command` is ``tracker budget``.

@@ -10,7 +10,8 @@ the split at which every movable unit not held at a limit has the same marginal
 return is the best one (the Karush-Kuhn-Tucker condition), found by bisection on
 that common marginal return. Amounts are integers of a money quantum (a whole
 currency unit when the total is whole, else a cent, else a micro-unit) and add up
-to exactly the total.
+to exactly the total. The units' KPI targets, when given, add maximums
+(:mod:`limits`); an explicit maximum or a target's, the lower wins.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tracker.decide.curves import Curve, Fit, FitError, fit
+from tracker.decide.limits import TargetLimit, target_limits, tightest
 from tracker.money import MICROS_PER_UNIT, MoneyError, parse_micros
+from tracker.targets import Target
 from tracker.types import Micros
 
 OBJECTIVES = ("revenue", "conversions")
@@ -54,6 +57,8 @@ class Rules:
     minimum: Mapping[str, Micros] = field(default_factory=dict)
     maximum: Mapping[str, Micros] = field(default_factory=dict)
     currency: str = "USD"
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    """The units' KPI targets, read as maximums (:mod:`limits`); empty unless asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,10 @@ class Allocation:
     outcome_start: float | None
     """Expected outcome over the period at the start, by the fitted curve."""
     outcome_recommended: float | None
+    target_limits: tuple[TargetLimit, ...] = ()
+    """What each bound of the unit's target makes of its budget, lowest maximum first."""
+    capped_by: TargetLimit | None = None
+    """The target limit that is the unit's maximum (below any explicit one), if any."""
 
     @property
     def change(self) -> Micros:
@@ -166,18 +175,30 @@ def plan(units: Sequence[Unit], rules: Rules) -> Plan:
         found, reason = _curve(unit, spent, rules)
         fits.append(found)
         reasons.append(reason)
+    limits = [
+        target_limits(
+            rules.targets.get(unit.name),
+            found.curve if found else None,
+            objective=rules.objective,
+            period_days=rules.period_days,
+        )
+        for unit, found in zip(units, fits, strict=True)
+    ]
+    caps = [_cap(unit.name, found, rules) for unit, found in zip(units, limits, strict=True)]
     bounds = [
-        _bounds(unit.name, start, found is not None, rules, q)
-        for unit, start, found in zip(units, starts, fits, strict=True)
+        _bounds(unit.name, start, found is not None, rules, q, cap)
+        for unit, start, found, cap in zip(units, starts, fits, caps, strict=True)
     ]
     low = sum(lo for lo, _ in bounds)
     high = sum(hi for _, hi in bounds)
     if not low <= total_q <= high:
         least, most = money_text(low * q, rules.currency), money_text(high * q, rules.currency)
+        capped = [unit.name for unit, cap in zip(units, caps, strict=True) if cap is not None]
+        from_targets = f"; the maximums of {', '.join(capped)} come from targets" if capped else ""
         raise BudgetError(
             f"the limits allow between {least} and {most}, not "
             f"{money_text(rules.total, rules.currency)}: loosen the minimums, maximums "
-            "or the largest change per step"
+            f"or the largest change per step{from_targets}"
         )
     scale = q / MICROS_PER_UNIT / rules.period_days  # quanta over the period -> units a day
     curves = [f.curve if f else None for f in fits]
@@ -200,6 +221,8 @@ def plan(units: Sequence[Unit], rules: Rules) -> Plan:
                 marginal_recommended=curve.marginal(day_new) if curve else None,
                 outcome_start=curve.outcome(day_start) * rules.period_days if curve else None,
                 outcome_recommended=curve.outcome(day_new) * rules.period_days if curve else None,
+                target_limits=limits[i],
+                capped_by=caps[i],
             )
         )
     moves = _moves(allocations)
@@ -236,12 +259,30 @@ def _curve(unit: Unit, recent: Micros, rules: Rules) -> tuple[Fit | None, str | 
         return None, str(exc)
 
 
-def _bounds(name: str, start: int, movable: bool, rules: Rules, q: Micros) -> tuple[int, int]:
-    """The unit's range in quanta: within the step limit, the minimum and the maximum."""
+def _cap(name: str, limits: Sequence[TargetLimit], rules: Rules) -> TargetLimit | None:
+    """The target limit that is the unit's maximum: the lowest, if below an explicit one."""
+    lowest = tightest(limits)
+    if lowest is None or lowest.maximum is None:
+        return None
+    explicit = rules.maximum.get(name)
+    return lowest if explicit is None or lowest.maximum < explicit else None
+
+
+def _bounds(
+    name: str, start: int, movable: bool, rules: Rules, q: Micros, cap: TargetLimit | None = None
+) -> tuple[int, int]:
+    """The unit's range in quanta: within the step limit, the minimum and the maximum.
+
+    ``cap``: a maximum from the unit's target, lower than any explicit one.
+    """
     minimum = -(-rules.minimum.get(name, 0) // q)  # rounded up to a quantum
     maximum = rules.maximum[name] // q if name in rules.maximum else math.inf
+    source = ""
+    if cap is not None and cap.maximum is not None:
+        maximum = cap.maximum // q
+        source = f" its target allows, {money_text(cap.maximum, rules.currency)}"
     if minimum > maximum:
-        raise BudgetError(f"{name}: the minimum is above the maximum")
+        raise BudgetError(f"{name}: the minimum is above the maximum{source}")
     if not movable:
         held = int(min(max(start, minimum), maximum))
         return held, held

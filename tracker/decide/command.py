@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max", action="append", default=[], metavar="UNIT=AMOUNT", help="a unit's maximum"
     )
+    parser.add_argument(
+        "--targets",
+        action="store_true",
+        help="take the units' KPI targets as maximums (daily spend; CPA or ROAS by the curves)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -63,6 +68,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         minimum=minimum,
         maximum=maximum,
         as_json=args.json,
+        targets=args.targets,
     )
 
 
@@ -78,8 +84,12 @@ def budget(
     minimum: dict[str, Micros],
     maximum: dict[str, Micros],
     as_json: bool,
+    targets: bool = False,
 ) -> int:
-    """Print the recommendation; 0, or 1 when Redis is away, 2 when the limits cannot be met."""
+    """Print the recommendation; 0, or 1 when Redis is away, 2 when the limits cannot be met.
+
+    ``targets``: the units' KPI targets are maximums too (:mod:`tracker.decide.limits`).
+    """
     from tracker.decide import queries
     from tracker.decide.budget import BudgetError, Rules
     from tracker.store import Keys, StoreUnavailable, read_once
@@ -106,6 +116,7 @@ def budget(
             history=history,
             rules=rules,
             calendar=settings.calendar(),
+            targets=targets,
         )
 
     try:
@@ -135,6 +146,9 @@ def render(found: dict[str, Any]) -> str:
         "",
         found["summary"],
     ]
+    if found.get("targets") is not None:
+        version = found["targets"]["version"]
+        lines.insert(1, f"KPI targets (version {version}) taken as maximums")
     if found["moves"]:
         lines += ["", *(f"  {m['explanation']}" for m in found["moves"])]
     if found["units"]:

@@ -2,7 +2,9 @@
 
 "move 1,200 USD from display to search: marginal ROAS 0.80 vs 3.10 at current spend".
 For the conversions objective the marginal figure is the marginal CPA: what the next
-conversion costs at that spend.
+conversion costs at that spend. A unit whose maximum comes from its KPI target says so
+("at most 1,400 USD by its daily spend target of 200 USD over 7 days"), and so does a
+target bound that sets no limit, with the reason.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from tracker.decide.budget import Allocation, Move, Plan
 from tracker.decide.budget import money_text as money
+from tracker.decide.limits import TargetLimit
 from tracker.money import to_number
 
 WEAK_FIT = 0.3
@@ -40,19 +43,48 @@ def move_sentence(move: Move, plan: Plan) -> str:
     )
 
 
+def limit_sentence(limit: TargetLimit, plan: Plan) -> str:
+    """What one bound of a unit's target makes of its budget, in words."""
+    currency, days = plan.rules.currency, plan.rules.period_days
+    if limit.bound == "daily_spend_max":
+        what = f"its daily spend target of {money(int(limit.target), currency)}"
+        what += f" over {days} day{'s' if days != 1 else ''}"
+    elif limit.bound == "roas_min":
+        what = f"its ROAS target of {float(limit.target):.2f}"
+    else:
+        what = f"its CPA target of {money(int(limit.target), currency)}"
+    if limit.maximum is None:
+        return f"{what} sets no limit: {limit.skipped}"
+    most = f"at most {money(_quanta(limit, plan) or 0, currency)} by {what}"
+    if limit.bound == "daily_spend_max":
+        return most
+    figure = "average ROAS" if limit.bound == "roas_min" else "average CPA"
+    return f"{most}: by its curve, above that its {figure} over the period misses the target"
+
+
+def _targets_said(a: Allocation, plan: Plan) -> str:
+    """The clauses a unit's sentence gains from its target: the limit in force, those skipped."""
+    said = [a.capped_by] if a.capped_by is not None else []
+    said += [t for t in a.target_limits if t.maximum is None]
+    return "".join(f"; {limit_sentence(t, plan)}" for t in said)
+
+
 def unit_sentence(a: Allocation, plan: Plan) -> str:
     rules = plan.rules
     start, new = money(a.start, rules.currency), money(a.recommended, rules.currency)
+    targets = _targets_said(a, plan)
     if a.kept_because is not None:
         held = "keeps" if a.recommended == a.start else "is held at"
-        return f"{a.name} {held} {new}: {a.kept_because}"
+        return f"{a.name} {held} {new}: {a.kept_because}{targets}"
     name = "marginal ROAS" if rules.objective == "revenue" else "marginal CPA"
     now = marginal(a.marginal_start, rules.objective, rules.currency)
     after = marginal(a.marginal_recommended, rules.objective, rules.currency)
     if a.change == 0:
-        return f"{a.name} keeps {start}: {name} {now}, in line with the others"
+        return f"{a.name} keeps {start}: {name} {now}, in line with the others{targets}"
     limit = ""
-    if a.recommended in (a.low, a.high):
+    if a.recommended == a.high == _quanta(a.capped_by, plan):
+        limit = ", the most its target allows"
+    elif a.recommended in (a.low, a.high):
         limit = ", the most this step allows" if a.change > 0 else ", the least this step allows"
     pct = a.change / a.start if a.start else 0.0
     caution = ""
@@ -61,8 +93,16 @@ def unit_sentence(a: Allocation, plan: Plan) -> str:
             f" (a weak fit: the curve explains {max(a.fit.r2, 0.0):.0%} of the daily ups and downs)"
         )
     return (
-        f"{a.name}: {start} -> {new} ({pct:+.0%}{limit}); {name} {now} now, {after} after{caution}"
+        f"{a.name}: {start} -> {new} ({pct:+.0%}{limit}); {name} {now} now, {after} after"
+        f"{caution}{targets}"
     )
+
+
+def _quanta(limit: TargetLimit | None, plan: Plan) -> int | None:
+    """A target's maximum as the plan applies it: down to its money quantum, in micro-units."""
+    if limit is None or limit.maximum is None:
+        return None
+    return limit.maximum // plan.quantum * plan.quantum
 
 
 def summary(plan: Plan) -> str:
@@ -150,6 +190,16 @@ def _unit(a: Allocation, plan: Plan) -> dict[str, Any]:
         "expected_recommended": _rounded(a.outcome_recommended),
         "curve": fit,
         "kept_because": a.kept_because,
+        "target_limits": [
+            {
+                "bound": t.bound,
+                "target": float(t.target) if t.bound == "roas_min" else to_number(int(t.target)),
+                "maximum": None if t.maximum is None else to_number(_quanta(t, plan) or 0),
+                "in_force": t is a.capped_by,
+                "explanation": limit_sentence(t, plan),
+            }
+            for t in a.target_limits
+        ],
         "explanation": unit_sentence(a, plan),
     }
 

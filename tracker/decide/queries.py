@@ -7,6 +7,7 @@ and :func:`tracker.export.rows.row`: the same aggregates ``/v1/kpis`` serves.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,8 +21,10 @@ from tracker.decide.periods import previous, summed
 from tracker.decide.trends import Minimums, compare
 from tracker.export.rows import totals
 from tracker.money import MICROS_PER_UNIT, parse_micros, to_number
+from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys, read_buckets
+from tracker.targets import load
 from tracker.types import EpochMs
 from tracker.windows import Calendar, rfc3339
 
@@ -188,13 +191,27 @@ async def recommendation(
     rules: Rules,
     calendar: Calendar,
     progress: Progress | None = None,
+    targets: bool = False,
 ) -> dict[str, Any]:
     """The budget plan (:func:`budget.plan`) from the ``history`` whole local days before ``end``.
 
-    Raises :class:`budget.BudgetError` when the limits cannot add up to the total.
+    ``targets``: read the KPI targets of the units of ``dimension`` in force and take
+    them as maximums (:mod:`tracker.decide.limits`); the answer's ``targets`` names
+    their version (null when not asked). Raises :class:`budget.BudgetError` when the
+    limits cannot add up to the total.
     """
     days = calendar.days_before(end, history)
     buckets = await read_range(redis, keys, "1d", days, progress)
+    used = None
+    if targets:
+        found_targets = load(await Rulebook(redis, keys.targets).current())
+        named = {t.value: t for t in found_targets.targets if t.dimension == dimension}
+        rules = dataclasses.replace(rules, targets=named)
+        saved_at = found_targets.saved_at
+        used = {
+            "version": found_targets.version,
+            "saved_at": rfc3339(saved_at) if saved_at else None,
+        }
     found = plan(units(buckets, days, dimension, model, rules.objective), rules)
     return {
         "dimension": dimension,
@@ -205,5 +222,6 @@ async def recommendation(
             "to": rfc3339(calendar.bucket_end(days[-1], "1d")),
             "days": history,
         },
+        "targets": used,
         **as_json(found),
     }

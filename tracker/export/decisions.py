@@ -31,9 +31,11 @@ RECOMMENDATIONS_PARAMETERS = (
     "max_change",
     "min",
     "max",
+    "targets",
 )
 MAX_TOP = 100
 MAX_HISTORY_DAYS = 400
+BOOLEANS = {"true": True, "false": False}
 
 
 class DecisionApi:
@@ -124,6 +126,9 @@ class DecisionApi:
             maximum = parse_limits(query.get("max", ""))
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
+        targets = BOOLEANS.get(query.get("targets", "false"))
+        if targets is None:
+            raise HTTPError(400, "targets must be true or false")
         history = _int(query, "history_days", settings.budget_history_days, 3, MAX_HISTORY_DAYS)
         max_change = _float(query, "max_change", settings.budget_max_change, 0.0, 1.0)
         rules = Rules(
@@ -146,6 +151,7 @@ class DecisionApi:
                 history=history,
                 rules=rules,
                 calendar=self._calendar,
+                targets=targets,
             )
         except BudgetError as exc:
             raise HTTPError(400, str(exc)) from None

@@ -2,7 +2,8 @@
 
 Every figure is a :func:`tracker.export.rows.row` (as ``/v1/kpis`` serves it), a
 :func:`tracker.export.rows.clv_row` (as ``/v1/clv``), or what :mod:`tracker.decide`
-computes from the same buckets.
+computes from the same buckets. Each row of the summary and the total is judged
+against its KPI target, if it has one (:mod:`tracker.report.verdicts`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ from tracker.decide.periods import previous, summed
 from tracker.decide.queries import Progress, read_range
 from tracker.decide.trends import Minimums
 from tracker.export.rows import clv_row, final, row, totals
+from tracker.kpis import Totals
+from tracker.report.verdicts import daily_rule, one_day, verdict
+from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys
+from tracker.targets import TargetSet, load
 from tracker.types import EpochMs, Micros
 from tracker.windows import ALL_TIME, WINDOWS, Calendar, rfc3339
 
 DIMENSIONS = ("channel", "campaign")
 MAX_BUCKETS = 5000
+NO_TARGETS = TargetSet()
 
 
 def auto_window(start: EpochMs, end: EpochMs) -> str:
@@ -72,6 +78,7 @@ async def gather(
     before = previous(calendar, starts, window)
     buckets = await read_range(redis, keys, window, [*before, *starts], progress)
     everything = (await read_range(redis, keys, ALL_TIME, [0])).get(0, {})
+    targets = load(await Rulebook(redis, keys.targets).current())
     budget = await _budget(
         redis, keys, settings, dimension, model, end, budget_total, budget_days, currency
     )
@@ -88,6 +95,7 @@ async def gather(
         calendar=calendar,
         grace_ms=settings.grace_s * 1000,
         now=int(time.time() * 1000),
+        targets=targets,
     )
 
 
@@ -105,13 +113,26 @@ def assemble(
     calendar: Calendar,
     grace_ms: int,
     now: EpochMs,
+    targets: TargetSet = NO_TARGETS,
 ) -> dict[str, Any]:
     """The report from buckets already read (``starts`` and the period before them).
 
     ``everything`` is the all-time bucket (customer lifetime value); ``budget`` the
     recommendation as :func:`tracker.decide.queries.recommendation` answers it.
     ``final`` says whether the last bucket (so every bucket) is final at ``now``.
+    ``targets``: the KPI targets the summary's rows and the total are judged against.
     """
+    whole_day = window != "1d" and one_day(window, starts, calendar)
+
+    def judged(dim: str, value: str, metrics: Mapping[str, int]) -> dict[str, Any]:
+        """A row's verdict: its period sums, and its days when the report has them."""
+        period = totals(dim, metrics, model)
+        days: list[Totals] | None = [period] if whole_day else None
+        if window == "1d":
+            cells = (buckets.get(start, {}).get((dim, value), {}) for start in starts)
+            days = [totals(dim, cell, model) for cell in cells]
+        return verdict(targets.of(dim, value), period, days)
+
     series = [
         row(bucket, dimension, value, metrics, model)
         for bucket in starts
@@ -119,7 +140,10 @@ def assemble(
         if dim == dimension
     ]
     total_metrics: Mapping[str, int] = summed(buckets, starts, "total").get("total", {})
-    summary = _summary(summed(buckets, starts, dimension), dimension, model, starts[0])
+    sums = summed(buckets, starts, dimension)
+    summary = _summary(sums, dimension, model, starts[0])
+    for item in summary:
+        item.update(judged(dimension, item["value"], sums[item["value"]]))
     clv = [
         clv_row(value, metrics, model)
         for (dim, value), metrics in sorted(everything.items())
@@ -140,7 +164,15 @@ def assemble(
         "timezone": calendar.timezone,
         "final": final(calendar, starts[-1], window, grace_ms, now),
         "generated_at": rfc3339(now),
-        "total": _figures(row(starts[0], "total", "total", total_metrics, model)),
+        "targets": {
+            "version": targets.version,
+            "saved_at": rfc3339(targets.saved_at) if targets.saved_at else None,
+            "daily_spend": daily_rule(window, starts, calendar),
+        },
+        "total": {
+            **_figures(row(starts[0], "total", "total", total_metrics, model)),
+            **judged("total", "total", total_metrics),
+        },
         "summary": summary,
         "series": series,
         "clv": clv,

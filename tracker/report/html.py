@@ -3,7 +3,8 @@
 Pure: a report dict (:func:`tracker.report.gather.gather`) in, a string out. Every
 number cell carries its exact JSON value in ``data-value`` next to the rounded text
 a person reads, so both can be checked against the JSON form. Days and times show in
-the report's time zone (the JSON keeps UTC instants). Prints on A4.
+the report's time zone (the JSON keeps UTC instants). Prints on A4. A row's standing
+against its KPI target is written out ("off target: CPA"), its colour only repeating it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from tracker.events import parse_ts
-from tracker.report import svg
+from tracker.report import svg, verdicts
 from tracker.windows import Calendar, calendar, rfc3339
 
 CHART_SERIES = 8
@@ -39,6 +40,8 @@ th, td { padding: 4px 6px; border-bottom: 1px solid #e3e7ee; text-align: left;
 th { background: #f3f5f9; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .up { color: #00734d; } .down { color: #b23b00; }
+td.status { white-space: nowrap; }
+.on { color: #00734d; } .off { color: #b23b00; font-weight: 600; } .unjudged { color: #5a6473; }
 .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 figure { margin: 0; }
 svg.chart { width: 100%; height: auto; display: block; }
@@ -64,6 +67,14 @@ NONE = DASH
 """How an undefined figure (a KPI whose denominator is zero) shows."""
 BETTER_UP = {"revenue": True, "conversions": True, "roas": True, "cpa": False}
 """Whether a rise is good news, for the green and red of the trends table."""
+BOUNDS = {
+    "cpa_max": "CPA",
+    "roas_min": "ROAS",
+    "cvr_min": "conv. rate",
+    "daily_spend_max": "daily spend",
+}
+"""Each target bound's figure, as the tables name it."""
+STATUS_CLASS = {"on target": "on", "off target": "off"}
 
 
 def money(v: float | None) -> str:
@@ -132,6 +143,7 @@ def render(report: Mapping[str, Any]) -> str:
         f"{escape(report['generated_at'])}.</p>",
         _not_final(report),
         _tiles(report["total"], currency),
+        _total_target(report["total"], currency),
         _overview(report, dimension, currency),
         _over_time(report, dimension, currency, days),
         _trends(report["trends"], dimension, currency, days),
@@ -180,6 +192,61 @@ def _tiles(total: Mapping[str, Any], currency: str) -> str:
     return f'<div class="tiles" id="totals">{cells}</div>'
 
 
+def bounds_text(bounds: Mapping[str, float] | None) -> str:
+    """A target in words: ``CPA at most 30.00; daily spend at most 500.00``; a dash for none."""
+    if not bounds:
+        return NONE
+    shown = {"cpa_max": money, "roas_min": ratio, "cvr_min": rate, "daily_spend_max": money}
+    parts = []
+    for name, value in bounds.items():
+        most = "at most" if name.endswith("_max") else "at least"
+        parts.append(f"{BOUNDS[name]} {most} {shown[name](value)}")
+    return "; ".join(parts)
+
+
+def status_text(row: Mapping[str, Any]) -> str:
+    """A row's standing in words: ``off target: CPA, ROAS``; bounds not judged named too."""
+    text = row.get("target_status") or verdicts.NO_TARGET
+    if text == verdicts.OFF:
+        text += ": " + ", ".join(BOUNDS[name] for name in verdicts.missed(row))
+    unjudged = verdicts.unjudged(row)
+    if unjudged and text != verdicts.NOT_JUDGED:
+        text += f" ({', '.join(BOUNDS[name] for name in unjudged)} not judged)"
+    return text
+
+
+def _targeted(rows: Sequence[Mapping[str, Any]]) -> bool:
+    return any(r.get("target") for r in rows)
+
+
+def _target_cell(row: Mapping[str, Any]) -> str:
+    return f'<td class="target">{escape(bounds_text(row.get("target")))}</td>'
+
+
+def _status_cell(row: Mapping[str, Any]) -> str:
+    status = row.get("target_status") or verdicts.NO_TARGET
+    css = STATUS_CLASS.get(status, "unjudged")
+    return (
+        f'<td class="status {css}" data-status="{escape(status)}">{escape(status_text(row))}</td>'
+    )
+
+
+def _total_target(total: Mapping[str, Any], currency: str) -> str:
+    """The total's standing against the total target, in a sentence; nothing without one."""
+    if not total.get("target"):
+        return ""
+    status = total.get("target_status") or verdicts.NO_TARGET
+    money_in = (
+        f", money in {currency}" if {"cpa_max", "daily_spend_max"} & set(total["target"]) else ""
+    )
+    return (
+        f'<p class="meta" id="total-target">Total against its target '
+        f"({escape(bounds_text(total['target']))}{money_in}): "
+        f'<strong class="{STATUS_CLASS.get(status, "unjudged")}" data-status="{escape(status)}">'
+        f"{escape(status_text(total))}</strong></p>"
+    )
+
+
 def _overview(report: Mapping[str, Any], dimension: str, currency: str) -> str:
     summary = report["summary"]
     columns = [
@@ -194,7 +261,9 @@ def _overview(report: Mapping[str, Any], dimension: str, currency: str) -> str:
         ("clv", f"CLV ({currency})"),
         ("clv_cpa", "CLV/CPA"),
     ]
-    table = _table("summary", dimension, columns, summary)
+    judged = _targeted(summary)
+    extra = [(f"target (money in {currency})", _target_cell), ("against target", _status_cell)]
+    table = _table("summary", dimension, columns, summary, extra=extra if judged else ())
     colours = _colours([r["value"] for r in summary])
     shares = svg.paired_bars(
         "Share of spend vs share of revenue",
@@ -401,7 +470,21 @@ def _notes(report: Mapping[str, Any]) -> str:
         "<li>The budget recommendation fits a diminishing-returns curve to each unit's daily "
         "spend and revenue and moves money to where the next unit of spend earns most, within "
         "the limits shown; it is a model's estimate, not a promise.</li>"
+        f"{_targets_note(report)}"
         "</ul></section>"
+    )
+
+
+def _targets_note(report: Mapping[str, Any]) -> str:
+    if not (_targeted(report["summary"]) or report["total"].get("target")):
+        return ""
+    targets = report.get("targets", {})
+    daily = targets.get("daily_spend", verdicts.NOT_BY_DAY)
+    return (
+        f"<li>Targets (version {escape(str(targets.get('version')))}) are judged over the "
+        "whole period: CPA, ROAS and conversion rate on its figures; a daily spend limit is "
+        f"{escape(daily)}. A row is on target when every bound judged is met; a bound with "
+        "nothing to judge (no conversions, spend or clicks) is not judged.</li>"
     )
 
 
@@ -411,13 +494,18 @@ def _table(
     columns: Sequence[tuple[str, str]],
     rows: Sequence[Mapping[str, Any]],
     formats: Mapping[str, Callable[[float | None], str]] = FORMATS,
+    extra: Sequence[tuple[str, Callable[[Mapping[str, Any]], str]]] = (),
 ) -> str:
-    head = f"<tr><th>{escape(first)}</th>" + "".join(
-        f'<th class="num">{escape(label)}</th>' for _, label in columns
+    """A table of number ``columns``, then the ``extra`` columns' cells (label, cell of a row)."""
+    head = (
+        f"<tr><th>{escape(first)}</th>"
+        + "".join(f'<th class="num">{escape(label)}</th>' for _, label in columns)
+        + "".join(f"<th>{escape(label)}</th>" for label, _ in extra)
     )
     body = "".join(
         f'<tr data-value="{escape(r["value"])}"><td>{escape(r["value"])}</td>'
         + "".join(_cell(field, r[field], formats[field]) for field, _ in columns)
+        + "".join(cell(r) for _, cell in extra)
         + "</tr>"
         for r in rows
     )
