@@ -58,7 +58,7 @@ class _Pending:
     waiters: list[_Waiter] = field(default_factory=list)
     expiry: asyncio.TimerHandle | None = None
     """Fails the waiters ``produce_timeout_s`` after the first event: one timer per
-    record rather than one per request."""
+    record rather than one per request (:meth:`BatchingProducer._expire`)."""
 
     def acknowledged(self) -> None:
         if self.expiry is not None:
@@ -74,9 +74,6 @@ class _Pending:
         for waiter in self.waiters:
             if not waiter.future.done():
                 waiter.future.set_exception(error)
-
-    def expire(self) -> None:
-        self.failed(Unavailable("Kafka did not acknowledge in time"))
 
 
 FlushObserver = Callable[[int, float], None]
@@ -169,7 +166,9 @@ class BatchingProducer:
             pending = self._pending.get(p := partition_of(event, self._partitions))
             if pending is None:
                 pending = self._pending[p] = _Pending()
-                pending.expiry = loop.call_later(self._settings.produce_timeout_s, pending.expire)
+                pending.expiry = loop.call_later(
+                    self._settings.produce_timeout_s, self._expire, p, pending
+                )
             if not pending.waiters or pending.waiters[-1] is not waiter:
                 pending.waiters.append(waiter)
                 waiter.remaining += 1
@@ -180,6 +179,19 @@ class BatchingProducer:
         if not self._flushing:
             self._wakeup.set()  # else the flush in flight wakes the flusher when it is in
         await waiter.future  # Unavailable when Kafka refused or did not answer in time
+
+    def _expire(self, partition: int, pending: _Pending) -> None:
+        """Answer ``pending``'s requests Unavailable, its time being up.
+
+        Still queued (its partition's previous record not yet acknowledged), it is
+        dropped: left queued, it would take new requests with no time limit of their
+        own, and those it has were answered already. Retries of an idempotent producer
+        never expire in aiokafka, so a record handed to Kafka may land later still.
+        """
+        if self._pending.get(partition) is pending:
+            del self._pending[partition]
+            self._buffered -= len(pending.events)
+        pending.failed(Unavailable("Kafka did not acknowledge in time"))
 
     async def send_raw(self, topic: str, value: bytes) -> None:
         """One record to ``topic`` (dead letters), acknowledged before returning."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 
 @asynccontextmanager
@@ -75,3 +76,37 @@ async def _records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
 def records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]:
     """(partition, offset, value) of every record ``topic`` holds now, in order."""
     return asyncio.run(_records(bootstrap, topic))
+
+
+async def _replicas(bootstrap: str, topic: str) -> dict[int, tuple[list[int], list[int]]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        return {p["partition"]: (p["replicas"], p["isr"]) for p in described["partitions"]}
+    finally:
+        await admin.close()
+
+
+def replicas(bootstrap: str, topic: str) -> dict[int, tuple[list[int], list[int]]]:
+    """Partition -> (its replicas' broker ids, those of them in sync), as Kafka has it now."""
+    return asyncio.run(_replicas(bootstrap, topic))
+
+
+async def _configs(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        ((_, _, _, _, entries),) = response.resources
+        # DescribeConfigs v1 and later: name, value, read only, source, sensitive, synonyms.
+        return {name: value for name, value, *_ in entries if value is not None}
+    finally:
+        await admin.close()
+
+
+def configs(bootstrap: str, topic: str) -> dict[str, str]:
+    """Every config of ``topic`` in force, its own or the broker's default."""
+    return asyncio.run(_configs(bootstrap, topic))

@@ -13,6 +13,7 @@ from tracker.settings import Settings
 
 DAY_MS = 86_400_000
 RETENTION = "retention.ms"
+MIN_INSYNC = "min.insync.replicas"
 # An audit log outlives what it audits: that a person was erased must still be shown
 # years later, when their events are long gone. It holds hashes and counts, no id, so
 # keeping it is no keeping of personal data. Set when the topic is made only: an
@@ -36,6 +37,19 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
+def creation_configs(settings: Settings) -> dict[str, str]:
+    """Configs every topic tracker makes gets when made, and only then:
+    ``min.insync.replicas``, when set.
+
+    Unlike retention it is not aligned on topics that exist: raised on one with fewer
+    replicas in sync, it would stop every write to it. Changing it there is an operator's
+    step (kafka-configs --alter).
+    """
+    if settings.topic_min_insync_replicas:
+        return {MIN_INSYNC: str(settings.topic_min_insync_replicas)}
+    return {}
+
+
 async def ensure_topics(
     settings: Settings, more: Mapping[str, Mapping[str, str]] | None = None
 ) -> None:
@@ -44,6 +58,7 @@ async def ensure_topics(
     The events and dead-letter topics get ``events_retention_days`` also when they
     exist already with another: what Kafka keeps of an erased person is bounded by it.
     The audit topic (one partition, one ordered log) keeps its retention once made.
+    Each is made with ``topic_replicas`` replicas and :func:`creation_configs`.
     ``more``: a command's own topics (the forwarder's dead letters) with their configs,
     made with one partition and kept to those configs like the events topic.
     """
@@ -60,7 +75,7 @@ async def ensure_topics(
                     1 if name == settings.audit_topic or name in more else settings.topic_partitions
                 ),
                 replication_factor=settings.topic_replicas,
-                topic_configs=topic_config,
+                topic_configs={**creation_configs(settings), **topic_config},
             )
             for name, topic_config in configs.items()
             if name not in existing

@@ -172,6 +172,15 @@ class Settings:
     topic_replicas: int = _setting(
         1, "replication factor of topics we create (3 in production)", TOPIC_MAKERS, minimum=1
     )
+    # Set when a topic is made, never on one that exists: raising it on a topic with
+    # fewer replicas in sync would stop every write to it. At most topic_replicas (_check).
+    topic_min_insync_replicas: int = _setting(
+        0,
+        "min.insync.replicas of topics we create: replicas that hold an event before the "
+        "collector answers (2 in production, with 3 replicas); 0 leaves the broker's default",
+        TOPIC_MAKERS,
+        minimum=0,
+    )
     # An erased person's events stay in Kafka until its retention removes them (the
     # workers drop them meanwhile): erasure is complete this many days after it.
     events_retention_days: int = _setting(
@@ -753,6 +762,11 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
     unknown = set(settings.lookback_overrides()) - set(CHANNELS)
     if unknown:
         raise SettingsError(f"{named('lookback_by_channel')}: unknown channel {sorted(unknown)}")
+    if settings.topic_min_insync_replicas > settings.topic_replicas:
+        raise SettingsError(
+            f"{named('topic_min_insync_replicas')}: must be at most {named('topic_replicas')} "
+            f"({settings.topic_replicas}); Kafka would refuse every event"
+        )
     if settings.budget_min_days > settings.budget_history_days:
         raise SettingsError(
             f"{named('budget_min_days')}: must be at most {named('budget_history_days')} "

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by kafka.sh, redis.sh and prometheus.sh. Sourced, never run.
+# Helpers shared by the service scripts of deploy/local. Sourced, never run.
 # The caller sets ROOT (repo root) and SERVICE (name used in messages) first.
 
 : "${ROOT:?ROOT must be set by the sourcing script}"
@@ -123,6 +123,28 @@ stop_debian_service() {
     fi
 }
 
+# Starts "$@" as a daemon with its pid in $1, its output appended to $2, and
+# prints the pid once pid_of $1 $3 sees it. setsid: the daemon must outlive the
+# shell (and process group) that started it, e.g. a CI step or a terminal
+# closed with Ctrl-C; 9>&- keeps it from holding take_lock's lock.
+spawn_daemon() {
+    local pidfile=$1 out=$2 expect=$3 pid
+    shift 3
+    # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$@" \
+        </dev/null >>"$out" 2>&1 9>&- &
+    # The pid file is written by the child; give it a moment to appear.
+    for _ in $(seq 50); do
+        if pid=$(pid_of "$pidfile" "$expect"); then
+            printf '%s\n' "$pid"
+            return 0
+        fi
+        sleep 0.1
+    done
+    show_tail "$out"
+    die "'$expect' did not start (no live pid in $pidfile)"
+}
+
 show_tail() {
     local f
     for f in "$@"; do
@@ -132,13 +154,14 @@ show_tail() {
     done
 }
 
-# The end of every service script: "$0 VERB ARGS..." runs its cmd_VERB ARGS...;
+# The end of every service script: "$0 VERB ARGS..." runs its cmd_VERB ARGS...
+# (a verb's dashes become underscores: stop-broker runs cmd_stop_broker);
 # anything else prints the script's usage line ($1 here) and exits 2.
 dispatch() {
     local usage=$1 verb=${2:-}
     shift $(($# < 2 ? $# : 2))
-    if [[ $verb =~ ^[a-z]+$ ]] && declare -F "cmd_$verb" >/dev/null; then
-        "cmd_$verb" "$@"
+    if [[ $verb =~ ^[a-z]+(-[a-z]+)*$ ]] && declare -F "cmd_${verb//-/_}" >/dev/null; then
+        "cmd_${verb//-/_}" "$@"
     else
         echo "usage: $0 $usage" >&2
         exit 2

@@ -147,21 +147,10 @@ cmd_start() {
     mkdir -p "$RUN/data"
     render_conf "$CONF"
     : >"$LOGFILE"
-    # setsid: must outlive the shell that started it (see kafka.sh).
-    # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
-    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
+    pid=$(spawn_daemon "$PIDFILE" "$LOGFILE" prometheus \
         prometheus --config.file="$CONF" --storage.tsdb.path="$RUN/data" \
         --storage.tsdb.retention.time=2d \
-        --web.listen-address="$HOST:$PORT" --web.enable-lifecycle \
-        </dev/null >>"$LOGFILE" 2>&1 9>&- &
-    for _ in $(seq 50); do
-        pid=$(pid_of "$PIDFILE" prometheus) && break
-        sleep 0.1
-    done
-    [[ -n ${pid:-} ]] || {
-        show_tail "$LOGFILE"
-        die "Prometheus did not start (no pid in $PIDFILE)"
-    }
+        --web.listen-address="$HOST:$PORT" --web.enable-lifecycle)
     wait_ready "$pid"
     log "started (pid $pid) at $BASE_URL in $((SECONDS - t0))s; scraping exporter :$EXPORTER_PORT, collector :$COLLECTOR_PORT"
 }
