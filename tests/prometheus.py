@@ -55,9 +55,10 @@ _PART = re.compile(rf"([0-9]+)({_UNIT})")
 # [range], [range:step], [range:]
 _RANGE = re.compile(rf"\[\s*({DURATION.pattern})\s*(?::\s*({DURATION.pattern})?\s*)?\]")
 _OFFSET = re.compile(rf"\boffset(\s+)(-?)({DURATION.pattern})")
-# A rate times its window in seconds: "...:rate15m * 900" or "rate(x[5m])) * 300".
+# A rate times its window in seconds: "...:rate15m * 900" (a selector may come between,
+# "...:rate15m{campaign!~...} * 900") or "rate(x[5m])) * 300".
 _WINDOW_COUNT = re.compile(
-    rf":rate({DURATION.pattern})(\s*\*\s*)([0-9]+(?:\.[0-9]+)?)\b"
+    rf":rate({DURATION.pattern})((?:\{{[^}}]*\}})?\s*\*\s*)([0-9]+(?:\.[0-9]+)?)\b"
     rf"|\[({DURATION.pattern})\]((?:\s*\))+\s*\*\s*)([0-9]+(?:\.[0-9]+)?)\b"
 )
 # An age compared with seconds: "time() - max(t) > 300".

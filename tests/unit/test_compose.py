@@ -26,7 +26,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from collector.metrics import Metrics
-from tracker import cli, settings
+from tracker import cli, settings, targets
 from tracker.windows import WINDOWS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +86,17 @@ DASHBOARD_METRICS = (
     "tracker_pipeline_bots",
     "tracker_pipeline_newest_event_timestamp_seconds",
     "tracker_pipeline_consumer_lag_records",
+    # KPI targets (PUT /v1/targets) and the day's spend their budgets bound: per
+    # campaign, per channel, and for the total with a plain "tracker_" prefix.
+    "tracker_campaign_target_cpa_max",
+    "tracker_campaign_target_roas_min",
+    "tracker_campaign_target_cvr_min",
+    "tracker_campaign_target_daily_spend_max",
+    "tracker_campaign_daily_spend",
+    "tracker_channel_target_daily_spend_max",
+    "tracker_channel_daily_spend",
+    "tracker_target_daily_spend_max",
+    "tracker_daily_spend",
 )
 # ... and the collector's own (collector/app.py).
 DASHBOARD_COLLECTOR_METRICS = (
@@ -602,6 +613,15 @@ def test_dashboard_metric_is_produced_by_the_exporter(name: str) -> None:
     source = METRICS_SOURCE.read_text()
     if f'"{name}"' in source:
         return
+    if name in _target_families() and all(
+        template in source
+        for template in (
+            'prefix = "tracker" if dimension == "total" else f"tracker_{dimension}"',
+            'f"{prefix}_daily_spend"',
+            'f"{prefix}_target_{bound}"',
+        )
+    ):
+        return
     literals = set(re.findall(r'"([a-z0-9_]+)"', source))
     for template in re.findall(r'f"(tracker_[^"]*\{[^"]*)"', source):
         pattern = "([a-z0-9]+)".join(map(re.escape, re.split(r"\{[^}]*\}", template)))
@@ -609,3 +629,12 @@ def test_dashboard_metric_is_produced_by_the_exporter(name: str) -> None:
         if match and all(value in literals for value in match.groups()):
             return
     pytest.fail(f"{name} is not produced by tracker/export/metrics.py")
+
+
+def _target_families() -> set[str]:
+    """What the exporter's targets make: for each dimension of tracker/targets.py a
+    daily spend and a gauge per bound, prefixed ``tracker_<dimension>`` or, for the
+    total, ``tracker``."""
+    prefixes = [f"tracker_{d}" if d != "total" else "tracker" for d in targets.DIMENSIONS]
+    names = ("daily_spend", *(f"target_{bound}" for bound in targets.BOUNDS))
+    return {f"{prefix}_{name}" for prefix in prefixes for name in names}

@@ -77,6 +77,7 @@ def test_scale_duration_rounds_to_the_millisecond() -> None:
         ("x offset -2h", "x offset -1m"),
         # A volume guard: the count in the window stays the count in the window.
         ("c:x:rate15m * 900 >= 10", "c:x:rate15m * 7.5 >= 10"),
+        ('c:x:rate15m{c!~"|other"} * 900 >= 10', 'c:x:rate15m{c!~"|other"} * 7.5 >= 10'),
         ("sum(rate(x_total[5m])) * 300 >= 5", "sum(rate(x_total[2500ms])) * 2.5 >= 5"),
         # A rate times something else than its window is a threshold: unchanged.
         ("c:x:rate15m * 60 > 1", "c:x:rate15m * 60 > 1"),
@@ -95,27 +96,46 @@ def test_at_factor_one_the_shipped_rules_come_back_unchanged() -> None:
     assert scale_rules(_shipped(), 1) == _shipped()
 
 
+def _all(rules: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rule in order: an alert may have several rules (one per dimension)."""
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
 def test_every_duration_of_the_shipped_rules_scales() -> None:
     shipped, scaled = _shipped(), scale_rules(_shipped(), FAST)
     found = re.compile(r"\[([^\]:]+)(?::([^\]]*))?\]|offset ([0-9a-z]+)")
-    for name, rule in _by_name(shipped).items():
+    for rule, fast in zip(_all(shipped), _all(scaled), strict=True):
+        name = rule.get("alert") or rule["record"]
         before = [d for match in found.findall(rule["expr"]) for d in match if d]
-        after = [d for match in found.findall(_by_name(scaled)[name]["expr"]) for d in match if d]
+        after = [d for match in found.findall(fast["expr"]) for d in match if d]
         assert after == [scale_duration(d, FAST) for d in before], name
         if "for" in rule:
-            assert _by_name(scaled)[name]["for"] == scale_duration(rule["for"], FAST)
+            assert fast["for"] == scale_duration(rule["for"], FAST), name
     intervals = [g.get("interval") for g in scaled["groups"]]
     assert "500ms" in intervals  # the baselines' 1m
     # The shipped file keeps its meaning at the faster clock:
     cpa = _by_name(scaled)["CPASpike"]
     assert cpa["for"] == "7500ms"
     assert "campaign:tracker_conversions:rate15m * 7.5 >= 10" in cpa["expr"]
+    stopped = _by_name(scaled)["ConversionsStoppedWhileClicksFlow"]["expr"]
+    assert 'campaign:tracker_clicks:rate15m{campaign!~"|other"} * 7.5 *' in stopped
     assert "> 2.5" in _by_name(scaled)["IngestionStalled"]["expr"]
     assert "> 1000" in _by_name(scaled)["ConsumerLag"]["expr"]
     assert ">= 180" in _by_name(scaled)["campaign:tracker_cpa:baseline_avg6h"]["expr"]
     assert (
         _by_name(scaled)["CPASpike"]["annotations"] == _by_name(shipped)["CPASpike"]["annotations"]
     )
+    # The target alerts: the spend guard counts per window, the target stays money.
+    for rule in _all(scaled):
+        if rule.get("alert") == "CPAAboveTarget":
+            assert rule["for"] == "7500ms"
+            assert re.search(r":tracker_spend:rate15m(\{[^}]*\})? \* 7\.5\n", rule["expr"])
+            assert "* 900" not in rule["expr"]
+        if rule.get("alert") == "ROASBelowTarget":
+            assert rule["for"] == "15s"
+            assert "spend:rate15m * 7.5 >= 10" in rule["expr"]
+        if rule.get("alert") == "SpendOverDailyBudget":
+            assert rule["for"] == "500ms"
 
 
 def test_scale_config_scales_timing_and_points_at_the_targets() -> None:

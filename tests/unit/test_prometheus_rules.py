@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from collector.metrics import Metrics
+from tracker import targets
 from tracker.export import metrics as exporter
 from tracker.forward import metrics as forwarder
 
@@ -45,6 +46,14 @@ EXPORTER_LITERALS = (
     "tracker_pipeline_newest_event_timestamp_seconds",
     "tracker_pipeline_consumer_lag_records",
 )
+# The KPI targets (PUT /v1/targets) and the day's spend their budgets bound: per
+# campaign, per channel, and unlabelled for the total (tracker_target_cpa_max).
+TARGET_PREFIXES = {"campaign": "tracker_campaign", "channel": "tracker_channel", "total": "tracker"}
+TARGET_SERIES = frozenset(
+    f"{TARGET_PREFIXES[d]}_{name}"
+    for d in targets.DIMENSIONS
+    for name in ("daily_spend", *(f"target_{bound}" for bound in targets.BOUNDS))
+)
 EXPORTER_SERIES = frozenset(
     [f"tracker_{d}_{m}_total" for d in ("campaign", "channel") for m in COUNTED]
     + [f"tracker_{d}_{k}" for d in ("campaign", "channel") for k in KPIS]
@@ -55,6 +64,7 @@ EXPORTER_SERIES = frozenset(
         for part in ("bucket", "sum", "count")
     ]
     + list(EXPORTER_LITERALS)
+    + list(TARGET_SERIES)
 )
 # What the collector serves (collector/app.py), as sample names.
 COLLECTOR_SERIES = frozenset(
@@ -223,6 +233,11 @@ def test_the_exporter_still_serves_the_listed_series() -> None:
     assert set(COUNTED) <= {counted.name for counted in exporter.COUNTED}
     source = Path(exporter.__file__).read_text()
     assert [name for name in EXPORTER_LITERALS if f'"{name}"' not in source] == []
+    # Targets: one family per dimension and bound, named from a prefix per dimension.
+    assert set(TARGET_PREFIXES) == set(targets.DIMENSIONS)
+    for template in ('f"{prefix}_daily_spend"', 'f"{prefix}_target_{bound}"'):
+        assert template in source, template
+    assert 'prefix = "tracker" if dimension == "total" else f"tracker_{dimension}"' in source
 
 
 def test_the_collector_still_serves_the_listed_series() -> None:
