@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,7 +27,7 @@ from collector import segment, snowplow, validation
 from collector.batch import Batch
 from collector.cookieless import Salts
 from collector.intake import Intake
-from collector.metrics import Metrics
+from collector.metrics import AllWorkers, Metrics
 from collector.pixel import GIF, NO_CACHE_HEADERS, Pixel
 from collector.postback import Postback
 from collector.producer import BatchingProducer
@@ -51,10 +52,20 @@ worker drops them all the same), and saved goal rules apply at most this long af
 
 
 class Collector:
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    """The collector's app and what it starts. ``metrics_dir``: where each of several
+    worker processes serving it writes its metrics for the others' scrapes
+    (:class:`~collector.metrics.AllWorkers`); None for one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        metrics_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        self.all_workers = AllWorkers(self.registry, metrics_dir) if metrics_dir else None
         self.producer = BatchingProducer(settings, on_flushed=self.metrics.flushed)
         self.metrics.buffered.set_function(lambda: self.producer.buffered)
         self.redis = async_client(settings.redis_url)
@@ -95,6 +106,8 @@ class Collector:
         await self.producer.start()
         await self.refresh()
         self._refreshing = asyncio.create_task(self._refresh_forever())
+        if self.all_workers:
+            self.all_workers.start()
         log.info("collector started", kafka=self.settings.kafka_bootstrap)
 
     async def stop(self) -> None:
@@ -103,6 +116,8 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refreshing
         await self.producer.stop()
+        if self.all_workers:  # after the last acknowledgement, so every answer is counted
+            await self.all_workers.stop()
         await self.redis.aclose()
         log.info("collector stopped", buffered=self.producer.buffered)
 
@@ -146,7 +161,8 @@ class Collector:
         return Response.json({"status": "kafka unavailable"}, 503)
 
     async def metrics_page(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+        exposed = self.all_workers or self.registry
+        return Response(generate_latest(exposed), content_type=CONTENT_TYPE_LATEST.encode())
 
 
 def admitting(intake: Intake, endpoint: str, handler: Handler, image: bool = False) -> Handler:

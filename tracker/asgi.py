@@ -217,30 +217,44 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def serve(
-    app: ASGIApp, host: str, port: int, log_format: str = "auto", log_level: str = "info"
+    app: ASGIApp,
+    host: str,
+    port: int,
+    log_format: str = "auto",
+    log_level: str = "info",
+    workers: int = 1,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then finish open requests and run shutdown hooks.
 
     granian, chosen by ``bench/collector``: its Rust HTTP layer answers the bare GIF
     faster than uvicorn with httptools (which writes a response's head and body in
     two system calls), and the gap carries over to the collector. It runs the app in
-    one worker process, forked from this one, so ``app`` is built here and handed
-    over as is; the parent only watches the worker and forwards signals to it.
+    ``workers`` processes forked from this one, all on the one port, so ``app`` is
+    built here and handed over as is: it must hold nothing a process cannot share
+    (no connection, no task; each worker's lifespan startup makes its own). The
+    parent only watches the workers and forwards signals to them; each drains on its
+    own. With several, granian starts a new worker in place of one that dies, the
+    others serving meanwhile (one dying again within 5.5 s of that is a crash loop:
+    the server exits); with one, the server exits at once, for whatever supervises it
+    to start it again.
     """
     config = logs.logging_config(log_format, log_level)
     # granian's own loggers join ours instead of printing plain text to stdout.
     config["loggers"] = {name: {"propagate": True} for name in ("_granian", "granian.access")}
     server = Granian(
-        target="tracker.asgi",  # only a name: the loader below hands the worker ``app``
+        target="tracker.asgi",  # only a name: the loader below hands each worker ``app``
         address=host,
         port=port,
         interface=Interfaces.ASGI,
-        workers=1,
+        workers=workers,
+        respawn_failed_workers=workers > 1,
         loop=Loops.uvloop,
         websockets=False,
         log_dictconfig=config,
         log_level=LogLevels(log_level.lower()),
-        workers_kill_timeout=30,  # open requests and Kafka's acknowledgements get this long
+        # Open requests and Kafka's acknowledgements get this long, all workers together
+        # (they are stopped at once and drain side by side).
+        workers_kill_timeout=30,
     )
     parent = os.getpid()
     server.serve(target_loader=lambda target: _in_worker(app, parent))
@@ -250,7 +264,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _in_worker(app: ASGIApp, parent: int) -> ASGIApp:
-    """Run by granian in its worker before serving: the worker's life ends with the parent's.
+    """Run by granian in each worker before serving: the worker's life ends with the parent's.
 
     A parent stopped by SIGKILL (or a crash) forwards nothing; the kernel then sends
     the worker SIGTERM, so it stops taking requests and drains instead of serving on

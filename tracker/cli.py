@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -19,10 +20,23 @@ def _collector(config: settings.Settings, args: argparse.Namespace) -> int:
     from collector.app import Collector
     from tracker import asgi
 
-    app = Collector(config).app()
-    asgi.serve(
-        app, config.collector_host, config.collector_port, config.log_format, config.log_level
-    )
+    workers = config.collector_workers
+    # Where several workers' metrics meet (collector.metrics.AllWorkers), for this run only.
+    with contextlib.ExitStack() as run:
+        shared = None
+        if workers > 1:
+            shared = Path(
+                run.enter_context(tempfile.TemporaryDirectory(prefix="tracker-collector-"))
+            )
+        app = Collector(config, metrics_dir=shared).app()
+        asgi.serve(
+            app,
+            config.collector_host,
+            config.collector_port,
+            config.log_format,
+            config.log_level,
+            workers=workers,
+        )
     return 0
 
 
@@ -244,6 +258,13 @@ def parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         settings.add_arguments(sub, name)
+        if name == "collector":
+            sub.add_argument(
+                "--workers",
+                dest="collector_workers",
+                metavar="INT",
+                help="the same as --collector-workers",
+            )
         if name == "simulate":
             sub.add_argument("--rate", type=float, default=200.0, help="events per second")
             sub.add_argument(

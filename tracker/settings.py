@@ -196,6 +196,14 @@ class Settings:
     collector_port: int = _setting(
         8080, "collector listen port", {COLLECTOR, SIMULATE}, minimum=1, maximum=MAX_PORT
     )
+    collector_workers: int = _setting(
+        1,
+        "collector: worker processes on its one port (--workers), one a core at most; "
+        "/metrics answers for them all, rate limits hold per worker",
+        {COLLECTOR},
+        minimum=1,
+        maximum=64,
+    )
     exporter_host: str = _setting("127.0.0.1", "exporter and query API listen address", {SERVE})
     exporter_port: int = _setting(
         9108, "exporter and query API listen port", {SERVE}, minimum=1, maximum=MAX_PORT
