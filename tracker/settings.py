@@ -222,6 +222,15 @@ class Settings:
         6066, "worker health endpoint port", {WORKER}, minimum=1, maximum=MAX_PORT
     )
     app_id: str = _setting("tracker", "Faust application id (the Kafka consumer group)", {WORKER})
+    # Static membership (KIP-345). Two live workers with one id fence each other: the
+    # Helm chart's StatefulSet gives each its pod name, which only one pod has at a time.
+    worker_instance_id: str = _setting(
+        "",
+        "worker: its Kafka group.instance.id, unique per worker (a pod name): back under it "
+        "within the session timeout (60 s), it keeps its partitions and the group does not "
+        "rebalance; empty: dynamic membership",
+        {WORKER},
+    )
     flush_ms: float = _setting(
         2.0, "collector: longest wait before a batch goes to Kafka", EVENT_SENDERS, minimum=0
     )

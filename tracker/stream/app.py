@@ -46,6 +46,10 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
         # nothing ("missing topic"); fresh metadata shows the topic and makes the
         # group rebalance within seconds instead of the default five minutes.
         consumer_metadata_max_age_ms=10_000,
+        # Static membership when set: a stopping worker does not leave the group, and
+        # one back under its id within broker_session_timeout (Faust's 60 s) is given
+        # its partitions again without a rebalance. Its partitions wait meanwhile.
+        consumer_group_instance_id=settings.worker_instance_id or None,
         # Our topics exist before the worker starts (tracker.kafka.ensure_topics), and
         # no table or on_leader timer needs one of Faust's own. Faust declaring topics
         # anyway asks the controller for each: a broker restarting at that moment made
