@@ -22,7 +22,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -77,13 +76,20 @@ class GoalSet:
     saved_at: EpochMs = 0
     goals: tuple[Goal, ...] = ()
     _events: dict[str, Goal] = field(init=False, repr=False, compare=False)
-    _pages: tuple[tuple[Goal, re.Pattern[str]], ...] = field(init=False, repr=False, compare=False)
+    _pages: tuple[tuple[Goal, re.Pattern[str], bool], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    """Each page rule, compiled, and whether it matches the path (not the whole URL)."""
     _any_page: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        pages = tuple((g, _compile(g.page_url)) for g in self.goals if g.page_url is not None)
+        pages = tuple(
+            (g, _compile(g.page_url), g.page_url.startswith("/"))
+            for g in self.goals
+            if g.page_url is not None
+        )
         # Most page views match no goal: one alternation rejects them in one pass.
-        either = "|".join(f"(?:{p.pattern})" for _, p in pages)
+        either = "|".join(f"(?:{p.pattern})" for _, p, _ in pages)
         object.__setattr__(self, "_events", {g.event: g for g in self.goals if g.event})
         object.__setattr__(self, "_pages", pages)
         object.__setattr__(self, "_any_page", re.compile(either, re.DOTALL) if pages else None)
@@ -101,8 +107,8 @@ class GoalSet:
             return []
         return [
             goal
-            for goal, pattern in self._pages
-            if pattern.fullmatch(relative if goal.page_url.startswith("/") else absolute)  # type: ignore[union-attr]
+            for goal, pattern, local in self._pages
+            if pattern.fullmatch(relative if local else absolute)
         ]
 
     def conversions(self, events: Sequence[Event]) -> list[Event]:
@@ -272,15 +278,27 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 def _subjects(url: str) -> tuple[str, str]:
-    """The URL without its fragment (scheme and host lower-cased), and its path and query."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    """The URL without its fragment (scheme and host lower-cased), and its path and query.
+
+    By hand rather than ``urlsplit``, on every page view: 1.0-1.4 us against 3.8-6.1
+    over 200,000 distinct URLs, same run (urlsplit's cache flatters it on one URL
+    repeated). tests/unit/test_goals.py and the e2e oracle, which use ``urlsplit``,
+    check the two agree.
+    """
+    url = url.partition("#")[0]
+    start = url.find("://")
+    if start < 0:
         return url, url
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if not parts.scheme:
-        return path, path
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}", path
+    end = len(url)
+    for mark in "/?":
+        found = url.find(mark, start + 3)
+        if 0 <= found < end:
+            end = found
+    rest = url[end:]
+    if rest.endswith("?") and rest.count("?") == 1:
+        rest = rest[:-1]  # an empty query is none
+    path = rest if rest.startswith("/") else "/" + rest
+    return url[:end].lower() + path, path
 
 
 __all__ = [

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from collector.segment_messages import message_event
 from collector.snowplow_events import parse as snowplow_event
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
-from tracker.goals import Goal, GoalSet, load, parse
+from tracker.goals import Goal, GoalSet, _subjects, load, parse
 from tracker.rulebook import RulesError
 
 CURRENCIES = frozenset({"USD", "EUR"})
@@ -209,3 +210,24 @@ def test_a_client_cannot_claim_a_goal_version() -> None:
             RULES,
         )
     assert caught.value.reasons == {"goal_version": "unknown field"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://Shop.Example/thank-you?o=1#x",
+        "https://x.example",
+        "https://x.example?q=1",
+        "HTTPS://X.EXAMPLE/A/B/",
+        "https://user:pw@x.example:8080/a?b#c",
+        "https://x.example/a#b?c",
+        "https://x.example/?",
+        "https://x.example/a?b?c/d",
+        "/relative/path?q",
+    ],
+)
+def test_urls_are_split_as_urlsplit_splits_them(url: str) -> None:
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    whole = f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}" if parts.scheme else url
+    assert _subjects(url) == (whole, path if parts.scheme else url)
