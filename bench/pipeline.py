@@ -4,8 +4,12 @@ Run with ``make bench`` (Kafka and Redis are started when missing). In one run:
 
 1. preloads a fresh topic with records as the collector writes them;
 2. ceiling: a bare aiokafka consumer (getmany, orjson, one dict increment per event);
-3. one ``tracker worker`` process through the full processing into Redis;
-4. freshness: under steady load through the collector, the delay from a pixel's 200
+3. one ``tracker worker`` process through the full processing into Redis, with the
+   event ids of two earlier days remembered first, as after two days of traffic: its
+   lookups search three days of seen ids, as they do from then on;
+4. the Redis memory of the deduplication state, against a key per event id (the layout
+   before the seen buckets of :mod:`tracker.store`) written for the same ids;
+5. freshness: under steady load through the collector, the delay from a pixel's 200
    to its campaign appearing in ``/v1/kpis`` (p50, p99).
 
 Figures are printed with the ratio to the ceiling measured in the same run, since
@@ -28,6 +32,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 
 import orjson
@@ -42,7 +47,7 @@ from tracker.kafka import ensure_topics
 from tracker.market import BROWSER
 from tracker.records import encode_events, partition_of
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import GENERATION_S, SEEN_TTL_S, Keys, Writes, seen_generations
 
 
 def synthetic_events(count: int, seed: int) -> list[Event]:
@@ -123,11 +128,15 @@ def faust_counter(settings: Settings, records: int) -> float:
     return float(output.split("faust-counter ")[1].split()[0])
 
 
-def prefix_memory(redis: Redis, prefix: str) -> int:
-    """Bytes Redis spends on this run's keys (MEMORY USAGE of each), whatever else it holds."""
+def memory_usage(redis: Redis, names: Iterable[bytes | str]) -> int:
+    """Bytes Redis spends on the keys ``names`` (MEMORY USAGE of each), whatever else it holds.
+
+    MEMORY USAGE leaves out a key's entry in the expiry table and its hash-table slots,
+    some 64 bytes a key: less of a layout's cost the fewer keys it spreads over.
+    """
     total = 0
-    batch: list[bytes] = []
-    for key in [*redis.scan_iter(f"{prefix}:*", count=5000), None]:
+    batch: list[bytes | str] = []
+    for key in [*names, None]:
         if key is not None:
             batch.append(key)
         if len(batch) == 5000 or (key is None and batch):
@@ -137,6 +146,64 @@ def prefix_memory(redis: Redis, prefix: str) -> int:
             total += sum(size or 0 for size in pipe.execute())
             batch = []
     return total
+
+
+def prefix_memory(redis: Redis, prefix: str) -> int:
+    """Bytes Redis spends on this run's keys."""
+    return memory_usage(redis, redis.scan_iter(f"{prefix}:*", count=5000))
+
+
+def remember_earlier_days(settings: Settings, count: int) -> None:
+    """``count`` new event ids counted one day ago and as many two days ago."""
+    redis = Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    now = int(time.time())
+    for days in (1, 2):
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        for start in range(0, count, 5000):
+            writes = Writes(keys)
+            writes.seen(ids[start : start + 5000], now - days * GENERATION_S)
+            pipe = redis.pipeline(transaction=True)
+            writes.queue(pipe)
+            pipe.execute()
+    redis.close()
+
+
+def dedup_memory(settings: Settings) -> tuple[int, int, int]:
+    """Bytes of the seen generations under the settings' prefix, their keys, their ids."""
+    redis = Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    names: list[str] = []
+    ids = 0
+    for generation in seen_generations(int(time.time())):
+        meta = redis.hgetall(keys.seen(generation))
+        if meta:
+            ids += int(meta[b"ids"])
+            names.append(keys.seen(generation))
+            buckets = range(int(meta[b"buckets"]))
+            names += [keys.seen_bucket(generation, bucket) for bucket in buckets]
+    used = memory_usage(redis, names)
+    redis.close()
+    return used, len(names), ids
+
+
+def key_per_id_memory(settings: Settings, ids: Sequence[str]) -> int:
+    """Bytes of a key per id with a 48 h TTL, the layout before the seen buckets, written
+    for ``ids`` and deleted again."""
+    redis = Redis.from_url(settings.redis_url)
+    # The key the worker wrote before, under the same prefix: a longer name could take
+    # a larger allocation.
+    names = [Keys(settings.redis_prefix).legacy_seen(event_id) for event_id in ids]
+    for start in range(0, len(names), 5000):
+        pipe = redis.pipeline(transaction=False)
+        for name in names[start : start + 5000]:
+            pipe.set(name, "1", ex=SEEN_TTL_S)
+        pipe.execute()
+    used = memory_usage(redis, names)
+    for start in range(0, len(names), 5000):
+        redis.unlink(*names[start : start + 5000])
+    redis.close()
+    return used
 
 
 def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple[float, int]:
@@ -244,8 +311,14 @@ def main() -> None:
         )
         ceiling = asyncio.run(bare_consumer(settings, len(events)))
         counter = faust_counter(settings, records)
-        worker, memory = worker_throughput(settings, len(events))
         two = dataclasses.replace(settings, redis_prefix=f"{run}-two", app_id=f"{run}-two")
+        for each in (settings, two):
+            remember_earlier_days(each, len(events))
+        earlier, _, _ = dedup_memory(settings)
+        worker, memory = worker_throughput(settings, len(events))
+        dedup, dedup_keys, dedup_ids = dedup_memory(settings)
+        ids = sorted({event.event_id for event in events})
+        key_per_id = key_per_id_memory(settings, ids)
         two_workers, _ = worker_throughput(two, len(events), workers=2)
         print(f"bare aiokafka consumer (ceiling):     {ceiling:12,.0f} events/s")
         print(
@@ -262,8 +335,14 @@ def main() -> None:
             "with Kafka and Redis)"
         )
         print(
-            f"Redis memory: {memory / len(events) * 1e6 / 2**20:,.0f} MiB per million events "
-            f"(each a distinct event id; ids kept 48 h for deduplication)"
+            f"Redis memory: {(memory - earlier) / len(events) * 1e6 / 2**20:,.0f} MiB per "
+            "million events (each a distinct event id; the earlier days' ids left out)"
+        )
+        print(
+            f"deduplication: {dedup / dedup_ids * 1e6 / 2**20:,.1f} MiB per million event ids "
+            f"({dedup_ids:,} ids of three days in {dedup_keys:,} keys); a key per id, as "
+            f"before: {key_per_id / len(ids) * 1e6 / 2**20:,.1f} MiB per million (this run's "
+            f"{len(ids):,} ids; both by MEMORY USAGE, which leaves out some 64 bytes a key)"
         )
         live = dataclasses.replace(
             settings,

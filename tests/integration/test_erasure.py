@@ -333,8 +333,8 @@ class ErasingSink(Sink):
         super().__init__(redis, settings)
         self.settings, self.person, self.erasures = settings, person, 0
 
-    async def _read(self, pipe: Any, events: list[Event]) -> Lookups:
-        lookups = await super()._read(pipe, events)
+    async def _read(self, pipe: Any, events: list[Event], now_s: int) -> Lookups:
+        lookups = await super()._read(pipe, events, now_s)
         if not self.erasures:
             self.erasures += 1
             async with Redis.from_url(self.settings.redis_url) as other:

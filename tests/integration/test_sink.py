@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from tests.conftest import isolated_settings
 from tracker.events import Event
 from tracker.settings import Settings
-from tracker.store import Keys, parse_bucket
+from tracker.store import GENERATION_S, SEEN_TTL_S, Keys, parse_bucket
 from tracker.stream.sink import Record, Sink
 
 pytestmark = pytest.mark.services
@@ -28,11 +28,15 @@ def click(event_id: str, ts: int = MINUTE, campaign: str = "spring", cost: int =
                  campaign=campaign, cost=cost)  # fmt: skip
 
 
-def run(settings: Settings, body: Callable[[Redis, Sink], Awaitable[T]]) -> T:
+def run(
+    settings: Settings,
+    body: Callable[[Redis, Sink], Awaitable[T]],
+    clock: Callable[[], float] = time.time,
+) -> T:
     async def main() -> T:
         redis = Redis.from_url(settings.redis_url)
         try:
-            return await body(redis, Sink(redis, settings))
+            return await body(redis, Sink(redis, settings, clock))
         finally:
             await redis.aclose()
 
@@ -77,6 +81,22 @@ def test_the_same_event_in_a_later_record_is_a_duplicate(settings: Settings) -> 
         assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
 
     run(settings, body)
+
+
+def test_an_event_counted_before_midnight_is_a_duplicate_for_48_hours(settings: Settings) -> None:
+    """Seen ids are kept by the day they were counted (:mod:`tracker.store`): one counted
+    in a day's last second is a duplicate in the next day, and 48 hours on."""
+    midnight = (int(time.time()) // GENERATION_S + 1) * GENERATION_S
+    now = [midnight - 1]
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [click("a")])])
+        for offset, later in enumerate([midnight, midnight - 1 + SEEN_TTL_S], start=1):
+            now[0] = later
+            health = await sink.apply([Record("t", 0, offset, [click("a")])])
+            assert (health["events"], health["duplicates"]) == (0, 1)
+
+    run(settings, body, clock=lambda: now[0])
 
 
 def test_events_behind_the_stored_watermark_by_more_than_grace_are_late_and_counted(

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from redis.asyncio import Redis
 
-from tracker.store import StoreUnavailable, read_once
+from tracker.store import (
+    GENERATION_S,
+    SEEN_TTL_S,
+    StoreUnavailable,
+    read_once,
+    seen_digest,
+    seen_expiry,
+    seen_generations,
+)
 
 
 async def _ping(client: Redis) -> bool:
@@ -24,3 +34,36 @@ def test_read_once_lets_the_reads_own_errors_pass() -> None:
 
     with pytest.raises(ValueError, match="from must be before to"):
         read_once("redis://127.0.0.1:1/0", refuse)
+
+
+# Seen generations: which days of counted ids a lookup searches, and for how long.
+
+DAY = 20_000
+"""A generation number: 2024-10-04 (UTC), counted from the epoch in GENERATION_S."""
+MIDNIGHT = DAY * GENERATION_S
+
+
+@pytest.mark.parametrize("counted_at", [MIDNIGHT, MIDNIGHT + 3_600, MIDNIGHT + GENERATION_S - 1])
+def test_an_id_is_searched_and_kept_for_48_hours_after_it_was_counted(counted_at: int) -> None:
+    generation = counted_at // GENERATION_S
+    for later in range(counted_at, counted_at + SEEN_TTL_S + 1, 97):
+        assert generation in seen_generations(later)
+    assert generation in seen_generations(counted_at + SEEN_TTL_S)
+    assert seen_expiry(generation) > counted_at + SEEN_TTL_S
+
+
+def test_a_generation_expires_once_it_is_no_longer_searched() -> None:
+    last_searched = MIDNIGHT + GENERATION_S + SEEN_TTL_S - 1
+    assert DAY in seen_generations(last_searched)
+    assert DAY not in seen_generations(last_searched + 1)
+    assert last_searched < seen_expiry(DAY) <= last_searched + 2 * 3_600
+
+
+def test_a_worker_whose_clock_is_behind_searches_the_day_one_ahead_writes() -> None:
+    assert DAY + 1 in seen_generations(MIDNIGHT + GENERATION_S - 1)
+    assert list(seen_generations(MIDNIGHT + GENERATION_S - 1)) == [DAY - 2, DAY - 1, DAY, DAY + 1]
+
+
+def test_a_digest_is_the_128_bit_blake2b_of_the_event_id() -> None:
+    assert seen_digest("e1") == hashlib.blake2b(b"e1", digest_size=16).digest()
+    assert seen_digest("é") == hashlib.blake2b("é".encode(), digest_size=16).digest()

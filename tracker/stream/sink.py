@@ -42,7 +42,7 @@ from redis.exceptions import WatchError
 from tracker.channels import CHANNELS
 from tracker.events import Event
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, Keys, Writes
+from tracker.store import CAMPAIGN_SUM, Keys, Writes, read_with_seen
 from tracker.stream import state
 from tracker.stream.aggregate import LINKS, fold, spend_key
 from tracker.stream.delta import Delta, Policy
@@ -89,8 +89,12 @@ def policy_of(settings: Settings) -> Policy:
 
 
 class Sink:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock`` (epoch s) dates what the sink remembers: which ids it counted when."""
         self._redis = redis
+        self._clock = clock
         self._keys = Keys(settings.redis_prefix)
         self._policy = policy_of(settings)
         self._ttl = {
@@ -115,6 +119,7 @@ class Sink:
             by_source.setdefault((record.topic, record.partition), []).append(record)
         source_keys = [keys.source(topic, partition) for topic, partition in by_source]
         suppressions = self._suppressions
+        now_s = int(self._clock())
 
         async with self._redis.pipeline(transaction=True) as pipe:
             # Offsets and the count of erasures in one read, watched (module docstring).
@@ -133,7 +138,7 @@ class Sink:
                 for batch in fresh
             ]
             events = [e for batch in kept for e in batch]
-            lookups = await self._read(pipe, events)
+            lookups = await self._read(pipe, events, now_s)
             health: Counter[str] = Counter(
                 skipped_records=len(records) - sum(map(len, fresh)),
                 suppressed=sum(len(r.events) for batch in fresh for r in batch) - len(events),
@@ -158,7 +163,7 @@ class Sink:
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             writes = Writes(keys)
             for source_key, new_state, delta in deltas:
-                self._write_delta(writes, delta)
+                self._write_delta(writes, delta, now_s)
                 writes.put(source_key, orjson.dumps(new_state))
                 writes.source(source_key)
             self._write_lookups(writes, lookups)
@@ -175,7 +180,7 @@ class Sink:
             self._last_write_us = int((time.perf_counter() - started) * 1e6)
         return health
 
-    async def _read(self, pipe: Any, events: list[Event]) -> Lookups:
+    async def _read(self, pipe: Any, events: list[Event], now_s: int) -> Lookups:
         """Everything the fold may consult for ``events``, in as few round trips as the
         identity state allows: two for a batch without identity, up to four with it.
 
@@ -205,7 +210,7 @@ class Sink:
         lookups = Lookups()
         loaded = _Wanted()
         while True:  # ends: each round reads only keys not read before, of finite state
-            await self._fetch(pipe, wanted.minus(loaded), lookups)
+            await self._fetch(pipe, wanted.minus(loaded), lookups, now_s)
             loaded.add(wanted)
             for click in lookups.clicks.values():
                 wanted.customer(click.device, click.user)
@@ -226,7 +231,7 @@ class Sink:
             if not wanted.minus(loaded):
                 return lookups
 
-    async def _fetch(self, pipe: Any, wanted: _Wanted, lookups: Lookups) -> None:
+    async def _fetch(self, pipe: Any, wanted: _Wanted, lookups: Lookups, now_s: int) -> None:
         """Read ``wanted`` into ``lookups``, watching what another partition may write.
 
         Spend figures, orders, customers, a user's devices and recent orders can be
@@ -253,10 +258,10 @@ class Sink:
         ]
         if shared:
             await pipe.watch(*shared)
-        found = await _mget(
+        values, counted = await read_with_seen(
             pipe,
+            keys,
             [
-                *map(keys.seen, ids),
                 *(keys.spend(*k) for k in spends),
                 *map(keys.order, orders),
                 *map(keys.click, clicks),
@@ -266,8 +271,11 @@ class Sink:
                 *map(keys.link, devices),
                 *map(keys.devices, users),
             ],
+            ids,
+            now_s,
         )
-        lookups.seen |= set(_loaded(ids, found, bool))
+        found = iter(values)
+        lookups.seen.update(counted)
         lookups.spend |= _loaded(spends, found, state.load_spend)
         lookups.orders |= _loaded(orders, found, state.load_order)
         lookups.clicks |= _loaded(clicks, found, state.load_click)
@@ -277,9 +285,8 @@ class Sink:
         lookups.links |= _loaded(devices, found, state.load_link)
         lookups.devices |= _loaded(users, found, state.load_devices)
 
-    def _write_delta(self, writes: Writes, delta: Delta) -> None:
+    def _write_delta(self, writes: Writes, delta: Delta, now_s: int) -> None:
         keys = self._keys
-        now_s = int(time.time())
         for (window, start, dimension, value, metric), amount in delta.sums.items():
             expire_at = self._expiry(window, start, now_s)
             if not amount or expire_at is None:
@@ -297,7 +304,7 @@ class Sink:
                 continue
             key = keys.uniques(window, start, dimension, value)
             writes.count_people(key, people, expire_at)
-        writes.seen(delta.seen)
+        writes.seen(delta.seen, now_s)
         for (campaign, period), figure in delta.spend.items():
             writes.put(keys.spend(campaign, period), state.dump_spend(figure))
 
@@ -379,10 +386,6 @@ class _Wanted:
 
     def _sets(self) -> list[set[Any]]:
         return [getattr(self, f.name) for f in fields(self)]
-
-
-async def _mget(pipe: Any, names: list[str]) -> Iterator[Any]:
-    return iter(await pipe.mget(*names) if names else [])
 
 
 def _loaded(names: list[K], found: Iterator[Any], load: Callable[[Any], V]) -> dict[K, V]:
