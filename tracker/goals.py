@@ -27,7 +27,7 @@ import msgspec
 
 from tracker.events import EVENT_TYPES, Event
 from tracker.money import MoneyError, parse_micros, to_number
-from tracker.rulebook import RulesError, items_of
+from tracker.rulebook import RulesError, rules_of
 from tracker.types import EpochMs, Micros
 
 PURCHASE: Final = "purchase"
@@ -148,19 +148,12 @@ def parse(
     body: Any, currencies: frozenset[str], base_currency: str, max_rules: int
 ) -> tuple[Goal, ...]:
     """The goals of a ``PUT /v1/goals`` body; :class:`RulesError` naming every bad part."""
-    items = items_of(body, "goals", max_rules)
     reasons: dict[str, str] = {}
     goals: list[Goal] = []
     events: dict[str, int] = {}
     pages: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(items):
-        where = f"goals[{index}]"
-        if not isinstance(item, dict):
-            reasons[where] = "must be an object"
-            continue
+    for index, where, item in rules_of(body, "goals", _FIELDS, max_rules, reasons):
         before = len(reasons)
-        for unknown in sorted(set(item) - _FIELDS):
-            reasons[f"{where}.{unknown}"] = f"unknown field; known: {', '.join(sorted(_FIELDS))}"
         name = _name(item.get("name"), f"{where}.name", reasons)
         page_url, event = item.get("page_url"), item.get("event")
         if (page_url is None) == (event is None):

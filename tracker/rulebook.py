@@ -11,7 +11,7 @@ refused before anything is written, so nothing is ever saved half.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -42,6 +42,25 @@ def items_of(body: Any, key: str, max_rules: int) -> list[Any]:
     if len(items) > max_rules:
         raise RulesError({key: f"{len(items)} rules, at most {max_rules}"})
     return items
+
+
+def rules_of(
+    body: Any, key: str, fields: frozenset[str], max_rules: int, reasons: dict[str, str]
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Each rule of a document: its index, where it is (``goals[3]``) and its object.
+
+    The document's shape and size are checked first (:class:`RulesError` at once); a
+    rule that is no object, and each field a rule has beyond ``fields``, go into
+    ``reasons``, for the caller to refuse the document with its own findings.
+    """
+    for index, item in enumerate(items_of(body, key, max_rules)):
+        where = f"{key}[{index}]"
+        if not isinstance(item, dict):
+            reasons[where] = "must be an object"
+            continue
+        for unknown in sorted(set(item) - fields):
+            reasons[f"{where}.{unknown}"] = f"unknown field; known: {', '.join(sorted(fields))}"
+        yield index, where, item
 
 
 def decode(raw: bytes | str | None) -> dict[str, Any]:
@@ -94,4 +113,4 @@ class Rulebook:
                     continue
 
 
-__all__ = ["Rulebook", "RulesError", "decode", "items_of"]
+__all__ = ["Rulebook", "RulesError", "decode", "items_of", "rules_of"]

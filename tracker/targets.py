@@ -24,7 +24,7 @@ from tracker.attribution import ONE
 from tracker.channels import CHANNELS
 from tracker.kpis import Totals
 from tracker.money import MoneyError, parse_micros, to_number
-from tracker.rulebook import RulesError, items_of
+from tracker.rulebook import RulesError, rules_of
 from tracker.types import EpochMs, Micros
 
 DIMENSIONS: Final = ("campaign", "channel", "total")
@@ -119,18 +119,11 @@ def row_verdict(target: Target | None, totals: Totals, daily: bool) -> dict[str,
 
 def parse(body: Any, max_rules: int) -> tuple[Target, ...]:
     """The targets of a ``PUT /v1/targets`` body; :class:`RulesError` naming every bad part."""
-    items = items_of(body, "targets", max_rules)
     reasons: dict[str, str] = {}
     targets: list[Target] = []
     seen: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(items):
-        where = f"targets[{index}]"
-        if not isinstance(item, dict):
-            reasons[where] = "must be an object"
-            continue
+    for index, where, item in rules_of(body, "targets", _FIELDS, max_rules, reasons):
         before = len(reasons)
-        for unknown in sorted(set(item) - _FIELDS):
-            reasons[f"{where}.{unknown}"] = f"unknown field; known: {', '.join(sorted(_FIELDS))}"
         dimension, value = _row(item, where, reasons)
         bounds: dict[str, Any] = {}
         for name in BOUNDS:
