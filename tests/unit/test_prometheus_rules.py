@@ -122,8 +122,11 @@ def metric_names(expr: str) -> set[str]:
 
 
 def _template_names(text: str) -> set[str]:
-    """Metric names queried from annotation templates (printf "name{...}" | query)."""
-    return set(re.findall(r'printf\s+"([A-Za-z_:][\w:]*)', text))
+    """Metric names queried from annotation templates (``printf "..." | query`` or
+    ``query "..."``): each name a selector or a range follows, or a bare name."""
+    queries = re.findall(r'(?:printf|query)\s+"([^"]*)"', text)
+    bare = {q for q in queries if re.fullmatch(r"[A-Za-z_:][\w:]*", q)}
+    return bare | {n for q in queries for n in re.findall(r"([A-Za-z_:][\w:]*)\s*[{\[]", q)}
 
 
 def _promtool(*args: str) -> None:
