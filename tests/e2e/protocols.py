@@ -134,10 +134,13 @@ def snowplow_params(event: dict[str, Any], clock_off: int = 0) -> dict[str, str]
     if url is None:
         return None
     params = {"eid": event["event_id"], "dtm": str(event["ts"] + clock_off), "tv": "oracle-1"}
-    if event.get("user_agent"):
+    if event.get("user_agent") and event.get("anonymous_id"):
         params |= {"p": "web", "ua": event["user_agent"]}
     else:
-        params["p"] = "srv"  # a server: its HTTP client's agent is nobody's
+        # A server: its HTTP client's agent is nobody's. A browser without a visitor id
+        # would be given one minted for its request, and two of a user's events in two
+        # requests would go to two partitions, out of the order the log relies on.
+        params["p"] = "srv"
     if event.get("anonymous_id"):
         params["duid"] = event["anonymous_id"]
     if event.get("user_id"):

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.conftest import free_port
 from tests.e2e.test_oracle import check, oracle_settings, run_log, settled
 from tests.processes import health_url, running, tracker, wait_for
 from tests.services import ROOT
@@ -34,7 +35,7 @@ def test_worker_killed_with_sigkill_mid_stream_and_restarted(settings: Settings)
 
 def test_one_of_two_workers_stopped_mid_stream(settings: Settings) -> None:
     settings = oracle_settings(replace(settings, topic_partitions=4))
-    other = replace(settings, worker_port=settings.worker_port + 1)
+    other = replace(settings, worker_port=free_port())  # the next port was once taken
     with running(settings, "collector", "serve", "worker"), ExitStack() as workers:
         second = workers.enter_context(tracker("worker", other, health_url(other, "worker")))
 
