@@ -156,7 +156,7 @@ def prefix_memory(redis: Redis, prefix: str) -> int:
 def remember_earlier_days(settings: Settings, count: int) -> None:
     """``count`` new event ids counted one day ago and as many two days ago."""
     redis = Redis.from_url(settings.redis_url)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys(settings.key_prefix)
     now = int(time.time())
     for days in (1, 2):
         ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -172,7 +172,7 @@ def remember_earlier_days(settings: Settings, count: int) -> None:
 def dedup_memory(settings: Settings) -> tuple[int, int, int]:
     """Bytes of the seen generations under the settings' prefix, their keys, their ids."""
     redis = Redis.from_url(settings.redis_url)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys(settings.key_prefix)
     names: list[str] = []
     ids = 0
     for generation in seen_generations(int(time.time())):
@@ -193,7 +193,7 @@ def key_per_id_memory(settings: Settings, ids: Sequence[str]) -> int:
     redis = Redis.from_url(settings.redis_url)
     # The key the worker wrote before, under the same prefix: a longer name could take
     # a larger allocation.
-    names = [Keys(settings.redis_prefix).legacy_seen(event_id) for event_id in ids]
+    names = [Keys(settings.key_prefix).legacy_seen(event_id) for event_id in ids]
     for start in range(0, len(names), 5000):
         pipe = redis.pipeline(transaction=False)
         for name in names[start : start + 5000]:
@@ -209,7 +209,7 @@ def key_per_id_memory(settings: Settings, ids: Sequence[str]) -> int:
 def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple[float, int]:
     """Events/s of ``workers`` worker processes, and Redis memory used per event."""
     redis = Redis.from_url(settings.redis_url)
-    health = Keys(settings.redis_prefix).health
+    health = Keys(settings.key_prefix).health
 
     def applied() -> int:
         return int(redis.hget(health, "events") or 0)

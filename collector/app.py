@@ -68,8 +68,8 @@ class Collector:
         self.all_workers = AllWorkers(self.registry, metrics_dir) if metrics_dir else None
         self.producer = BatchingProducer(settings, on_flushed=self.metrics.flushed)
         self.metrics.buffered.set_function(lambda: self.producer.buffered)
-        self.redis = async_client(settings.redis_url)
-        keys = Keys(settings.redis_prefix)
+        self.redis = async_client(settings)
+        keys = Keys(settings.key_prefix)
         self.salts = Salts(self.redis, keys)
         self.suppressions = Suppressions(keys)
         self.goal_rules = Rulebook(self.redis, keys.goals)

@@ -43,6 +43,16 @@ async def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
         )
 
 
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    async with _topic(bootstrap, topic) as (consumer, _, partitions):
+        return {tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()}
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> the offset the next record of ``topic`` will have."""
+    return asyncio.run(_end_offsets(bootstrap, topic))
+
+
 def caught_up(bootstrap: str, group: str, topic: str) -> bool:
     """True once ``group`` has committed every record of ``topic`` that exists now."""
     return asyncio.run(_caught_up(bootstrap, group, topic))

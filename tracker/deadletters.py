@@ -47,7 +47,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from collector import postback, redirect, segment_messages, snowplow_events, validation
@@ -56,6 +55,7 @@ from collector.producer import kafka_producer
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
 from tracker.kafka import KafkaUnavailable, ensure_topics
 from tracker.records import decode_dead_letter, encode_records, partition_of
+from tracker.redis_clients import async_client
 from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.types import EpochMs
@@ -265,9 +265,9 @@ def letters_consumer(settings: Settings) -> AIOKafkaConsumer:
 async def todays_salt(settings: Settings) -> bytes | None:
     """Today's cookieless salt, as the collectors share it; None when Redis is unreachable
     (cookieless letters then stay rejected, saying why)."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = async_client(settings)
     now = int(time.time() * 1000)
-    salts = Salts(redis, Keys(settings.redis_prefix))
+    salts = Salts(redis, Keys(settings.key_prefix))
     try:
         await salts.refresh(now)
     except (RedisError, OSError):

@@ -1,4 +1,4 @@
-"""Redis clients that outlive a Redis restart: every process makes its clients here.
+"""Redis clients that outlive a Redis restart or failover: every process makes its clients here.
 
 redis-py keeps connections in a pool. After Redis restarts (a failover, a deploy),
 each pooled connection is dead, and without a retry policy naming connection errors
@@ -8,33 +8,200 @@ command that failed on a closed connection is sent again on a fresh one, up to t
 times with a short jittered backoff; errors Redis itself answers are never retried.
 A transaction under ``WATCH`` is not sent again: redis-py raises ``WatchError`` for it
 instead, and its caller reads and decides again, as it does when a key moved.
+
+On a Redis Cluster (``TRACKER_REDIS_CLUSTER`` or a ``redis+cluster://`` URL) every key
+of a deployment is under one hash tag (:attr:`Settings.key_prefix`), so one slot, one
+primary, holds them all, and the store's transactions, scripts and scans run there as
+on a single Redis. The client is a plain one whose connections go to the primary that
+serves that slot now, asked of the cluster each time one connects: after a failover,
+a dead or demoted primary's connections fail (or answer ``MOVED``), are dropped, and
+the retry connects to the promoted replica. redis-py's ``RedisCluster`` routes by key
+instead, and its transactions run each command read under ``WATCH`` in a thread of its
+own: the sink reads most of its state that way.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    ReadOnlyError,
+    TimeoutError,
+    TryAgainError,
+)
 from redis.retry import Retry
+
+from tracker.settings import CLUSTER_SCHEME, Settings
 
 _RETRIED = [ConnectionError, TimeoutError]
 _ATTEMPTS = 3
+_MOVED = (AskError, ClusterDownError, ReadOnlyError, TryAgainError)
+"""Answers of a node that no longer serves the slot (``MovedError`` is an ``AskError``),
+or of a cluster between primaries: the connection is dropped and the command retried."""
+_ASK_TIMEOUT_S = 1.0
 
 
 def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(base=0.05, cap=1.0)
 
 
-def async_client(url: str) -> redis.asyncio.Redis:
+def async_client(settings: Settings) -> redis.asyncio.Redis:
+    url, extra = _connection(settings)
     return redis.asyncio.Redis.from_url(
-        url, retry=AsyncRetry(_backoff(), _ATTEMPTS), retry_on_error=_RETRIED
+        url,
+        retry=AsyncRetry(_backoff(), _ATTEMPTS),
+        retry_on_error=_RETRIED,
+        **_primary_of(_AsyncPrimary, extra),
     )
 
 
-def sync_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, retry=Retry(_backoff(), _ATTEMPTS), retry_on_error=_RETRIED)
+def sync_client(settings: Settings) -> redis.Redis:
+    url, extra = _connection(settings)
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(_backoff(), _ATTEMPTS),
+        retry_on_error=_RETRIED,
+        **_primary_of(_SyncPrimary, extra),
+    )
 
 
-__all__ = ["async_client", "sync_client"]
+def _primary_of(connection: type, topology: Topology | None) -> dict[str, Any]:
+    """redis-py's arguments for connections to the slot's primary; none off a cluster."""
+    return {"connection_class": connection, "topology": topology} if topology else {}
+
+
+@dataclass(slots=True)
+class Topology:
+    """Where the primary of a deployment's slot is, as the cluster's nodes tell."""
+
+    slot: int
+    nodes: list[tuple[str, int]]
+    """Nodes to ask, the URL's first, then every node the last answer named."""
+    auth: dict[str, Any] = field(default_factory=dict)
+
+    def asking(self, node: tuple[str, int]) -> dict[str, Any]:
+        """Arguments of a connection that asks ``node`` where the slot is."""
+        timeout = {"socket_timeout": _ASK_TIMEOUT_S, "socket_connect_timeout": _ASK_TIMEOUT_S}
+        return {"host": node[0], "port": node[1], **timeout, **self.auth}
+
+    def learn(self, asked: tuple[str, int], reply: Sequence[Any]) -> tuple[str, int]:
+        """The primary of :attr:`slot` in a ``CLUSTER SLOTS`` reply from ``asked``; every
+        node it names is remembered, to ask when ``asked`` is gone."""
+        primary = None
+        for start, end, *served in reply:
+            hosts = [(_text(node[0]) or asked[0], int(node[1])) for node in served]
+            self.nodes += [node for node in hosts if node not in self.nodes]
+            if int(start) <= self.slot <= int(end):
+                primary = hosts[0]
+        if primary is None:
+            raise ConnectionError(f"no node of the cluster at {asked} serves slot {self.slot}")
+        return primary
+
+
+def _connection(settings: Settings) -> tuple[str, Topology | None]:
+    """The URL redis-py reads, and where a cluster's slot is asked, for a cluster.
+
+    A cluster's URL may name several nodes, ``redis+cluster://h1:7001,h2:7002/0``: a
+    client starting while one of them is down asks the next.
+    """
+    if not settings.redis_is_cluster:
+        return settings.redis_url, None
+    parts = urlsplit(settings.redis_url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    seeds = [_node(host) for host in hosts.split(",")]
+    first = f"{userinfo}@" * bool(userinfo) + f"{seeds[0][0]}:{seeds[0][1]}"
+    scheme = "redis" if parts.scheme == CLUSTER_SCHEME else parts.scheme
+    url = urlunsplit((scheme, first, parts.path, parts.query, parts.fragment))
+    auth = {"username": parts.username, "password": parts.password}
+    slot = key_slot(settings.key_prefix.encode())
+    return url, Topology(slot, seeds, {k: v for k, v in auth.items() if v})
+
+
+def _node(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host or "127.0.0.1", int(port)) if port.isdigit() else (text or "127.0.0.1", 6379)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class _AsyncPrimary(redis.asyncio.Connection):
+    def __init__(self, *, topology: Topology, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._topology = topology
+
+    async def _connect(self) -> None:
+        failures = []
+        for node in list(self._topology.nodes):
+            asking = redis.asyncio.Connection(**self._topology.asking(node))
+            try:
+                await asking.send_command("CLUSTER", "SLOTS")
+                self.host, self.port = self._topology.learn(node, await asking.read_response())
+                break
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                failures.append(f"{node[0]}:{node[1]}: {exc}")
+            finally:
+                await asking.disconnect()
+        else:
+            raise _unanswered(failures)
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except _MOVED as exc:
+            await self.disconnect()
+            raise _gone(self, exc) from exc
+
+
+# redis-py leaves its synchronous connection untyped.
+class _SyncPrimary(redis.Connection):
+    def __init__(self, *, topology: Topology, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self._topology = topology
+
+    def _connect(self) -> Any:
+        failures = []
+        for node in list(self._topology.nodes):
+            asking = redis.Connection(**self._topology.asking(node))  # type: ignore[no-untyped-call]
+            try:
+                asking.send_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+                self.host, self.port = self._topology.learn(node, asking.read_response())
+                break
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                failures.append(f"{node[0]}:{node[1]}: {exc}")
+            finally:
+                asking.disconnect()  # type: ignore[no-untyped-call]
+        else:
+            raise _unanswered(failures)
+        return super()._connect()  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except _MOVED as exc:
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise _gone(self, exc) from exc
+
+
+def _unanswered(failures: list[str]) -> ConnectionError:
+    return ConnectionError(f"no node of the Redis Cluster told its slots: {'; '.join(failures)}")
+
+
+def _gone(connection: Any, answer: Exception) -> ConnectionError:
+    return ConnectionError(f"{connection.host}:{connection.port} serves the slot no more: {answer}")
+
+
+__all__ = ["Topology", "async_client", "sync_client"]

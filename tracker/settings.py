@@ -30,11 +30,15 @@ _ALLOWED_HOST = re.compile(
     r"(?::(?P<port>[1-9][0-9]{0,4}))?"
 )
 MIN_SECRET_CHARS = 16
+_HASH_TAG = re.compile(r"\{[^}]+\}")
+"""What Redis Cluster hashes a key by, when its name holds one."""
 API_ROLES = ("read", "admin")
 """Roles of query API tokens, least first; admin may do whatever read may."""
 # What an Authorization header carries after "Bearer " (RFC 6750 section 2.1, b64token).
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MAX_PORT = 65535
+CLUSTER_SCHEME = "redis+cluster"
+"""A Redis URL of this scheme names a node of a Redis Cluster (tracker/redis_clients.py)."""
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 # The subcommands of tracker/cli.py, which declares one parser each.
@@ -157,6 +161,11 @@ class Settings:
     redis_prefix: str = _setting(
         "tracker",
         "prefix of every Redis key, to share one Redis",
+        STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
+    )
+    redis_cluster: bool = _setting(
+        False,
+        f"the Redis URL names a node of a Redis Cluster (as {CLUSTER_SCHEME}:// URLs do)",
         STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
@@ -552,6 +561,18 @@ class Settings:
         EVERY,
         choices=("debug", "info", "warning", "error"),
     )
+
+    @property
+    def redis_is_cluster(self) -> bool:
+        return self.redis_cluster or self.redis_url.startswith(f"{CLUSTER_SCHEME}://")
+
+    @property
+    def key_prefix(self) -> str:
+        """What every Redis key starts with: on a Redis Cluster, the prefix as a hash tag, so
+        that a deployment's keys share a slot and its transactions stay on one primary."""
+        if self.redis_is_cluster and not _HASH_TAG.search(self.redis_prefix):
+            return f"{{{self.redis_prefix}}}"
+        return self.redis_prefix
 
     def rates(self) -> dict[str, float]:
         """The currency table as a mapping, the base currency at rate 1."""

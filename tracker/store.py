@@ -1,6 +1,7 @@
 """The Redis key layout of the KPI store, and its reads.
 
-Layout (``P`` is the configured prefix; ``SEP`` is ``\\x1f``):
+Layout (``P`` is the configured prefix, on a Redis Cluster as a hash tag, ``{P}``, so
+that every key is in one slot; ``SEP`` is ``\\x1f``):
 
 - ``P:b:<window>:<bucket start ms>:<dimension>``: hash, one dimension (``total``,
   ``channel``, ``campaign``, ``goal``, ``campaigns``) of one bucket of a window (``1m``, ``1h``,
@@ -61,6 +62,8 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tracker.redis_clients import async_client
+from tracker.settings import Settings
 from tracker.types import EpochMs
 
 T = TypeVar("T")
@@ -221,14 +224,14 @@ class StoreUnavailable(RuntimeError):
     """Redis did not answer; the message names its URL and why."""
 
 
-def read_once(url: str, read: Callable[[Redis], Awaitable[T]]) -> T:
+def read_once(settings: Settings, read: Callable[[Redis], Awaitable[T]]) -> T:
     """``read`` on a client of its own, closed after: one command's reads, from sync code.
 
     Raises :class:`StoreUnavailable` for any Redis error; ``read``'s own errors pass.
     """
 
     async def main() -> T:
-        client = Redis.from_url(url)
+        client = async_client(settings)
         try:
             return await read(client)
         finally:
@@ -237,7 +240,7 @@ def read_once(url: str, read: Callable[[Redis], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except RedisError as exc:
-        raise StoreUnavailable(f"Redis at {url} did not answer: {exc}") from exc
+        raise StoreUnavailable(f"Redis at {settings.redis_url} did not answer: {exc}") from exc
 
 
 GENERATION_S = 24 * 3600
@@ -456,8 +459,8 @@ class Writes:
     state); as separate commands, redis-py's per-command packing and reply parsing
     cost more than Redis itself. Flattened into one ``EVAL``, they cost one round
     trip and one reply, and stay inside the ``MULTI`` that makes them atomic with
-    the source offsets. (Like the transaction, this needs every key on one Redis:
-    not a Redis Cluster.)
+    the source offsets. (Like the transaction, this needs every key on one Redis, or
+    on a Redis Cluster in one slot: :attr:`Settings.key_prefix`.)
     """
 
     def __init__(self, keys: Keys) -> None:

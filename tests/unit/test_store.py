@@ -5,6 +5,7 @@ import hashlib
 import pytest
 from redis.asyncio import Redis
 
+from tracker.settings import Settings
 from tracker.store import (
     GENERATION_S,
     SEEN_TTL_S,
@@ -25,7 +26,7 @@ def test_read_once_names_the_redis_that_did_not_answer() -> None:
     with pytest.raises(
         StoreUnavailable, match=r"^Redis at redis://127\.0\.0\.1:1/0 did not answer: "
     ):
-        read_once(url, _ping)
+        read_once(Settings(redis_url=url), _ping)
 
 
 def test_read_once_lets_the_reads_own_errors_pass() -> None:
@@ -33,7 +34,7 @@ def test_read_once_lets_the_reads_own_errors_pass() -> None:
         raise ValueError("from must be before to")
 
     with pytest.raises(ValueError, match="from must be before to"):
-        read_once("redis://127.0.0.1:1/0", refuse)
+        read_once(Settings(redis_url="redis://127.0.0.1:1/0"), refuse)
 
 
 # Seen generations: which days of counted ids a lookup searches, and for how long.

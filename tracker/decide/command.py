@@ -109,7 +109,7 @@ def budget(
     def read(client: Redis) -> Awaitable[dict[str, Any]]:
         return queries.recommendation(
             client,
-            Keys(settings.redis_prefix),
+            Keys(settings.key_prefix),
             dimension=dimension,
             model=model,
             end=int(time.time() * 1000) if end is None else end,
@@ -120,7 +120,7 @@ def budget(
         )
 
     try:
-        found = read_once(settings.redis_url, read)
+        found = read_once(settings, read)
     except BudgetError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ MAX_BUCKETS = 1500
 class KpiApi:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.key_prefix)
         self._currency = settings.base_currency.upper()
         self._calendar = settings.calendar()
         self._grace_ms = settings.grace_s * 1000

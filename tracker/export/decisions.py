@@ -41,7 +41,7 @@ BOOLEANS = {"true": True, "false": False}
 class DecisionApi:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.key_prefix)
         self._settings = settings
         self._currency = settings.base_currency.upper()
         self._calendar = settings.calendar()

@@ -131,7 +131,7 @@ class ErasureApi:
 
     def __init__(self, redis: Redis, settings: Settings, audit: AuditLog) -> None:
         self._redis = redis
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.key_prefix)
         self._audit = audit
 
     async def erasure(self, request: Request) -> Response:

@@ -96,7 +96,7 @@ def _rows(wanted: list[tuple[str, str]], raw: list[bytes | None], fold: bool) ->
 class StoreCollector(Collector):
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.key_prefix)
         self._top = settings.top_campaigns
         self._calendar = settings.calendar()
         self._currency = settings.base_currency.upper()

@@ -186,7 +186,7 @@ class PeopleApi:
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.key_prefix)
         self._currency = settings.base_currency.upper()
 
     async def people(self, request: Request) -> Response:

@@ -82,7 +82,7 @@ class RulesApi:
     def __init__(self, redis: Redis, settings: Settings, kind: Kind) -> None:
         self._settings = settings
         self._kind = kind
-        self._book = Rulebook(redis, kind.key(Keys(settings.redis_prefix)))
+        self._book = Rulebook(redis, kind.key(Keys(settings.key_prefix)))
 
     async def get(self, request: Request) -> Response:
         query = known_query(request, ("version",))
@@ -114,7 +114,7 @@ def run(settings: Settings, kind: Kind, path: str | None) -> int:
     """
 
     async def act(redis: Redis) -> dict[str, Any]:
-        book = Rulebook(redis, kind.key(Keys(settings.redis_prefix)))
+        book = Rulebook(redis, kind.key(Keys(settings.key_prefix)))
         if path is None:
             return await book.current()
         saved, new = await book.save(check(kind, raw, settings))
@@ -123,7 +123,7 @@ def run(settings: Settings, kind: Kind, path: str | None) -> int:
     raw = b""
     try:
         raw = Path(path).read_bytes() if path is not None else b""
-        shown = answer(read_once(settings.redis_url, act))
+        shown = answer(read_once(settings, act))
     except OSError as exc:
         print(f"tracker: {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2

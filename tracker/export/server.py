@@ -32,8 +32,8 @@ from tracker.settings import Settings
 
 
 def build(settings: Settings) -> asgi.App:
-    redis_async = async_client(settings.redis_url)
-    redis_sync = sync_client(settings.redis_url)
+    redis_async = async_client(settings)
+    redis_sync = sync_client(settings)
     registry = CollectorRegistry()
     store = StoreCollector(redis_sync, settings)
     registry.register(store)

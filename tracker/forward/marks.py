@@ -59,7 +59,7 @@ class Marks:
 
     def __init__(self, redis: Redis, settings: Settings, destination: str) -> None:
         self._redis = redis
-        self._prefix = f"{settings.redis_prefix}:fwd:{destination}:"
+        self._prefix = f"{settings.key_prefix}:fwd:{destination}:"
         retention_s = settings.events_retention_days * DAY_S
         self._ttl_s = max(WINDOW_S.get(destination, 0), retention_s)
 

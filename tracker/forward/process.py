@@ -34,6 +34,7 @@ from tracker.forward.lane import Lane
 from tracker.forward.metrics import Metrics
 from tracker.forward.transport import HttpTransport
 from tracker.kafka import ensure_topics
+from tracker.redis_clients import async_client
 from tracker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -55,7 +56,7 @@ class Forwarder:
     async def start(self) -> None:
         names = [d.name for d in self.destinations]
         await ensure_topics(self.settings, dead.topics(self.settings, names))
-        self._redis = Redis.from_url(self.settings.redis_url)
+        self._redis = async_client(self.settings)
         self._producer = kafka_producer(self.settings)
         await self._producer.start()
         self._transport = HttpTransport(self.settings)

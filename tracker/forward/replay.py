@@ -23,7 +23,6 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from collector.producer import kafka_producer
@@ -36,6 +35,7 @@ from tracker.forward.exchange import Failure
 from tracker.forward.marks import SENT, Marks
 from tracker.forward.transport import HttpTransport
 from tracker.kafka import KafkaUnavailable, ensure_topics
+from tracker.redis_clients import async_client
 from tracker.settings import Settings
 from tracker.store import StoreUnavailable
 from tracker.types import EpochMs
@@ -86,7 +86,7 @@ async def replay(
     consumer = letters_consumer(settings)
     producer = kafka_producer(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    redis = Redis.from_url(settings.redis_url)
+    redis = async_client(settings)
     marks = Marks(redis, settings, name)
     transport = HttpTransport(settings)
     try:

@@ -100,7 +100,7 @@ def report(
         )
 
     try:
-        found = read_once(settings.redis_url, read)
+        found = read_once(settings, read)
     except ValueError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2

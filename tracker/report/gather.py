@@ -73,7 +73,7 @@ async def gather(
             f"the range spans {len(starts)} {window} buckets, at most {MAX_BUCKETS}: "
             "choose a bigger window"
         )
-    keys = Keys(settings.redis_prefix)
+    keys = Keys(settings.key_prefix)
     currency = settings.base_currency.upper()
     before = previous(calendar, starts, window)
     buckets = await read_range(redis, keys, window, [*before, *starts], progress)

@@ -10,17 +10,19 @@ sink makes every record count exactly once in Redis.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import faust
 import structlog
-from redis.asyncio import Redis
+from faust.types import TP
 from redis.exceptions import RedisError
 
 from tracker.records import decode_events, encode_dead_letter
+from tracker.redis_clients import async_client
 from tracker.settings import Settings
-from tracker.stream.sink import Record, Sink, WatchError
+from tracker.stream.sink import Record, Rewind, Sink, WatchError
 
 log = structlog.get_logger(__name__)
 
@@ -62,20 +64,27 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
         settings.dead_letter_topic, value_serializer="raw", key_serializer="raw"
     )
 
+    rewinds = Rewinds(app)
+
+    @app.on_partitions_revoked.connect
+    async def forget_rewinds(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        rewinds.revoked(args[0])  # the partitions revoked, as Faust sends them
+
     @app.agent(events)
     async def apply_records(stream: Any) -> None:
         # noack_take: a record is acknowledged (and its offset committed) only after
         # the sink applied it. A crash, a SIGTERM mid-batch or a Redis outage then
         # leaves it uncommitted, and Kafka delivers it again; the sink's offset
         # guard makes that harmless.
-        redis = Redis.from_url(settings.redis_url)
+        redis = async_client(settings)
         sink = Sink(redis, settings)
         try:
             async for batch in stream.noack_take(
                 settings.worker_batch_max, within=settings.worker_batch_wait_s
             ):
                 records = [await decoded(event) for event in batch]
-                if await apply_until_done(sink, [r for r in records if r is not None]):
+                wanted = [r for r in records if r is not None and rewinds.wanted(r)]
+                if await apply_until_done(sink, wanted, rewinds):
                     for event in batch:
                         await stream.ack(event)
         finally:
@@ -100,24 +109,32 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
             await dead_letters.send(value=letter)
             return None
 
-    async def apply_until_done(sink: Sink, records: list[Record]) -> bool:
+    async def apply_until_done(sink: Sink, records: list[Record], rewinds: Rewinds) -> bool:
         """Apply, retrying while Redis is away or another apply raced ours.
 
         A ``WATCH`` conflict means a partition's offset moved meanwhile (a rebalance,
         a zombie); retrying re-reads it, so records already applied are skipped and
         the rest applied. Never leaving a batch unacknowledged matters: a gap in the
-        acknowledged offsets is not safe to rely on for redelivery.
+        acknowledged offsets is not safe to rely on for redelivery. Records of a
+        partition the store is behind on are read again (:class:`Rewinds`); those of
+        this batch are acknowledged unapplied, as the store's offset, not Kafka's, says
+        where a partition resumes.
         """
         delay = 0.05
         while True:
             try:
-                health = await sink.apply(records)
+                health = await sink.apply(records, rewinds.gaps)
+            except Rewind as rewind:
+                await rewinds.seek(rewind.offsets)
+                records = [r for r in records if (r.topic, r.partition) not in rewind.offsets]
+                continue
             except WatchError:
                 log.info("offsets moved during the batch; applying again")
             except RedisError as exc:
                 log.warning("redis unavailable, retrying", error=str(exc), retry_in=delay)
             else:
                 log.debug("applied", records=len(records), **health)
+                rewinds.applied(records)
                 return True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -127,3 +144,59 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
         return web.json({"status": "ok"})
 
     return app
+
+
+class Rewinds:
+    """Partitions read again from where the store is, and the records to skip meanwhile.
+
+    After a seek back, the records fetched before it still come, first: they are skipped
+    until the one the seek asked for. When Kafka no longer holds that one (past its
+    retention), the seek goes to the oldest it holds, and the gap is logged and let
+    through: those records are lost to the store for good.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._resume: dict[tuple[str, int], int] = {}
+        self.gaps: set[tuple[str, int]] = set()
+
+    def wanted(self, record: Record) -> bool:
+        """Whether ``record`` is to be applied, not one fetched before a seek back."""
+        source = (record.topic, record.partition)
+        resume = self._resume.get(source)
+        if resume is None or record.offset < resume:
+            return True
+        if record.offset > resume:
+            return False
+        del self._resume[source]
+        return True
+
+    async def seek(self, offsets: dict[tuple[str, int], int]) -> None:
+        for source, offset in offsets.items():
+            tp = TP(*source)
+            try:
+                consumer = self._app.consumer
+                oldest = (await consumer.earliest_offsets(tp))[tp]
+                resume = max(offset, oldest)
+                await consumer.seek(tp, resume)
+            except Exception as exc:  # revoked meanwhile: its next owner's sink rewinds it
+                log.warning("could not read a partition again", partition=source, error=str(exc))
+                continue
+            if resume > offset:
+                self.gaps.add(source)
+                log.error(
+                    "records the store lost are gone from Kafka too: lost for good",
+                    partition=source,
+                    offsets=[offset, resume - 1],
+                )
+            log.warning("the store is behind Kafka; reading again", partition=source, offset=resume)
+            self._resume[source] = resume
+
+    def applied(self, records: list[Record]) -> None:
+        self.gaps -= {(r.topic, r.partition) for r in records}
+
+    def revoked(self, partitions: Collection[TP]) -> None:
+        """Forget ``partitions``: given back later, they resume where Faust seeks them."""
+        for tp in partitions:
+            self._resume.pop((tp.topic, tp.partition), None)
+            self.gaps.discard((tp.topic, tp.partition))

@@ -13,6 +13,14 @@ concurrent change fails the ``EXEC``, and the batch is applied again on fresh st
 This relies on Redis keeping acknowledged writes across its own restarts
 (``appendfsync always``).
 
+The store, not Kafka's committed offsets, says what was applied. A Redis Cluster
+replica promoted after its primary died may lack the primary's last writes (replication
+is asynchronous), while the worker committed those records' offsets to Kafka: its next
+records then start past the stored offset plus one. The sink checks every partition's
+records against that and raises :class:`Rewind` instead of applying them, and the
+worker reads the partition again from the stored offset, so a lost write is redone
+with the state it was made on, not skipped.
+
 An erased person's events are dropped before the fold and counted as ``suppressed``,
 exactly. The worker keeps the suppression list in memory (:mod:`tracker.suppression`)
 and reads the count of erasures with the offsets, in the same ``MGET``, watched: when
@@ -30,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -66,6 +74,15 @@ class Record:
     events: Sequence[Event]
 
 
+class Rewind(Exception):
+    """The store is behind the records of some partitions: read them again from
+    :attr:`offsets`, (topic, partition) -> the first offset not in the store."""
+
+    def __init__(self, offsets: dict[tuple[str, int], int]) -> None:
+        super().__init__(f"the store lost the writes of records from {offsets}")
+        self.offsets = offsets
+
+
 @dataclass(frozen=True, slots=True)
 class SourceState:
     offset: int = -1
@@ -95,7 +112,7 @@ class Sink:
         """``clock`` (epoch s) dates what the sink remembers: which ids it counted when."""
         self._redis = redis
         self._clock = clock
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys(settings.key_prefix)
         self._policy = policy_of(settings)
         self._ttl = {
             "1m": settings.retention_1m_days * 86_400,
@@ -106,12 +123,22 @@ class Sink:
         self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
         self._suppressions = Suppressions(self._keys)
 
-    async def apply(self, records: Sequence[Record]) -> Counter[str]:
+    async def apply(
+        self, records: Sequence[Record], gaps: Collection[tuple[str, int]] = ()
+    ) -> Counter[str]:
         """Apply ``records`` once; returns the health counters of what was new.
 
         Raises :class:`WatchError` when another worker moved a partition's offset
         meanwhile (the partition is no longer ours), or state the batch read changed,
         or a person was erased: nothing was written, and applying again is safe.
+
+        Raises :class:`Rewind` when a partition's records start past the one after its
+        stored offset: the store lost writes that Kafka's committed offsets had counted
+        on (a failover to a replica that had not received them, a store restored from a
+        backup), and the records between must be read again. Nothing was written. The
+        partitions of ``gaps`` are let through: their missing records are gone from
+        Kafka too (past its retention). So is a partition the store holds nothing of: a
+        new store does not replay what the topic retains.
         """
         keys = self._keys
         by_source: dict[tuple[str, int], list[Record]] = {}
@@ -133,6 +160,13 @@ class Sink:
                 [r for r in batch if r.offset > st.offset]
                 for st, batch in zip(states, by_source.values(), strict=True)
             ]
+            behind = {
+                source: st.offset + 1
+                for source, st, batch in zip(by_source, states, fresh, strict=True)
+                if batch and batch[0].offset > st.offset + 1 >= 1 and source not in gaps
+            }
+            if behind:
+                raise Rewind(behind)
             kept = [
                 [e for r in batch for e in r.events if not suppressions.suppressed(e)]
                 for batch in fresh
@@ -398,4 +432,4 @@ def _source_state(raw: bytes | str | None) -> SourceState:
     return SourceState(**orjson.loads(raw)) if raw else SourceState()
 
 
-__all__ = ["Record", "Sink", "WatchError"]
+__all__ = ["Record", "Rewind", "Sink", "WatchError"]

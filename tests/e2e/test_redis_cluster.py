@@ -1,0 +1,51 @@
+"""The oracle's figures on a Redis Cluster, through a failover of the store's primary."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tests import redis_cluster
+from tests.e2e.test_oracle import check, oracle_settings, run_log
+from tests.processes import running
+from tests.services import ROOT
+from tracker.redis_clients import sync_client
+from tracker.settings import Settings
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(redis_cluster.unstartable() is not None, reason="no redis-server"),
+]
+CLUSTER = {
+    "TRACKER_REDIS_CLUSTER_PORT": "27301",
+    "TRACKER_REDIS_CLUSTER_DIR": str(ROOT / ".run/test-redis-cluster-e2e"),
+}
+
+
+def test_kpis_on_a_redis_cluster_equal_the_reference_through_a_failover(
+    settings: Settings,
+) -> None:
+    with redis_cluster.running(CLUSTER) as cluster:
+        settings = replace(oracle_settings(settings), redis_url=cluster.url)
+        assert settings.key_prefix == f"{{{settings.redis_prefix}}}"
+        primary = redis_cluster.primary_of(CLUSTER, settings.key_prefix)
+        try:
+            with running(settings, "collector", "serve", "worker"):
+
+                def fail_over(chunk: int) -> None:
+                    if chunk == 2:  # a crash of the primary holding every key of ours,
+                        redis_cluster.kill_node(CLUSTER, primary)  # as chunk 3 comes in
+                    if chunk == 3:
+                        redis_cluster.wait_ok(CLUSTER)
+                    if chunk == 5:  # back, as the promoted replica's replica
+                        redis_cluster.start_node(CLUSTER, primary)
+
+                log = run_log(settings, seed=23, after_chunk=fail_over)
+                assert redis_cluster.primary_of(CLUSTER, settings.key_prefix) != primary
+                check(settings, log)
+        finally:
+            with sync_client(settings) as store:
+                names = list(store.scan_iter(match=f"{settings.key_prefix}:*", count=10_000))
+                if names:
+                    store.unlink(*names)

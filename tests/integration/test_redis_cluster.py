@@ -1,0 +1,169 @@
+"""A Redis Cluster of three primaries with one replica each loses a primary to SIGKILL.
+
+Writes that ``WAIT`` saw reach the replica are all there once the replica has taken
+over, read through a fresh cluster client; the lost primary, started again, comes back
+as its successor's replica with the same data. The cluster has ports and a folder of its
+own (27101-27106, .run/test-redis-cluster), apart from every other Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests import redis_cluster
+from tests.redis_cluster import Cluster
+from tests.services import ROOT
+
+WHY_NOT = redis_cluster.unstartable()
+pytestmark = [pytest.mark.services, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))]
+
+ENVIRONMENT = {
+    "TRACKER_REDIS_CLUSTER_PORT": "27101",
+    "TRACKER_REDIS_CLUSTER_DIR": str(ROOT / ".run/test-redis-cluster"),
+}
+SLOTS = 16384
+KEYS = 200
+FAILOVER_WITHIN_S = 15.0
+"""From the SIGKILL until every slot is served again: node timeout 2 s, then the
+primaries' vote; about 4 s measured."""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with redis_cluster.running(ENVIRONMENT) as started:
+        yield started
+
+
+def node_client(cluster: Cluster, node: int) -> Redis:
+    """A plain client of node ``node`` alone."""
+    return Redis(host="127.0.0.1", port=cluster.port(node), decode_responses=True)
+
+
+def text(value: bytes | str | None) -> str | None:
+    """A reply of a client with ``decode_responses``: never bytes."""
+    assert not isinstance(value, bytes), value
+    return value
+
+
+async def shards(cluster: Cluster, node: int) -> list[dict[str, Any]]:
+    """CLUSTER SHARDS as node ``node`` sees it."""
+    client = node_client(cluster, node)
+    try:
+        seen: list[dict[str, Any]] = await client.cluster("shards")
+        return seen
+    finally:
+        await client.aclose()
+
+
+def test_three_primaries_each_with_one_replica_serve_every_slot(cluster: Cluster) -> None:
+    for node in range(1, len(cluster.ports) + 1):
+        seen = asyncio.run(shards(cluster, node))
+        assert len(seen) == 3, (node, seen)
+        served: list[int] = []
+        for shard in seen:
+            roles = sorted(member["role"] for member in shard["nodes"])
+            assert roles == ["master", "replica"], (node, shard)
+            bounds = shard["slots"]
+            for first, last in zip(bounds[::2], bounds[1::2], strict=True):
+                served += range(first, last + 1)
+        assert sorted(served) == list(range(SLOTS)), f"node {node}: slots missing or served twice"
+        members = {member["port"] for shard in seen for member in shard["nodes"]}
+        assert members == set(cluster.ports), node
+
+
+async def write(cluster: Cluster, values: dict[str, str], primary: int, fence: str) -> int:
+    """Set ``values`` through a cluster client, then ``fence`` on ``primary`` itself and
+    ``WAIT`` there; the number of the replica that acknowledged them all."""
+    client = cluster.client()
+    direct = node_client(cluster, primary)
+    try:
+        for key, value in values.items():
+            assert await client.set(key, value)
+        owner = client.get_node_from_key(fence)
+        assert owner is not None
+        assert cluster.node(int(owner.port)) == primary, owner  # as the script says
+        # WAIT counts the replicas that have the writes of its own connection, and the
+        # cluster client's are on connections of its own. So one more write, in the same
+        # slot, on this one: the replication stream is in order, so a replica that has
+        # acknowledged it has every write before it too.
+        assert await direct.set(fence, "fence")
+        assert await direct.wait(1, 2000) == 1
+        replication = await direct.info("replication")
+        assert replication["connected_slaves"] == 1, replication
+        return cluster.node(int(replication["slave0"]["port"]))
+    finally:
+        await client.aclose()
+        await direct.aclose()
+
+
+async def read(cluster: Cluster, keys: list[str]) -> dict[str, str | None]:
+    """``keys`` read through a fresh cluster client."""
+    client = cluster.client()
+    try:
+        return {key: text(await client.get(key)) for key in keys}
+    finally:
+        await client.aclose()
+
+
+async def replica_state(cluster: Cluster, node: int, keys: list[str]) -> tuple[Any, ...]:
+    """Role, primary's port and link of node ``node``, and its copy of ``keys``."""
+    client = node_client(cluster, node)
+    try:
+        replication = await client.info("replication")
+        assert await client.readonly()  # a replica serves reads of its slots
+        copy = {key: text(await client.get(key)) for key in keys}
+        return (
+            replication["role"],
+            replication.get("master_port"),
+            replication.get("master_link_status"),
+            copy,
+        )
+    finally:
+        await client.aclose()
+
+
+async def forget(cluster: Cluster, keys: list[str]) -> None:
+    client = cluster.client()
+    try:
+        await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def test_primary_killed_its_replica_takes_over_with_every_acknowledged_write(
+    cluster: Cluster,
+) -> None:
+    tag = f"{{failover-{uuid.uuid4().hex[:10]}}}"  # one slot for every key
+    values = {f"{tag}:{i}": f"value-{i}" for i in range(KEYS)}
+    fence = f"{tag}:fence"
+    expected = {**values, fence: "fence"}
+    primary = redis_cluster.primary_of(ENVIRONMENT, fence)
+
+    replica = asyncio.run(write(cluster, values, primary, fence))
+    assert replica != primary
+
+    redis_cluster.kill_node(ENVIRONMENT, primary)
+    killed_at = time.monotonic()
+    redis_cluster.wait_ok(ENVIRONMENT, FAILOVER_WITHIN_S)
+    print(f"failover: every slot served again {time.monotonic() - killed_at:.1f} s after SIGKILL")
+    assert redis_cluster.primary_of(ENVIRONMENT, fence) == replica
+    assert asyncio.run(read(cluster, list(expected))) == expected
+
+    started_at = time.monotonic()
+    redis_cluster.start_node(ENVIRONMENT, primary)
+    print(f"rejoin: node {primary} a replica in sync {time.monotonic() - started_at:.1f} s")
+    assert asyncio.run(replica_state(cluster, primary, list(expected))) == (
+        "slave",
+        cluster.port(replica),
+        "up",
+        expected,
+    )
+    assert redis_cluster.primary_of(ENVIRONMENT, fence) == replica
+    asyncio.run(forget(cluster, list(expected)))

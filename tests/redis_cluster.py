@@ -1,0 +1,127 @@
+"""A Redis Cluster of three primaries, each with one replica, for tests that lose nodes.
+
+Run by ``deploy/local/redis-cluster.sh``: six redis-server processes, numbered 1 to 6,
+so a test can ask which node is primary for a key, kill that node and start it again.
+Beside, not instead of, the single Redis the other tests use. Every function takes the
+script's environment overrides (``TRACKER_REDIS_CLUSTER_PORT``, ``..._DIR``, ...): a
+test gives the cluster its own ports and folder with them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import ClusterNode
+
+from tests.processes import wait_for
+from tests.services import ROOT
+
+SCRIPT = ROOT / "deploy/local/redis-cluster.sh"
+NODES = 6
+SCHEME = "redis+cluster://"
+
+
+def unstartable() -> str | None:
+    """Why the cluster cannot be started here, or None when it can."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        return "no redis-server/redis-cli on PATH: deploy/local/redis.sh start installs them"
+    return None
+
+
+def _run(
+    environment: Mapping[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _script(environment: Mapping[str, str], *args: str, timeout: float = 180) -> str:
+    """The script's output; it fails the test, its errors shown, unless it exits 0."""
+    done = _run(environment, *args, timeout=timeout)
+    assert done.returncode == 0, f"redis-cluster.sh {' '.join(args)}:\n{done.stderr[-5000:]}"
+    return done.stdout
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    url: str
+    """``redis+cluster://127.0.0.1:<first port>/0``, as the script prints it."""
+    ports: tuple[int, ...]
+    """Node N listens at ``ports[N - 1]``."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Cluster:
+        assert url.startswith(SCHEME), url
+        first = int(urllib.parse.urlsplit(url).netloc.split(",")[0].rpartition(":")[2])
+        return cls(url, tuple(range(first, first + NODES)))
+
+    def port(self, node: int) -> int:
+        return self.ports[node - 1]
+
+    def node(self, port: int) -> int:
+        """The number of the node at ``port``."""
+        return self.ports.index(port) + 1
+
+    def client(self) -> RedisCluster:
+        """redis-py's cluster client (which reads no URL of several nodes), seeded with every
+        node, so that it finds the cluster whichever node is down."""
+        return RedisCluster(
+            decode_responses=True,
+            startup_nodes=[ClusterNode("127.0.0.1", port) for port in self.ports],
+        )
+
+
+@contextmanager
+def running(environment: Mapping[str, str]) -> Iterator[Cluster]:
+    """The cluster, started unless it runs; stopped at the end unless it ran before.
+
+    ``start`` is called either way: it returns at once when all is well and heals a
+    cluster that a failed test left with a node down.
+    """
+    status = _run(environment, "status")
+    _script(environment, "start")
+    try:
+        yield Cluster.from_url(_script(environment, "url").strip())
+    finally:
+        if status.returncode != 0:
+            _script(environment, "stop")
+
+
+def primary_of(environment: Mapping[str, str], key: str) -> int:
+    """The number of the node that is primary for the slot of ``key`` now."""
+    return int(_script(environment, "primary-of", key))
+
+
+def kill_node(environment: Mapping[str, str], node: int) -> None:
+    """SIGKILL node ``node``: a crash, no shutdown at all."""
+    _script(environment, "kill-node", str(node))
+
+
+def start_node(environment: Mapping[str, str], node: int) -> None:
+    """Start node ``node``; return once it is back in the cluster and, as a replica, in
+    sync (a primary that was replaced comes back as its successor's replica)."""
+    _script(environment, "start-node", str(node))
+
+
+def wait_ok(environment: Mapping[str, str], timeout: float = 30) -> None:
+    """Return once every slot is served by a live primary, as every live node sees it."""
+
+    def served() -> bool:
+        done = _run(environment, "wait-ok", "0", timeout=30)  # 0: check once
+        assert done.returncode == 0, done.stderr.strip()  # wait_for reports the last one
+        return True
+
+    wait_for(served, timeout, "every slot served by a live primary")

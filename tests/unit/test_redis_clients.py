@@ -1,0 +1,59 @@
+"""Where a Redis Cluster's slot is asked, and which node serves it, from what nodes say."""
+
+from __future__ import annotations
+
+import pytest
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError
+
+from tracker.redis_clients import Topology, _connection
+from tracker.settings import Settings
+
+
+def test_a_single_redis_is_read_as_its_url_says() -> None:
+    settings = Settings(redis_url="redis://10.0.0.5:6380/2")
+    assert _connection(settings) == ("redis://10.0.0.5:6380/2", None)
+    assert settings.key_prefix == "tracker"
+
+
+def test_a_cluster_url_names_every_seed_and_puts_the_keys_in_one_slot() -> None:
+    settings = Settings(redis_url="redis+cluster://me:secret@h1:7001,h2:7002,h3/0")
+    url, topology = _connection(settings)
+    assert url == "redis://me:secret@h1:7001/0"
+    assert topology is not None
+    assert topology.nodes == [("h1", 7001), ("h2", 7002), ("h3", 6379)]
+    assert topology.auth == {"username": "me", "password": "secret"}
+    assert settings.key_prefix == "{tracker}"
+    assert topology.slot == key_slot(b"{tracker}") == key_slot(b"{tracker}:b:1h:0:total")
+
+
+def test_the_flag_makes_a_redis_url_a_cluster_one_and_a_tag_in_the_prefix_is_kept() -> None:
+    settings = Settings(redis_url="redis://h1:7001/0", redis_cluster=True, redis_prefix="a{b}")
+    assert settings.key_prefix == "a{b}"
+    assert _connection(settings)[1] is not None
+
+
+SLOTS = [
+    [0, 5460, [b"127.0.0.1", 7001, b"id1"], [b"127.0.0.1", 7004, b"id4"]],
+    [5461, 10922, [b"", 7002, b"id2"], [b"127.0.0.1", 7005, b"id5"]],
+    [10923, 16383, [b"127.0.0.1", 7003, b"id3"]],
+]
+
+
+def test_the_primary_of_the_slot_is_named_and_every_node_learned() -> None:
+    topology = Topology(6000, [("127.0.0.1", 7006)])
+    # An empty host is the host asked (as Redis answers for its own address).
+    assert topology.learn(("10.1.1.1", 7006), SLOTS) == ("10.1.1.1", 7002)
+    assert topology.nodes == [
+        ("127.0.0.1", 7006),
+        ("127.0.0.1", 7001),
+        ("127.0.0.1", 7004),
+        ("10.1.1.1", 7002),
+        ("127.0.0.1", 7005),
+        ("127.0.0.1", 7003),
+    ]
+
+
+def test_a_slot_no_node_serves_is_a_connection_error() -> None:
+    with pytest.raises(ConnectionError, match="serves slot 6000"):
+        Topology(6000, []).learn(("h", 1), SLOTS[:1])
