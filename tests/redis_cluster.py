@@ -22,6 +22,8 @@ from redis.asyncio.cluster import ClusterNode
 
 from tests.processes import wait_for
 from tests.services import ROOT
+from tracker.redis_clients import sync_client
+from tracker.settings import Settings
 
 SCRIPT = ROOT / "deploy/local/redis-cluster.sh"
 NODES = 6
@@ -92,12 +94,17 @@ def running(environment: Mapping[str, str]) -> Iterator[Cluster]:
     cluster that a failed test left with a node down.
     """
     status = _run(environment, "status")
-    _script(environment, "start")
+    heal(environment)
     try:
         yield Cluster.from_url(_script(environment, "url").strip())
     finally:
         if status.returncode != 0:
             _script(environment, "stop")
+
+
+def heal(environment: Mapping[str, str]) -> None:
+    """Every node running and every slot served, a replica in sync for each primary."""
+    _script(environment, "start")
 
 
 def primary_of(environment: Mapping[str, str], key: str) -> int:
@@ -125,3 +132,11 @@ def wait_ok(environment: Mapping[str, str], timeout: float = 30) -> None:
         return True
 
     wait_for(served, timeout, "every slot served by a live primary")
+
+
+def forget_keys(settings: Settings) -> None:
+    """Delete the keys of ``settings``' prefix, on the cluster its URL names."""
+    with sync_client(settings) as store:
+        names = list(store.scan_iter(match=f"{settings.key_prefix}:*", count=10_000))
+        for start in range(0, len(names), 10_000):
+            store.unlink(*names[start : start + 10_000])

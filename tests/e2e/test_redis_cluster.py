@@ -10,7 +10,6 @@ from tests import redis_cluster
 from tests.e2e.test_oracle import check, oracle_settings, run_log
 from tests.processes import running
 from tests.services import ROOT
-from tracker.redis_clients import sync_client
 from tracker.settings import Settings
 
 pytestmark = [
@@ -45,7 +44,4 @@ def test_kpis_on_a_redis_cluster_equal_the_reference_through_a_failover(
                 assert redis_cluster.primary_of(CLUSTER, settings.key_prefix) != primary
                 check(settings, log)
         finally:
-            with sync_client(settings) as store:
-                names = list(store.scan_iter(match=f"{settings.key_prefix}:*", count=10_000))
-                if names:
-                    store.unlink(*names)
+            redis_cluster.forget_keys(settings)
