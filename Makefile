@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up down status test lint bench bench-collector clean demo-reset
+.PHONY: install up down status test lint faults bench bench-collector clean demo-reset
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,14 @@ lint: install
 test: install
 	bash deploy/local/services.sh start
 	$(BIN)/pytest
+
+## The fault battery (tests/faults): under HTTP load, Kafka brokers killed, paused and
+## cut off, workers and the store's Redis primary killed; nothing acknowledged may be lost
+## or counted twice. Runs on a three-broker cluster and a Redis Cluster of its own
+## (deploy/local/kafka-cluster.sh and redis-cluster.sh, which install what is missing),
+## started here and stopped after; about 8 minutes.
+faults: install
+	$(BIN)/python -m tests.faults
 
 bench: install
 	bash deploy/local/services.sh start kafka redis
