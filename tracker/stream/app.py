@@ -10,6 +10,7 @@ sink makes every record count exactly once in Redis.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
     async def forget_rewinds(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         rewinds.revoked(args[0])  # the partitions revoked, as Faust sends them
 
+    @app.timer(Rewinds.AGAIN_AFTER_S)  # type: ignore[untyped-decorator]  # Faust ships no types
+    async def seek_again() -> None:  # a partition skipped whole by Faust brings no batch
+        await rewinds.again()
+
     @app.agent(events)
     async def apply_records(stream: Any) -> None:
         # noack_take: a record is acknowledged (and its offset committed) only after
@@ -84,6 +89,7 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
             ):
                 records = [await decoded(event) for event in batch]
                 wanted = [r for r in records if r is not None and rewinds.wanted(r)]
+                await rewinds.again()
                 if await apply_until_done(sink, wanted, rewinds):
                     for event in batch:
                         await stream.ack(event)
@@ -150,14 +156,21 @@ class Rewinds:
     """Partitions read again from where the store is, and the records to skip meanwhile.
 
     After a seek back, the records fetched before it still come, first: they are skipped
-    until the one the seek asked for. When Kafka no longer holds that one (past its
-    retention), the seek goes to the oldest it holds, and the gap is logged and let
-    through: those records are lost to the store for good.
+    until the one the seek asked for. Faust's fetcher also skips what is below the last
+    offset it delivered, so one such record delivered after the seek would make it skip
+    the very records asked for: the seek is made again whenever one is skipped here, and
+    every few seconds while the one asked for has not come. When Kafka no longer holds
+    that one (past its retention), the seek goes to the oldest it holds, and the gap is
+    logged and let through: those records are lost to the store for good.
     """
+
+    AGAIN_AFTER_S = 5.0
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
         self._resume: dict[tuple[str, int], int] = {}
+        self._sought: dict[tuple[str, int], float] = {}
+        self._stale: set[tuple[str, int]] = set()
         self.gaps: set[tuple[str, int]] = set()
 
     def wanted(self, record: Record) -> bool:
@@ -167,21 +180,21 @@ class Rewinds:
         if resume is None or record.offset < resume:
             return True
         if record.offset > resume:
+            self._stale.add(source)
             return False
         del self._resume[source]
+        self._stale.discard(source)
         return True
 
     async def seek(self, offsets: dict[tuple[str, int], int]) -> None:
         for source, offset in offsets.items():
             tp = TP(*source)
             try:
-                consumer = self._app.consumer
-                oldest = (await consumer.earliest_offsets(tp))[tp]
-                resume = max(offset, oldest)
-                await consumer.seek(tp, resume)
+                oldest = (await self._app.consumer.earliest_offsets(tp))[tp]
             except Exception as exc:  # revoked meanwhile: its next owner's sink rewinds it
                 log.warning("could not read a partition again", partition=source, error=str(exc))
                 continue
+            resume = max(offset, oldest)
             if resume > offset:
                 self.gaps.add(source)
                 log.error(
@@ -191,6 +204,22 @@ class Rewinds:
                 )
             log.warning("the store is behind Kafka; reading again", partition=source, offset=resume)
             self._resume[source] = resume
+            await self._seek(source)
+
+    async def again(self) -> None:
+        """Seek again each partition whose records skipped here, or that waits too long."""
+        now = time.monotonic()
+        for source in list(self._resume):
+            if source in self._stale or now - self._sought[source] > self.AGAIN_AFTER_S:
+                await self._seek(source)
+
+    async def _seek(self, source: tuple[str, int]) -> None:
+        self._stale.discard(source)
+        self._sought[source] = time.monotonic()
+        try:
+            await self._app.consumer.seek(TP(*source), self._resume[source])
+        except Exception as exc:  # revoked meanwhile
+            log.warning("could not read a partition again", partition=source, error=str(exc))
 
     def applied(self, records: list[Record]) -> None:
         self.gaps -= {(r.topic, r.partition) for r in records}
@@ -198,5 +227,7 @@ class Rewinds:
     def revoked(self, partitions: Collection[TP]) -> None:
         """Forget ``partitions``: given back later, they resume where Faust seeks them."""
         for tp in partitions:
-            self._resume.pop((tp.topic, tp.partition), None)
-            self.gaps.discard((tp.topic, tp.partition))
+            source = (tp.topic, tp.partition)
+            self._resume.pop(source, None)
+            self._stale.discard(source)
+            self.gaps.discard(source)
