@@ -15,12 +15,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.applied import behind
 from tests.e2e import oracle, protocols
-from tests.kafka import caught_up, end_offsets
+from tests.kafka import caught_up
 from tests.processes import http_get, running, wait_for
-from tracker.redis_clients import sync_client
 from tracker.settings import Settings
-from tracker.store import Keys
 
 pytestmark = pytest.mark.services
 METRICS = ("impressions", "clicks", "conversions", "spend", "revenue")
@@ -169,16 +168,7 @@ def settled(settings: Settings) -> bool:
     """Every record in the topic now is committed in Kafka and applied in the store (which
     may be behind Kafka after it lost writes: the worker then reads them again)."""
     topic = settings.events_topic
-    if not caught_up(settings.kafka_bootstrap, settings.app_id, topic):
-        return False
-    ends = {p: end for p, end in end_offsets(settings.kafka_bootstrap, topic).items() if end}
-    keys = Keys(settings.key_prefix)
-    with sync_client(settings) as store:
-        stored = store.mget([keys.source(topic, p) for p in ends])
-    return all(
-        raw is not None and orjson.loads(raw)["offset"] >= end - 1
-        for raw, end in zip(stored, ends.values(), strict=True)
-    )
+    return caught_up(settings.kafka_bootstrap, settings.app_id, topic) and not behind(settings)
 
 
 def oracle_settings(settings: Settings, timezone: str = "UTC") -> Settings:

@@ -19,9 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
+from tests import applied
 from tests.kafka import records
 from tracker.records import decode_events
 from tracker.redis_clients import async_client
@@ -58,30 +56,6 @@ class Outcome:
         return holds
 
 
-async def _behind(settings: Settings) -> dict[int, tuple[int, int]]:
-    """Partition -> (records applied, records in Kafka) of the partitions not done."""
-    topic = settings.events_topic
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    keys = Keys(settings.key_prefix)
-    redis = async_client(settings)
-    try:
-        raw = await redis.mget([keys.source(topic, tp.partition) for tp in partitions])
-    finally:
-        await redis.aclose()
-    applied = [orjson.loads(value)["offset"] + 1 if value else 0 for value in raw]
-    return {
-        tp.partition: (done, ends[tp])
-        for tp, done in zip(partitions, applied, strict=True)
-        if done < ends[tp]
-    }
-
-
 async def _impressions(settings: Settings, campaign: str) -> int:
     keys = Keys(settings.key_prefix)
     redis = async_client(settings)
@@ -103,7 +77,7 @@ def settle(settings: Settings, campaign: str, acknowledged: int, timeout: float)
     started = time.monotonic()
     while True:
         counted = asyncio.run(_impressions(settings, campaign))
-        behind = asyncio.run(_behind(settings))
+        behind = applied.behind(settings)
         if counted >= acknowledged and not behind:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:

@@ -90,7 +90,7 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
                 records = [await decoded(event) for event in batch]
                 wanted = [r for r in records if r is not None and rewinds.wanted(r)]
                 await rewinds.again()
-                if await apply_until_done(sink, wanted, rewinds):
+                if await apply_until_done(sink, wanted):
                     for event in batch:
                         await stream.ack(event)
         finally:
@@ -115,7 +115,7 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
             await dead_letters.send(value=letter)
             return None
 
-    async def apply_until_done(sink: Sink, records: list[Record], rewinds: Rewinds) -> bool:
+    async def apply_until_done(sink: Sink, records: list[Record]) -> bool:
         """Apply, retrying while Redis is away or another apply raced ours.
 
         A ``WATCH`` conflict means a partition's offset moved meanwhile (a rebalance,

@@ -163,7 +163,10 @@ class Sink:
             behind = {
                 source: st.offset + 1
                 for source, st, batch in zip(by_source, states, fresh, strict=True)
-                if batch and batch[0].offset > st.offset + 1 >= 1 and source not in gaps
+                if batch
+                and st.offset >= 0
+                and batch[0].offset > st.offset + 1
+                and source not in gaps
             }
             if behind:
                 raise Rewind(behind)
