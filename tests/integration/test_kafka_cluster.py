@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import http.client
 import time
 import urllib.parse
@@ -78,13 +79,19 @@ def in_sync(settings: Settings, topic: str) -> bool:
 
 def test_every_partition_has_three_replicas_all_in_sync(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings))
-    events = replicas(settings.kafka_bootstrap, settings.events_topic)
+
+    # A topic just made may not be in the metadata of the broker asked yet (seen in CI).
+    def described() -> dict[int, tuple[list[int], list[int]]] | None:
+        found = replicas(settings.kafka_bootstrap, settings.events_topic)
+        return found if len(found) == 8 else None
+
+    events = wait_for(described, 30, "the events topic's 8 partitions in the brokers' metadata")
     assert sorted(events) == list(range(8))
     for partition, (replicas_, isr) in events.items():
         assert sorted(replicas_) == [1, 2, 3], partition
         assert sorted(isr) == [1, 2, 3], partition
     for topic in (settings.events_topic, settings.dead_letter_topic, settings.audit_topic):
-        assert in_sync(settings, topic), topic
+        wait_for(functools.partial(in_sync, settings, topic), 30, f"{topic} in sync")
         assert configs(settings.kafka_bootstrap, topic)["min.insync.replicas"] == "2", topic
 
 
