@@ -54,6 +54,12 @@ done
 # The last node's cluster bus port must exist too.
 ((FIRST_PORT >= 1 && FIRST_PORT + NODES - 1 + 10000 <= 65535)) ||
     die "TRACKER_REDIS_CLUSTER_PORT must be from 1 to $((65535 - 10000 - NODES + 1)), got $FIRST_PORT"
+# A port in the kernel's ephemeral range may be taken at any moment by some
+# process's outgoing connection, and a node that cannot bind its bus aborts.
+if read -r EPHEMERAL_LOW EPHEMERAL_HIGH </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+    ((FIRST_PORT + NODES - 1 + 10000 < EPHEMERAL_LOW || FIRST_PORT > EPHEMERAL_HIGH)) ||
+        die "TRACKER_REDIS_CLUSTER_PORT $FIRST_PORT puts nodes or their cluster bus (port + 10000) in the kernel's ephemeral range $EPHEMERAL_LOW-$EPHEMERAL_HIGH, where outgoing connections may hold them; take a first port below $((EPHEMERAL_LOW - 10000 - NODES + 1))"
+fi
 [[ $RUN == /* ]] || RUN="$PWD/$RUN"
 # Where Debian's packaged service (/etc/redis/redis.conf) keeps its pid.
 DEBIAN_PIDFILE=/run/redis/redis-server.pid
@@ -75,7 +81,7 @@ cli() {
 
 # The pid of node $1's redis-server, if it runs. Redis sets its process title
 # to "redis-server HOST:PORT [cluster]": the address tells our nodes apart from
-# each other and from redis.sh's (the space after it, 2710 from 27101).
+# each other and from redis.sh's (the space after it, 2210 from 22101).
 node_pid() { pid_of "$RUN/node-$1/redis.pid" "redis-server $HOST:$(node_port "$1") "; }
 
 # Sets NODE to the node number $1 after checking it (one number, 1..NODES).

@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.skipif(redis_cluster.unstartable() is not None, reason="no redis-server"),
 ]
 CLUSTER = {
-    "TRACKER_REDIS_CLUSTER_PORT": "27301",
+    "TRACKER_REDIS_CLUSTER_PORT": "22301",
     "TRACKER_REDIS_CLUSTER_DIR": str(ROOT / ".run/test-redis-cluster-e2e"),
 }
 

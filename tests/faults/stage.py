@@ -3,7 +3,7 @@
 Both are the battery's alone, beside the servers other tests share, so that killing
 and cutting them off hurts no one else: a three-broker cluster at 29092-29094 (files in
 ``.run/faults/kafka-cluster``; broker 3 in a network namespace of its own, to be cut
-off) and a Redis Cluster of three primaries with a replica each at 26401-26406
+off) and a Redis Cluster of three primaries with a replica each at 22401-22406
 (``.run/faults/redis-cluster``), both run by the deploy/local scripts. Each is stopped
 at the end unless it ran before.
 """
@@ -37,7 +37,7 @@ CLUSTER = {
     "TRACKER_KAFKA_CLUSTER_CONTROLLER_PORT": "29090",
 }
 REDIS_CLUSTER = {
-    "TRACKER_REDIS_CLUSTER_PORT": "26401",
+    "TRACKER_REDIS_CLUSTER_PORT": "22401",
     "TRACKER_REDIS_CLUSTER_DIR": str(RUN / "redis-cluster"),
 }
 PARTITIONS = 8

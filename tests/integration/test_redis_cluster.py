@@ -3,7 +3,7 @@
 Writes that ``WAIT`` saw reach the replica are all there once the replica has taken
 over, read through a fresh cluster client; the lost primary, started again, comes back
 as its successor's replica with the same data. The cluster has ports and a folder of its
-own (27101-27106, .run/test-redis-cluster), apart from every other Redis.
+own (22101-22106, .run/test-redis-cluster), apart from every other Redis.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ WHY_NOT = redis_cluster.unstartable()
 pytestmark = [pytest.mark.services, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))]
 
 ENVIRONMENT = {
-    "TRACKER_REDIS_CLUSTER_PORT": "27101",
+    "TRACKER_REDIS_CLUSTER_PORT": "22101",
     "TRACKER_REDIS_CLUSTER_DIR": str(ROOT / ".run/test-redis-cluster"),
 }
 SLOTS = 16384
@@ -167,3 +168,15 @@ def test_primary_killed_its_replica_takes_over_with_every_acknowledged_write(
     )
     assert redis_cluster.primary_of(ENVIRONMENT, fence) == replica
     asyncio.run(forget(cluster, list(expected)))
+
+
+def test_ports_where_outgoing_connections_may_land_are_refused() -> None:
+    """A node whose bus port (port + 10000) an outgoing connection holds aborts at start,
+    which failed CI once: the script refuses such ports before starting anything."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    refused = redis_cluster._run(
+        {**ENVIRONMENT, "TRACKER_REDIS_CLUSTER_PORT": str(low - 10000)}, "status"
+    )
+    assert refused.returncode != 0
+    assert "ephemeral range" in refused.stderr
+    assert "ephemeral range" not in redis_cluster._run(ENVIRONMENT, "status").stderr

@@ -217,7 +217,9 @@ class Rewinds:
         self._stale.discard(source)
         self._sought[source] = time.monotonic()
         try:
-            await self._app.consumer.seek(TP(*source), self._resume[source])
+            # seek_wait, not seek: it runs in the consumer's thread, where the fetcher's
+            # buffers live; seek would change them under the fetcher's feet (KeyError there).
+            await self._app.consumer.seek_wait({TP(*source): self._resume[source]})
         except Exception as exc:  # revoked meanwhile
             log.warning("could not read a partition again", partition=source, error=str(exc))
 
