@@ -236,9 +236,20 @@ class Settings:
     worker_instance_id: str = _setting(
         "",
         "worker: its Kafka group.instance.id, unique per worker (a pod name): back under it "
-        "within the session timeout (60 s), it keeps its partitions and the group does not "
+        "within the session timeout, it keeps its partitions and the group does not "
         "rebalance; empty: dynamic membership",
         {WORKER},
+    )
+    # Bounded by the broker's group.min.session.timeout.ms (6 s by default) and by Faust,
+    # which refuses one longer than its request timeout (90 s).
+    worker_session_timeout_s: float = _setting(
+        60.0,
+        "worker: how long the group waits for a worker that stopped heartbeating (killed, "
+        "cut off) before its partitions go to another; shorter resumes them sooner, but a "
+        "long pause (GC, a busy host) then costs a rebalance",
+        {WORKER},
+        minimum=6,
+        maximum=90,
     )
     flush_ms: float = _setting(
         2.0, "collector: longest wait before a batch goes to Kafka", EVENT_SENDERS, minimum=0

@@ -50,9 +50,13 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
         # group rebalance within seconds instead of the default five minutes.
         consumer_metadata_max_age_ms=10_000,
         # Static membership when set: a stopping worker does not leave the group, and
-        # one back under its id within broker_session_timeout (Faust's 60 s) is given
-        # its partitions again without a rebalance. Its partitions wait meanwhile.
+        # one back under its id within the session timeout is given its partitions
+        # again without a rebalance. Its partitions wait meanwhile.
         consumer_group_instance_id=settings.worker_instance_id or None,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        # Kafka's advice: a heartbeat at most a third of the session timeout, so two
+        # lost ones do not expire it.
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
         # Our topics exist before the worker starts (tracker.kafka.ensure_topics), and
         # no table or on_leader timer needs one of Faust's own. Faust declaring topics
         # anyway asks the controller for each: a broker restarting at that moment made
