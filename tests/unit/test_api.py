@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from tracker.asgi import HTTPError, Message
 from tracker.events import parse_ts
 from tracker.export.api import LATEST_MS, MAX_BUCKETS, count_buckets, earlier, parse_span
-from tracker.export.rows import final
 from tracker.export.server import build
+from tracker.rows import final
 from tracker.settings import Settings
 from tracker.windows import ALL_TIME, WINDOWS, calendar, rfc3339
 

@@ -9,7 +9,7 @@ import pytest
 from tracker.decide.periods import previous, summed
 from tracker.decide.queries import trends_of
 from tracker.decide.trends import Minimums, compare, wilson
-from tracker.export.rows import row
+from tracker.rows import row
 from tracker.windows import WINDOWS, calendar, rfc3339
 
 DAY = WINDOWS["1d"]

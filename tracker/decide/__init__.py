@@ -2,7 +2,7 @@
 
 The math modules (:mod:`periods`, :mod:`trends`, :mod:`comparison`, :mod:`curves`,
 :mod:`limits`, :mod:`budget`, :mod:`explain`) are pure functions over the bucket sums that
-``/v1/kpis`` reads, through :func:`tracker.export.rows.totals` and
-:func:`tracker.export.rows.row`; :mod:`queries` is their only door to Redis, and
+``/v1/kpis`` reads, through :func:`tracker.rows.totals` and
+:func:`tracker.rows.row`; :mod:`queries` is their only door to Redis, and
 :mod:`command` is ``tracker budget``.
 """

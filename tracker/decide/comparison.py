@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracker.attribution import MODELS, ONE
-from tracker.export.rows import count, totals
 from tracker.money import to_number
+from tracker.rows import count, totals
 
 BASE = "last_click"
 EVEN = 0.05

@@ -28,7 +28,7 @@ def summed(buckets: Buckets, starts: Iterable[EpochMs], dimension: str) -> dict[
     """Each value of ``dimension``: its raw bucket metrics added up over ``starts``.
 
     Raw metrics (counts, micro-units, micro-conversions) add exactly; KPIs are then
-    computed once over the sums, as :func:`tracker.export.rows.row` does for a bucket.
+    computed once over the sums, as :func:`tracker.rows.row` does for a bucket.
     """
     sums: dict[str, Counter[str]] = {}
     for start in starts:

@@ -1,8 +1,8 @@
 """Decision figures read from Redis: what the API, ``tracker budget`` and the report share.
 
 The decision modules' only door to Redis. Reads go through
-:func:`tracker.store.read_buckets`, figures through :func:`tracker.export.rows.totals`
-and :func:`tracker.export.rows.row`: the same aggregates ``/v1/kpis`` serves.
+:func:`tracker.store.read_buckets`, figures through :func:`tracker.rows.totals`
+and :func:`tracker.rows.row`: the same aggregates ``/v1/kpis`` serves.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from tracker.decide.comparison import BASE, compare_models
 from tracker.decide.explain import as_json
 from tracker.decide.periods import previous, summed
 from tracker.decide.trends import Minimums, compare
-from tracker.export.rows import totals
 from tracker.money import MICROS_PER_UNIT, parse_micros, to_number
+from tracker.rows import totals
 from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys, read_buckets

@@ -1,7 +1,7 @@
 """Trends: a period's KPIs against the period of equal length before it, and the top movers.
 
 Pure functions over summed bucket metrics (:func:`tracker.decide.periods.summed`);
-every figure is :func:`tracker.export.rows.row` of those sums, so a one-bucket period
+every figure is :func:`tracker.rows.row` of those sums, so a one-bucket period
 shows exactly what ``/v1/kpis`` shows for that bucket.
 
 Small samples are said to be small: CTR and conversion rate carry a Wilson score
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracker.attribution import ONE
-from tracker.export.rows import count, row, totals
 from tracker.kpis import Totals
 from tracker.money import to_number
+from tracker.rows import count, row, totals
 from tracker.types import EpochMs, Micros
 
 SUMS = ("impressions", "clicks", "conversions", "spend", "revenue")

@@ -13,7 +13,7 @@ from tracker import targets
 from tracker.asgi import HTTPError, Request, Response
 from tracker.attribution import MODELS
 from tracker.events import parse_ts
-from tracker.export.rows import clv_row, final, row, totals
+from tracker.rows import clv_row, final, row, totals
 from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Keys, read_buckets, read_uniques

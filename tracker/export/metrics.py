@@ -24,8 +24,8 @@ from redis import Redis
 from tracker import rulebook, targets
 from tracker.attribution import ONE
 from tracker.channels import CHANNELS
-from tracker.export.rows import totals
 from tracker.money import to_number
+from tracker.rows import totals
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys
 from tracker.stream.aggregate import LATENESS_BUCKETS_S

@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 from tracker.asgi import HTTPError, Request, Response
 from tracker.attribution import Touch
 from tracker.export.api import known_query
-from tracker.export.rows import count
 from tracker.money import to_number
+from tracker.rows import count
 from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.stream.identity import Segment, owner

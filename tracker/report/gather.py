@@ -1,7 +1,7 @@
 """The stakeholder report's figures, read once from Redis: one dict the HTML, CSV and JSON share.
 
-Every figure is a :func:`tracker.export.rows.row` (as ``/v1/kpis`` serves it), a
-:func:`tracker.export.rows.clv_row` (as ``/v1/clv``), or what :mod:`tracker.decide`
+Every figure is a :func:`tracker.rows.row` (as ``/v1/kpis`` serves it), a
+:func:`tracker.rows.clv_row` (as ``/v1/clv``), or what :mod:`tracker.decide`
 computes from the same buckets. Each row of the summary and the total is judged
 against its KPI target, if it has one (:mod:`tracker.report.verdicts`).
 """
@@ -19,9 +19,9 @@ from tracker.decide.budget import BudgetError, Rules
 from tracker.decide.periods import previous, summed
 from tracker.decide.queries import Progress, read_range
 from tracker.decide.trends import Minimums
-from tracker.export.rows import clv_row, final, row, totals
 from tracker.kpis import Totals
 from tracker.report.verdicts import daily_rule, one_day, verdict
+from tracker.rows import clv_row, final, row, totals
 from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys
