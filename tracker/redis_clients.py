@@ -22,7 +22,8 @@ own: the sink reads most of its state that way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,13 +31,14 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
     ConnectionError,
     ReadOnlyError,
+    RedisError,
     TimeoutError,
     TryAgainError,
 )
@@ -50,6 +52,13 @@ _MOVED = (AskError, ClusterDownError, ReadOnlyError, TryAgainError)
 """Answers of a node that no longer serves the slot (``MovedError`` is an ``AskError``),
 or of a cluster between primaries: the connection is dropped and the command retried."""
 _ASK_TIMEOUT_S = 1.0
+REPLICATED_WITHIN_MS = 2000
+"""How long a write that must outlive a failover waits for a replica to confirm it."""
+
+
+class NotReplicated(RedisError):
+    """The primary applied a write that no replica confirmed in time: a failover now
+    could lose it. Retry once the cluster has a replica again."""
 
 
 def _backoff() -> ExponentialWithJitterBackoff:
@@ -74,6 +83,42 @@ def sync_client(settings: Settings) -> redis.Redis:
         retry_on_error=_RETRIED,
         **_primary_of(_SyncPrimary, extra),
     )
+
+
+@asynccontextmanager
+async def replicated(client: redis.asyncio.Redis) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client whose writes in the block, on a Redis Cluster, a replica holds too when
+    the block ends, or :class:`NotReplicated` is raised.
+
+    A primary acknowledges a write before its replica has it, and a failover in between
+    promotes a replica without it. The worker's batches are read again from Kafka then
+    (:class:`tracker.stream.app.Rewinds`); nothing would redo what a person asked for (an
+    erasure, goals saved), so those wait for a replica (``WAIT``). ``WAIT`` counts the
+    writes of its own connection: the block gets one connection of its own, never
+    retried on a new one, where ``WAIT`` would count no write. Off a cluster (one Redis,
+    no replica) ``client`` itself is given.
+    """
+    pool = client.connection_pool
+    if not issubclass(pool.connection_class, _AsyncPrimary):
+        yield client
+        return
+    own = redis.asyncio.Redis.from_pool(
+        redis.asyncio.ConnectionPool(
+            max_connections=1,
+            **{**pool.connection_kwargs, "retry": AsyncRetry(NoBackoff(), 0)},
+            connection_class=pool.connection_class,
+        )
+    )
+    try:
+        yield own
+        confirmed = await own.wait(1, REPLICATED_WITHIN_MS)
+    finally:
+        await own.aclose()
+    if confirmed < 1:
+        raise NotReplicated(
+            f"no replica confirmed the write within {REPLICATED_WITHIN_MS} ms; "
+            "it may not outlive a failover: retry"
+        )
 
 
 def _primary_of(connection: type, topology: Topology | None) -> dict[str, Any]:
@@ -204,4 +249,11 @@ def _gone(connection: Any, answer: Exception) -> ConnectionError:
     return ConnectionError(f"{connection.host}:{connection.port} serves the slot no more: {answer}")
 
 
-__all__ = ["Topology", "async_client", "sync_client"]
+__all__ = [
+    "REPLICATED_WITHIN_MS",
+    "NotReplicated",
+    "Topology",
+    "async_client",
+    "replicated",
+    "sync_client",
+]

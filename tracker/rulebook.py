@@ -18,6 +18,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from tracker.redis_clients import replicated
 from tracker.types import EpochMs
 
 
@@ -94,7 +95,7 @@ class Rulebook:
         and whether it is new. The rules in force saved again make no new version, so a
         file applied at every start (compose, ``make up``) does not pile versions up."""
         saved_at = time.time_ns() // 1_000_000 if now is None else now
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with replicated(self._redis) as redis, redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(self.key)

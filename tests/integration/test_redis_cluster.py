@@ -9,18 +9,27 @@ own (22101-22106, .run/test-redis-cluster), apart from every other Redis.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 from tests import redis_cluster
+from tests.processes import wait_for
 from tests.redis_cluster import Cluster
 from tests.services import ROOT
+from tracker.redis_clients import NotReplicated, async_client
+from tracker.rulebook import Rulebook
+from tracker.settings import Settings
+from tracker.store import Keys
 
 WHY_NOT = redis_cluster.unstartable()
 pytestmark = [pytest.mark.services, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))]
@@ -168,6 +177,73 @@ def test_primary_killed_its_replica_takes_over_with_every_acknowledged_write(
     )
     assert redis_cluster.primary_of(ENVIRONMENT, fence) == replica
     asyncio.run(forget(cluster, list(expected)))
+
+
+@contextmanager
+def stopped(node: int) -> Iterator[None]:
+    """Node ``node`` SIGSTOPped: alive to the kernel, silent to the cluster."""
+    pid = int(
+        (Path(ENVIRONMENT["TRACKER_REDIS_CLUSTER_DIR"]) / f"node-{node}/redis.pid").read_text()
+    )
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def save(settings: Settings, rules: dict[str, Any]) -> int:
+    """Save ``rules`` as the goals of ``settings``' deployment; the version saved."""
+    client = async_client(settings)
+    try:
+        document, _ = await Rulebook(client, Keys(settings.key_prefix).goals).save(rules)
+        return int(document["version"])
+    finally:
+        await client.aclose()
+
+
+async def replica_of(cluster: Cluster, primary: int) -> int:
+    """The number of the replica of node ``primary``."""
+    client = node_client(cluster, primary)
+    try:
+        replication = await client.info("replication")
+        return cluster.node(int(replication["slave0"]["port"]))
+    finally:
+        await client.aclose()
+
+
+async def held_by(cluster: Cluster, node: int, key: str) -> int | None:
+    """The version of the rules at ``key`` that node ``node`` holds, replica or not."""
+    client = node_client(cluster, node)
+    try:
+        assert await client.readonly()
+        raw = await client.get(key)
+        return None if raw is None else int(orjson.loads(raw)["version"])
+    finally:
+        await client.aclose()
+
+
+def test_a_save_returns_once_a_replica_holds_it_and_fails_plainly_when_none_does(
+    cluster: Cluster,
+) -> None:
+    """What a person saves (goals, an erasure) is redone by nothing if a failover loses
+    it: it is acknowledged only once a replica has it too (WAIT)."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+    key = Keys(settings.key_prefix).goals
+    primary = redis_cluster.primary_of(ENVIRONMENT, key)
+    replica = asyncio.run(replica_of(cluster, primary))
+
+    assert asyncio.run(save(settings, {"goals": ["first"]})) == 1
+    assert asyncio.run(held_by(cluster, replica, key)) == 1  # already there when it returned
+
+    with stopped(replica), pytest.raises(NotReplicated, match="no replica confirmed"):
+        asyncio.run(save(settings, {"goals": ["second"]}))
+    assert asyncio.run(held_by(cluster, primary, key)) == 2  # applied, not confirmed
+
+    wait_for(lambda: asyncio.run(held_by(cluster, replica, key)) == 2, 30, "replica caught up")
+    assert asyncio.run(save(settings, {"goals": ["third"]})) == 3
+    assert asyncio.run(held_by(cluster, replica, key)) == 3
+    redis_cluster.forget_keys(settings)
 
 
 def test_ports_where_outgoing_connections_may_land_are_refused() -> None:

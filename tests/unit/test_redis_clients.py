@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError
 
-from tracker.redis_clients import Topology, _connection
+from tracker.redis_clients import Topology, _connection, async_client, replicated
 from tracker.settings import Settings
 
 
@@ -57,3 +59,17 @@ def test_the_primary_of_the_slot_is_named_and_every_node_learned() -> None:
 def test_a_slot_no_node_serves_is_a_connection_error() -> None:
     with pytest.raises(ConnectionError, match="serves slot 6000"):
         Topology(6000, []).learn(("h", 1), SLOTS[:1])
+
+
+def test_off_a_cluster_writes_that_must_last_use_the_client_itself() -> None:
+    """One Redis has no replica to wait for: WAIT would answer 0 and refuse every save."""
+
+    async def given() -> bool:
+        client = async_client(Settings())
+        try:
+            async with replicated(client) as used:
+                return used is client
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(given())

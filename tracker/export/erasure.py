@@ -53,6 +53,7 @@ from tracker.asgi import HTTPError, Request, Response
 from tracker.export.audit import AuditLog
 from tracker.export.people import parse_person
 from tracker.kafka import KafkaUnavailable
+from tracker.redis_clients import replicated
 from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.stream.state import (
@@ -177,12 +178,13 @@ class ErasureApi:
         Raises :class:`HTTPError` 503 when the person's state kept changing through
         :data:`ATTEMPTS` transactions, and redis errors as they come.
         """
-        for _ in range(ATTEMPTS):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                try:
-                    return await self._attempt(pipe, kind, person, now)
-                except WatchError:
-                    continue
+        async with replicated(self._redis) as redis:
+            for _ in range(ATTEMPTS):
+                async with redis.pipeline(transaction=True) as pipe:
+                    try:
+                        return await self._attempt(pipe, kind, person, now)
+                    except WatchError:
+                        continue
         raise HTTPError(503, "the person's data kept changing while it was erased: retry")
 
     async def _attempt(self, pipe: Any, kind: str, person: str, now: EpochMs) -> Erased | None:

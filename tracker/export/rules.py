@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from tracker import goals, targets
 from tracker.asgi import HTTPError, Request, Response
@@ -103,7 +104,10 @@ class RulesApi:
             document = check(self._kind, await request.body(MAX_BODY_BYTES), self._settings)
         except RulesError as exc:
             return Response.json({"error": str(exc), "reasons": exc.reasons}, 400)
-        saved, new = await self._book.save(document)
+        try:
+            saved, new = await self._book.save(document)
+        except RedisError as exc:
+            raise HTTPError(503, f"the store (Redis) did not confirm the save: {exc}") from exc
         return Response.json({**answer(saved), **self._kind.saved(new)})
 
 
