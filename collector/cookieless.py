@@ -10,6 +10,11 @@ nor link one day's visitors to the next day's.
 
 Requests never wait on Redis: :meth:`Salts.refresh` runs in the background, fetching
 today's key and making tomorrow's ahead of midnight; a request takes what is in memory.
+
+On a Redis Cluster a key is made for good only once a replica holds it too: a failover
+that lost it would let the next process make another, and a visitor would count once
+under each that day. No replica confirming (none is up, so none could take over) does
+not stop the key being used; it is logged.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
+import structlog
 from redis.asyncio import Redis
 
+from tracker.redis_clients import NotReplicated, replicated
 from tracker.store import Keys
 from tracker.types import EpochMs
+
+log = structlog.get_logger(__name__)
 
 DAY_MS = 86_400_000
 SALT_BYTES = 32
@@ -58,11 +67,21 @@ class Salts:
         for day in (today, today + 1):
             name = self._keys.salt(_name(day))
             ends_s = (day + 1) * 86_400
-            await self._redis.set(name, secrets.token_bytes(SALT_BYTES), nx=True, exat=ends_s)
             value = await self._redis.get(name)
+            if value is None:
+                await self._make(name, ends_s)
+                value = await self._redis.get(name)
             if isinstance(value, bytes):
                 fetched[day] = value
         self._by_day = fetched
+
+    async def _make(self, name: str, ends_s: int) -> None:
+        """Make the key ``name`` unless another process just did (``SET NX``)."""
+        try:
+            async with replicated(self._redis) as own:
+                await own.set(name, secrets.token_bytes(SALT_BYTES), nx=True, exat=ends_s)
+        except NotReplicated as exc:
+            log.warning("cookieless salt made, not yet on a replica", key=name, error=str(exc))
 
 
 __all__ = ["DAY_MS", "Salts", "day_of"]

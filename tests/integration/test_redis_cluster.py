@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
+from collector.cookieless import Salts, day_of
 from tests import redis_cluster
 from tests.processes import wait_for
 from tests.redis_cluster import Cluster
@@ -243,6 +245,60 @@ def test_a_save_returns_once_a_replica_holds_it_and_fails_plainly_when_none_does
     wait_for(lambda: asyncio.run(held_by(cluster, replica, key)) == 2, 30, "replica caught up")
     assert asyncio.run(save(settings, {"goals": ["third"]})) == 3
     assert asyncio.run(held_by(cluster, replica, key)) == 3
+    redis_cluster.forget_keys(settings)
+
+
+async def make_salts(settings: Settings, now: int) -> bytes | None:
+    """The cookieless salt of ``now``'s day, made by a collector's :class:`Salts` if new."""
+    client = async_client(settings)
+    try:
+        salts = Salts(client, Keys(settings.key_prefix))
+        await salts.refresh(now)
+        return salts.today(now)
+    finally:
+        await client.aclose()
+
+
+async def raw_on(cluster: Cluster, node: int, key: str) -> bytes | None:
+    """The value node ``node`` holds at ``key``, replica or not."""
+    client = Redis(host="127.0.0.1", port=cluster.port(node))
+    try:
+        assert await client.readonly()
+        value = await client.get(key)
+        assert not isinstance(value, str), value  # no decode_responses
+        return value
+    finally:
+        await client.aclose()
+
+
+def test_a_new_cookieless_salt_is_on_a_replica_when_collectors_start_using_it(
+    cluster: Cluster,
+) -> None:
+    """A salt lost in a failover would be made again, different, and a visitor counted
+    twice that day; with no replica to confirm it (none to fail over to), it is used."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+    keys = Keys(settings.key_prefix)
+    day = day_of(int(time.time() * 1000)) + 3  # ahead: a past day's salt expires at once
+    noon = day * 86_400_000 + 12 * 3_600_000
+    key = keys.salt(time.strftime("%Y-%m-%d", time.gmtime(day * 86_400)))
+    primary = redis_cluster.primary_of(ENVIRONMENT, key)
+    replica = asyncio.run(replica_of(cluster, primary))
+
+    salt = asyncio.run(make_salts(settings, noon))
+    assert salt is not None
+    assert asyncio.run(raw_on(cluster, replica, key)) == salt  # there when it returned
+
+    later = noon + 2 * 86_400_000  # a day whose salt (and the next one's) is new
+    later_key = keys.salt(time.strftime("%Y-%m-%d", time.gmtime(later // 1000)))
+    assert redis_cluster.primary_of(ENVIRONMENT, later_key) == primary  # one hash tag
+    with stopped(replica), capture_logs() as logs:
+        unconfirmed = asyncio.run(make_salts(settings, later))
+    assert unconfirmed is not None
+    assert [e["key"] for e in logs if e["log_level"] == "warning"] == [
+        later_key,
+        keys.salt(time.strftime("%Y-%m-%d", time.gmtime(later // 1000 + 86_400))),
+    ]
+    assert asyncio.run(raw_on(cluster, primary, later_key)) == unconfirmed
     redis_cluster.forget_keys(settings)
 
 
