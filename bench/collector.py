@@ -9,7 +9,8 @@ The run waits for a quiet machine first. In one run:
 
 1. ceilings: the bare server answering the GIF, no Kafka: granian (the collector's
    server) and uvicorn + httptools + uvloop (the other candidate), which is how the
-   server was picked;
+   server was picked; and the GIF through starlette on granian: what a framework's
+   layers would add to each request (tracker/asgi.py);
 2. the collector (``tracker collector``, Kafka ``acks=all``, a fresh topic): the
    pixel (``GET /p.gif``, browser user agent), the batch API (``POST /v1/events``, 100
    events a request) and Segment's API (``POST /v1/batch``, 100 messages a request as
@@ -406,6 +407,8 @@ class Run:
     ceiling: Figures
     uvicorn: Figures
     """The bare GIF on uvicorn: the server not picked."""
+    starlette: Figures
+    """The GIF as a starlette endpoint on granian: the framework not used."""
     pixel: Figures
     batch: Figures
     segment: Figures
@@ -446,6 +449,10 @@ def measure(
     with server(uvicorn_argv, dict(os.environ), ceiling_url) as pid:
         wrk(ceiling_url + PIXEL, args.warmup, connections)
         uvicorn = wrk(ceiling_url + PIXEL, duration, connections, pid=pid)
+    starlette_argv = [sys.executable, "-m", "bench.references", "starlette", ceiling_argv[-1]]
+    with server(starlette_argv, dict(os.environ), ceiling_url + PIXEL) as pid:
+        wrk(ceiling_url + PIXEL, args.warmup, connections)
+        starlette = wrk(ceiling_url + PIXEL, duration, connections, pid=pid)
 
     collector_argv = [sys.executable, "-m", "tracker.cli", "collector"]
     with server(collector_argv, environment(settings), f"{base}/healthz") as pid:
@@ -487,6 +494,7 @@ def measure(
     return Run(
         ceiling,
         uvicorn,
+        starlette,
         pixel,
         batch,
         sdk,
@@ -555,6 +563,7 @@ def report(run: Run, args: argparse.Namespace) -> None:
     )
     print(line("ceiling: bare granian, GIF only", run.ceiling))
     print(line("bare uvicorn+httptools, GIF only", run.uvicorn))
+    print(line("starlette on granian, GIF only", run.starlette))
     print(line("collector: pixel", run.pixel))
     print(line(f"collector: batch of {BATCH_EVENTS}", run.batch))
     print(line(f"collector: Segment batch of {BATCH_EVENTS}", run.segment))
@@ -621,6 +630,11 @@ def report(run: Run, args: argparse.Namespace) -> None:
         # per request compares the two servers' own work regardless.
         share = run.ceiling.cpu_us_per_request / pixel.cpu_us_per_request
         print(f"  {'pixel vs ceiling, CPU per request':<34}{share:>12.0%}")
+    print("\nCPU per request above the bare server's (tracker/asgi.py's claim):")
+    for name, figures in (("starlette's layers", run.starlette), ("collector: pixel", pixel)):
+        cpu, bare = figures.cpu_us_per_request, run.ceiling.cpu_us_per_request
+        if cpu is not None and bare is not None:
+            print(f"  {name:<34}{cpu - bare:>+9.1f} us")
 
 
 def main() -> None:

@@ -5,11 +5,14 @@
   collector on this stack can be faster; the ratio to it is what our own code costs.
 - ``uvicorn``: the same GIF on uvicorn with httptools and uvloop, the other server
   considered (and the issue's reference ceiling).
+- ``starlette``: the same GIF through starlette (its routing, middleware stack,
+  ``Request`` and ``Response``) on the ceiling's server: what a framework would add to
+  every request, which :mod:`tracker.asgi` does without.
 - ``baseline``: what one would write first. An aiohttp app (with uvloop, to be
   fair) that validates each hit with the same :func:`parse_event` and hands it to
   Kafka as one record per event, ``acks=all``, awaiting the acknowledgement.
 
-Run one with ``python -m bench.references {ceiling,baseline} --port N``; the
+Run one with ``python -m bench.references {ceiling,uvicorn,starlette,baseline} --port N``; the
 baseline reads its Kafka settings from ``TRACKER_*`` variables like the collector.
 """
 
@@ -25,6 +28,10 @@ import uvicorn
 import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from collector import bots
 from collector.pixel import GIF, NO_CACHE_HEADERS
@@ -42,6 +49,7 @@ _GIF_HEADERS = [
     (b"content-length", str(len(GIF)).encode()),
     *NO_CACHE_HEADERS,
 ]
+_NO_CACHE = {k.decode(): v.decode() for k, v in NO_CACHE_HEADERS}
 
 
 async def ceiling(scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,6 +81,15 @@ def serve_uvicorn(host: str, port: int) -> None:
     )
 
 
+def serve_starlette(host: str, port: int) -> None:
+    """The GIF as a starlette endpoint, on the ceiling's server and settings."""
+
+    async def pixel(request: Request) -> Response:
+        return Response(GIF, media_type="image/gif", headers=_NO_CACHE)
+
+    asgi.serve(Starlette(routes=[Route("/p.gif", pixel)]), host, port)
+
+
 def baseline(settings: Settings) -> web.Application:
     """Validate like the collector, then one ``send_and_wait`` per event."""
     rules = Rules(
@@ -81,7 +98,6 @@ def baseline(settings: Settings) -> web.Application:
         is_bot=bots.is_bot,
     )
     producer_key = web.AppKey("producer", AIOKafkaProducer)
-    gif_headers = {k.decode(): v.decode() for k, v in NO_CACHE_HEADERS}
 
     def context(request: web.Request) -> Context:
         return Context(
@@ -104,7 +120,7 @@ def baseline(settings: Settings) -> web.Application:
         except InvalidEvent:
             return web.Response(body=GIF, status=400, content_type="image/gif")
         await request.app[producer_key].send_and_wait(**record(event))
-        response = web.Response(body=GIF, content_type="image/gif", headers=gif_headers)
+        response = web.Response(body=GIF, content_type="image/gif", headers=_NO_CACHE)
         if "tid" not in request.cookies:
             response.set_cookie("tid", event.anonymous_id or "", max_age=365 * 86_400)
         return response
@@ -149,7 +165,7 @@ def baseline(settings: Settings) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("server", choices=["ceiling", "uvicorn", "baseline"])
+    parser.add_argument("server", choices=["ceiling", "uvicorn", "starlette", "baseline"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
@@ -157,6 +173,8 @@ def main() -> None:
         serve_ceiling(args.host, args.port)
     elif args.server == "uvicorn":
         serve_uvicorn(args.host, args.port)
+    elif args.server == "starlette":
+        serve_starlette(args.host, args.port)
     else:
         app = baseline(settings_module.load())
         web.run_app(

@@ -1,9 +1,10 @@
 """A minimal ASGI toolkit shared by the collector and the exporter, and their server.
 
-The collector answers tens of thousands of requests a second on one core; a
-framework's per-request routing, middleware and object layers cost more than the
-handlers themselves (see ``bench/collector``), so both HTTP services run on this
-small layer, served by granian (see :func:`serve`).
+The collector answers thousands of requests a second on one core. A framework's
+per-request routing, middleware and objects would add to each: starlette on the same
+server answers the bare GIF with 33 against 22 us of CPU a request, 11 us on top of
+the pixel's own 72 us (``bench/collector``, one run). Its few endpoints need none of
+it, so both HTTP services run on this small layer, served by granian (see :func:`serve`).
 """
 
 from __future__ import annotations
