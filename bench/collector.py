@@ -53,7 +53,9 @@ from typing import Any
 import orjson
 
 from bench.conditions import describe, settle
-from tests.processes import environment, http_get, stop, wait_for
+from harness.isolation import free_port
+from harness.processes import environment, http_get, stop, wait_for
+from harness.services import kafka_bootstrap
 from tracker import simulate
 from tracker.market import BROWSER
 from tracker.settings import Settings
@@ -434,7 +436,6 @@ class Run:
 def measure(
     args: argparse.Namespace, settings: Settings, script: Path, segment: tuple[Path, Path]
 ) -> Run:
-    from tests.conftest import free_port
 
     duration, connections = args.duration, args.connections
     base = f"http://127.0.0.1:{settings.collector_port}"
@@ -517,7 +518,6 @@ def limits_rounds(
     on (never reached), alike warmed, in rounds off, on, on, off, twice: a drift of the
     machine weighs on both alike. Returns the rounds off and on, in order, and the 429s
     of the second."""
-    from tests.conftest import free_port
 
     off = dataclasses.replace(settings, collector_port=free_port())
     on = dataclasses.replace(
@@ -647,9 +647,6 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--fraction", type=float, default=0.7, help="of the pixel's max rate")
     args = parser.parse_args()
-
-    from tests.conftest import free_port
-    from tests.services import kafka_bootstrap
 
     subprocess.run(["bash", str(ROOT / "deploy/local/tools.sh"), "wrk"], check=True)
     print(describe())

@@ -18,9 +18,9 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from bench.conditions import describe
-from tests.conftest import free_port
-from tests.processes import http_get, tracker
-from tests.services import redis_url
+from harness.isolation import free_port
+from harness.processes import http_get, tracker
+from harness.services import redis_url
 from tracker.events import Event
 from tracker.settings import Settings
 from tracker.stream.sink import Record, Sink

@@ -40,7 +40,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis import Redis
 
 from bench.conditions import describe, settle
-from tests.processes import http_get, tracker, wait_for
+from harness.isolation import forgotten, isolated_settings
+from harness.processes import http_get, tracker, wait_for
+from harness.services import all_services
 from tracker import simulate
 from tracker.events import Context, Event, Rules, parse_event
 from tracker.kafka import ensure_topics
@@ -295,10 +297,8 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=40)
     args = parser.parse_args()
 
-    from tests.conftest import isolated_settings
-    from tests.services import all_services
-
-    with all_services() as servers:
+    # Its topics and keys deleted after: left behind, runs piled up on the broker.
+    with all_services() as servers, forgotten(servers):
         settings = dataclasses.replace(isolated_settings(servers, "bench"), log_level="warning")
         run = settings.app_id
         print(describe())

@@ -39,6 +39,7 @@ from bench.collector import LOAD_CORE, SERVER_CORE, broker_on
 from bench.conditions import describe, settle
 from collector.producer import kafka_producer
 from collector.validation import rules
+from harness.services import kafka_bootstrap
 from tracker import simulate
 from tracker.events import Context, parse_event
 from tracker.kafka import ensure_topics
@@ -206,8 +207,6 @@ def main() -> None:
     parser.add_argument("--flushes", type=int, default=2000, help="per shape and round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-
-    from tests.services import kafka_bootstrap
 
     print(describe())
     print(settle())

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.processes import environment, http_get, stop, wait_for
+from harness.processes import environment, http_get, stop, wait_for
 from tracker.settings import Settings
 
 

@@ -21,7 +21,7 @@ from typing import Literal
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.metadata import MetadataRequest
 
-from tests.services import ROOT
+from harness.services import ROOT
 
 SCRIPT = ROOT / "deploy/local/kafka-cluster.sh"
 

@@ -44,9 +44,9 @@ import orjson
 from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
+from harness.isolation import free_port
+from harness.processes import http_get
 from tests.kafka import caught_up
-from tests.processes import http_get
 from tracker.forward import google, meta, tiktok
 from tracker.settings import Settings
 

@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.processes import http_get, stop, wait_for
+from harness.processes import http_get, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tracker.rules.yml"

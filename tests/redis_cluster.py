@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
-from tests.processes import wait_for
-from tests.services import ROOT
+from harness.processes import wait_for
+from harness.services import ROOT
 from tracker.redis_clients import sync_client
 from tracker.settings import Settings
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import ROOT
+from harness.services import ROOT
 
 HEADLESS = (
     "--headless",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT
+from harness.services import ROOT
 
 CLIENTS = ROOT / "tests/clients"
 _STAMP = CLIENTS / "node_modules/.installed-lock"

@@ -45,8 +45,8 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import free_port, isolated_settings
-from tests.processes import tracker, wait_for
+from harness.isolation import free_port, isolated_settings
+from harness.processes import tracker, wait_for
 from tests.prometheus import ROOT, Prometheus, binary, prometheus, scale_promql
 from tracker.settings import Settings
 from tracker.simulate import campaigns

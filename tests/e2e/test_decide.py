@@ -28,11 +28,11 @@ import orjson
 import pytest
 from PIL import Image
 
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
+from harness.processes import command, http_get, running, wait_for
 from tests.e2e.chromium import HEADLESS
 from tests.htmltables import CHARTS, carried, number, read
 from tests.kafka import caught_up
-from tests.processes import command, http_get, running, wait_for
 from tracker.decide.trends import wilson
 from tracker.market import ChannelCurve, parse_curves
 from tracker.report import svg, tables

@@ -14,10 +14,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.processes import health_url, http_get, running, tracker, wait_for
 from tests.e2e.test_oracle import settled
 from tests.e2e.test_pipeline import kpis, post
 from tests.kafka import records
-from tests.processes import health_url, http_get, running, tracker, wait_for
 from tracker.records import decode_events
 from tracker.settings import Settings
 from tracker.suppression import erased_hash

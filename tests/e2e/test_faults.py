@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from harness.isolation import free_port
+from harness.processes import health_url, running, tracker, wait_for
+from harness.services import ROOT
 from tests.e2e.test_oracle import check, oracle_settings, run_log, settled
-from tests.processes import health_url, running, tracker, wait_for
-from tests.services import ROOT
 from tracker.redis_clients import sync_client
 from tracker.settings import Settings
 from tracker.store import Keys

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from harness.processes import health_url, tracker, wait_for
 from tests.platforms import PLATFORMS, Platforms, collect, forwarded, forwarder_url, purchase
-from tests.processes import health_url, tracker, wait_for
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services

@@ -42,9 +42,9 @@ from schemathesis.specs.openapi.checks import (
 
 from collector import segment
 from collector.postback import sign
-from tests.conftest import isolated_settings
-from tests.processes import http_get, tracker
-from tests.services import ROOT
+from harness.isolation import isolated_settings
+from harness.processes import http_get, tracker
+from harness.services import ROOT
 from tracker.events import Event
 from tracker.settings import Settings
 from tracker.stream.sink import Record, Sink

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.processes import http_get, running, wait_for
 from tests.applied import behind
 from tests.e2e import oracle, protocols
 from tests.kafka import caught_up
-from tests.processes import http_get, running, wait_for
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.processes import http_get, tracker, wait_for
 from tests.kafka import caught_up
-from tests.processes import http_get, tracker, wait_for
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services

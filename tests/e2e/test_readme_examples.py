@@ -57,9 +57,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
+from harness.processes import environment, running, wait_for
 from tests.kafka import caught_up
-from tests.processes import environment, running, wait_for
 from tracker.settings import Settings, load
 
 pytestmark = pytest.mark.services

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from harness.processes import running
+from harness.services import ROOT
 from tests import redis_cluster
 from tests.e2e.test_oracle import check, oracle_settings, run_log
-from tests.processes import running
-from tests.services import ROOT
 from tracker.settings import Settings
 
 pytestmark = [

@@ -38,12 +38,12 @@ from snowplow_tracker.self_describing_json import SelfDescribingJson
 from snowplow_tracker.subject import Subject
 from snowplow_tracker.tracker import Tracker
 
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
+from harness.processes import http_get, running, wait_for
 from tests.e2e import chromium
 from tests.e2e.clients import CLIENTS, node_modules, run_node
 from tests.e2e.test_snippet import browser, site
 from tests.kafka import caught_up
-from tests.processes import http_get, running, wait_for
 from tests.sdks import segment_client, skew_clock
 from tracker.settings import Settings
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from harness.processes import http_get, tracker, wait_for
 from tests.e2e.chromium import HEADLESS, Tab, devtools, stop_group
-from tests.processes import http_get, tracker, wait_for
 from tracker.consent import FIELDS, SIGNALS, Consent
 from tracker.events import Event
 from tracker.records import decode_events

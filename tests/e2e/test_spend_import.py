@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.processes import command_output, running, wait_for
 from tests.e2e.test_oracle import settled
 from tests.e2e.test_pipeline import kpis, post
-from tests.processes import command_output, running, wait_for
 from tracker.settings import Settings
 from tracker.spend.values import decode
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from harness.processes import wait_for
 from tests.faults.load import Answer, Load, hot_partition
 from tests.faults.progress import Progress
 from tests.faults.stage import (
@@ -29,7 +30,6 @@ from tests.faults.stage import (
 from tests.faults.truth import Outcome, health, judge, settle
 from tests.kafka import configs
 from tests.kafka_cluster import describe
-from tests.processes import wait_for
 from tracker.kafka import ensure_topics
 from tracker.settings import Settings
 

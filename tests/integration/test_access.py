@@ -21,9 +21,9 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import free_port, isolated_settings
+from harness.isolation import free_port, isolated_settings
+from harness.processes import environment
 from tests.exporter import Exporter, ask, exporter
-from tests.processes import environment
 from tracker.attribution import Touch
 from tracker.export.access import ADMIN, READ
 from tracker.export.server import build

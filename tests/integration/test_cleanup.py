@@ -9,7 +9,7 @@ import uuid
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
-from tests import services
+from harness import services
 
 
 async def _topics(bootstrap: str) -> set[str]:

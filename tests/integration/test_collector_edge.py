@@ -25,8 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.pixel import GIF
 from collector.postback import sign
+from harness.processes import tracker
 from tests.kafka import records
-from tests.processes import tracker
 from tracker.events import Event
 from tracker.records import decode_dead_letter, decode_events
 from tracker.settings import Settings

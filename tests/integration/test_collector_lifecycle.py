@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import tracker, wait_for
 from tests.kafka import records
-from tests.processes import tracker, wait_for
 from tracker.records import decode_events
 from tracker.settings import Settings
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.processes import http_get, tracker, wait_for
 from tests.kafka import records
-from tests.processes import http_get, tracker, wait_for
 from tracker.records import decode_events
 from tracker.settings import Settings
 

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.processes import command_output, tracker
 from tests.kafka import records
-from tests.processes import command_output, tracker
 from tracker.events import Event
 from tracker.records import decode_dead_letter, decode_events
 from tracker.settings import Settings

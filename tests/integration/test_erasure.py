@@ -16,7 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 
-from tests.conftest import free_port, isolated_settings, with_redis
+from harness.isolation import free_port, isolated_settings
+from tests.conftest import with_redis
 from tests.integration.test_people import T0, ask, stored
 from tests.kafka import records
 from tracker.asgi import HTTPError, Message, Request

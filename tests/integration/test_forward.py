@@ -15,6 +15,14 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from harness.processes import (
+    command,
+    command_output,
+    health_url,
+    http_get,
+    tracker,
+    wait_for,
+)
 from tests.kafka import records
 from tests.platforms import (
     AGENT,
@@ -28,14 +36,6 @@ from tests.platforms import (
     forwarder_url,
     metric,
     purchase,
-)
-from tests.processes import (
-    command,
-    command_output,
-    health_url,
-    http_get,
-    tracker,
-    wait_for,
 )
 from tracker.forward import dead
 from tracker.settings import Settings

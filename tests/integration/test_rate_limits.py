@@ -24,7 +24,7 @@ import pytest
 
 from collector.pixel import GIF
 from collector.postback import sign
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
 from tests.integration.test_collector_edge import REFUSED_MIDWAY, Answer, Running, collector
 from tests.integration.test_segment import metric
 from tracker.events import Event

@@ -24,10 +24,10 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from collector.cookieless import Salts, day_of
+from harness.processes import wait_for
+from harness.services import ROOT
 from tests import redis_cluster
-from tests.processes import wait_for
 from tests.redis_cluster import Cluster
-from tests.services import ROOT
 from tracker.redis_clients import NotReplicated, async_client
 from tracker.rulebook import Rulebook
 from tracker.settings import Settings

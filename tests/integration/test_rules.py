@@ -18,9 +18,9 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
+from harness.processes import command
 from tests.exporter import Exporter, ask, exporter
-from tests.processes import command
 from tracker.settings import Settings
 from tracker.store import Keys
 

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector import segment_messages, validation
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
 from tests.integration.test_collector_edge import Answer, Running, collector
 from tests.sdks import SEGMENT_SDKS, segment_client, skew_clock
 from tracker.events import Event

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import isolated_settings
+from harness.isolation import isolated_settings
 from tracker.events import Event
 from tracker.settings import Settings
 from tracker.store import GENERATION_S, SEEN_TTL_S, Keys, parse_bucket

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import free_port
+from harness.isolation import free_port
+from harness.processes import command, tracker
 from tests.kafka import records
-from tests.processes import command, tracker
 from tracker.events import Event
 from tracker.records import decode_events
 from tracker.settings import Settings

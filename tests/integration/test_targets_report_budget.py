@@ -25,8 +25,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from harness.processes import command, command_output
 from tests.conftest import with_redis
-from tests.processes import command, command_output
 from tracker.asgi import Message, Request, Response
 from tracker.attribution import ONE
 from tracker.decide.curves import Curve

@@ -58,3 +58,16 @@ def test_no_package_imports_one_that_imports_it_back() -> None:
     except CycleError as exc:
         raise AssertionError(f"packages import each other: {' -> '.join(exc.args[1])}") from None
     assert set(order) == set(PACKAGES)
+
+
+def test_tools_share_the_harness_and_import_no_tests() -> None:
+    """What benchmarks and tests both use is in ``harness/``; a benchmark that imported
+    a test module would run pytest's fixtures' module code, and tie tools to tests."""
+    reached = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for folder in ("bench", "harness")
+        for path in (ROOT / folder).rglob("*.py")
+        for name in imported(path)
+        if name.split(".")[0] == "tests" or (folder == "harness" and name.startswith("bench"))
+    }
+    assert not reached

@@ -1,4 +1,5 @@
-"""Real Kafka and Redis for the tests: the environment's, a container, or local processes.
+"""Real Kafka and Redis for tests and benchmarks: the environment's, a container, or local
+processes.
 
 Order of preference: ``TRACKER_KAFKA_BOOTSTRAP`` / ``TRACKER_REDIS_URL`` when set;
 else testcontainers where a Docker engine answers; else the project's own scripts
