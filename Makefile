@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up down status test lint faults bench bench-collector clean demo-reset
+.PHONY: install up down status test lint faults bench bench-collector bench-shards clean demo-reset
 
 install: $(VENV)/.installed
 
@@ -65,6 +65,10 @@ bench-collector: install
 	bash deploy/local/services.sh start kafka
 	bash deploy/local/tools.sh wrk
 	$(BIN)/python -m bench.collector
+
+## The store's load on a three-primary Redis Cluster of its own: each primary's share.
+bench-shards: install
+	$(BIN)/python -m bench.store_shards
 
 clean: down
 	rm -rf .run

@@ -48,8 +48,18 @@ from tracker.events import Context, Event, Rules, parse_event
 from tracker.kafka import ensure_topics
 from tracker.market import BROWSER
 from tracker.records import encode_events, partition_of
+from tracker.redis_clients import async_client
+from tracker.seen import (
+    GENERATION_S,
+    SEEN_TTL_S,
+    SHARDS,
+    Claim,
+    Claims,
+    seen_generations,
+    shard_prefix,
+)
 from tracker.settings import Settings
-from tracker.store import GENERATION_S, SEEN_TTL_S, Keys, Writes, seen_generations
+from tracker.store import Keys
 
 
 def synthetic_events(count: int, seed: int) -> list[Event]:
@@ -157,33 +167,37 @@ def prefix_memory(redis: Redis, prefix: str) -> int:
 
 def remember_earlier_days(settings: Settings, count: int) -> None:
     """``count`` new event ids counted one day ago and as many two days ago."""
-    redis = Redis.from_url(settings.redis_url)
-    keys = Keys(settings.key_prefix)
-    now = int(time.time())
-    for days in (1, 2):
-        ids = [str(uuid.uuid4()) for _ in range(count)]
-        for start in range(0, count, 5000):
-            writes = Writes(keys)
-            writes.seen(ids[start : start + 5000], now - days * GENERATION_S)
-            pipe = redis.pipeline(transaction=True)
-            writes.queue(pipe)
-            pipe.execute()
-    redis.close()
+
+    async def remember() -> None:
+        redis = async_client(settings)
+        claims = Claims(settings, redis)
+        now = int(time.time())
+        for days in (1, 2):
+            ids = [str(uuid.uuid4()) for _ in range(count)]
+            for start in range(0, count, 5000):
+                firsts = {event_id: start for event_id in ids[start : start + 5000]}
+                claim = Claim(f"earlier-{days}", 0, start - 1, firsts)
+                await claims.claim([claim], now - days * GENERATION_S)
+        await claims.aclose()
+        await redis.aclose()
+
+    asyncio.run(remember())
 
 
 def dedup_memory(settings: Settings) -> tuple[int, int, int]:
-    """Bytes of the seen generations under the settings' prefix, their keys, their ids."""
+    """Bytes of the seen generations of every shard, their keys, their ids."""
     redis = Redis.from_url(settings.redis_url)
-    keys = Keys(settings.key_prefix)
     names: list[str] = []
     ids = 0
-    for generation in seen_generations(int(time.time())):
-        meta = redis.hgetall(keys.seen(generation))
-        if meta:
-            ids += int(meta[b"ids"])
-            names.append(keys.seen(generation))
-            buckets = range(int(meta[b"buckets"]))
-            names += [keys.seen_bucket(generation, bucket) for bucket in buckets]
+    for shard in range(SHARDS):
+        keys = Keys(shard_prefix(settings.key_prefix, shard))
+        for generation in seen_generations(int(time.time())):
+            meta = redis.hgetall(keys.seen(generation))
+            if meta:
+                ids += int(meta[b"ids"])
+                names.append(keys.seen(generation))
+                buckets = range(int(meta[b"buckets"]))
+                names += [keys.seen_bucket(generation, bucket) for bucket in buckets]
     used = memory_usage(redis, names)
     redis.close()
     return used, len(names), ids

@@ -10,14 +10,15 @@ A transaction under ``WATCH`` is not sent again: redis-py raises ``WatchError`` 
 instead, and its caller reads and decides again, as it does when a key moved.
 
 On a Redis Cluster (``TRACKER_REDIS_CLUSTER`` or a ``redis+cluster://`` URL) every key
-of a deployment is under one hash tag (:attr:`Settings.key_prefix`), so one slot, one
-primary, holds them all, and the store's transactions, scripts and scans run there as
-on a single Redis. The client is a plain one whose connections go to the primary that
-serves that slot now, asked of the cluster each time one connects: after a failover,
-a dead or demoted primary's connections fail (or answer ``MOVED``), are dropped, and
-the retry connects to the promoted replica. redis-py's ``RedisCluster`` routes by key
-instead, and its transactions run each command read under ``WATCH`` in a thread of its
-own: the sink reads most of its state that way.
+of a deployment but the deduplication shards' is under one hash tag
+(:attr:`Settings.key_prefix`), so one slot, one primary, holds them all, and the store's
+transactions, scripts and scans run there as on a single Redis; each shard
+(:mod:`tracker.seen`) has a hash tag and a client of its own. A client is a plain one
+whose connections go to the primary that serves its slot now, asked of the cluster each
+time one connects: after a failover, a dead or demoted primary's connections fail (or
+answer ``MOVED``), are dropped, and the retry connects to the promoted replica.
+redis-py's ``RedisCluster`` routes by key instead, and its transactions run each command
+read under ``WATCH`` in a thread of its own: the sink reads most of its state that way.
 """
 
 from __future__ import annotations
@@ -65,8 +66,11 @@ def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(base=0.05, cap=1.0)
 
 
-def async_client(settings: Settings) -> redis.asyncio.Redis:
-    url, extra = _connection(settings)
+def async_client(settings: Settings, following: str | None = None) -> redis.asyncio.Redis:
+    """A client of the store; on a Redis Cluster, of the primary of the slot of
+    ``following`` (a key or hash tag), by default the one every key of
+    :attr:`Settings.key_prefix` is in."""
+    url, extra = _connection(settings, following)
     return redis.asyncio.Redis.from_url(
         url,
         retry=AsyncRetry(_backoff(), _ATTEMPTS),
@@ -75,8 +79,9 @@ def async_client(settings: Settings) -> redis.asyncio.Redis:
     )
 
 
-def sync_client(settings: Settings) -> redis.Redis:
-    url, extra = _connection(settings)
+def sync_client(settings: Settings, following: str | None = None) -> redis.Redis:
+    """:func:`async_client`'s synchronous twin."""
+    url, extra = _connection(settings, following)
     return redis.Redis.from_url(
         url,
         retry=Retry(_backoff(), _ATTEMPTS),
@@ -154,7 +159,7 @@ class Topology:
         return primary
 
 
-def _connection(settings: Settings) -> tuple[str, Topology | None]:
+def _connection(settings: Settings, following: str | None = None) -> tuple[str, Topology | None]:
     """The URL redis-py reads, and where a cluster's slot is asked, for a cluster.
 
     A cluster's URL may name several nodes, ``redis+cluster://h1:7001,h2:7002/0``: a
@@ -169,7 +174,7 @@ def _connection(settings: Settings) -> tuple[str, Topology | None]:
     scheme = "redis" if parts.scheme == CLUSTER_SCHEME else parts.scheme
     url = urlunsplit((scheme, first, parts.path, parts.query, parts.fragment))
     auth = {"username": parts.username, "password": parts.password}
-    slot = key_slot(settings.key_prefix.encode())
+    slot = key_slot((following or settings.key_prefix).encode())
     return url, Topology(slot, seeds, {k: v for k, v in auth.items() if v})
 
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from harness import redis_cluster
 from harness.processes import running
 from harness.services import ROOT
-from tests import redis_cluster
 from tests.e2e.test_oracle import check, oracle_settings, run_log
 from tracker.settings import Settings
 

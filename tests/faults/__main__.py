@@ -14,7 +14,7 @@ import time
 import traceback
 
 from bench.conditions import describe
-from tests import redis_cluster
+from harness import redis_cluster
 from tests.faults.scenarios import SCENARIOS
 from tests.faults.stage import CUT, REDIS_CLUSTER, Stage, staged
 from tests.faults.truth import Outcome

@@ -21,10 +21,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import redis_cluster
 from harness.isolation import free_port, isolated_settings
 from harness.processes import environment, health_url, http_get, tracker, wait_for
 from harness.services import ROOT, forget
-from tests import kafka_cluster, redis_cluster
+from tests import kafka_cluster
 from tests.kafka_cluster import Cluster
 from tracker.settings import Settings
 

@@ -3,8 +3,10 @@
 - in Kafka: every acknowledged id is in the events topic, read back to its end; a 2xx
   for an event Kafka does not hold is a lie to the sender, whatever the store says.
 - lost: acknowledged ids the store has not counted. The store keeps the id of every
-  event it counted (the seen buckets, :func:`tracker.store.read_with_seen`), written in
-  the transaction that adds the event to the sums, so the check is per id.
+  event it counted (the seen buckets, :meth:`tracker.seen.Claims.counted`), claimed just
+  before the transaction that adds the event to the sums, so the check is per id once
+  every record is applied (a claim whose transaction never landed shows below as sums
+  short of the ids).
 - counted twice: the store's sums above what its counted ids add up to. Every event
   of a scenario is an impression of the scenario's own campaign with a cost we chose,
   so the campaign's all-time row must hold exactly one impression per counted id and
@@ -23,8 +25,9 @@ from tests import applied
 from tests.kafka import records
 from tracker.records import decode_events
 from tracker.redis_clients import async_client
+from tracker.seen import Claims
 from tracker.settings import Settings
-from tracker.store import Keys, read_buckets, read_with_seen
+from tracker.store import Keys, read_buckets
 from tracker.windows import ALL_TIME
 
 _IDS_PER_READ = 5000
@@ -116,6 +119,7 @@ def in_kafka(settings: Settings) -> set[str]:
 async def _store(settings: Settings, campaign: str, ids: list[str]) -> tuple[int, int, set[str]]:
     keys = Keys(settings.key_prefix)
     redis = async_client(settings)
+    claims = Claims(settings, redis)
     try:
         buckets = await read_buckets(redis, ALL_TIME, [0], keys, ("campaign",))
         row = buckets.get(0, {}).get(("campaign", campaign), {})
@@ -123,9 +127,10 @@ async def _store(settings: Settings, campaign: str, ids: list[str]) -> tuple[int
         now_s = int(time.time())
         for start in range(0, len(ids), _IDS_PER_READ):
             chunk = ids[start : start + _IDS_PER_READ]
-            counted.update((await read_with_seen(redis, keys, [], chunk, now_s))[1])
+            counted |= await claims.counted(chunk, now_s)
         return row.get("impressions", 0), row.get("spend", 0), counted
     finally:
+        await claims.aclose()
         await redis.aclose()
 
 

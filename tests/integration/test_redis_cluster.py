@@ -24,14 +24,18 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from collector.cookieless import Salts, day_of
+from harness import redis_cluster
 from harness.processes import wait_for
+from harness.redis_cluster import Cluster
 from harness.services import ROOT
-from tests import redis_cluster
-from tests.redis_cluster import Cluster
+from tracker.events import Event
 from tracker.redis_clients import NotReplicated, async_client
 from tracker.rulebook import Rulebook
+from tracker.seen import GENERATION_S, SHARDS, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, read_buckets
+from tracker.stream.sink import Record, Sink
+from tracker.windows import ALL_TIME
 
 WHY_NOT = redis_cluster.unstartable()
 pytestmark = [pytest.mark.services, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))]
@@ -246,6 +250,64 @@ def test_a_save_returns_once_a_replica_holds_it_and_fails_plainly_when_none_does
     assert asyncio.run(save(settings, {"goals": ["third"]})) == 3
     assert asyncio.run(held_by(cluster, replica, key)) == 3
     redis_cluster.forget_keys(settings)
+
+
+async def applied(settings: Settings, records: list[Record]) -> int:
+    """Apply ``records`` with a sink of their own; the clicks the store then holds."""
+    client = async_client(settings)
+    sink = Sink(client, settings)
+    try:
+        await sink.apply(records)
+        rows = await read_buckets(client, ALL_TIME, [0], Keys(settings.key_prefix), ("total",))
+        return rows.get(0, {}).get(("total", "total"), {}).get("clicks", 0)
+    finally:
+        await sink.aclose()
+        await client.aclose()
+
+
+def click(event_id: str) -> Event:
+    return Event(event_id=event_id, type="click", ts=60_000, received_at=60_000, channel="search")
+
+
+def test_counted_ids_spread_over_every_primary_and_are_on_a_replica_before_they_count(
+    cluster: Cluster,
+) -> None:
+    """The counted ids, most of the store, are shared by the primaries; a batch counts
+    only once every shard it claimed ids in has them on a replica too."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+    ids = [f"e{i}" for i in range(400)]
+    generation = int(time.time()) // GENERATION_S
+    written = [Keys(shard_prefix(settings.key_prefix, s)).seen(generation) for s in range(SHARDS)]
+    owners = {redis_cluster.primary_of(ENVIRONMENT, name) for name in written}
+    assert len(owners) == 3
+
+    assert asyncio.run(applied(settings, [Record("t", 0, 0, [click(i) for i in ids])])) == 400
+    for shard, name in enumerate(written):
+        primary = redis_cluster.primary_of(ENVIRONMENT, name)
+        replica = asyncio.run(replica_of(cluster, primary))
+        assert asyncio.run(ids_on(cluster, replica, name)) > 0, shard  # there when it returned
+
+    shard = shard_of(seen_digest("late"))
+    replica = asyncio.run(
+        replica_of(cluster, redis_cluster.primary_of(ENVIRONMENT, written[shard]))
+    )
+    late = [Record("t", 0, 1, [click("late"), click("e1")])]
+    with stopped(replica), pytest.raises(NotReplicated, match="no replica of deduplication shard"):
+        asyncio.run(applied(settings, late))
+    assert asyncio.run(applied(settings, [])) == 400  # nothing counted meanwhile
+    wait_for(lambda: asyncio.run(ids_on(cluster, replica, written[shard])) > 0, 30, "caught up")
+    assert asyncio.run(applied(settings, late)) == 401  # claimed before, counted once now
+    redis_cluster.forget_keys(settings)
+
+
+async def ids_on(cluster: Cluster, node: int, generation: str) -> int:
+    """How many ids node ``node`` holds in a generation, replica or not."""
+    client = node_client(cluster, node)
+    try:
+        assert await client.readonly()
+        return int(await client.hget(generation, "ids") or 0)
+    finally:
+        await client.aclose()
 
 
 async def make_salts(settings: Settings, now: int) -> bytes | None:

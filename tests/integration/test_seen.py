@@ -1,30 +1,38 @@
-"""The seen buckets on a real Redis, with the clock passed in: an id counted is a
-duplicate for 48 hours across midnight, every id is kept as buckets split, and a
-million of them fit in 24 MiB."""
+"""The counted ids on a real Redis, with the clock passed in: an id counted is a
+duplicate for 48 hours across midnight, claims make a batch applied again count once
+and another record's copy never, every id is kept as buckets split, and a million of
+them fit in 24 MiB."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import with_redis
 from tracker.ids import new_id
-from tracker.settings import Settings
-from tracker.store import (
+from tracker.seen import (
+    CLAIMS_KEPT_S,
     GENERATION_S,
     SEEN_LOAD,
     SEEN_TTL_S,
-    Keys,
-    Writes,
+    SHARDS,
+    Claim,
+    Claims,
     read_with_seen,
+    seen_digest,
     seen_expiry,
+    shard_of,
 )
+from tracker.settings import Settings
+from tracker.store import Keys
 
 pytestmark = pytest.mark.services
+T = TypeVar("T")
 
 MIDNIGHT = (int(time.time()) // GENERATION_S + 1) * GENERATION_S
 """The next generation boundary: ahead of the real clock, so that what a test writes
@@ -35,19 +43,31 @@ its slots in both hash tables. Measured: ``MEMORY USAGE`` plus this came within 
 the ``used_memory`` delta of writing the ids on an otherwise idle Redis."""
 
 
-async def count(redis: Redis, keys: Keys, ids: Sequence[str], now_s: int, batch: int = 500) -> None:
-    """Remember ``ids`` as counted at ``now_s``, as the sink does: a transaction a batch."""
+def with_claims(settings: Settings, body: Callable[[Redis, Claims], Awaitable[T]]) -> T:
+    async def run(redis: Redis, _: Keys) -> T:
+        claims = Claims(settings, redis)
+        try:
+            return await body(redis, claims)
+        finally:
+            await claims.aclose()
+
+    return with_redis(settings, run)
+
+
+async def count(claims: Claims, ids: Sequence[str], now_s: int, batch: int = 500) -> None:
+    """Count ``ids`` at ``now_s``, as the sink claims them: a record an id, in batches."""
     for start in range(0, len(ids), batch):
-        writes = Writes(keys)
-        writes.seen(ids[start : start + batch], now_s)
-        async with redis.pipeline(transaction=True) as pipe:
-            writes.queue(pipe)
-            await pipe.execute()
+        firsts = {event_id: start + i for i, event_id in enumerate(ids[start : start + batch])}
+        await claims.claim([Claim("t", 0, start - 1, firsts)], now_s)
 
 
-async def counted(redis: Redis, keys: Keys, ids: Sequence[str], now_s: int) -> set[str]:
-    _, found = await read_with_seen(redis, keys, [], ids, now_s)
-    return set(found)
+def in_shards(claims: Claims, ids: Sequence[str]) -> dict[int, int]:
+    """How many of ``ids`` each shard holds."""
+    sizes: dict[int, int] = {}
+    for event_id in ids:
+        shard = shard_of(seen_digest(event_id))
+        sizes[shard] = sizes.get(shard, 0) + 1
+    return sizes
 
 
 async def buckets(redis: Redis, keys: Keys, generation: int) -> list[str]:
@@ -59,107 +79,142 @@ async def buckets(redis: Redis, keys: Keys, generation: int) -> list[str]:
 def test_an_id_is_a_duplicate_across_midnight_and_forgotten_only_after_48_hours(
     settings: Settings,
 ) -> None:
-    async def body(redis: Redis, keys: Keys) -> None:
-        await count(redis, keys, ["late"], MIDNIGHT - 1)  # a day's last second
-        await count(redis, keys, ["early"], MIDNIGHT)  # the next day's first
+    async def body(redis: Redis, claims: Claims) -> None:
+        await count(claims, ["late"], MIDNIGHT - 1)  # a day's last second
+        await count(claims, ["early"], MIDNIGHT)  # the next day's first
         both = ["late", "early"]
         for now in (MIDNIGHT, MIDNIGHT + GENERATION_S, MIDNIGHT - 1 + SEEN_TTL_S):
-            assert await counted(redis, keys, both, now) == {"late", "early"}
+            assert await claims.counted(both, now) == {"late", "early"}
         # Kept by the day it was counted: "late" 48 hours, "early" until its own day is
         # 48 hours past.
-        assert await counted(redis, keys, both, MIDNIGHT + SEEN_TTL_S) == {"early"}
+        assert await claims.counted(both, MIDNIGHT + SEEN_TTL_S) == {"early"}
         forgotten = MIDNIGHT + GENERATION_S + SEEN_TTL_S
-        assert await counted(redis, keys, both, forgotten - 1) == {"early"}
-        assert await counted(redis, keys, both, forgotten) == set()
+        assert await claims.counted(both, forgotten - 1) == {"early"}
+        assert await claims.counted(both, forgotten) == set()
 
-    with_redis(settings, body)
-
-
-def test_an_id_counted_before_the_upgrade_is_still_a_duplicate(settings: Settings) -> None:
-    """Ids the layout of a key per id counted (for 48 hours) are read until they expire,
-    and an id that names a day, as a generation's key once did, is just an id."""
-
-    async def body(redis: Redis, keys: Keys) -> None:
-        generation = str(MIDNIGHT // GENERATION_S)
-        for old in ("before-upgrade", generation):
-            await redis.set(keys.legacy_seen(old), "1", ex=SEEN_TTL_S)
-        await count(redis, keys, ["after-upgrade"], MIDNIGHT)
-        ids = ["before-upgrade", generation, "after-upgrade", "new"]
-        assert await counted(redis, keys, ids, MIDNIGHT) == set(ids[:3])
-
-    with_redis(settings, body)
+    with_claims(settings, body)
 
 
-def test_the_same_read_returns_the_values_of_thousands_of_names_in_order(
+def test_a_batch_claimed_again_counts_once_and_another_record_never(settings: Settings) -> None:
+    async def body(redis: Redis, claims: Claims) -> None:
+        first = Claim("t", 0, 9, {"a": 10, "b": 11})
+        assert await claims.claim([first], MIDNIGHT) == [set()]
+        # Applied again (its transaction failed, or never ran): still its own claims.
+        assert await claims.claim([first], MIDNIGHT) == [set()]
+        # From a later record, as from another partition: duplicates.
+        later = Claim("t", 0, 9, {"a": 12, "c": 13})
+        elsewhere = Claim("t", 1, -1, {"b": 0, "d": 1})
+        assert await claims.claim([later, elsewhere], MIDNIGHT) == [{"a"}, {"b"}]
+        # Two partitions bringing one new id in one call: the first takes it.
+        both = [Claim("t", 2, -1, {"e": 0}), Claim("t", 3, -1, {"e": 0})]
+        assert await claims.claim(both, MIDNIGHT) == [set(), {"e"}]
+
+    with_claims(settings, body)
+
+
+def test_claims_are_dropped_once_the_store_held_their_offset_long_enough(
     settings: Settings,
 ) -> None:
-    """Past the thousand values Lua's unpack() is given at once, and with gaps."""
+    """A claim is kept while its batch may be applied again; read from Redis' clock, so
+    the test dates a note of the stored offset back by hand."""
+
+    async def body(redis: Redis, claims: Claims) -> None:
+        batch = Claim("t", 0, -1, {"a": 0, "b": 5})
+        await claims.claim([batch], MIDNIGHT)
+        for shard in {shard_of(seen_digest(i)) for i in "ab"}:
+            name = claims.keys(shard).claims("t", 0)
+            now = int((await redis.time())[0])
+            await redis.lpush(f"{name}:marks", f"{now - CLAIMS_KEPT_S} 0")
+        # The store held offset 0 a minute ago: the claim at 0 goes, the one at 5 stays.
+        assert await claims.claim([Claim("t", 0, 0, {"a": 0, "b": 5})], MIDNIGHT) == [{"a"}]
+
+    with_claims(settings, body)
+
+
+def test_ids_counted_before_the_shards_are_still_duplicates(settings: Settings) -> None:
+    """Under the store's prefix, ids the layout of a key per id counted (for 48 hours)
+    and those of generations before the shards are read until they expire, and an id
+    that names a day, as a generation's key once did, is just an id."""
 
     async def body(redis: Redis, keys: Keys) -> None:
-        names = [keys.order(f"o{i}") for i in range(2_500)]
+        generation = MIDNIGHT // GENERATION_S
+        for old in ("before-upgrade", str(generation)):
+            await redis.set(keys.legacy_seen(old), "1", ex=SEEN_TTL_S)
+        await redis.hset(keys.seen(generation), mapping={"ids": 1, "buckets": 1})
+        await redis.hset(keys.seen_bucket(generation, 0), seen_digest("in-generation"), "")
+        ids = ["before-upgrade", str(generation), "in-generation", "new"]
+        names = [keys.order(f"o{i}") for i in range(2_500)]  # past unpack()'s limit
         await redis.mset({name: str(i) for i, name in enumerate(names) if i % 7})
-        await count(redis, keys, ["e"], MIDNIGHT)
-        values, found = await read_with_seen(redis, keys, names, ["e", "f"], MIDNIGHT)
+        values, found = await read_with_seen(redis, keys, names, ids, MIDNIGHT)
         assert values == [None if i % 7 == 0 else str(i).encode() for i in range(2_500)]
-        assert found == ["e"]
+        assert found == ids[:3]
 
     with_redis(settings, body)
 
 
 def test_a_worker_whose_clock_is_behind_finds_what_one_ahead_counted(settings: Settings) -> None:
-    async def body(redis: Redis, keys: Keys) -> None:
-        await count(redis, keys, ["e"], MIDNIGHT + 5)
-        assert await counted(redis, keys, ["e"], MIDNIGHT - 5) == {"e"}
+    async def body(redis: Redis, claims: Claims) -> None:
+        await count(claims, ["e"], MIDNIGHT + 5)
+        assert await claims.counted(["e"], MIDNIGHT - 5) == {"e"}
 
-    with_redis(settings, body)
+    with_claims(settings, body)
 
 
 def test_a_generation_expires_whole_once_no_lookup_searches_it(settings: Settings) -> None:
     generation = MIDNIGHT // GENERATION_S
+    ids = [f"e{i}" for i in range(10 * SEEN_LOAD * SHARDS)]
 
-    async def body(redis: Redis, keys: Keys) -> None:
-        await count(redis, keys, [f"e{i}" for i in range(10 * SEEN_LOAD)], MIDNIGHT)
-        names = [keys.seen(generation), *await buckets(redis, keys, generation)]
-        assert len(names) == 11
-        assert {await redis.expiretime(name) for name in names} == {seen_expiry(generation)}
+    async def body(redis: Redis, claims: Claims) -> None:
+        await count(claims, ids, MIDNIGHT)
+        for shard in range(SHARDS):
+            keys = claims.keys(shard)
+            names = [keys.seen(generation), *await buckets(redis, keys, generation)]
+            assert len(names) > 5
+            assert {await redis.expiretime(name) for name in names} == {seen_expiry(generation)}
 
-    with_redis(settings, body)
+    with_claims(settings, body)
 
 
 def test_a_generation_grows_bucket_by_bucket_and_keeps_every_id(settings: Settings) -> None:
     generation = MIDNIGHT // GENERATION_S
     ids = [f"id-{i}" for i in range(30_000)]
 
-    async def body(redis: Redis, keys: Keys) -> None:
+    async def body(redis: Redis, claims: Claims) -> None:
         # One large batch first: the buckets grow before it goes in, not after.
-        await count(redis, keys, ids[:5_000], MIDNIGHT, batch=5_000)
-        await count(redis, keys, ids[5_000:], MIDNIGHT)
-        assert await counted(redis, keys, ids, MIDNIGHT + 60) == set(ids)
+        await count(claims, ids[:5_000], MIDNIGHT, batch=5_000)
+        await count(claims, ids[5_000:], MIDNIGHT)
+        assert await claims.counted(ids, MIDNIGHT + 60) == set(ids)
         others = [f"other-{i}" for i in range(30_000)]
-        assert await counted(redis, keys, others, MIDNIGHT + 60) == set()
-        assert await redis.hget(keys.seen(generation), "ids") == b"30000"
-        names = await buckets(redis, keys, generation)
-        assert len(names) == math.ceil(30_000 / SEEN_LOAD)
-        sizes = [await redis.hlen(name) for name in names]
-        assert sum(sizes) == len(ids)
-        for name in names:  # a hash table would take 4x the memory of the listpack
-            assert await redis.object("encoding", name) == b"listpack"
-        assert max(sizes) <= 3 * SEEN_LOAD
+        assert await claims.counted(others, MIDNIGHT + 60) == set()
+        for shard, size in in_shards(claims, ids).items():
+            keys = claims.keys(shard)
+            assert await redis.hget(keys.seen(generation), "ids") == str(size).encode()
+            names = await buckets(redis, keys, generation)
+            assert len(names) == math.ceil(size / SEEN_LOAD)
+            sizes = [await redis.hlen(name) for name in names]
+            assert sum(sizes) == size
+            for name in names:  # a hash table would take 4x the memory of the listpack
+                assert await redis.object("encoding", name) == b"listpack"
+            assert max(sizes) <= 3 * SEEN_LOAD
 
-    with_redis(settings, body)
+    with_claims(settings, body)
 
 
 def test_a_million_ids_take_at_most_24_mib(settings: Settings) -> None:
     """Sized on 100,000 ids (UUIDv7, as the collector makes them) and scaled: a size,
-    which does not depend on how busy the machine is."""
+    which does not depend on how busy the machine is. The claims, a minute of traffic
+    whatever the day holds, are left out."""
     ids = [new_id() for _ in range(100_000)]
 
-    async def body(redis: Redis, keys: Keys) -> None:
-        await count(redis, keys, ids, MIDNIGHT, batch=5_000)
+    async def body(redis: Redis, claims: Claims) -> None:
+        await count(claims, ids, MIDNIGHT, batch=5_000)
         generation = MIDNIGHT // GENERATION_S
-        names = [keys.seen(generation), *await buckets(redis, keys, generation)]
+        names = []
+        for shard in range(SHARDS):
+            keys = claims.keys(shard)
+            names += [keys.seen(generation), *await buckets(redis, keys, generation)]
         used = sum([await redis.memory_usage(name, samples=0) or 0 for name in names])
         per_million = (used + len(names) * UNCOUNTED_PER_KEY) * 1_000_000 / len(ids) / 2**20
         assert per_million <= 24, f"{per_million:.1f} MiB per million ids"
 
-    with_redis(settings, body)
+    with_claims(settings, body)

@@ -13,9 +13,11 @@ from redis.asyncio import Redis
 
 from harness.isolation import isolated_settings
 from tracker.events import Event
+from tracker.seen import GENERATION_S, SEEN_TTL_S
 from tracker.settings import Settings
-from tracker.store import GENERATION_S, SEEN_TTL_S, Keys, parse_bucket
+from tracker.store import Keys, Writes, parse_bucket
 from tracker.stream.sink import Record, Rewind, Sink
+from tracker.stream.state import Lookups
 
 pytestmark = pytest.mark.services
 T = TypeVar("T")
@@ -99,6 +101,74 @@ def test_the_same_event_in_a_later_record_is_a_duplicate(settings: Settings) -> 
         health = await sink.apply([Record("t", 2, 7, [click("a"), click("b")])])
         assert health["duplicates"] == 1
         assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
+
+    run(settings, body)
+
+
+def test_one_event_in_two_partitions_of_one_batch_counts_once(settings: Settings) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        records = [Record("t", 0, 4, [click("a")]), Record("t", 1, 9, [click("a"), click("b")])]
+        health = await sink.apply(records)
+        assert (health["events"], health["duplicates"]) == (2, 1)
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
+
+    run(settings, body)
+
+
+class FailingSink(Sink):
+    """A sink whose transactions fail, after it claimed the batch's ids, until told not to."""
+
+    failing = True
+
+    def _write_lookups(self, writes: Writes, lookups: Lookups) -> None:
+        if self.failing:
+            raise ConnectionError("the worker died before its transaction")
+        super()._write_lookups(writes, lookups)
+
+
+def test_a_batch_whose_transaction_never_landed_counts_once_when_applied_again(
+    settings: Settings,
+) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        failing = FailingSink(redis, settings)
+        records = [Record("t", 0, 0, [click("a"), click("b")]), Record("t", 0, 1, [click("a")])]
+        with pytest.raises(ConnectionError):
+            await failing.apply(records)
+        assert await campaign(redis, settings, "all", 0) == {}
+        health = await sink.apply(records)  # another worker, or the same one restarted
+        assert (health["events"], health["duplicates"]) == (2, 1)
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
+        again = await sink.apply([Record("t", 0, 2, [click("b")])])
+        assert again["duplicates"] == 1
+
+    run(settings, body)
+
+
+def test_a_batch_the_store_lost_in_a_failover_counts_once_when_read_again(
+    settings: Settings,
+) -> None:
+    """The primary of the store's slot lost a batch (the replica that took over had not
+    received it), but not the shards its ids were claimed in: read again, it counts."""
+    keys = Keys(settings.key_prefix)
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [click("a")])])
+        shards = f"{keys.prefix}:d"
+        names = [
+            n
+            async for n in redis.scan_iter(f"{keys.prefix}:*")
+            if not n.decode().startswith(shards)
+        ]
+        before = {name: await redis.dump(name) for name in names}
+        await sink.apply([Record("t", 0, 1, [click("b"), click("c")])])
+        for name in [n async for n in redis.scan_iter(f"{keys.prefix}:*")]:
+            if not name.decode().startswith(shards):
+                await redis.delete(name)
+        for name, value in before.items():
+            await redis.restore(name, 0, value)
+        health = await sink.apply([Record("t", 0, 1, [click("b"), click("c"), click("a")])])
+        assert (health["events"], health["duplicates"]) == (2, 1)
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 3
 
     run(settings, body)
 

@@ -120,7 +120,6 @@ def test_click_lands_in_every_window_and_dimension() -> None:
         for dimension, value in dimensions
     }
     assert dict(delta.sums) == expected  # 4 windows x 3 dimensions
-    assert delta.seen == {"e1"}
     assert lookups.seen == {"e1"}
     assert dict(delta.health) == {"events": 1}
     assert (delta.watermark, delta.newest) == (T0, T0)
@@ -147,11 +146,12 @@ def test_events_of_one_minute_are_summed() -> None:
 
 
 def test_duplicates_within_a_batch() -> None:
-    delta = run([event("e1"), event("e1", received_at=T0 + 99), event("e2")])
+    lookups = Lookups()
+    delta = run([event("e1"), event("e1", received_at=T0 + 99), event("e2")], lookups)
     assert total(delta, "clicks") == 2
     assert delta.health["duplicates"] == 1
     assert delta.health["events"] == 2
-    assert delta.seen == {"e1", "e2"}
+    assert lookups.seen == {"e1", "e2"}
     assert delta.newest == T0  # the duplicate's received_at does not count
 
 
@@ -160,7 +160,6 @@ def test_duplicates_seen_before() -> None:
     delta = run([event("e1"), event("e2")], lookups)
     assert total(delta, "clicks") == 1
     assert delta.health["duplicates"] == 1
-    assert delta.seen == {"e2"}  # only what this batch accepted
     assert lookups.seen == {"e1", "e2"}
 
 
@@ -185,7 +184,7 @@ def test_late_beyond_grace_counted_as_late_and_in_its_own_buckets() -> None:
     )
     assert delta.health["late"] == 1
     assert delta.health["events"] == 2
-    assert delta.seen == {"late", "edge"}  # counted, so remembered
+    assert lookups.seen == {"late", "edge"}  # counted, so a later copy is a duplicate
     assert total(delta, "clicks") == 2
     assert total(delta, "clicks", "1m", T0 - 2 * MINUTE) == 1  # the late one, in its minute
     assert total(delta, "clicks", "1m", T0 - MINUTE) == 1
@@ -224,16 +223,18 @@ def test_a_week_old_history_counts_in_its_day_while_live_traffic_flows() -> None
 
 
 def test_watermark_advances_within_the_batch() -> None:
+    lookups = Lookups()
     delta = run(
         [
             event("ahead", ts=T0 + 2 * MINUTE),
             event("behind", ts=T0),  # 120 s behind the new watermark: late
             event("within", ts=T0 + MINUTE),  # 60 s behind: within grace
         ],
+        lookups,
         grace_ms=MINUTE,
     )
     assert delta.health["late"] == 1
-    assert delta.seen == {"ahead", "behind", "within"}
+    assert lookups.seen == {"ahead", "behind", "within"}
     assert delta.watermark == T0 + 2 * MINUTE
 
 
@@ -273,7 +274,7 @@ def test_bots_counted_in_every_window_never_in_kpis() -> None:
     assert total(delta, "revenue") == 0
     assert delta.health["bots"] == 4
     assert delta.health["events"] == 5
-    assert "b1" in delta.seen
+    assert "b1" in lookups.seen
     # A bot leaves no trace to attribute by, and is no unique user.
     assert delta.uniques == {}
     assert (lookups.clicks, lookups.paths, lookups.orders, lookups.customers) == ({}, {}, {}, {})
@@ -791,7 +792,7 @@ def test_refired_order_within_a_batch_is_dropped() -> None:
     assert total(delta, "revenue") == 10_000_000
     assert delta.health["duplicate_orders"] == 1
     assert delta.health["events"] == 2
-    assert delta.seen == {"v1", "v2"}  # both event ids are remembered
+    assert {"v1", "v2"} <= lookups.seen  # both event ids are taken
     assert set(lookups.orders) == {"o1"}
 
 
@@ -1169,7 +1170,6 @@ def test_empty_batch() -> None:
     assert not delta.sums
     assert delta.uniques == {}
     assert (delta.watermark, delta.newest) == (T0, 0)
-    assert not delta.seen
     assert lookups == Lookups()
 
 

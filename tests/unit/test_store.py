@@ -4,17 +4,20 @@ import hashlib
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
-from tracker.settings import Settings
-from tracker.store import (
+from tracker.seen import (
     GENERATION_S,
     SEEN_TTL_S,
-    StoreUnavailable,
-    read_once,
+    SHARDS,
     seen_digest,
     seen_expiry,
     seen_generations,
+    shard_of,
+    shard_prefix,
 )
+from tracker.settings import Settings
+from tracker.store import StoreUnavailable, read_once
 
 
 async def _ping(client: Redis) -> bool:
@@ -68,3 +71,20 @@ def test_a_worker_whose_clock_is_behind_searches_the_day_one_ahead_writes() -> N
 def test_a_digest_is_the_128_bit_blake2b_of_the_event_id() -> None:
     assert seen_digest("e1") == hashlib.blake2b(b"e1", digest_size=16).digest()
     assert seen_digest("é") == hashlib.blake2b("é".encode(), digest_size=16).digest()
+
+
+def test_each_shard_has_a_slot_of_its_own_on_a_cluster_and_sits_under_the_prefix_off_one() -> None:
+    tagged = [shard_prefix("{tracker}", shard) for shard in range(SHARDS)]
+    assert tagged[3] == "{tracker:d3}"
+    slots = {key_slot(f"{prefix}:dedup:1".encode()) for prefix in tagged}
+    assert len(slots | {key_slot(b"{tracker}:src:events:0")}) == SHARDS + 1
+    assert shard_prefix("tracker", 3) == "tracker:d3"  # found by a scan of "tracker:*"
+    assert shard_prefix("app:{t}:x", 0) == "app:{t:d0}:x"
+
+
+def test_ids_spread_evenly_over_the_shards() -> None:
+    sizes = [0] * SHARDS
+    for i in range(16_000):
+        sizes[shard_of(seen_digest(f"event-{i}"))] += 1
+    assert min(sizes) > 900
+    assert max(sizes) < 1_100

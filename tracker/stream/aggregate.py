@@ -53,6 +53,11 @@ def spend_key(event: Event, calendar: Calendar) -> tuple[str, str]:
     return (event.campaign or "", event.period or calendar.day_of(event.ts))
 
 
+def convertible(event: Event, policy: Policy) -> bool:
+    """Whether this worker can count ``event``: it has a rate for its currency."""
+    return event.currency in policy.rates
+
+
 def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, policy: Policy) -> Delta:
     """Count a partition's batch of events, in their order, updating ``lookups``.
 
@@ -75,7 +80,7 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if event.event_id in lookups.seen:
             delta.health["duplicates"] += 1
             continue
-        if event.currency not in policy.rates:
+        if not convertible(event, policy):
             # The collector took it with a rate this worker lacks (settings differ):
             # counted and left unseen, so it counts once the rate is configured and the
             # topic replayed; a crash here would stop every partition behind it.
@@ -86,7 +91,6 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         if behind > policy.grace_ms:
             _count_late(delta, behind)
         lookups.seen.add(event.event_id)
-        delta.seen.add(event.event_id)
         delta.watermark = max(delta.watermark, event.ts)
         delta.newest = max(delta.newest, event.received_at)
         delta.health["events"] += 1

@@ -98,6 +98,7 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
                     for event in batch:
                         await stream.ack(event)
         finally:
+            await sink.aclose()
             await redis.aclose()
 
     async def decoded(event: Any) -> Record | None:

@@ -55,8 +55,6 @@ class Delta:
 
     sums: Counter[Cell] = field(default_factory=Counter)
     uniques: dict[Audience, set[str]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    """Event ids accepted by this batch, to remember for deduplication."""
     spend: dict[tuple[str, str], SpendFigure] = field(default_factory=dict)
     """(campaign, period) -> the figure that now stands."""
     health: Counter[str] = field(default_factory=Counter)

@@ -1,10 +1,11 @@
 """Applies batches of Kafka records to Redis exactly once.
 
 Each call reads, under ``WATCH``, the last applied offset of every partition in the
-batch, skips records at or below it, reads the state the fold needs (seen ids,
-spend figures, orders, clicks, touch paths, customers, who is who), folds the rest
-(:func:`aggregate.fold`) and writes the sums, the changed state and the new offsets
-in one ``MULTI``. So a record counts once however often Kafka redelivers it
+batch, skips records at or below it, claims the ids of the rest in the shards of counted
+ids (:mod:`tracker.seen`: an id counted before is a duplicate, one this very record
+claimed before is not), reads the state the fold needs (spend figures, orders, clicks,
+touch paths, customers, who is who), folds the rest (:func:`aggregate.fold`) and writes
+the sums, the changed state and the new offsets in one ``MULTI``. So a record counts once however often Kafka redelivers it
 (restart, rebalance, crash before the offset commit), and a worker that lost its
 partition to another (a zombie) fails its ``EXEC`` instead of double counting.
 State that batches of other partitions may also change (spend figures, orders,
@@ -49,10 +50,11 @@ from redis.exceptions import WatchError
 
 from tracker.channels import CHANNELS
 from tracker.events import Event
+from tracker.seen import Claim, Claims, read_with_seen
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, Keys, Writes, read_with_seen
+from tracker.store import CAMPAIGN_SUM, Keys, Writes
 from tracker.stream import state
-from tracker.stream.aggregate import LINKS, fold, spend_key
+from tracker.stream.aggregate import LINKS, convertible, fold, spend_key
 from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Lookups
 from tracker.suppression import Suppressions
@@ -122,6 +124,11 @@ class Sink:
         self._last_write_us = 0
         self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
         self._suppressions = Suppressions(self._keys)
+        self._claims = Claims(settings, redis)
+
+    async def aclose(self) -> None:
+        """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
+        await self._claims.aclose()
 
     async def apply(
         self, records: Sequence[Record], gaps: Collection[tuple[str, int]] = ()
@@ -175,16 +182,18 @@ class Sink:
                 for batch in fresh
             ]
             events = [e for batch in kept for e in batch]
+            duplicates = await self._claim(by_source, states, fresh, now_s)
             lookups = await self._read(pipe, events, now_s)
             health: Counter[str] = Counter(
                 skipped_records=len(records) - sum(map(len, fresh)),
                 suppressed=sum(len(r.events) for batch in fresh for r in batch) - len(events),
             )
             deltas: list[tuple[str, SourceState, Delta]] = []
-            for source_key, st, batch, batch_events in zip(
-                source_keys, states, fresh, kept, strict=True
+            for source_key, st, batch, batch_events, dropped in zip(
+                source_keys, states, fresh, kept, duplicates, strict=True
             ):
                 if batch:  # even with every event suppressed: its offset moves on
+                    lookups.seen |= dropped
                     delta = fold(batch_events, lookups, watermark=st.watermark, policy=self._policy)
                     newest = max(st.newest, delta.newest)
                     new_state = SourceState(batch[-1].offset, delta.watermark, newest)
@@ -216,6 +225,28 @@ class Sink:
             await pipe.execute()
             self._last_write_us = int((time.perf_counter() - started) * 1e6)
         return health
+
+    async def _claim(
+        self,
+        by_source: dict[tuple[str, int], list[Record]],
+        states: list[SourceState],
+        fresh: list[list[Record]],
+        now_s: int,
+    ) -> list[set[str]]:
+        """Claim the ids ``fresh`` brings (:mod:`tracker.seen`); each partition's duplicates.
+
+        Those the fold would leave uncounted are not claimed: an erased person's, and
+        those whose currency has no rate here yet (they count once it has one).
+        """
+        claims = []
+        for (topic, partition), st, batch in zip(by_source, states, fresh, strict=True):
+            firsts: dict[str, int] = {}
+            for record in batch:
+                for e in record.events:
+                    if convertible(e, self._policy) and not self._suppressions.suppressed(e):
+                        firsts.setdefault(e.event_id, record.offset)
+            claims.append(Claim(topic, partition, st.offset, firsts))
+        return await self._claims.claim(claims, now_s)
 
     async def _read(self, pipe: Any, events: list[Event], now_s: int) -> Lookups:
         """Everything the fold may consult for ``events``, in as few round trips as the
@@ -341,7 +372,6 @@ class Sink:
                 continue
             key = keys.uniques(window, start, dimension, value)
             writes.count_people(key, people, expire_at)
-        writes.seen(delta.seen, now_s)
         for (campaign, period), figure in delta.spend.items():
             writes.put(keys.spend(campaign, period), state.dump_spend(figure))
 

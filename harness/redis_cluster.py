@@ -23,6 +23,7 @@ from redis.asyncio.cluster import ClusterNode
 from harness.processes import wait_for
 from harness.services import ROOT
 from tracker.redis_clients import sync_client
+from tracker.seen import SHARDS, shard_prefix
 from tracker.settings import Settings
 
 SCRIPT = ROOT / "deploy/local/redis-cluster.sh"
@@ -135,8 +136,11 @@ def wait_ok(environment: Mapping[str, str], timeout: float = 30) -> None:
 
 
 def forget_keys(settings: Settings) -> None:
-    """Delete the keys of ``settings``' prefix, on the cluster its URL names."""
-    with sync_client(settings) as store:
-        names = list(store.scan_iter(match=f"{settings.key_prefix}:*", count=10_000))
-        for start in range(0, len(names), 10_000):
-            store.unlink(*names[start : start + 10_000])
+    """Delete the keys of ``settings``' prefix and of its shards, on the cluster its URL
+    names."""
+    prefixes = [shard_prefix(settings.key_prefix, shard) for shard in range(SHARDS)]
+    for prefix in [settings.key_prefix, *prefixes]:
+        with sync_client(settings, following=prefix) as store:
+            names = list(store.scan_iter(match=f"{prefix}:*", count=10_000))
+            for start in range(0, len(names), 10_000):
+                store.unlink(*names[start : start + 10_000])
