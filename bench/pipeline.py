@@ -50,6 +50,7 @@ from tracker.market import BROWSER
 from tracker.records import encode_events, partition_of
 from tracker.redis_clients import async_client
 from tracker.seen import (
+    CLAIMS_KEPT_S,
     GENERATION_S,
     SEEN_TTL_S,
     SHARDS,
@@ -161,8 +162,24 @@ def memory_usage(redis: Redis, names: Iterable[bytes | str]) -> int:
 
 
 def prefix_memory(redis: Redis, prefix: str) -> int:
-    """Bytes Redis spends on this run's keys."""
-    return memory_usage(redis, redis.scan_iter(f"{prefix}:*", count=5000))
+    """Bytes Redis spends on this run's keys, but the claims (:func:`claims_memory`)."""
+    names = redis.scan_iter(f"{prefix}:*", count=5000)
+    return memory_usage(redis, (name for name in names if b":claims:" not in name))
+
+
+def claims_memory(settings: Settings) -> tuple[int, int]:
+    """Bytes of the claims of counted ids (:mod:`tracker.seen`), and how many they hold:
+    the ids of the last minute, whatever the day holds."""
+    redis = Redis.from_url(settings.redis_url)
+    names = list(redis.scan_iter(f"{settings.key_prefix}:*:claims:*", count=5000))
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        if not name.endswith(b":marks"):
+            pipe.zcard(name)
+    held = sum(pipe.execute())
+    used = memory_usage(redis, names)
+    redis.close()
+    return used, held
 
 
 def remember_earlier_days(settings: Settings, count: int) -> None:
@@ -331,6 +348,7 @@ def main() -> None:
         earlier, _, _ = dedup_memory(settings)
         worker, memory = worker_throughput(settings, len(events))
         dedup, dedup_keys, dedup_ids = dedup_memory(settings)
+        claimed, claims = claims_memory(settings)
         ids = sorted({event.event_id for event in events})
         key_per_id = key_per_id_memory(settings, ids)
         two_workers, _ = worker_throughput(two, len(events), workers=2)
@@ -357,6 +375,10 @@ def main() -> None:
             f"({dedup_ids:,} ids of three days in {dedup_keys:,} keys); a key per id, as "
             f"before: {key_per_id / len(ids) * 1e6 / 2**20:,.1f} MiB per million (this run's "
             f"{len(ids):,} ids; both by MEMORY USAGE, which leaves out some 64 bytes a key)"
+        )
+        print(
+            f"claims: {claimed / claims:,.0f} bytes each, {claims:,} held (every id claimed "
+            f"in the last {CLAIMS_KEPT_S} s, here this run's and the earlier days')"
         )
         live = dataclasses.replace(
             settings,

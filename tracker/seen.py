@@ -52,9 +52,12 @@ GENERATION_S = 24 * 3600
 """Event ids counted within one such span (UTC days) share a seen generation."""
 SEEN_LOAD = 96
 """Digests per seen bucket on average: a generation adds a bucket every this many ids."""
-SHARDS = 16
-"""Shards the counted ids are spread over. Fixed: an id is looked for in the shard its
-digest names, so changing this would forget every id counted."""
+SHARDS = 64
+"""Shards the counted ids are spread over: enough that a cluster's primaries, each a
+range of slots, hold about as many each (three held 19 to 24 of them under each of
+eight prefixes, the default one included; 16 shards gave 3 to 10). Fixed: an id is
+looked for in the shard its digest names, so changing this would forget every id
+counted."""
 CLAIMS_KEPT_S = 60
 """How long after the store held a batch's offset its claims are kept: far longer than
 a replica lags behind its primary, so a failover that loses the offset keeps them."""
@@ -328,6 +331,8 @@ class Claims:
         self._cluster = settings.redis_is_cluster
         self._keys = [Keys(shard_prefix(settings.key_prefix, s)) for s in range(SHARDS)]
         self._clients: dict[int, Redis] = {}
+        # By its digest (EVALSHA): a batch calls up to SHARDS scripts of some kilobytes.
+        self._script = client.register_script(_CLAIM)
 
     def keys(self, shard: int) -> Keys:
         return self._keys[shard]
@@ -386,7 +391,7 @@ class Claims:
         if not self._cluster:
             async with self._client.pipeline(transaction=False) as pipe:
                 for written, args, _ in calls.values():
-                    pipe.eval(_CLAIM, 1, written, *args)
+                    await self._script(keys=[written], args=args, client=pipe)
                 return list(await pipe.execute())
         replicated = (self._replicated(shard, *call[:2]) for shard, call in calls.items())
         return list(await asyncio.gather(*replicated))
@@ -395,7 +400,7 @@ class Claims:
         # A connection error makes redis-py send the pipeline again, both commands on
         # the new connection, so WAIT always counts the claims: claiming twice is safe.
         async with self._of(shard).pipeline(transaction=False) as pipe:
-            pipe.eval(_CLAIM, 1, written, *args)
+            await self._script(keys=[written], args=args, client=pipe)
             pipe.wait(1, REPLICATED_WITHIN_MS)
             found, confirmed = await pipe.execute()
         if confirmed < 1:

@@ -13,7 +13,8 @@ that every key is in one slot; ``SEP`` is ``\\x1f``):
   them, which is what makes replays apply nothing twice.
 - ``P:dedup:<generation>``, ``P:dedup:<generation>:<bucket>`` and ``P:seen:<id>``: the
   event ids counted before they were claimed in shards; read until they expire, so an
-  upgrade forgets no id (:func:`tracker.seen.read_with_seen`).
+  upgrade forgets no id (:func:`tracker.seen.read_with_seen`), as ``P:dedup:sharded``
+  (when the shards began) tells.
 - ``S:dedup:<generation>``, ``S:dedup:<generation>:<bucket>`` and
   ``S:claims:<topic>:<partition>`` (``S`` a shard's prefix, :func:`tracker.seen.shard_prefix`,
   on a Redis Cluster a hash tag of its own): the digests of the event ids counted,
@@ -94,6 +95,11 @@ class Keys:
         # Not under "seen:": there, the layout before this one kept a string per event
         # id, and an id such as "20790" would have named a generation.
         return f"{self.prefix}:dedup:{generation}"
+
+    @property
+    def sharded_since(self) -> str:
+        """When the counted ids moved to shards (epoch s; 0: a store that began so)."""
+        return f"{self.prefix}:dedup:sharded"
 
     def legacy_seen(self, event_id: str) -> str:
         """A key per counted id, as the layout before generations kept them for 48 hours:

@@ -334,8 +334,8 @@ class ErasingSink(Sink):
         super().__init__(redis, settings)
         self.settings, self.person, self.erasures = settings, person, 0
 
-    async def _read(self, pipe: Any, events: list[Event], now_s: int) -> Lookups:
-        lookups = await super()._read(pipe, events, now_s)
+    async def _read(self, pipe: Any, events: list[Event], now_s: int, unsharded: bool) -> Lookups:
+        lookups = await super()._read(pipe, events, now_s, unsharded)
         if not self.erasures:
             self.erasures += 1
             async with Redis.from_url(self.settings.redis_url) as other:

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -275,17 +276,18 @@ def test_counted_ids_spread_over_every_primary_and_are_on_a_replica_before_they_
     """The counted ids, most of the store, are shared by the primaries; a batch counts
     only once every shard it claimed ids in has them on a replica too."""
     settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
-    ids = [f"e{i}" for i in range(400)]
+    ids = [f"e{i}" for i in range(2_000)]
+    sizes = Counter(shard_of(seen_digest(i)) for i in ids)
     generation = int(time.time()) // GENERATION_S
     written = [Keys(shard_prefix(settings.key_prefix, s)).seen(generation) for s in range(SHARDS)]
     owners = {redis_cluster.primary_of(ENVIRONMENT, name) for name in written}
     assert len(owners) == 3
 
-    assert asyncio.run(applied(settings, [Record("t", 0, 0, [click(i) for i in ids])])) == 400
+    assert asyncio.run(applied(settings, [Record("t", 0, 0, [click(i) for i in ids])])) == 2_000
     for shard, name in enumerate(written):
         primary = redis_cluster.primary_of(ENVIRONMENT, name)
         replica = asyncio.run(replica_of(cluster, primary))
-        assert asyncio.run(ids_on(cluster, replica, name)) > 0, shard  # there when it returned
+        assert asyncio.run(ids_on(cluster, replica, name)) == sizes[shard]  # when it returned
 
     shard = shard_of(seen_digest("late"))
     replica = asyncio.run(
@@ -294,9 +296,14 @@ def test_counted_ids_spread_over_every_primary_and_are_on_a_replica_before_they_
     late = [Record("t", 0, 1, [click("late"), click("e1")])]
     with stopped(replica), pytest.raises(NotReplicated, match="no replica of deduplication shard"):
         asyncio.run(applied(settings, late))
-    assert asyncio.run(applied(settings, [])) == 400  # nothing counted meanwhile
-    wait_for(lambda: asyncio.run(ids_on(cluster, replica, written[shard])) > 0, 30, "caught up")
-    assert asyncio.run(applied(settings, late)) == 401  # claimed before, counted once now
+    assert asyncio.run(applied(settings, [])) == 2_000  # nothing counted meanwhile
+    caught_up = sizes[shard] + 1
+    wait_for(
+        lambda: asyncio.run(ids_on(cluster, replica, written[shard])) == caught_up,
+        30,
+        "replica caught up",
+    )
+    assert asyncio.run(applied(settings, late)) == 2_001  # claimed before, counted once now
     redis_cluster.forget_keys(settings)
 
 

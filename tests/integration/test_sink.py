@@ -13,7 +13,14 @@ from redis.asyncio import Redis
 
 from harness.isolation import isolated_settings
 from tracker.events import Event
-from tracker.seen import GENERATION_S, SEEN_TTL_S
+from tracker.seen import (
+    GENERATION_S,
+    SEEN_TTL_S,
+    SHARDS,
+    seen_digest,
+    seen_expiry,
+    shard_prefix,
+)
 from tracker.settings import Settings
 from tracker.store import Keys, Writes, parse_bucket
 from tracker.stream.sink import Record, Rewind, Sink
@@ -153,22 +160,62 @@ def test_a_batch_the_store_lost_in_a_failover_counts_once_when_read_again(
 
     async def body(redis: Redis, sink: Sink) -> None:
         await sink.apply([Record("t", 0, 0, [click("a")])])
-        shards = f"{keys.prefix}:d"
-        names = [
-            n
-            async for n in redis.scan_iter(f"{keys.prefix}:*")
-            if not n.decode().startswith(shards)
-        ]
+        shards = tuple(f"{shard_prefix(keys.prefix, shard)}:".encode() for shard in range(SHARDS))
+        names = [n async for n in redis.scan_iter(f"{keys.prefix}:*") if not n.startswith(shards)]
         before = {name: await redis.dump(name) for name in names}
         await sink.apply([Record("t", 0, 1, [click("b"), click("c")])])
-        for name in [n async for n in redis.scan_iter(f"{keys.prefix}:*")]:
-            if not name.decode().startswith(shards):
-                await redis.delete(name)
+        # The failover: the store's own keys as they were, the shards as they are.
+        await redis.delete(
+            *[n async for n in redis.scan_iter(f"{keys.prefix}:*") if not n.startswith(shards)]
+        )
         for name, value in before.items():
+            assert value is not None
             await redis.restore(name, 0, value)
         health = await sink.apply([Record("t", 0, 1, [click("b"), click("c"), click("a")])])
         assert (health["events"], health["duplicates"]) == (2, 1)
         assert (await campaign(redis, settings, "all", 0))["clicks"] == 3
+
+    run(settings, body)
+
+
+def test_ids_counted_before_the_shards_are_duplicates_until_they_expire(settings: Settings) -> None:
+    """A store upgraded from ids under its own prefix (the layout before the shards, in
+    which a worker also wrote its partitions' offsets) reads them as long as they are kept;
+    a store that began with shards never looks."""
+    keys = Keys(settings.key_prefix)
+    now = int(time.time())
+    generation = now // GENERATION_S
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await redis.sadd(keys.sources, keys.source("t", 0))
+        await redis.hset(keys.seen(generation), mapping={"ids": 1, "buckets": 1})
+        await redis.hset(keys.seen_bucket(generation, 0), seen_digest("before"), "")
+        health = await sink.apply([Record("t", 0, 0, [click("before"), click("after")])])
+        assert (health["events"], health["duplicates"]) == (1, 1)
+        assert int(await redis.get(keys.sharded_since) or 0) == now
+        # Once no worker before the shards can have written ids still kept, none is read.
+        until = seen_expiry(generation + 1)
+        await redis.hset(keys.seen(until // GENERATION_S), mapping={"ids": 1, "buckets": 1})
+        for old in ("old", "older"):
+            await redis.hset(keys.seen_bucket(until // GENERATION_S, 0), seen_digest(old), "")
+        record = Record("t", 0, 1, [click("old")])
+        assert (await Sink(redis, settings, lambda: until - 1).apply([record]))["duplicates"] == 1
+        record = Record("t", 0, 2, [click("older")])
+        assert (await Sink(redis, settings, lambda: until).apply([record]))["events"] == 1
+
+    run(settings, body, clock=lambda: now)
+
+
+def test_a_store_that_began_with_shards_reads_no_ids_under_its_prefix(settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+    generation = int(time.time()) // GENERATION_S
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [click("a")])])
+        assert await redis.get(keys.sharded_since) == b"0"
+        await redis.hset(keys.seen(generation), mapping={"ids": 1, "buckets": 1})
+        await redis.hset(keys.seen_bucket(generation, 0), seen_digest("b"), "")
+        assert (await sink.apply([Record("t", 0, 1, [click("b")])]))["events"] == 1
 
     run(settings, body)
 

@@ -5,9 +5,10 @@ batch, skips records at or below it, claims the ids of the rest in the shards of
 ids (:mod:`tracker.seen`: an id counted before is a duplicate, one this very record
 claimed before is not), reads the state the fold needs (spend figures, orders, clicks,
 touch paths, customers, who is who), folds the rest (:func:`aggregate.fold`) and writes
-the sums, the changed state and the new offsets in one ``MULTI``. So a record counts once however often Kafka redelivers it
-(restart, rebalance, crash before the offset commit), and a worker that lost its
-partition to another (a zombie) fails its ``EXEC`` instead of double counting.
+the sums, the changed state and the new offsets in one ``MULTI``. So a record counts
+once however often Kafka redelivers it (restart, rebalance, crash before the offset
+commit), and a worker that lost its partition to another (a zombie) fails its ``EXEC``
+instead of double counting.
 State that batches of other partitions may also change (spend figures, orders,
 customers, a user's devices and recent orders) is read under ``WATCH`` too: a
 concurrent change fails the ``EXEC``, and the batch is applied again on fresh state.
@@ -50,7 +51,7 @@ from redis.exceptions import WatchError
 
 from tracker.channels import CHANNELS
 from tracker.events import Event
-from tracker.seen import Claim, Claims, read_with_seen
+from tracker.seen import GENERATION_S, Claim, Claims, read_with_seen, seen_expiry
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys, Writes
 from tracker.stream import state
@@ -125,6 +126,7 @@ class Sink:
         self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
         self._suppressions = Suppressions(self._keys)
         self._claims = Claims(settings, redis)
+        self._unsharded_until: int | None = None
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
@@ -183,7 +185,7 @@ class Sink:
             ]
             events = [e for batch in kept for e in batch]
             duplicates = await self._claim(by_source, states, fresh, now_s)
-            lookups = await self._read(pipe, events, now_s)
+            lookups = await self._read(pipe, events, now_s, await self._unsharded(now_s))
             health: Counter[str] = Counter(
                 skipped_records=len(records) - sum(map(len, fresh)),
                 suppressed=sum(len(r.events) for batch in fresh for r in batch) - len(events),
@@ -248,7 +250,25 @@ class Sink:
             claims.append(Claim(topic, partition, st.offset, firsts))
         return await self._claims.claim(claims, now_s)
 
-    async def _read(self, pipe: Any, events: list[Event], now_s: int) -> Lookups:
+    async def _unsharded(self, now_s: int) -> bool:
+        """Whether ids counted before the shards may still be kept under the store's prefix.
+
+        The first worker to shard a store notes when (``P:dedup:sharded``; 0 for a store
+        with no partition applied yet, which has none). Those ids are read until the last
+        generation a worker of the version before may have written, that day's or the
+        next, has expired: stop those workers before starting these.
+        """
+        if self._unsharded_until is None:
+            key, redis = self._keys.sharded_since, self._redis
+            if (since := await redis.get(key)) is None:
+                fresh = not await redis.exists(self._keys.sources)
+                await redis.set(key, 0 if fresh else now_s, nx=True)
+                since = await redis.get(key)
+            began = int(since or 0)
+            self._unsharded_until = seen_expiry(began // GENERATION_S + 1) if began else 0
+        return now_s < self._unsharded_until
+
+    async def _read(self, pipe: Any, events: list[Event], now_s: int, unsharded: bool) -> Lookups:
         """Everything the fold may consult for ``events``, in as few round trips as the
         identity state allows: two for a batch without identity, up to four with it.
 
@@ -258,7 +278,8 @@ class Sink:
         """
         calendar = self._policy.calendar
         wanted = _Wanted()
-        wanted.seen |= {e.event_id for e in events}
+        if unsharded:
+            wanted.seen |= {e.event_id for e in events}
         wanted.spend |= {spend_key(e, calendar) for e in events if e.type == "spend"}
         linking: set[str] = set()  # devices and users whose links this batch may change
         for e in events:
