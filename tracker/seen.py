@@ -28,7 +28,8 @@ writes a batch's sums and offsets, and a batch is made exact another way, by cla
   memory of a minute of traffic, not of 48 hours.
 - On a Redis Cluster the claims of a batch are on a replica before its transaction
   runs (``WAIT``): a failover of a shard then cannot forget ids whose events were
-  counted, which would count their retries again.
+  counted, which would count their retries again. A shard whose primary has no
+  replica left has no failover to fear: its claims are taken as they are.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 
 from tracker.redis_clients import REPLICATED_WITHIN_MS, NotReplicated, async_client
@@ -65,6 +67,7 @@ _CLOCK_SLACK_S = 3600
 """Generations outlive their last use by this much: Redis expires them by its own clock,
 the workers pick them by theirs."""
 _TAG = re.compile(r"\{([^}]+)\}")
+log = structlog.get_logger(__name__)
 
 
 def seen_digest(event_id: str) -> bytes:
@@ -331,6 +334,8 @@ class Claims:
         self._cluster = settings.redis_is_cluster
         self._keys = [Keys(shard_prefix(settings.key_prefix, s)) for s in range(SHARDS)]
         self._clients: dict[int, Redis] = {}
+        self._replicas: dict[int, int] = {}
+        """Each shard's primary's replicas, as its last call saw them."""
         # By its digest (EVALSHA): a batch calls up to SHARDS scripts of some kilobytes.
         self._script = client.register_script(_CLAIM)
 
@@ -397,16 +402,28 @@ class Claims:
         return list(await asyncio.gather(*replicated))
 
     async def _replicated(self, shard: int, written: str, args: list[Any]) -> list[int]:
-        # A connection error makes redis-py send the pipeline again, both commands on
-        # the new connection, so WAIT always counts the claims: claiming twice is safe.
+        """The call, and ``WAIT`` for a replica on the same connection.
+
+        A connection error makes redis-py send the pipeline again, every command on the
+        new connection, so ``WAIT`` always counts the claims: claiming twice is safe. A
+        primary with no replica (its own died, it took over from it) has none to fail
+        over to, and its claims are as safe as the store's other keys: they are taken
+        unconfirmed, and its next ``WAIT`` does not wait.
+        """
+        waited = REPLICATED_WITHIN_MS if self._replicas.get(shard, 1) else 1
         async with self._of(shard).pipeline(transaction=False) as pipe:
+            pipe.execute_command("ROLE")
             await self._script(keys=[written], args=args, client=pipe)
-            pipe.wait(1, REPLICATED_WITHIN_MS)
-            found, confirmed = await pipe.execute()
-        if confirmed < 1:
+            pipe.wait(1, waited)
+            role, found, confirmed = await pipe.execute()
+        replicas = len(role[2])
+        if replicas == 0 and self._replicas.get(shard, 1):
+            log.warning("deduplication shard has no replica; its primary alone keeps its ids",
+                        shard=shard)  # fmt: skip
+        self._replicas[shard] = replicas
+        if confirmed < 1 and replicas:
             raise NotReplicated(
-                f"no replica of deduplication shard {shard} confirmed its claims within "
-                f"{REPLICATED_WITHIN_MS} ms"
+                f"no replica of deduplication shard {shard} confirmed its claims within {waited} ms"
             )
         return list(found)
 

@@ -304,6 +304,17 @@ def test_counted_ids_spread_over_every_primary_and_are_on_a_replica_before_they_
         "replica caught up",
     )
     assert asyncio.run(applied(settings, late)) == 2_001  # claimed before, counted once now
+
+    # With no replica at all, nothing can fail over: the claims are taken unconfirmed.
+    redis_cluster.kill_node(ENVIRONMENT, replica)
+    try:
+        with capture_logs() as logs:
+            same = next(f"a{i}" for i in range(1_000) if shard_of(seen_digest(f"a{i}")) == shard)
+            alone = [Record("t", 0, 2, [click(same)])]
+            assert asyncio.run(applied(settings, alone)) == 2_002
+        assert any(e["event"].startswith("deduplication shard has no replica") for e in logs)
+    finally:
+        redis_cluster.start_node(ENVIRONMENT, replica)
     redis_cluster.forget_keys(settings)
 
 
