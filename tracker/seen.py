@@ -38,7 +38,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -324,6 +324,17 @@ class Claim:
     """Each event id, by the offset of the first record of the batch that holds it."""
 
 
+@dataclass(slots=True)
+class _Call:
+    """One shard's script call of a batch: what it is given, and whose each id is."""
+
+    written: str
+    """The generation the new ids go to."""
+    args: list[Any]
+    named: list[tuple[int, str]] = field(default_factory=list)
+    """(index of its claim, event id) of each id given, in order."""
+
+
 class Claims:
     """The shards of counted ids of one store, and the clients that reach them."""
 
@@ -350,7 +361,7 @@ class Claims:
         """
         generation = now_s // GENERATION_S
         searched = list(reversed(seen_generations(now_s)))
-        calls: dict[int, tuple[str, list[Any], list[tuple[int, str]]]] = {}
+        calls: dict[int, _Call] = {}
         for index, claim in enumerate(claims):
             by_shard: dict[int, list[tuple[str, bytes, int]]] = {}
             for event_id, offset in claim.firsts.items():
@@ -360,17 +371,16 @@ class Claims:
                 keys = self._keys[shard]
                 if shard not in calls:
                     head = [seen_expiry(generation), CLAIMS_KEPT_S, len(searched)]
-                    calls[shard] = (keys.seen(generation), [*head, *map(keys.seen, searched)], [])
-                _, args, named = calls[shard]
-                args += [keys.claims(claim.topic, claim.partition), claim.stored, len(items)]
+                    calls[shard] = _Call(keys.seen(generation), [*head, *map(keys.seen, searched)])
+                call = calls[shard]
+                call.args += [keys.claims(claim.topic, claim.partition), claim.stored, len(items)]
                 for event_id, digest, offset in items:
-                    args += [digest, offset]
-                    named.append((index, event_id))
+                    call.args += [digest, offset]
+                    call.named.append((index, event_id))
         duplicates: list[set[str]] = [set() for _ in claims]
-        for shard, found in zip(calls, await self._run(calls), strict=True):
-            named = calls[shard][2]
+        for call, found in zip(calls.values(), await self._run(calls), strict=True):
             for at in found:
-                index, event_id = named[at - 1]
+                index, event_id = call.named[at - 1]
                 duplicates[index].add(event_id)
         return duplicates
 
@@ -390,18 +400,18 @@ class Claims:
             await client.aclose()
         self._clients.clear()
 
-    async def _run(self, calls: Mapping[int, tuple[str, list[Any], list[Any]]]) -> list[list[int]]:
+    async def _run(self, calls: Mapping[int, _Call]) -> list[list[int]]:
         """Each shard's call; off a cluster in one pipeline, on one each on its primary,
         followed by ``WAIT`` on the same connection."""
         if not self._cluster:
             async with self._client.pipeline(transaction=False) as pipe:
-                for written, args, _ in calls.values():
-                    await self._script(keys=[written], args=args, client=pipe)
+                for call in calls.values():
+                    await self._script(keys=[call.written], args=call.args, client=pipe)
                 return list(await pipe.execute())
-        replicated = (self._replicated(shard, *call[:2]) for shard, call in calls.items())
+        replicated = (self._replicated(shard, call) for shard, call in calls.items())
         return list(await asyncio.gather(*replicated))
 
-    async def _replicated(self, shard: int, written: str, args: list[Any]) -> list[int]:
+    async def _replicated(self, shard: int, call: _Call) -> list[int]:
         """The call, and ``WAIT`` for a replica on the same connection.
 
         A connection error makes redis-py send the pipeline again, every command on the
@@ -413,7 +423,7 @@ class Claims:
         waited = REPLICATED_WITHIN_MS if self._replicas.get(shard, 1) else 1
         async with self._of(shard).pipeline(transaction=False) as pipe:
             pipe.execute_command("ROLE")
-            await self._script(keys=[written], args=args, client=pipe)
+            await self._script(keys=[call.written], args=call.args, client=pipe)
             pipe.wait(1, waited)
             role, found, confirmed = await pipe.execute()
         replicas = len(role[2])

@@ -103,7 +103,7 @@ class Keys:
 
     def legacy_seen(self, event_id: str) -> str:
         """A key per counted id, as the layout before generations kept them for 48 hours:
-        still read, so an upgrade forgets no id (:data:`_READ`)."""
+        still read, so an upgrade forgets no id (:func:`tracker.seen.read_with_seen`)."""
         return f"{self.prefix}:seen:{event_id}"
 
     def claims(self, topic: str, partition: int) -> str:
@@ -290,10 +290,10 @@ class Writes:
 
     A worker writes hundreds of thousands of small values a second (sums, state); as
     separate commands, redis-py's per-command packing and reply parsing cost more than
-    Redis itself. Flattened into one ``EVAL``, they cost one round
-    trip and one reply, and stay inside the ``MULTI`` that makes them atomic with
-    the source offsets. (Like the transaction, this needs every key on one Redis, or
-    on a Redis Cluster in one slot: :attr:`Settings.key_prefix`.)
+    Redis itself. Flattened into one ``EVAL``, they cost one round trip and one reply,
+    and stay inside the ``MULTI`` that makes them atomic with the source offsets. (Like
+    the transaction, this needs every key on one Redis, or on a Redis Cluster in one
+    slot: :attr:`Settings.key_prefix`.)
     """
 
     def __init__(self, keys: Keys) -> None:

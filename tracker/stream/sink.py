@@ -179,12 +179,13 @@ class Sink:
             }
             if behind:
                 raise Rewind(behind)
-            kept = [
-                [e for r in batch for e in r.events if not suppressions.suppressed(e)]
+            unsuppressed = [
+                [(r.offset, [e for e in r.events if not suppressions.suppressed(e)]) for r in batch]
                 for batch in fresh
             ]
+            kept = [[e for _, some in batch for e in some] for batch in unsuppressed]
             events = [e for batch in kept for e in batch]
-            duplicates = await self._claim(by_source, states, fresh, now_s)
+            duplicates = await self._claim(by_source, states, unsuppressed, now_s)
             lookups = await self._read(pipe, events, now_s, await self._unsharded(now_s))
             health: Counter[str] = Counter(
                 skipped_records=len(records) - sum(map(len, fresh)),
@@ -232,21 +233,22 @@ class Sink:
         self,
         by_source: dict[tuple[str, int], list[Record]],
         states: list[SourceState],
-        fresh: list[list[Record]],
+        unsuppressed: list[list[tuple[int, list[Event]]]],
         now_s: int,
     ) -> list[set[str]]:
-        """Claim the ids ``fresh`` brings (:mod:`tracker.seen`); each partition's duplicates.
+        """Claim the ids of each partition's (offset, events) that no erasure suppressed
+        (:mod:`tracker.seen`); each partition's duplicates.
 
-        Those the fold would leave uncounted are not claimed: an erased person's, and
-        those whose currency has no rate here yet (they count once it has one).
+        Those whose currency has no rate here yet are not claimed: the fold leaves them
+        uncounted, and they count once it has one.
         """
         claims = []
-        for (topic, partition), st, batch in zip(by_source, states, fresh, strict=True):
+        for (topic, partition), st, batch in zip(by_source, states, unsuppressed, strict=True):
             firsts: dict[str, int] = {}
-            for record in batch:
-                for e in record.events:
-                    if convertible(e, self._policy) and not self._suppressions.suppressed(e):
-                        firsts.setdefault(e.event_id, record.offset)
+            for offset, events in batch:
+                for e in events:
+                    if convertible(e, self._policy):
+                        firsts.setdefault(e.event_id, offset)
             claims.append(Claim(topic, partition, st.offset, firsts))
         return await self._claims.claim(claims, now_s)
 
