@@ -3,9 +3,11 @@
 Applies the same synthetic events with the real sink to a three-primary Redis Cluster of
 its own (ports 22501-22506, .run/bench-redis-cluster), as a worker would, and prints,
 for each primary, the Redis CPU time and the memory it took, and which one serves the
-store's own slot (every key but the counted ids, :mod:`tracker.seen`). Figures are
-shares of the cluster's whole, measured in the same run; the machine's conditions are
-printed before and after.
+store's own slot (every key but the counted ids, :mod:`tracker.seen`, and with
+``TRACKER_REDIS_SPREAD_SUMS`` the partitions' sums, :func:`tracker.store.tally_prefix`):
+once with the sums in the store's slot, once spread, and the ratios of the two. Figures
+are shares of the cluster's whole, measured in the same run; the machine's conditions
+are printed before and after.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from redis import Redis
@@ -25,7 +28,7 @@ from harness.services import ROOT
 from tracker.events import Event
 from tracker.redis_clients import async_client
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, tally_prefix
 from tracker.stream.sink import Record, Sink
 
 ENVIRONMENT = {
@@ -80,26 +83,53 @@ def main() -> None:
     print(settle())
     events = synthetic_events(args.events, seed=3)
     with redis_cluster.running(ENVIRONMENT) as cluster:
-        settings = Settings(redis_url=cluster.url, redis_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-        own = redis_cluster.primary_of(ENVIRONMENT, Keys(settings.key_prefix).health)
-        before = primaries(cluster)
-        seconds = asyncio.run(apply(settings, events, args.batch, args.per_record))
-        after = primaries(cluster)
-        spent = {node: cpu(after[node]) - cpu(before[node]) for node in after}
-        grown = {node: after[node]["used_memory"] - before[node]["used_memory"] for node in after}
-        print(
-            f"{args.events:,} events applied in {seconds:.1f} s "
-            f"({args.events / seconds:,.0f} events/s, one sink, {PARTITIONS} partitions)"
-        )
-        for node in sorted(after):
-            role = ", the store's slot" if node == own else ""
-            print(
-                f"primary {node}{role}: Redis CPU {spent[node]:.2f} s "
-                f"({spent[node] / sum(spent.values()):.0%}), memory "
-                f"{grown[node] / 2**20:+.1f} MiB ({grown[node] / sum(grown.values()):.0%})"
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        runs = {}
+        for spreading in (False, True):
+            settings = Settings(
+                redis_url=cluster.url, redis_prefix=prefix, redis_spread_sums=spreading
             )
-        redis_cluster.forget_keys(settings)
+            runs[spreading] = measure(cluster, settings, events, args)
+            redis_cluster.forget_keys(settings)
+    (still, still_cpu), (spread, spread_cpu) = runs[False], runs[True]
+    print(
+        f"spread against not, same events, same run: events/s {spread / still:.2f}x, the "
+        f"cluster's Redis CPU {sum(spread_cpu.values()) / sum(still_cpu.values()):.2f}x, "
+        f"the busiest primary's {max(spread_cpu.values()) / max(still_cpu.values()):.2f}x"
+    )
     print(describe())
+
+
+def measure(
+    cluster: redis_cluster.Cluster, settings: Settings, events: list[Event], args: Any
+) -> tuple[float, dict[int, float]]:
+    """Apply ``events``, print each primary's share; events/s and each primary's CPU s."""
+    own = redis_cluster.primary_of(ENVIRONMENT, Keys(settings.key_prefix).health)
+    sums = Counter(
+        redis_cluster.primary_of(ENVIRONMENT, tally_prefix(settings.key_prefix, p))
+        for p in range(PARTITIONS)
+    )
+    before = primaries(cluster)
+    seconds = asyncio.run(apply(settings, events, args.batch, args.per_record))
+    after = primaries(cluster)
+    spent = {node: cpu(after[node]) - cpu(before[node]) for node in after}
+    grown = {node: after[node]["used_memory"] - before[node]["used_memory"] for node in after}
+    spread = settings.redis_spread_sums
+    print(
+        f"TRACKER_REDIS_SPREAD_SUMS={int(spread)}: {args.events:,} events applied in "
+        f"{seconds:.1f} s ({args.events / seconds:,.0f} events/s, one sink, "
+        f"{PARTITIONS} partitions)"
+    )
+    for node in sorted(after):
+        role = ", the store's slot" if node == own else ""
+        if spread:
+            role += f", the sums of {sums[node]} partitions"
+        print(
+            f"  primary {node}{role}: Redis CPU {spent[node]:.2f} s "
+            f"({spent[node] / sum(spent.values()):.0%}), memory "
+            f"{grown[node] / 2**20:+.1f} MiB ({grown[node] / sum(grown.values()):.0%})"
+        )
+    return args.events / seconds, spent
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from harness.services import ROOT
 from tracker.redis_clients import sync_client
 from tracker.seen import SHARDS, shard_prefix
 from tracker.settings import Settings
+from tracker.store import Keys
 
 SCRIPT = ROOT / "deploy/local/redis-cluster.sh"
 NODES = 6
@@ -136,9 +137,11 @@ def wait_ok(environment: Mapping[str, str], timeout: float = 30) -> None:
 
 
 def forget_keys(settings: Settings) -> None:
-    """Delete the keys of ``settings``' prefix and of its shards, on the cluster its URL
-    names."""
+    """Delete the keys of ``settings``' prefix, of its shards and of its partitions' sums,
+    on the cluster its URL names."""
     prefixes = [shard_prefix(settings.key_prefix, shard) for shard in range(SHARDS)]
+    with sync_client(settings) as store:
+        prefixes += [name.decode() for name in store.smembers(Keys(settings.key_prefix).tallies)]
     for prefix in [settings.key_prefix, *prefixes]:
         with sync_client(settings, following=prefix) as store:
             names = list(store.scan_iter(match=f"{prefix}:*", count=10_000))

@@ -10,10 +10,12 @@ A transaction under ``WATCH`` is not sent again: redis-py raises ``WatchError`` 
 instead, and its caller reads and decides again, as it does when a key moved.
 
 On a Redis Cluster (``TRACKER_REDIS_CLUSTER`` or a ``redis+cluster://`` URL) every key
-of a deployment but the deduplication shards' is under one hash tag
-(:attr:`Settings.key_prefix`), so one slot, one primary, holds them all, and the store's
+of a deployment but the deduplication shards' and the partitions' sums is under one hash
+tag (:attr:`Settings.key_prefix`), so one slot, one primary, holds them, and the store's
 transactions, scripts and scans run there as on a single Redis; each shard
-(:mod:`tracker.seen`) has a hash tag and a client of its own. A client is a plain one
+(:mod:`tracker.seen`) and each partition's sums (:func:`tracker.store.tally_prefix`) have
+a hash tag of their own, written through a :class:`Script` and read through
+:func:`async_reader`. A client is a plain one
 whose connections go to the primary that serves its slot now, asked of the cluster each
 time one connects: after a failover, a dead or demoted primary's connections fail (or
 answer ``MOVED``), are dropped, and the retry connects to the promoted replica.
@@ -23,6 +25,7 @@ read under ``WATCH`` in a thread of its own: the sink reads most of its state th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +34,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+import structlog
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.crc import key_slot
@@ -47,6 +53,7 @@ from redis.retry import Retry
 
 from tracker.settings import CLUSTER_SCHEME, Settings
 
+log = structlog.get_logger(__name__)
 _RETRIED = [ConnectionError, TimeoutError]
 _ATTEMPTS = 3
 _MOVED = (AskError, ClusterDownError, ReadOnlyError, TryAgainError)
@@ -90,6 +97,32 @@ def sync_client(settings: Settings, following: str | None = None) -> redis.Redis
     )
 
 
+Reader = redis.asyncio.Redis | redis.asyncio.RedisCluster
+"""A client that reads the sums wherever they are (:func:`async_reader`)."""
+
+
+def async_reader(settings: Settings) -> Reader:
+    """A client for reads of the sums, which on a Redis Cluster are under every
+    partition's hash tag (:func:`tracker.store.tally_prefix`): there, redis-py's
+    ``RedisCluster``, whose pipelines send each command to its slot's primary; off one,
+    :func:`async_client`. For reads and scratch keys only: writes that must outlive a
+    failover go through :func:`async_client` and :func:`replicated`."""
+    if not settings.redis_is_cluster:
+        return async_client(settings)
+    seeds, auth = _seeds(settings)
+    nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in seeds]
+    return redis.asyncio.RedisCluster(startup_nodes=nodes, **auth)
+
+
+def sync_reader(settings: Settings) -> redis.Redis | redis.RedisCluster:
+    """:func:`async_reader`'s synchronous twin."""
+    if not settings.redis_is_cluster:
+        return sync_client(settings)
+    seeds, auth = _seeds(settings)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
+    return redis.RedisCluster(startup_nodes=nodes, **auth)
+
+
 @asynccontextmanager
 async def replicated(client: redis.asyncio.Redis) -> AsyncIterator[redis.asyncio.Redis]:
     """A client whose writes in the block, on a Redis Cluster, a replica holds too when
@@ -124,6 +157,89 @@ async def replicated(client: redis.asyncio.Redis) -> AsyncIterator[redis.asyncio
             f"no replica confirmed the write within {REPLICATED_WITHIN_MS} ms; "
             "it may not outlive a failover: retry"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a :class:`Script`: under which hash tag, on what, and what it is."""
+
+    prefix: str
+    """A prefix holding the hash tag whose slot's primary runs the call."""
+    keys: list[str]
+    args: list[Any]
+    what: str
+    """What it writes, for messages: ``deduplication shard 3``."""
+
+
+class Script:
+    """A Lua script run under hash tags of their own, each call on its slot's primary and
+    on a replica too before it counts.
+
+    Off a cluster (one Redis, no replica) every call goes in one pipeline on the store's
+    client. On one, each call is ``ROLE``, ``EVALSHA`` and ``WAIT`` in one pipeline, on one
+    connection: a connection error makes redis-py send the three again on a new one, so
+    ``WAIT`` always counts the call's writes, and the scripts run here are safe to run
+    twice. A primary with no replica (its own died, it took over from it) has none to fail
+    over to: its writes are as safe as they can be, are taken unconfirmed, and its next
+    ``WAIT`` does not wait.
+    """
+
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis, source: str) -> None:
+        """``client`` reaches every slot off a cluster; on one, each slot gets its own."""
+        self._settings = settings
+        self._client = client
+        self._cluster = settings.redis_is_cluster
+        self._clients: dict[str, redis.asyncio.Redis] = {}
+        self._replicas: dict[str, int] = {}
+        """Each slot's primary's replicas, as its last call saw them."""
+        # By its digest (EVALSHA): a batch may make dozens of calls of some kilobytes.
+        self._script = client.register_script(source)
+
+    def client(self, prefix: str) -> redis.asyncio.Redis:
+        """A client of the primary of ``prefix``'s slot (the store's, off a cluster)."""
+        if not self._cluster:
+            return self._client
+        if prefix not in self._clients:
+            self._clients[prefix] = async_client(self._settings, following=prefix)
+        return self._clients[prefix]
+
+    async def run(self, calls: Sequence[Call]) -> list[Any]:
+        """Each call's answer, in order.
+
+        Raises :class:`NotReplicated` on a Redis Cluster when a replica did not confirm a
+        call's writes: running the calls again is safe.
+        """
+        if not calls:
+            return []
+        if not self._cluster:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    await self._script(keys=call.keys, args=call.args, client=pipe)
+                return list(await pipe.execute())
+        return list(await asyncio.gather(*map(self._replicated, calls)))
+
+    async def aclose(self) -> None:
+        """Close the clients made for the slots."""
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def _replicated(self, call: Call) -> Any:
+        waited = REPLICATED_WITHIN_MS if self._replicas.get(call.prefix, 1) else 1
+        async with self.client(call.prefix).pipeline(transaction=False) as pipe:
+            pipe.execute_command("ROLE")
+            await self._script(keys=call.keys, args=call.args, client=pipe)
+            pipe.wait(1, waited)
+            role, answer, confirmed = await pipe.execute()
+        replicas = len(role[2])
+        if replicas == 0 and self._replicas.get(call.prefix, 1):
+            log.warning("no replica; its primary alone keeps its writes", of=call.what)
+        self._replicas[call.prefix] = replicas
+        if confirmed < 1 and replicas:
+            raise NotReplicated(
+                f"no replica of {call.what} confirmed its writes within {waited} ms"
+            )
+        return answer
 
 
 def _primary_of(connection: type, topology: Topology | None) -> dict[str, Any]:
@@ -168,14 +284,21 @@ def _connection(settings: Settings, following: str | None = None) -> tuple[str, 
     if not settings.redis_is_cluster:
         return settings.redis_url, None
     parts = urlsplit(settings.redis_url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    seeds = [_node(host) for host in hosts.split(",")]
+    userinfo = parts.netloc.rpartition("@")[0]
+    seeds, auth = _seeds(settings)
     first = f"{userinfo}@" * bool(userinfo) + f"{seeds[0][0]}:{seeds[0][1]}"
     scheme = "redis" if parts.scheme == CLUSTER_SCHEME else parts.scheme
     url = urlunsplit((scheme, first, parts.path, parts.query, parts.fragment))
-    auth = {"username": parts.username, "password": parts.password}
     slot = key_slot((following or settings.key_prefix).encode())
-    return url, Topology(slot, seeds, {k: v for k, v in auth.items() if v})
+    return url, Topology(slot, seeds, auth)
+
+
+def _seeds(settings: Settings) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The nodes a cluster's URL names, and its user name and password."""
+    parts = urlsplit(settings.redis_url)
+    hosts = parts.netloc.rpartition("@")[2]
+    auth = {"username": parts.username, "password": parts.password}
+    return [_node(host) for host in hosts.split(",")], {k: v for k, v in auth.items() if v}
 
 
 def _node(text: str) -> tuple[str, int]:
@@ -256,9 +379,14 @@ def _gone(connection: Any, answer: Exception) -> ConnectionError:
 
 __all__ = [
     "REPLICATED_WITHIN_MS",
+    "Call",
     "NotReplicated",
+    "Reader",
+    "Script",
     "Topology",
     "async_client",
+    "async_reader",
     "replicated",
     "sync_client",
+    "sync_reader",
 ]

@@ -7,10 +7,10 @@ slot the rest of the store is in: they are spread by digest over :data:`SHARDS`
 shards, each under a hash tag of its own (:func:`shard_prefix`), so the cluster's
 primaries share them.
 
-An id cannot sit under its partition's hash tag, as the sums can: a retry of an event
+An id cannot sit under its partition's hash tag, as the sums do: a retry of an event
 can reach another partition (its cookie minted anew, the next day's cookieless id),
 so an id is found where its digest says. That puts it outside the transaction that
-writes a batch's sums and offsets, and a batch is made exact another way, by claims:
+writes a batch's offsets and state, and a batch is made exact another way, by claims:
 
 - Before its transaction, the sink claims the first occurrence of each id of a batch
   in the id's shard, in one script a shard: an id found counted there is a
@@ -44,7 +44,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from tracker.redis_clients import REPLICATED_WITHIN_MS, NotReplicated, async_client
+from tracker.redis_clients import Call, Script
 from tracker.settings import Settings
 from tracker.store import Keys
 
@@ -340,15 +340,8 @@ class Claims:
 
     def __init__(self, settings: Settings, client: Redis) -> None:
         """``client`` reaches every shard off a cluster; on one, each shard gets its own."""
-        self._settings = settings
-        self._client = client
-        self._cluster = settings.redis_is_cluster
         self._keys = [Keys(shard_prefix(settings.key_prefix, s)) for s in range(SHARDS)]
-        self._clients: dict[int, Redis] = {}
-        self._replicas: dict[int, int] = {}
-        """Each shard's primary's replicas, as its last call saw them."""
-        # By its digest (EVALSHA): a batch calls up to SHARDS scripts of some kilobytes.
-        self._script = client.register_script(_CLAIM)
+        self._script = Script(settings, client, _CLAIM)
 
     def keys(self, shard: int) -> Keys:
         return self._keys[shard]
@@ -377,9 +370,15 @@ class Claims:
                 for event_id, digest, offset in items:
                     call.args += [digest, offset]
                     call.named.append((index, event_id))
+        found = await self._script.run(
+            [
+                Call(self._keys[shard].prefix, [c.written], c.args, f"deduplication shard {shard}")
+                for shard, c in calls.items()
+            ]
+        )
         duplicates: list[set[str]] = [set() for _ in claims]
-        for call, found in zip(calls.values(), await self._run(calls), strict=True):
-            for at in found:
+        for call, ats in zip(calls.values(), found, strict=True):
+            for at in ats:
                 index, event_id = call.named[at - 1]
                 duplicates[index].add(event_id)
         return duplicates
@@ -390,57 +389,13 @@ class Claims:
         for event_id in event_ids:
             by_shard.setdefault(shard_of(seen_digest(event_id)), []).append(event_id)
         reads = [
-            read_with_seen(self._of(shard), self._keys[shard], [], ids, now_s, legacy=False)
+            read_with_seen(self._client(shard), self._keys[shard], [], ids, now_s, legacy=False)
             for shard, ids in by_shard.items()
         ]
         return {event_id for _, found in await asyncio.gather(*reads) for event_id in found}
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        await self._script.aclose()
 
-    async def _run(self, calls: Mapping[int, _Call]) -> list[list[int]]:
-        """Each shard's call; off a cluster in one pipeline, on one each on its primary,
-        followed by ``WAIT`` on the same connection."""
-        if not self._cluster:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for call in calls.values():
-                    await self._script(keys=[call.written], args=call.args, client=pipe)
-                return list(await pipe.execute())
-        replicated = (self._replicated(shard, call) for shard, call in calls.items())
-        return list(await asyncio.gather(*replicated))
-
-    async def _replicated(self, shard: int, call: _Call) -> list[int]:
-        """The call, and ``WAIT`` for a replica on the same connection.
-
-        A connection error makes redis-py send the pipeline again, every command on the
-        new connection, so ``WAIT`` always counts the claims: claiming twice is safe. A
-        primary with no replica (its own died, it took over from it) has none to fail
-        over to, and its claims are as safe as the store's other keys: they are taken
-        unconfirmed, and its next ``WAIT`` does not wait.
-        """
-        waited = REPLICATED_WITHIN_MS if self._replicas.get(shard, 1) else 1
-        async with self._of(shard).pipeline(transaction=False) as pipe:
-            pipe.execute_command("ROLE")
-            await self._script(keys=[call.written], args=call.args, client=pipe)
-            pipe.wait(1, waited)
-            role, found, confirmed = await pipe.execute()
-        replicas = len(role[2])
-        if replicas == 0 and self._replicas.get(shard, 1):
-            log.warning("deduplication shard has no replica; its primary alone keeps its ids",
-                        shard=shard)  # fmt: skip
-        self._replicas[shard] = replicas
-        if confirmed < 1 and replicas:
-            raise NotReplicated(
-                f"no replica of deduplication shard {shard} confirmed its claims within {waited} ms"
-            )
-        return list(found)
-
-    def _of(self, shard: int) -> Redis:
-        if not self._cluster:
-            return self._client
-        if shard not in self._clients:
-            prefix = self._keys[shard].prefix
-            self._clients[shard] = async_client(self._settings, following=prefix)
-        return self._clients[shard]
+    def _client(self, shard: int) -> Redis:
+        return self._script.client(self._keys[shard].prefix)

@@ -168,6 +168,13 @@ class Settings:
         f"the Redis URL names a node of a Redis Cluster (as {CLUSTER_SCHEME}:// URLs do)",
         STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
+    redis_spread_sums: bool = _setting(
+        False,
+        "worker, on a Redis Cluster: each partition's sums under a hash tag of its own, "
+        "shared by the primaries, not in the store's slot; costs more Redis work in all "
+        "(README, Running at scale)",
+        {WORKER},
+    )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
     dead_letter_topic: str = _setting(
         "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS

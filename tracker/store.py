@@ -1,16 +1,22 @@
 """The Redis key layout of the KPI store, and its reads.
 
 Layout (``P`` is the configured prefix, on a Redis Cluster as a hash tag, ``{P}``, so
-that every key is in one slot; ``SEP`` is ``\\x1f``):
+that the keys a transaction needs share one slot; ``SEP`` is ``\\x1f``; ``T`` is where a
+partition's sums are: ``P`` itself, or spread over a Redis Cluster
+(``TRACKER_REDIS_SPREAD_SUMS``) the partition's own hash tag, ``{P:p3}``, :func:`tally_prefix`):
 
-- ``P:b:<window>:<bucket start ms>:<dimension>``: hash, one dimension (``total``,
+- ``T:b:<window>:<bucket start ms>:<dimension>``: hash, one dimension (``total``,
   ``channel``, ``campaign``, ``goal``, ``campaigns``) of one bucket of a window (``1m``, ``1h``,
   ``1d``; ``all:0`` holds all-time totals); fields ``<dimension>SEP<value>SEP<metric>``
   with integer values (money in micro-units of the base currency). Expires after the
-  window's retention.
+  window's retention. A reader sums a bucket over ``P`` and every ``T`` of ``P:tallies``.
 - ``P:src:<topic>:<partition>``: JSON ``{"offset", "watermark", "newest"}``: the
-  last Kafka offset applied to the buckets, written in the same transaction as
-  them, which is what makes replays apply nothing twice.
+  last Kafka offset applied to the store, written in the same transaction as the
+  state and the sums, which is what makes replays apply nothing twice.
+- ``P:outbox:<topic>:<partition>`` and ``T:src:<topic>:<partition>``, with the sums
+  spread only: the sums of the partition's last batch, written with its offset and
+  state, and the last offset whose sums ``T`` holds (:mod:`tracker.stream.sink` says why).
+- ``P:tallies``: set of the ``T`` that hold sums, with the sums spread.
 - ``P:dedup:<generation>``, ``P:dedup:<generation>:<bucket>`` and ``P:seen:<id>``: the
   event ids counted before they were claimed in shards; read until they expire, so an
   upgrade forgets no id (:func:`tracker.seen.read_with_seen`), as ``P:dedup:sharded``
@@ -21,7 +27,7 @@ that every key is in one slot; ``SEP`` is ``\\x1f``):
   spread over :data:`tracker.seen.SHARDS` shards by digest, and who claimed them lately
   (:mod:`tracker.seen` says how, and why not under a partition's hash tag).
 - ``P:spend:<campaign>SEP<period>``: ``<report ts>:<micros>``, the standing figure.
-- ``P:u:<window>:<bucket start>:<dimension>SEP<value>``: HyperLogLog of the people
+- ``T:u:<window>:<bucket start>:<dimension>SEP<value>``: HyperLogLog of the people
   seen (unique users; standard error 0.81%), expiring with its bucket.
 - ``P:order:<order id>``: JSON of a counted conversion and its credits, kept for the
   attribution lookback so re-fires are dropped and refunds reversed.
@@ -55,19 +61,20 @@ that every key is in one slot; ``SEP`` is ``\\x1f``):
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tracker.redis_clients import async_client
+from tracker.redis_clients import Reader
 from tracker.settings import Settings
 from tracker.types import EpochMs
 
 T = TypeVar("T")
+C = TypeVar("C", bound=Reader)
 
 SEP = "\x1f"
 """Separates parts of a Redis name; validation keeps control characters out of dimensions."""
@@ -75,10 +82,28 @@ SEP = "\x1f"
 Buckets = dict[EpochMs, dict[tuple[str, str], dict[str, int]]]
 """bucket start -> (dimension, value) -> metric -> amount."""
 
+_TAG = re.compile(r"\{([^}]+)\}")
+
 CAMPAIGN_SUM = ("campaigns", "all")
 """The (dimension, value) of the row that sums every campaign row of a bucket."""
 DIMENSIONS = ("total", "channel", "campaign", "goal", CAMPAIGN_SUM[0])
 """Every dimension a bucket is stored under, each in a hash of its own."""
+
+
+def tag_of_its_own(prefix: str, name: str) -> str | None:
+    """On a Redis Cluster, where ``prefix`` holds a hash tag (``{P}``), a prefix under a
+    hash tag of its own, ``{P:<name>}``, which the cluster may give another primary;
+    None off a cluster."""
+    if not _TAG.search(prefix):
+        return None
+    return _TAG.sub(lambda tag: f"{{{tag[1]}:{name}}}", prefix, count=1)
+
+
+def tally_prefix(prefix: str, partition: int) -> str:
+    """Where the sums of ``partition``'s events are when spread: on a Redis Cluster under
+    the partition's own hash tag, so that the cluster's primaries share them; on one
+    Redis (nothing to spread over) under the store's ``prefix``."""
+    return tag_of_its_own(prefix, f"p{partition}") or prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +115,20 @@ class Keys:
 
     def source(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:src:{topic}:{partition}"
+
+    def outbox(self, topic: str, partition: int) -> str:
+        """The sums of a partition's last batch, until its tally holds them."""
+        return f"{self.prefix}:outbox:{topic}:{partition}"
+
+    @property
+    def tallies(self) -> str:
+        """The prefixes other than this one that hold sums (:func:`tally_prefix`)."""
+        return f"{self.prefix}:tallies"
+
+    @property
+    def beat(self) -> str:
+        """Written to learn, by ``WAIT``, that a replica holds everything before it."""
+        return f"{self.prefix}:beat"
 
     def seen(self, generation: int) -> str:
         # Not under "seen:": there, the layout before this one kept a string per event
@@ -192,54 +231,116 @@ def parse_bucket(raw: Mapping[bytes | str, bytes | str]) -> dict[tuple[str, str]
     return rows
 
 
+async def tallies(redis: Any, keys: Keys) -> list[Keys]:
+    """The keys of every prefix that holds sums: the store's, and on a Redis Cluster each
+    partition's (``redis`` a ``RedisCluster`` there, which reaches each)."""
+    found = sorted(name.decode() for name in await redis.smembers(keys.tallies))
+    return [keys, *(Keys(prefix) for prefix in found if prefix != keys.prefix)]
+
+
 async def read_buckets(
-    redis: Redis,
+    redis: Any,
     window: str,
     starts: list[EpochMs],
     keys: Keys,
     dimensions: Sequence[str] = DIMENSIONS,
 ) -> Buckets:
-    """``dimensions`` of every bucket of ``window`` at ``starts``, in one round trip.
+    """``dimensions`` of every bucket of ``window`` at ``starts``, summed over every prefix
+    holding sums (:func:`tallies`), in two round trips.
 
     Each dimension is a hash of its own, so asking for channels never reads the
     (possibly ten thousand) campaigns.
     """
-    wanted = [(start, dimension) for start in starts for dimension in dimensions]
+    wanted = [
+        (tally, start, dimension)
+        for tally in await tallies(redis, keys)
+        for start in starts
+        for dimension in dimensions
+    ]
     async with redis.pipeline(transaction=False) as pipe:
-        for start, dimension in wanted:
-            pipe.hgetall(keys.bucket(window, start, dimension))
+        for tally, start, dimension in wanted:
+            pipe.hgetall(tally.bucket(window, start, dimension))
         raw = await pipe.execute()
     found: Buckets = {}
-    for (start, _), item in zip(wanted, raw, strict=True):
+    for (_, start, _), item in zip(wanted, raw, strict=True):
         if item:
-            found.setdefault(start, {}).update(parse_bucket(item))
+            rows = found.setdefault(start, {})
+            for row, metrics in parse_bucket(item).items():
+                summed = rows.setdefault(row, {})
+                for metric, amount in metrics.items():
+                    summed[metric] = summed.get(metric, 0) + amount
     return found
 
 
 async def read_uniques(
-    redis: Redis, audiences: list[tuple[str, EpochMs, str, str]], keys: Keys
+    redis: Any, audiences: list[tuple[str, EpochMs, str, str]], keys: Keys
 ) -> list[int]:
-    """Approximate unique people of each (window, bucket, dimension, value), one round trip."""
+    """Approximate unique people of each (window, bucket, dimension, value).
+
+    Two round trips (where the sums are, then the counts), three when the sums are spread
+    over a Redis Cluster: a person's events may then be in several partitions'
+    HyperLogLogs, which are merged, not added: each is read, and one script under the
+    store's hash tag writes them next to each other, counts them together (``PFCOUNT`` of
+    several keys merges them, as Redis does it) and deletes them.
+    """
     if not audiences:
         return []
+    where = await tallies(redis, keys)
+    if len(where) == 1:  # in a script: RedisCluster's pipelines refuse PFCOUNT
+        names = [keys.uniques(*audience) for audience in audiences]
+        return [int(n) for n in await redis.eval(_COUNTS, len(names), *names)]
     async with redis.pipeline(transaction=False) as pipe:
         for audience in audiences:
-            pipe.pfcount(keys.uniques(*audience))
-        return [int(n) for n in await pipe.execute()]
+            for tally in where:
+                pipe.get(tally.uniques(*audience))
+        raw = iter(await pipe.execute())
+    parts = [[part for _ in where if (part := next(raw))] for _ in audiences]
+    width = max(map(len, parts))
+    if not width:
+        return [0] * len(audiences)
+    # Scripts run one at a time: readers at once never meet in these.
+    scratch = [f"{keys.prefix}:merging:{n}" for n in range(width)]
+    args = [item for some in parts for item in (len(some), *some)]
+    return [int(n) for n in await redis.eval(_MERGED_COUNT, width, *scratch, *args)]
+
+
+_COUNTS = """
+local counts = {}
+for i, name in ipairs(KEYS) do counts[i] = redis.call('PFCOUNT', name) end
+return counts
+"""
+_MERGED_COUNT = """
+local counts, i = {}, 1
+while i <= #ARGV do
+  local n, names = tonumber(ARGV[i]), {}
+  i = i + 1
+  for j = 1, n do
+    redis.call('SET', KEYS[j], ARGV[i])
+    names[j] = KEYS[j]
+    i = i + 1
+  end
+  counts[#counts + 1] = n > 0 and redis.call('PFCOUNT', unpack(names)) or 0
+end
+redis.call('DEL', unpack(KEYS))
+return counts
+"""
+"""Each audience's HyperLogLogs (``ARGV``: how many, then each), counted together in
+``KEYS``, which are left as they were found: absent."""
 
 
 class StoreUnavailable(RuntimeError):
     """Redis did not answer; the message names its URL and why."""
 
 
-def read_once(settings: Settings, read: Callable[[Redis], Awaitable[T]]) -> T:
-    """``read`` on a client of its own, closed after: one command's reads, from sync code.
+def read_once(settings: Settings, read: Callable[[C], Awaitable[T]], make: Callable[..., C]) -> T:
+    """``read`` on a client of its own, ``make(settings)``, closed after: one command's
+    reads, from sync code.
 
     Raises :class:`StoreUnavailable` for any Redis error; ``read``'s own errors pass.
     """
 
     async def main() -> T:
-        client = async_client(settings)
+        client = make(settings)
         try:
             return await read(client)
         finally:
@@ -251,8 +352,7 @@ def read_once(settings: Settings, read: Callable[[Redis], Awaitable[T]]) -> T:
         raise StoreUnavailable(f"Redis at {settings.redis_url} did not answer: {exc}") from exc
 
 
-_APPLY = """
-local a, i = ARGV, 1
+_APPLIED = """
 local function take() local v = a[i]; i = i + 1; return v end
 for _ = 1, tonumber(take()) do
   local key, expire_at, n = take(), tonumber(take()), tonumber(take())
@@ -280,9 +380,23 @@ for _ = 1, tonumber(take()) do
 end
 local key = take()
 for _ = 1, tonumber(take()) do redis.call('ZINCRBY', key, take(), take()) end
-key = take()
-for _ = 1, tonumber(take()) do redis.call('SADD', key, take()) end
+for _ = 1, tonumber(take()) do
+  key = take()
+  for _ = 1, tonumber(take()) do redis.call('SADD', key, take()) end
+end
 """
+_APPLY = "local a, i = ARGV, 1" + _APPLIED
+TALLY = (
+    """
+local applied = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if applied >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+local a, i = ARGV, 2"""
+    + _APPLIED
+    + "return 1"
+)
+"""A partition's sums of one batch, given as :meth:`Writes.args` after the batch's last
+offset, applied unless its tally (``KEYS[1]``, ``T:src:...``) holds that offset already."""
 
 
 class Writes:
@@ -297,13 +411,13 @@ class Writes:
     """
 
     def __init__(self, keys: Keys) -> None:
-        self._keys = keys
+        self.keys = keys
         self._sums: dict[str, dict[str, int]] = {}
         self._expiry: dict[str, int] = {}
         self._strings: list[tuple[str, bytes | str, int]] = []
         self._people: dict[str, set[str]] = {}
         self._ranked: dict[str, int] = {}
-        self._sources: list[str] = []
+        self._members: dict[str, set[str]] = {}
 
     def add(self, key: str, field: str, amount: int, expire_at: int = 0) -> None:
         fields = self._sums.setdefault(key, {})
@@ -322,11 +436,16 @@ class Writes:
     def rank(self, campaign: str, spend: int) -> None:
         self._ranked[campaign] = self._ranked.get(campaign, 0) + spend
 
-    def source(self, key: str) -> None:
-        self._sources.append(key)
+    def member(self, key: str, member: str) -> None:
+        """Add ``member`` to the set ``key``."""
+        self._members.setdefault(key, set()).add(member)
 
     def queue(self, pipe: Any) -> None:
         """Queue the script call on ``pipe`` (a pipeline in ``MULTI`` mode)."""
+        pipe.eval(_APPLY, 0, *self.args())
+
+    def args(self) -> list[bytes | str | int]:
+        """The script's arguments."""
         args: list[bytes | str | int] = [len(self._sums)]
         for key, fields in self._sums.items():
             args += [key, self._expiry.get(key, 0), len(fields)]
@@ -350,8 +469,10 @@ class Writes:
             for key in hlls:
                 args += [key, self._expiry.get(key, 0)]
             args += [len(members), *members]
-        args += [self._keys.rank, len(self._ranked)]
+        args += [self.keys.rank, len(self._ranked)]
         for campaign, spend in self._ranked.items():
             args += [spend, campaign]
-        args += [self._keys.sources, len(self._sources), *self._sources]
-        pipe.eval(_APPLY, 0, *args)
+        args.append(len(self._members))
+        for key, added in self._members.items():
+            args += [key, len(added), *added]
+        return args

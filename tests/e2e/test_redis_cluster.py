@@ -22,11 +22,16 @@ CLUSTER = {
 }
 
 
+@pytest.mark.parametrize("spread", [False, True], ids=["sums-in-the-store-slot", "sums-spread"])
 def test_kpis_on_a_redis_cluster_equal_the_reference_through_a_failover(
-    settings: Settings,
+    settings: Settings, spread: bool
 ) -> None:
+    """With the sums in the store's slot, and spread over the primaries by partition
+    (``TRACKER_REDIS_SPREAD_SUMS``), read back summed and merged."""
     with redis_cluster.running(CLUSTER) as cluster:
-        settings = replace(oracle_settings(settings), redis_url=cluster.url)
+        settings = replace(
+            oracle_settings(settings), redis_url=cluster.url, redis_spread_sums=spread
+        )
         assert settings.key_prefix == f"{{{settings.redis_prefix}}}"
         primary = redis_cluster.primary_of(CLUSTER, settings.key_prefix)
         try:

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from harness.processes import wait_for
 from tests.faults.load import Answer, Load, hot_partition
@@ -88,13 +89,18 @@ def without_2xx(answers: list[Answer], start: float, end: float) -> float:
 
 @contextmanager
 def loaded(
-    stage: Stage, outcome: Outcome, scenario: str, workers: int, static: bool = False
+    stage: Stage,
+    outcome: Outcome,
+    scenario: str,
+    workers: int,
+    static: bool = False,
+    **changes: Any,
 ) -> Iterator[tuple[Settings, Workers, Load, Progress]]:
-    """A scenario's collector and ``workers`` workers (``static``: with instance ids), under
-    load, the store watched, from when every partition is being counted. After the block
-    the load stops (its requests retried until acknowledged) and the workers run on until
-    the store has applied all Kafka holds."""
-    settings = stage.settings(scenario)
+    """A scenario's collector and ``workers`` workers (``static``: with instance ids), with
+    settings ``changes``, under load, the store watched, from when every partition is
+    being counted. After the block the load stops (its requests retried until
+    acknowledged) and the workers run on until the store has applied all Kafka holds."""
+    settings = stage.settings(scenario, **changes)
     try:
         with collector(settings), Workers(settings, log_dir(scenario), static) as group:
             group.start(workers)
@@ -319,9 +325,12 @@ def redis_and_workers(stage: Stage) -> Outcome:
     promoted (it may lack the primary's last writes: the workers read those records
     again), the old primary started again as its replica; then a worker SIGKILLed three
     times, each started again at once under its instance id, as the Helm chart's
-    StatefulSet does: the figures stay exact."""
+    StatefulSet does: the figures stay exact. The partitions' sums are spread over the
+    primaries (``TRACKER_REDIS_SPREAD_SUMS``), given through their outboxes, which the
+    killed primary holds with the rest of the store."""
     outcome = Outcome("6 Redis failover, worker SIGKILL x3")
-    with loaded(stage, outcome, "redis", 2, static=True) as (settings, workers, load, progress):
+    spread = {"redis_spread_sums": True}
+    with loaded(stage, outcome, "redis", 2, True, **spread) as (settings, workers, load, progress):
         time.sleep(5)
         killed = time.monotonic()
         node = stage.fail_over(settings)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import redis_cluster
 from harness.isolation import free_port, isolated_settings
@@ -51,15 +52,17 @@ class Stage:
     netns: str | None
     """Why broker :data:`CUT` is not in a network namespace, or None when it is."""
 
-    def settings(self, scenario: str) -> Settings:
+    def settings(self, scenario: str, **changes: Any) -> Settings:
         """Settings of a scenario's own: topics, consumer group, Redis keys and ports, and
-        topics made as production makes them (3 replicas, 2 in sync, 8 partitions)."""
+        topics made as production makes them (3 replicas, 2 in sync, 8 partitions); and
+        ``changes``."""
         return dataclasses.replace(
             isolated_settings((self.cluster.bootstrap, self.redis_url), kind=f"faults-{scenario}"),
             topic_partitions=PARTITIONS,
             topic_replicas=3,
             topic_min_insync_replicas=2,
             log_level="warning",
+            **changes,
         )
 
     def forget(self, settings: Settings) -> None:

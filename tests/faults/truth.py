@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from tests import applied
 from tests.kafka import records
 from tracker.records import decode_events
-from tracker.redis_clients import async_client
+from tracker.redis_clients import async_client, async_reader
 from tracker.seen import Claims
 from tracker.settings import Settings
 from tracker.store import Keys, read_buckets
@@ -61,7 +61,7 @@ class Outcome:
 
 async def _impressions(settings: Settings, campaign: str) -> int:
     keys = Keys(settings.key_prefix)
-    redis = async_client(settings)
+    redis = async_reader(settings)
     try:
         buckets = await read_buckets(redis, ALL_TIME, [0], keys, ("campaign",))
     finally:
@@ -118,10 +118,10 @@ def in_kafka(settings: Settings) -> set[str]:
 
 async def _store(settings: Settings, campaign: str, ids: list[str]) -> tuple[int, int, set[str]]:
     keys = Keys(settings.key_prefix)
-    redis = async_client(settings)
+    redis, reader = async_client(settings), async_reader(settings)
     claims = Claims(settings, redis)
     try:
-        buckets = await read_buckets(redis, ALL_TIME, [0], keys, ("campaign",))
+        buckets = await read_buckets(reader, ALL_TIME, [0], keys, ("campaign",))
         row = buckets.get(0, {}).get(("campaign", campaign), {})
         counted: set[str] = set()
         now_s = int(time.time())
@@ -132,6 +132,7 @@ async def _store(settings: Settings, campaign: str, ids: list[str]) -> tuple[int
     finally:
         await claims.aclose()
         await redis.aclose()
+        await reader.aclose()
 
 
 def judge(

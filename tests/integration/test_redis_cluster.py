@@ -9,6 +9,7 @@ own (22101-22106, .run/test-redis-cluster), apart from every other Redis.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -26,15 +28,17 @@ from structlog.testing import capture_logs
 
 from collector.cookieless import Salts, day_of
 from harness import redis_cluster
-from harness.processes import wait_for
+from harness.isolation import free_port
+from harness.processes import http_get, wait_for
 from harness.redis_cluster import Cluster
 from harness.services import ROOT
+from tests.exporter import exporter
 from tracker.events import Event
-from tracker.redis_clients import NotReplicated, async_client
+from tracker.redis_clients import NotReplicated, async_client, async_reader
 from tracker.rulebook import Rulebook
 from tracker.seen import GENERATION_S, SHARDS, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys, read_buckets
+from tracker.store import Keys, read_buckets, read_uniques, tally_prefix
 from tracker.stream.sink import Record, Sink
 from tracker.windows import ALL_TIME
 
@@ -255,15 +259,16 @@ def test_a_save_returns_once_a_replica_holds_it_and_fails_plainly_when_none_does
 
 async def applied(settings: Settings, records: list[Record]) -> int:
     """Apply ``records`` with a sink of their own; the clicks the store then holds."""
-    client = async_client(settings)
+    client, reader = async_client(settings), async_reader(settings)
     sink = Sink(client, settings)
     try:
         await sink.apply(records)
-        rows = await read_buckets(client, ALL_TIME, [0], Keys(settings.key_prefix), ("total",))
+        rows = await read_buckets(reader, ALL_TIME, [0], Keys(settings.key_prefix), ("total",))
         return rows.get(0, {}).get(("total", "total"), {}).get("clicks", 0)
     finally:
         await sink.aclose()
         await client.aclose()
+        await reader.aclose()
 
 
 def click(event_id: str) -> Event:
@@ -289,11 +294,23 @@ def test_counted_ids_spread_over_every_primary_and_are_on_a_replica_before_they_
         replica = asyncio.run(replica_of(cluster, primary))
         assert asyncio.run(ids_on(cluster, replica, name)) == sizes[shard]  # when it returned
 
-    shard = shard_of(seen_digest("late"))
+    # A shard on another primary than the store's and partition 0's sums': their
+    # replicas stay up.
+    others = {
+        redis_cluster.primary_of(ENVIRONMENT, prefix)
+        for prefix in (settings.key_prefix, tally_prefix(settings.key_prefix, 0))
+    }
+    late_id = next(
+        late_id
+        for late_id in (f"late{i}" for i in range(1_000))
+        if redis_cluster.primary_of(ENVIRONMENT, written[shard_of(seen_digest(late_id))])
+        not in others
+    )
+    shard = shard_of(seen_digest(late_id))
     replica = asyncio.run(
         replica_of(cluster, redis_cluster.primary_of(ENVIRONMENT, written[shard]))
     )
-    late = [Record("t", 0, 1, [click("late"), click("e1")])]
+    late = [Record("t", 0, 1, [click(late_id), click("e1")])]
     with stopped(replica), pytest.raises(NotReplicated, match="no replica of deduplication shard"):
         asyncio.run(applied(settings, late))
     assert asyncio.run(applied(settings, [])) == 2_000  # nothing counted meanwhile
@@ -312,7 +329,7 @@ def test_counted_ids_spread_over_every_primary_and_are_on_a_replica_before_they_
             same = next(f"a{i}" for i in range(1_000) if shard_of(seen_digest(f"a{i}")) == shard)
             alone = [Record("t", 0, 2, [click(same)])]
             assert asyncio.run(applied(settings, alone)) == 2_002
-        assert any(e["event"].startswith("deduplication shard has no replica") for e in logs)
+        assert any(e.get("of", "").startswith("deduplication shard") for e in logs)
     finally:
         redis_cluster.start_node(ENVIRONMENT, replica)
     redis_cluster.forget_keys(settings)
@@ -392,3 +409,99 @@ def test_ports_where_outgoing_connections_may_land_are_refused() -> None:
     assert refused.returncode != 0
     assert "ephemeral range" in refused.stderr
     assert "ephemeral range" not in redis_cluster._run(ENVIRONMENT, "status").stderr
+
+
+async def tally_on(cluster: Cluster, node: int, settings: Settings, partition: int) -> int | None:
+    """The offset whose sums node ``node`` holds for ``partition``, replica or not."""
+    tally = Keys(tally_prefix(settings.key_prefix, partition))
+    client = node_client(cluster, node)
+    try:
+        assert await client.readonly()
+        raw = await client.get(tally.source("t", partition))
+        return None if raw is None else int(raw)
+    finally:
+        await client.aclose()
+
+
+async def unconfirmed(
+    settings: Settings, earlier: Record, records: list[Record], replica: int
+) -> None:
+    """Apply ``records`` with ``replica`` stopped, on a sink that applied ``earlier`` before
+    (so saw its tally take it): the tally's ``WAIT`` fails, and the sink says so.
+
+    A sink new to a partition would fail before, as it does: the tally it must find
+    holding its partition's last batch is one a replica must hold too, or a failover
+    could take it back.
+    """
+    client = async_client(settings)
+    sink = Sink(client, settings)
+    try:
+        await sink.apply([earlier])
+        with stopped(replica), pytest.raises(NotReplicated, match="the sums of partition"):
+            await sink.apply(records)
+    finally:
+        await sink.aclose()
+        await client.aclose()
+
+
+def by_anna(event_id: str) -> Event:
+    return msgspec.structs.replace(click(event_id), anonymous_id="anna")
+
+
+async def people(settings: Settings) -> int:
+    reader = async_reader(settings)
+    try:
+        audience = (ALL_TIME, 0, "total", "total")
+        (found,) = await read_uniques(reader, [audience], Keys(settings.key_prefix))
+        return found
+    finally:
+        await reader.aclose()
+
+
+def test_each_partitions_sums_are_on_its_primary_and_a_replica_before_the_batch_counts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The sums, the rest of the store's writes, are shared by the primaries too; read
+    through ``RedisCluster`` they add up (``/metrics`` too), and a person in two
+    partitions is one."""
+    settings = Settings(redis_url=cluster.url, redis_prefix="test-tallies", redis_spread_sums=True)
+    partitions = range(8)
+    owners = {p: redis_cluster.primary_of(ENVIRONMENT, tally_prefix(settings.key_prefix, p))
+              for p in partitions}  # fmt: skip
+    assert len(set(owners.values())) == 3  # under this prefix; other prefixes differ
+    records = [Record("t", p, 0, [click(f"p{p}-{i}") for i in range(50)]) for p in partitions]
+    records[1] = Record("t", 1, 0, [*records[1].events, by_anna("anna-0")])
+    assert asyncio.run(applied(settings, records)) == 401
+    for p, primary in owners.items():  # on a replica when apply returned
+        replica = asyncio.run(replica_of(cluster, primary))
+        assert asyncio.run(tally_on(cluster, replica, settings, p)) == 0
+    assert asyncio.run(people(settings)) == 1  # clicks without a person count none
+
+    # A partition whose sums are on a primary of their own: not the store's, nor that of
+    # the shard of the id it brings.
+    store = redis_cluster.primary_of(ENVIRONMENT, settings.key_prefix)
+    partition = next(p for p, primary in owners.items() if primary != store)
+    event_id = next(
+        event_id
+        for event_id in (f"x{i}" for i in range(1_000))
+        if owners[partition]
+        != redis_cluster.primary_of(
+            ENVIRONMENT, shard_prefix(settings.key_prefix, shard_of(seen_digest(event_id)))
+        )
+    )
+    replica = asyncio.run(replica_of(cluster, owners[partition]))
+    late = [Record("t", partition, 1, [by_anna(event_id)])]
+    asyncio.run(unconfirmed(settings, records[partition], late, replica))
+    wait_for(
+        lambda: asyncio.run(tally_on(cluster, replica, settings, partition)) == 1,
+        30,
+        "replica caught up",
+    )
+    assert asyncio.run(applied(settings, late)) == 402  # taken once, confirmed now
+    assert asyncio.run(people(settings)) == 1
+    serving = dataclasses.replace(settings, exporter_port=free_port())
+    with exporter(serving, tmp_path / "exporter.log") as running:
+        status, body = http_get(f"{running.base}/metrics")
+    assert status == 200
+    assert 'tracker_channel_clicks_total{channel="search"} 402.0' in body.decode()
+    redis_cluster.forget_keys(settings)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -22,9 +23,10 @@ from tracker.seen import (
     shard_prefix,
 )
 from tracker.settings import Settings
-from tracker.store import Keys, Writes, parse_bucket
+from tracker.store import Keys, Writes, parse_bucket, read_buckets, read_uniques, tally_prefix
 from tracker.stream.sink import Record, Rewind, Sink
 from tracker.stream.state import Lookups
+from tracker.windows import ALL_TIME
 
 pytestmark = pytest.mark.services
 T = TypeVar("T")
@@ -301,3 +303,89 @@ def test_a_sign_in_on_one_partition_credits_an_order_on_another(settings: Settin
         assert await redis.get(keys.recent("u1")) == f'[["o1",{MINUTE}]]'.encode()
 
     run(settings, body)
+
+
+# A prefix holding a hash tag lays the store out as on a Redis Cluster, on one Redis:
+# with TRACKER_REDIS_SPREAD_SUMS, each partition's sums under a tag of its own, given
+# through the outbox.
+
+
+@pytest.fixture
+def tagged(settings: Settings) -> Settings:
+    return dataclasses.replace(
+        settings, redis_prefix=f"{{{settings.redis_prefix}}}", redis_spread_sums=True
+    )
+
+
+async def clicks_and_people(redis: Redis, settings: Settings) -> tuple[int, int]:
+    keys = Keys(settings.key_prefix)
+    rows = await read_buckets(redis, ALL_TIME, [0], keys, ("total",))
+    (people,) = await read_uniques(redis, [(ALL_TIME, 0, "total", "total")], keys)
+    return rows.get(0, {}).get(("total", "total"), {}).get("clicks", 0), people
+
+
+def by(person: str, event_id: str) -> Event:
+    return msgspec.structs.replace(click(event_id), anonymous_id=person)
+
+
+def test_each_partitions_sums_are_under_its_own_tag_and_read_together(tagged: Settings) -> None:
+    keys = Keys(tagged.key_prefix)
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        # "anna" on two partitions (two devices of hers would be): one person, not two.
+        await sink.apply([Record("t", 0, 0, [by("anna", "a"), by("ben", "b")])])
+        await sink.apply([Record("t", 1, 0, [by("anna", "c")]), Record("t", 2, 5, [click("d")])])
+        held = {name.decode() for name in await redis.smembers(keys.tallies)}  # type: ignore[union-attr]
+        assert held == {tally_prefix(keys.prefix, p) for p in (0, 1, 2)}
+        assert not await redis.exists(keys.bucket(ALL_TIME, 0, "total"))
+        for partition, clicks in ((0, 2), (1, 1), (2, 1)):
+            tally = Keys(tally_prefix(keys.prefix, partition))
+            raw = await redis.hgetall(tally.bucket(ALL_TIME, 0, "total"))
+            assert parse_bucket(raw)["total", "total"]["clicks"] == clicks
+        assert await clicks_and_people(redis, tagged) == (4, 2)
+
+    run(tagged, body)
+
+
+class UntalliedSink(Sink):
+    """A sink that dies after its transaction, before the partition's tally took its sums."""
+
+    async def _give(self, tallies: dict[tuple[str, int], Any]) -> None:
+        raise ConnectionError("the worker died before the tally")
+
+
+def test_sums_a_worker_died_before_giving_its_tally_count_once_from_the_outbox(
+    tagged: Settings,
+) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [by("anna", "a")])])
+        with pytest.raises(ConnectionError):
+            await UntalliedSink(redis, tagged).apply([Record("t", 0, 1, [by("ben", "b")])])
+        assert await clicks_and_people(redis, tagged) == (1, 1)  # not in the tally yet
+        # The next worker to apply the partition gives the tally its outbox first.
+        health = await Sink(redis, tagged).apply([Record("t", 0, 2, [by("carl", "c")])])
+        assert health["events"] == 1
+        assert await clicks_and_people(redis, tagged) == (3, 3)
+        # The sink that applied the first batch, and a redelivery: nothing twice.
+        again = await sink.apply([Record("t", 0, 1, [by("ben", "b")])])
+        assert again["skipped_records"] == 1
+        assert await clicks_and_people(redis, tagged) == (3, 3)
+
+    run(tagged, body)
+
+
+def test_a_worker_keeping_the_sums_in_the_store_counts_what_one_spreading_them_left(
+    tagged: Settings,
+) -> None:
+    """The setting changed, or workers of both kinds during a rolling restart."""
+    still = dataclasses.replace(tagged, redis_spread_sums=False)
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        with pytest.raises(ConnectionError):
+            await UntalliedSink(redis, tagged).apply([Record("t", 0, 0, [by("anna", "a")])])
+        await Sink(redis, still).apply([Record("t", 0, 1, [by("ben", "b")])])
+        assert await clicks_and_people(redis, still) == (2, 2)
+        await Sink(redis, tagged).apply([Record("t", 0, 2, [by("carl", "c")])])  # and back
+        assert await clicks_and_people(redis, still) == (3, 3)
+
+    run(tagged, body)

@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from tracker.redis_clients import async_client
 from tracker.seen import (
     GENERATION_S,
     SEEN_TTL_S,
@@ -29,7 +30,7 @@ def test_read_once_names_the_redis_that_did_not_answer() -> None:
     with pytest.raises(
         StoreUnavailable, match=r"^Redis at redis://127\.0\.0\.1:1/0 did not answer: "
     ):
-        read_once(Settings(redis_url=url), _ping)
+        read_once(Settings(redis_url=url), _ping, async_client)
 
 
 def test_read_once_lets_the_reads_own_errors_pass() -> None:
@@ -37,7 +38,7 @@ def test_read_once_lets_the_reads_own_errors_pass() -> None:
         raise ValueError("from must be before to")
 
     with pytest.raises(ValueError, match="from must be before to"):
-        read_once(Settings(redis_url="redis://127.0.0.1:1/0"), refuse)
+        read_once(Settings(redis_url="redis://127.0.0.1:1/0"), refuse, async_client)
 
 
 # Seen generations: which days of counted ids a lookup searches, and for how long.

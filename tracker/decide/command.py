@@ -12,9 +12,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from tracker.attribution import MODELS
+from tracker.redis_clients import Reader
 from tracker.settings import Settings
 from tracker.types import EpochMs, Micros
 
@@ -92,6 +92,7 @@ def budget(
     """
     from tracker.decide import queries
     from tracker.decide.budget import BudgetError, Rules
+    from tracker.redis_clients import async_reader
     from tracker.store import Keys, StoreUnavailable, read_once
 
     history = settings.budget_history_days
@@ -106,7 +107,7 @@ def budget(
         currency=settings.base_currency.upper(),
     )
 
-    def read(client: Redis) -> Awaitable[dict[str, Any]]:
+    def read(client: Reader) -> Awaitable[dict[str, Any]]:
         return queries.recommendation(
             client,
             Keys(settings.key_prefix),
@@ -120,7 +121,7 @@ def budget(
         )
 
     try:
-        found = read_once(settings, read)
+        found = read_once(settings, read, async_reader)
     except BudgetError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2

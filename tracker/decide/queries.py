@@ -11,8 +11,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from tracker.attribution import ONE
 from tracker.decide.budget import Rules, Unit, plan
 from tracker.decide.comparison import BASE, compare_models
@@ -20,8 +18,9 @@ from tracker.decide.explain import as_json
 from tracker.decide.periods import previous, summed
 from tracker.decide.trends import Minimums, compare
 from tracker.money import MICROS_PER_UNIT, parse_micros, to_number
+from tracker.redis_clients import Reader
 from tracker.rows import totals
-from tracker.rulebook import Rulebook
+from tracker.rulebook import decode
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys, read_buckets
 from tracker.targets import load
@@ -35,7 +34,7 @@ CHUNK = 96
 
 
 async def read_range(
-    redis: Redis,
+    redis: Reader,
     keys: Keys,
     window: str,
     starts: Sequence[EpochMs],
@@ -85,7 +84,7 @@ def minimums(settings: Settings) -> Minimums:
 
 
 async def trends(
-    redis: Redis,
+    redis: Reader,
     keys: Keys,
     *,
     dimension: str,
@@ -147,7 +146,7 @@ def trends_of(
 
 
 async def attribution(
-    redis: Redis,
+    redis: Reader,
     keys: Keys,
     *,
     dimension: str,
@@ -181,7 +180,7 @@ def attribution_of(
 
 
 async def recommendation(
-    redis: Redis,
+    redis: Reader,
     keys: Keys,
     *,
     dimension: str,
@@ -204,7 +203,7 @@ async def recommendation(
     buckets = await read_range(redis, keys, "1d", days, progress)
     used = None
     if targets:
-        found_targets = load(await Rulebook(redis, keys.targets).current())
+        found_targets = load(decode(await redis.get(keys.targets)))
         named = {t.value: t for t in found_targets.targets if t.dimension == dimension}
         rules = dataclasses.replace(rules, targets=named)
         saved_at = found_targets.saved_at

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qsl
 
-from redis.asyncio import Redis
-
 from tracker import targets
 from tracker.asgi import HTTPError, Request, Response
 from tracker.attribution import MODELS
 from tracker.events import parse_ts
+from tracker.redis_clients import Reader
 from tracker.rows import clv_row, final, row, totals
-from tracker.rulebook import Rulebook
+from tracker.rulebook import decode
 from tracker.settings import Settings
 from tracker.store import Keys, read_buckets, read_uniques
 from tracker.types import EpochMs
@@ -28,13 +27,12 @@ MAX_BUCKETS = 1500
 
 
 class KpiApi:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Reader, settings: Settings) -> None:
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
         self._currency = settings.base_currency.upper()
         self._calendar = settings.calendar()
         self._grace_ms = settings.grace_s * 1000
-        self._targets = Rulebook(redis, self._keys.targets)
 
     async def kpis(self, request: Request) -> Response:
         span = parse_span(known_query(request, KPIS_PARAMETERS), self._calendar)
@@ -52,7 +50,7 @@ class KpiApi:
             self._keys,
         )
         now = int(time.time() * 1000)
-        bounds = targets.load(await self._targets.current())
+        bounds = targets.load(decode(await self._redis.get(self._keys.targets)))
         daily = window == "1d"
         rows = [
             {

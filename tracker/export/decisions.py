@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import time
 
-from redis.asyncio import Redis
-
 from tracker.asgi import HTTPError, Request, Response
 from tracker.decide import queries
 from tracker.decide.budget import OBJECTIVES, BudgetError, Rules, parse_limits, parse_period
 from tracker.export.api import KPIS_PARAMETERS, known_query, parse_model, parse_span, parse_time
 from tracker.money import MoneyError, parse_micros
+from tracker.redis_clients import Reader
 from tracker.settings import Settings
 from tracker.store import Keys
 
@@ -39,7 +38,7 @@ BOOLEANS = {"true": True, "false": False}
 
 
 class DecisionApi:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Reader, settings: Settings) -> None:
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
         self._settings = settings

@@ -19,7 +19,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from redis import Redis
+from redis import Redis, RedisCluster
 
 from tracker import rulebook, targets
 from tracker.attribution import ONE
@@ -78,7 +78,13 @@ Rows = dict[tuple[str, str], dict[str, int]]
 """(dimension, value) -> metric -> amount."""
 
 
-def _rows(wanted: list[tuple[str, str]], raw: list[bytes | None], fold: bool) -> Rows:
+def _summed(values: tuple[bytes | None, ...]) -> int | None:
+    """One field's values under each prefix holding sums, summed; None if none has it."""
+    found = [int(v) for v in values if v is not None]
+    return sum(found) if found else None
+
+
+def _rows(wanted: list[tuple[str, str]], raw: list[int | None], fold: bool) -> Rows:
     """HMGET answers as rows; with ``fold``, the campaign sum less the named is ``other``."""
     rows: Rows = {}
     values = iter(raw)
@@ -94,7 +100,7 @@ def _rows(wanted: list[tuple[str, str]], raw: list[bytes | None], fold: bool) ->
 
 
 class StoreCollector(Collector):
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis | RedisCluster, settings: Settings) -> None:
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
         self._top = settings.top_campaigns
@@ -114,8 +120,11 @@ class StoreCollector(Collector):
         pipe.hgetall(keys.health)
         pipe.smembers(keys.sources)
         pipe.get(keys.targets)
-        top, ranked, health, sources, stored_targets = pipe.execute()
+        pipe.smembers(keys.tallies)
+        top, ranked, health, sources, stored_targets, tallied = pipe.execute()
         bounds = targets.load(rulebook.decode(stored_targets))
+        # The sums of a Redis Cluster's partitions are under hash tags of their own.
+        tallies = [keys, *(Keys(t.decode()) for t in sorted(tallied) if t.decode() != keys.prefix)]
 
         # Only the named campaigns, their sum and the channels are read: the scrape
         # costs the same for ten campaigns or ten thousand. A campaign with a target
@@ -132,17 +141,23 @@ class StoreCollector(Collector):
         pipe = self._redis.pipeline(transaction=False)
         for window, start in buckets:
             for dimension in dimensions:
-                pipe.hmget(keys.bucket(window, start, dimension), fields[dimension])
-        if source_keys:
-            pipe.mget(source_keys)
+                for tally in tallies:
+                    pipe.hmget(tally.bucket(window, start, dimension), fields[dimension])
+        for source_key in source_keys:  # not MGET: RedisCluster pipelines refuse it
+            pipe.get(source_key)
         results = pipe.execute()
-        progress = results.pop() if source_keys else []
+        progress = results[len(results) - len(source_keys) :]
+        del results[len(results) - len(source_keys) :]
         fold = ranked > len(top)
         replies = iter(results)
         rows = {}
         for window, _ in buckets:
             # HMGET answers in the order of ``wanted``, one dimension's hash at a time.
-            raw = [value for _ in dimensions for value in next(replies)]
+            raw = [
+                _summed(value)
+                for _ in dimensions
+                for value in zip(*(next(replies) for _ in tallies), strict=True)
+            ]
             rows[window] = _rows(wanted, raw, fold)
 
         yield from self._counters(rows[ALL_TIME])

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from tracker import goals, targets
 from tracker.asgi import HTTPError, Request, Response
 from tracker.export.api import known_query
+from tracker.redis_clients import async_client
 from tracker.rulebook import Rulebook, RulesError
 from tracker.settings import Settings
 from tracker.store import Keys, StoreUnavailable, read_once
@@ -127,7 +128,7 @@ def run(settings: Settings, kind: Kind, path: str | None) -> int:
     raw = b""
     try:
         raw = Path(path).read_bytes() if path is not None else b""
-        shown = answer(read_once(settings, act))
+        shown = answer(read_once(settings, act, async_client))
     except OSError as exc:
         print(f"tracker: {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -27,18 +27,20 @@ from tracker.export.people import PeopleApi
 from tracker.export.rules import GOALS, TARGETS, RulesApi
 from tracker.export.spend import SpendApi
 from tracker.openapi import Description
-from tracker.redis_clients import async_client, sync_client
+from tracker.redis_clients import async_client, async_reader, sync_reader
 from tracker.settings import Settings
 
 
 def build(settings: Settings) -> asgi.App:
     redis_async = async_client(settings)
-    redis_sync = sync_client(settings)
+    # The sums may be under many hash tags (a Redis Cluster): their readers fan out.
+    reader = async_reader(settings)
+    reader_sync = sync_reader(settings)
     registry = CollectorRegistry()
-    store = StoreCollector(redis_sync, settings)
+    store = StoreCollector(reader_sync, settings)
     registry.register(store)
-    api = KpiApi(redis_async, settings)
-    decisions = DecisionApi(redis_async, settings)
+    api = KpiApi(reader, settings)
+    decisions = DecisionApi(reader, settings)
     people = PeopleApi(redis_async, settings)
     audit = AuditLog(settings)
     erasure = ErasureApi(redis_async, settings, audit)
@@ -67,7 +69,8 @@ def build(settings: Settings) -> asgi.App:
         await ends.stop()
         await audit.stop()
         await redis_async.aclose()
-        redis_sync.close()
+        await reader.aclose()
+        reader_sync.close()
 
     # Aggregates are read, targets too (they are drawn next to them); what is held about
     # one person is personal data, spend imports change every spend KPI, and goals

@@ -11,9 +11,8 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from tracker.attribution import MODELS
+from tracker.redis_clients import Reader
 from tracker.settings import Settings
 from tracker.types import EpochMs, Micros
 from tracker.windows import WINDOWS
@@ -78,6 +77,7 @@ def report(
     budget_days: int,
 ) -> int:
     """Write the report to ``out``; 0, or 1 when Redis is away, 2 on a bad range."""
+    from tracker.redis_clients import async_reader
     from tracker.report import html, tables
     from tracker.report.gather import gather
     from tracker.report.progress import Bar
@@ -85,7 +85,7 @@ def report(
 
     bar = Bar("reading buckets")
 
-    def read(client: Redis) -> Awaitable[dict[str, Any]]:
+    def read(client: Reader) -> Awaitable[dict[str, Any]]:
         return gather(
             client,
             settings,
@@ -100,7 +100,7 @@ def report(
         )
 
     try:
-        found = read_once(settings, read)
+        found = read_once(settings, read, async_reader)
     except ValueError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2

@@ -12,17 +12,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from tracker.decide import queries
 from tracker.decide.budget import BudgetError, Rules
 from tracker.decide.periods import previous, summed
 from tracker.decide.queries import Progress, read_range
 from tracker.decide.trends import Minimums
 from tracker.kpis import Totals
+from tracker.redis_clients import Reader
 from tracker.report.verdicts import daily_rule, one_day, verdict
 from tracker.rows import clv_row, final, row, totals
-from tracker.rulebook import Rulebook
+from tracker.rulebook import decode
 from tracker.settings import Settings
 from tracker.store import Buckets, Keys
 from tracker.targets import TargetSet, load
@@ -43,7 +42,7 @@ def auto_window(start: EpochMs, end: EpochMs) -> str:
 
 
 async def gather(
-    redis: Redis,
+    redis: Reader,
     settings: Settings,
     *,
     start: EpochMs,
@@ -78,7 +77,7 @@ async def gather(
     before = previous(calendar, starts, window)
     buckets = await read_range(redis, keys, window, [*before, *starts], progress)
     everything = (await read_range(redis, keys, ALL_TIME, [0])).get(0, {})
-    targets = load(await Rulebook(redis, keys.targets).current())
+    targets = load(decode(await redis.get(keys.targets)))
     budget = await _budget(
         redis, keys, settings, dimension, model, end, budget_total, budget_days, currency
     )
@@ -214,7 +213,7 @@ def _figures(kpi_row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _budget(
-    redis: Redis,
+    redis: Reader,
     keys: Keys,
     settings: Settings,
     dimension: str,

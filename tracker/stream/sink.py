@@ -15,6 +15,15 @@ concurrent change fails the ``EXEC``, and the batch is applied again on fresh st
 This relies on Redis keeping acknowledged writes across its own restarts
 (``appendfsync always``).
 
+Spread over a Redis Cluster (``TRACKER_REDIS_SPREAD_SUMS``), a partition's sums (its
+buckets and HyperLogLogs, most of the writes) are under the partition's own hash tag
+(:func:`tracker.store.tally_prefix`), so that the cluster's primaries share them, and
+the ``MULTI`` cannot write them: it writes them to the partition's outbox instead, with
+its offset and state, and once a replica holds the transaction the sink applies them to
+the partition's tally, whose offset makes applying them twice harmless
+(:meth:`Sink._settle` says why that is exact). Otherwise, the default, the sums go in
+the ``MULTI``.
+
 The store, not Kafka's committed offsets, says what was applied. A Redis Cluster
 replica promoted after its primary died may lack the primary's last writes (replication
 is asynchronous), while the worker committed those records' offsets to Kafka: its next
@@ -51,9 +60,10 @@ from redis.exceptions import WatchError
 
 from tracker.channels import CHANNELS
 from tracker.events import Event
+from tracker.redis_clients import Call, Script
 from tracker.seen import GENERATION_S, Claim, Claims, read_with_seen, seen_expiry
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, Keys, Writes
+from tracker.store import CAMPAIGN_SUM, TALLY, Keys, Writes, tally_prefix
 from tracker.stream import state
 from tracker.stream.aggregate import LINKS, convertible, fold, spend_key
 from tracker.stream.delta import Delta, Policy
@@ -127,10 +137,21 @@ class Sink:
         self._suppressions = Suppressions(self._keys)
         self._claims = Claims(settings, redis)
         self._unsharded_until: int | None = None
+        self._outboxes = tally_prefix(self._keys.prefix, 0) != self._keys.prefix
+        """The store may hold outboxes: it is on a Redis Cluster, where workers may spread
+        the sums (or did, before they were told not to)."""
+        self._split = settings.redis_spread_sums and self._outboxes
+        """The sums are under each partition's hash tag (asked for, on a Redis Cluster),
+        not in the store's transaction."""
+        self._tally = Script(settings, redis, TALLY)
+        self._beat = Script(settings, redis, _BEAT)
+        self._tallied: dict[tuple[str, int], int] = {}
+        """Each partition's offset whose sums this sink saw its tally take."""
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
-        await self._claims.aclose()
+        for made in (self._claims, self._tally, self._beat):
+            await made.aclose()
 
     async def apply(
         self, records: Sequence[Record], gaps: Collection[tuple[str, int]] = ()
@@ -179,6 +200,8 @@ class Sink:
             }
             if behind:
                 raise Rewind(behind)
+            if self._outboxes:
+                await self._settle(pipe, dict(zip(by_source, states, strict=True)))
             unsuppressed = [
                 [(r.offset, [e for e in r.events if not suppressions.suppressed(e)]) for r in batch]
                 for batch in fresh
@@ -191,16 +214,16 @@ class Sink:
                 skipped_records=len(records) - sum(map(len, fresh)),
                 suppressed=sum(len(r.events) for batch in fresh for r in batch) - len(events),
             )
-            deltas: list[tuple[str, SourceState, Delta]] = []
-            for source_key, st, batch, batch_events, dropped in zip(
-                source_keys, states, fresh, kept, duplicates, strict=True
+            deltas: list[tuple[tuple[str, int], SourceState, Delta]] = []
+            for source, st, batch, batch_events, dropped in zip(
+                by_source, states, fresh, kept, duplicates, strict=True
             ):
                 if batch:  # even with every event suppressed: its offset moves on
                     lookups.seen |= dropped
                     delta = fold(batch_events, lookups, watermark=st.watermark, policy=self._policy)
                     newest = max(st.newest, delta.newest)
                     new_state = SourceState(batch[-1].offset, delta.watermark, newest)
-                    deltas.append((source_key, new_state, delta))
+                    deltas.append((source, new_state, delta))
                     health.update(delta.health)
                     if delta.unconvertible:
                         log.error(
@@ -211,10 +234,19 @@ class Sink:
                         )
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             writes = Writes(keys)
-            for source_key, new_state, delta in deltas:
-                self._write_delta(writes, delta, now_s)
+            tallies: dict[tuple[str, int], Call] = {}
+            for source, new_state, delta in deltas:
+                source_key, tag = keys.source(*source), tally_prefix(keys.prefix, source[1])
+                tally = Writes(Keys(tag)) if self._split else writes
+                self._write_delta(writes, tally, delta, now_s)
                 writes.put(source_key, orjson.dumps(new_state))
-                writes.source(source_key)
+                writes.member(keys.sources, source_key)
+                if self._split:
+                    args = tally.args()
+                    box = {"offset": new_state.offset, "args": args}
+                    writes.put(keys.outbox(*source), orjson.dumps(box))
+                    writes.member(keys.tallies, tag)
+                    tallies[source] = self._tally_call(source, new_state.offset, args)
             self._write_lookups(writes, lookups)
             # The previous transaction's duration rides along with this one: a
             # transaction cannot record how long it took itself.
@@ -227,7 +259,72 @@ class Sink:
             started = time.perf_counter()
             await pipe.execute()
             self._last_write_us = int((time.perf_counter() - started) * 1e6)
+        await self._give(tallies)
         return health
+
+    async def _settle(self, pipe: Any, states: dict[tuple[str, int], SourceState]) -> None:
+        """Give each partition's tally the sums of its last batch, where this sink did
+        not see it take them (its first batch here, a failed try, another worker's).
+
+        Spread over a Redis Cluster, a partition's sums are under its own hash tag, so the
+        batch's transaction cannot write them: it writes them to the partition's outbox, with the
+        offset and the state, and the sink then applies them to the tally, where the
+        tally's own offset makes applying them twice harmless. A batch's transaction
+        overwrites the outbox its predecessor left, so it runs only once the tally took
+        that: the offset it read (and watched) is the one this sink saw taken.
+
+        Only what a replica holds is applied: a failover could lose a transaction, whose
+        batch is then applied anew, on the state before it, and must not find its first
+        sums in the tally. And the tally confirms on its replica before the next
+        transaction, so a failover there cannot lose sums their outbox no longer holds.
+
+        A sink that keeps the sums in the store's slot settles each partition once, the
+        first time it applies it: the sums a worker that spread them left in the outbox
+        (the setting changed, workers of both kinds during a rolling restart) count too.
+        """
+        unsettled = [
+            source
+            for source, st in states.items()
+            if st.offset >= 0
+            and (
+                self._tallied.get(source) != st.offset
+                if self._split
+                else source not in self._tallied
+            )
+        ]
+        if not unsettled:
+            return
+        raw = await pipe.mget(*(self._keys.outbox(*source) for source in unsettled))
+        await self._confirm()
+        calls: dict[tuple[str, int], Call] = {}
+        for source, box in zip(unsettled, raw, strict=True):
+            if box is None:  # a store written before outboxes: its sums are under P
+                self._tallied[source] = states[source].offset
+                continue
+            last = orjson.loads(box)
+            calls[source] = self._tally_call(source, last["offset"], last["args"])
+        await self._apply_tallies(calls)
+
+    async def _give(self, tallies: dict[tuple[str, int], Call]) -> None:
+        """Give the tallies the sums of a transaction that landed, once a replica holds it."""
+        if tallies:
+            await self._confirm()
+            await self._apply_tallies(tallies)
+
+    def _tally_call(self, source: tuple[str, int], offset: int, args: list[Any]) -> Call:
+        tally = Keys(tally_prefix(self._keys.prefix, source[1]))
+        what = f"the sums of partition {source[1]}"
+        return Call(tally.prefix, [tally.source(*source)], [offset, *args], what)
+
+    async def _apply_tallies(self, calls: dict[tuple[str, int], Call]) -> None:
+        await self._tally.run(list(calls.values()))
+        for source, call in calls.items():
+            self._tallied[source] = call.args[0]
+
+    async def _confirm(self) -> None:
+        """Return once a replica holds every write the store's primary took so far, or
+        raise :class:`NotReplicated`: ``WAIT`` after a write of its own, later than them."""
+        await self._beat.run([Call(self._keys.prefix, [self._keys.beat], [], "the store")])
 
     async def _claim(
         self,
@@ -376,17 +473,18 @@ class Sink:
         lookups.links |= _loaded(devices, found, state.load_link)
         lookups.devices |= _loaded(users, found, state.load_devices)
 
-    def _write_delta(self, writes: Writes, delta: Delta, now_s: int) -> None:
-        keys = self._keys
+    def _write_delta(self, writes: Writes, tally: Writes, delta: Delta, now_s: int) -> None:
+        """``delta``'s sums and unique people to ``tally``, the rest to ``writes``."""
+        keys = tally.keys
         for (window, start, dimension, value, metric), amount in delta.sums.items():
             expire_at = self._expiry(window, start, now_s)
             if not amount or expire_at is None:
                 continue
             bucket = keys.bucket(window, start, dimension)
-            writes.add(bucket, keys.field(dimension, value, metric), amount, expire_at)
+            tally.add(bucket, keys.field(dimension, value, metric), amount, expire_at)
             if dimension == "campaign":
                 summed = keys.bucket(window, start, CAMPAIGN_SUM[0])
-                writes.add(summed, keys.field(*CAMPAIGN_SUM, metric), amount, expire_at)
+                tally.add(summed, keys.field(*CAMPAIGN_SUM, metric), amount, expire_at)
                 if window == ALL_TIME:  # every campaign is ranked, by spend
                     writes.rank(value, amount if metric == "spend" else 0)
         for (window, start, dimension, value), people in delta.uniques.items():
@@ -394,9 +492,9 @@ class Sink:
             if expire_at is None:
                 continue
             key = keys.uniques(window, start, dimension, value)
-            writes.count_people(key, people, expire_at)
+            tally.count_people(key, people, expire_at)
         for (campaign, period), figure in delta.spend.items():
-            writes.put(keys.spend(campaign, period), state.dump_spend(figure))
+            writes.put(self._keys.spend(campaign, period), state.dump_spend(figure))
 
     def _write_lookups(self, writes: Writes, lookups: Lookups) -> None:
         keys, ttl = self._keys, self._lookback_s
@@ -430,6 +528,7 @@ class Sink:
         return expire_at if expire_at > now_s else None
 
 
+_BEAT = "return redis.call('INCR', KEYS[1])"
 _LINK_TTL_S = 400 * 86_400
 """Who a device belongs to is kept 400 days after it last changed: a returning visitor's
 cookie outlives the attribution lookback."""
