@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +45,7 @@ from redis.asyncio import Redis
 
 from tracker.redis_clients import Call, Script
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, tag_of_its_own
 
 SEEN_TTL_S = 48 * 3600
 """How long a counted event id is recognised as a duplicate, at least."""
@@ -66,7 +65,6 @@ a replica lags behind its primary, so a failover that loses the offset keeps the
 _CLOCK_SLACK_S = 3600
 """Generations outlive their last use by this much: Redis expires them by its own clock,
 the workers pick them by theirs."""
-_TAG = re.compile(r"\{([^}]+)\}")
 log = structlog.get_logger(__name__)
 
 
@@ -101,9 +99,7 @@ def shard_of(digest: bytes) -> int:
 def shard_prefix(prefix: str, shard: int) -> str:
     """What a shard's keys start with: under the prefix, and on a Redis Cluster (where
     the prefix holds a hash tag, ``{P}``) under a hash tag of its own, ``{P:d3}``."""
-    if _TAG.search(prefix):
-        return _TAG.sub(lambda tag: f"{{{tag[1]}:d{shard}}}", prefix, count=1)
-    return f"{prefix}:d{shard}"
+    return tag_of_its_own(prefix, f"d{shard}") or f"{prefix}:d{shard}"
 
 
 # Linear hashing (Litwin, 1980): a generation of n buckets addresses a digest by its

@@ -18,7 +18,7 @@ from tracker.seen import (
     shard_prefix,
 )
 from tracker.settings import Settings
-from tracker.store import StoreUnavailable, read_once
+from tracker.store import Keys, StoreUnavailable, read_once, tally_prefix
 
 
 async def _ping(client: Redis) -> bool:
@@ -89,3 +89,15 @@ def test_ids_spread_evenly_over_the_shards() -> None:
         sizes[shard_of(seen_digest(f"event-{i}"))] += 1
     assert min(sizes) > 900
     assert max(sizes) < 1_100
+
+
+def test_a_partitions_sums_have_a_hash_tag_of_their_own_only_on_a_cluster() -> None:
+    assert tally_prefix("{tracker}", 3) == "{tracker:p3}"
+    assert tally_prefix("shop:{tracker}", 3) == "shop:{tracker:p3}"
+    assert tally_prefix("tracker", 3) == "tracker"  # one Redis: nothing to spread over
+    tally = Keys(tally_prefix("{tracker}", 3))
+    slots = {
+        key_slot(name.encode()) for name in (tally.bucket("1m", 0, "total"), tally.source("t", 3))
+    }
+    assert len(slots) == 1
+    assert slots != {key_slot(Keys("{tracker}").source("t", 3).encode())}
