@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ import msgspec
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
 from collector.cookieless import Salts, day_of
@@ -465,6 +467,7 @@ def test_each_partitions_sums_are_on_its_primary_and_a_replica_before_the_batch_
     through ``RedisCluster`` they add up (``/metrics`` too), and a person in two
     partitions is one."""
     settings = Settings(redis_url=cluster.url, redis_prefix="test-tallies", redis_spread_sums=True)
+    redis_cluster.forget_keys(settings)  # of a run that failed before its end
     partitions = range(8)
     owners = {p: redis_cluster.primary_of(ENVIRONMENT, tally_prefix(settings.key_prefix, p))
               for p in partitions}  # fmt: skip
@@ -504,4 +507,59 @@ def test_each_partitions_sums_are_on_its_primary_and_a_replica_before_the_batch_
         status, body = http_get(f"{running.base}/metrics")
     assert status == 200
     assert 'tracker_channel_clicks_total{channel="search"} 402.0' in body.decode()
+    redis_cluster.forget_keys(settings)
+
+
+def test_a_tallys_primary_killed_mid_stream_its_replica_takes_over_and_each_sum_counts_once(
+    cluster: Cluster,
+) -> None:
+    """The sums spread: the primary of a partition's tally (not the store's) SIGKILLed
+    between two batches; the sink retries, as a worker does, until the replica serves."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    settings = Settings(redis_url=cluster.url, redis_prefix=prefix, redis_spread_sums=True)
+    store = redis_cluster.primary_of(ENVIRONMENT, settings.key_prefix)
+    owners = {p: redis_cluster.primary_of(ENVIRONMENT, tally_prefix(settings.key_prefix, p))
+              for p in range(8)}  # fmt: skip
+    victim = next(primary for primary in owners.values() if primary != store)
+    # Ids whose shards the victim does not hold: their claims go through, so the kill
+    # falls between a batch's transaction and its tally.
+    spared = {
+        shard
+        for shard in range(SHARDS)
+        if redis_cluster.primary_of(ENVIRONMENT, shard_prefix(settings.key_prefix, shard)) != victim
+    }
+    ids = (f"e{n}" for n in itertools.count() if shard_of(seen_digest(f"e{n}")) in spared)
+
+    def batch(offset: int) -> list[Record]:
+        return [Record("t", p, offset, [click(next(ids)) for _ in range(20)]) for p in range(8)]
+
+    first, second = batch(0), batch(1)
+
+    async def stream() -> int:
+        client = async_client(settings)
+        sink = Sink(client, settings)
+        retries = 0
+        try:
+            await sink.apply(first)
+            redis_cluster.kill_node(ENVIRONMENT, victim)
+            deadline = time.monotonic() + FAILOVER_WITHIN_S
+            while True:
+                try:
+                    await sink.apply(second)
+                    await sink.apply(second)  # redelivered: nothing twice
+                    return retries
+                except RedisError:
+                    assert time.monotonic() < deadline, "the sink never got through"
+                    retries += 1
+                    await asyncio.sleep(0.2)
+        finally:
+            await sink.aclose()
+            await client.aclose()
+
+    try:
+        assert asyncio.run(stream()) > 0  # the kill was felt
+        assert asyncio.run(applied(settings, [])) == 320
+    finally:
+        redis_cluster.start_node(ENVIRONMENT, victim)
+    assert asyncio.run(applied(settings, second)) == 320
     redis_cluster.forget_keys(settings)
