@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -234,7 +234,12 @@ def parse_bucket(raw: Mapping[bytes | str, bytes | str]) -> dict[tuple[str, str]
 async def tallies(redis: Any, keys: Keys) -> list[Keys]:
     """The keys of every prefix that holds sums: the store's, and on a Redis Cluster each
     partition's (``redis`` a ``RedisCluster`` there, which reaches each)."""
-    found = sorted(name.decode() for name in await redis.smembers(keys.tallies))
+    return tally_keys(keys, await redis.smembers(keys.tallies))
+
+
+def tally_keys(keys: Keys, members: Iterable[bytes]) -> list[Keys]:
+    """The store's keys and those of each prefix of ``P:tallies`` (its ``members``)."""
+    found = sorted(name.decode() for name in members)
     return [keys, *(Keys(prefix) for prefix in found if prefix != keys.prefix)]
 
 

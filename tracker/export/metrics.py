@@ -27,7 +27,7 @@ from tracker.channels import CHANNELS
 from tracker.money import to_number
 from tracker.rows import totals
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, Keys
+from tracker.store import CAMPAIGN_SUM, Keys, tally_keys
 from tracker.stream.aggregate import LATENESS_BUCKETS_S
 from tracker.stream.delta import attributed
 from tracker.windows import ALL_TIME, WINDOWS
@@ -124,7 +124,7 @@ class StoreCollector(Collector):
         top, ranked, health, sources, stored_targets, tallied = pipe.execute()
         bounds = targets.load(rulebook.decode(stored_targets))
         # The sums of a Redis Cluster's partitions are under hash tags of their own.
-        tallies = [keys, *(Keys(t.decode()) for t in sorted(tallied) if t.decode() != keys.prefix)]
+        tallies = tally_keys(keys, tallied)
 
         # Only the named campaigns, their sum and the channels are read: the scrape
         # costs the same for ten campaigns or ten thousand. A campaign with a target
@@ -146,8 +146,8 @@ class StoreCollector(Collector):
         for source_key in source_keys:  # not MGET: RedisCluster pipelines refuse it
             pipe.get(source_key)
         results = pipe.execute()
-        progress = results[len(results) - len(source_keys) :]
-        del results[len(results) - len(source_keys) :]
+        cells = len(results) - len(source_keys)
+        results, progress = results[:cells], results[cells:]
         fold = ranked > len(top)
         replies = iter(results)
         rows = {}
