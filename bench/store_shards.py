@@ -4,10 +4,11 @@ Applies the same synthetic events with the real sink to a three-primary Redis Cl
 its own (ports 22501-22506, .run/bench-redis-cluster), as a worker would, and prints,
 for each primary, the Redis CPU time and the memory it took, and which one serves the
 store's own slot (every key but the counted ids, :mod:`tracker.seen`, and with
-``TRACKER_REDIS_SPREAD_SUMS`` the partitions' sums, :func:`tracker.store.tally_prefix`):
-once with the sums in the store's slot, once spread, and the ratios of the two. Figures
-are shares of the cluster's whole, measured in the same run; the machine's conditions
-are printed before and after.
+``TRACKER_REDIS_SPREAD_SUMS`` the partitions' sums, :func:`tracker.store.tally_prefix`,
+and with ``TRACKER_REDIS_SPREAD_CLICKS`` the clicks, :func:`tracker.store.click_prefix`):
+with everything but the ids in the store's slot, with the sums spread, and with the sums
+and the clicks spread, and the ratios between them. Figures are shares of the cluster's
+whole, measured in the same run; the machine's conditions are printed before and after.
 """
 
 from __future__ import annotations
@@ -84,26 +85,34 @@ def main() -> None:
     events = synthetic_events(args.events, seed=3)
     with redis_cluster.running(ENVIRONMENT) as cluster:
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
-        runs = {}
-        for spreading in (False, True):
+        runs = []
+        for sums, clicks in ((False, False), (True, False), (True, True)):
             settings = Settings(
-                redis_url=cluster.url, redis_prefix=prefix, redis_spread_sums=spreading
+                redis_url=cluster.url,
+                redis_prefix=prefix,
+                redis_spread_sums=sums,
+                redis_spread_clicks=clicks,
             )
-            runs[spreading] = measure(cluster, settings, events, args)
+            runs.append(measure(cluster, settings, events, args))
             redis_cluster.forget_keys(settings)
-    (still, still_cpu), (spread, spread_cpu) = runs[False], runs[True]
+    (still, still_cpu, _), (spread, spread_cpu, summed), (both, _, clicked) = runs
     print(
-        f"spread against not, same events, same run: events/s {spread / still:.2f}x, the "
-        f"cluster's Redis CPU {sum(spread_cpu.values()) / sum(still_cpu.values()):.2f}x, "
+        f"sums spread against not, same events, same run: events/s {spread / still:.2f}x, "
+        f"the cluster's Redis CPU {sum(spread_cpu.values()) / sum(still_cpu.values()):.2f}x, "
         f"the busiest primary's {max(spread_cpu.values()) / max(still_cpu.values()):.2f}x"
+    )
+    print(
+        f"clicks spread too, against the sums alone: events/s {both / spread:.2f}x, the "
+        f"store's slot's primary's memory {clicked / summed:.2f}x"
     )
     print(describe())
 
 
 def measure(
     cluster: redis_cluster.Cluster, settings: Settings, events: list[Event], args: Any
-) -> tuple[float, dict[int, float]]:
-    """Apply ``events``, print each primary's share; events/s and each primary's CPU s."""
+) -> tuple[float, dict[int, float], int]:
+    """Apply ``events``, print each primary's share; events/s, each primary's CPU s and
+    the memory the store's slot's primary took."""
     own = redis_cluster.primary_of(ENVIRONMENT, Keys(settings.key_prefix).health)
     sums = Counter(
         redis_cluster.primary_of(ENVIRONMENT, tally_prefix(settings.key_prefix, p))
@@ -116,7 +125,9 @@ def measure(
     grown = {node: after[node]["used_memory"] - before[node]["used_memory"] for node in after}
     spread = settings.redis_spread_sums
     print(
-        f"TRACKER_REDIS_SPREAD_SUMS={int(spread)}: {args.events:,} events applied in "
+        f"TRACKER_REDIS_SPREAD_SUMS={int(spread)} "
+        f"TRACKER_REDIS_SPREAD_CLICKS={int(settings.redis_spread_clicks)}: "
+        f"{args.events:,} events applied in "
         f"{seconds:.1f} s ({args.events / seconds:,.0f} events/s, one sink, "
         f"{PARTITIONS} partitions)"
     )
@@ -129,7 +140,7 @@ def measure(
             f"({spent[node] / sum(spent.values()):.0%}), memory "
             f"{grown[node] / 2**20:+.1f} MiB ({grown[node] / sum(grown.values()):.0%})"
         )
-    return args.events / seconds, spent
+    return args.events / seconds, spent, grown[own]
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from harness.services import ROOT
 from tracker.redis_clients import sync_client
 from tracker.seen import SHARDS, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, click_prefixes
 
 SCRIPT = ROOT / "deploy/local/redis-cluster.sh"
 NODES = 6
@@ -137,9 +137,10 @@ def wait_ok(environment: Mapping[str, str], timeout: float = 30) -> None:
 
 
 def forget_keys(settings: Settings) -> None:
-    """Delete the keys of ``settings``' prefix, of its shards and of its partitions' sums,
-    on the cluster its URL names."""
+    """Delete the keys of ``settings``' prefix, of its shards, of its partitions' sums and
+    of its clicks, on the cluster its URL names."""
     prefixes = [shard_prefix(settings.key_prefix, shard) for shard in range(SHARDS)]
+    prefixes += click_prefixes(settings.key_prefix)[1:]
     with sync_client(settings) as store:
         prefixes += [name.decode() for name in store.smembers(Keys(settings.key_prefix).tallies)]
     for prefix in [settings.key_prefix, *prefixes]:

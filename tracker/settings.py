@@ -175,6 +175,13 @@ class Settings:
         "(README, Running at scale)",
         {WORKER},
     )
+    redis_spread_clicks: bool = _setting(
+        False,
+        "worker, on a Redis Cluster: the clicks (most of the state) spread by id over 16 "
+        "hash tags of their own, shared by the primaries, not in the store's slot "
+        "(README, Running at scale)",
+        {WORKER},
+    )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
     dead_letter_topic: str = _setting(
         "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS

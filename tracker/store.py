@@ -13,9 +13,10 @@ partition's sums are: ``P`` itself, or spread over a Redis Cluster
 - ``P:src:<topic>:<partition>``: JSON ``{"offset", "watermark", "newest"}``: the
   last Kafka offset applied to the store, written in the same transaction as the
   state and the sums, which is what makes replays apply nothing twice.
-- ``P:outbox:<topic>:<partition>`` and ``T:src:<topic>:<partition>``, with the sums
-  spread only: the sums of the partition's last batch, written with its offset and
-  state, and the last offset whose sums ``T`` holds (:mod:`tracker.stream.sink` says why).
+- ``P:outbox:<topic>:<partition>`` and ``T:src:<topic>:<partition>``, with the sums or
+  the clicks spread only: the sums and clicks of the partition's last batch, written
+  with its offset and state, and the last offset whose sums ``T`` holds
+  (:mod:`tracker.stream.sink` says why).
 - ``P:tallies``: set of the ``T`` that hold sums, with the sums spread.
 - ``P:dedup:<generation>``, ``P:dedup:<generation>:<bucket>`` and ``P:seen:<id>``: the
   event ids counted before they were claimed in shards; read until they expire, so an
@@ -31,7 +32,11 @@ partition's sums are: ``P`` itself, or spread over a Redis Cluster
   seen (unique users; standard error 0.81%), expiring with its bucket.
 - ``P:order:<order id>``: JSON of a counted conversion and its credits, kept for the
   attribution lookback so re-fires are dropped and refunds reversed.
-- ``P:click:<click id>``: JSON ``[ts, campaign, channel, person]``, for the lookback.
+- ``P:click:<click id>``: JSON ``[ts, campaign, channel, person]``, for the lookback;
+  spread over a Redis Cluster (``TRACKER_REDIS_SPREAD_CLICKS``) ``C:click:<click id>``
+  instead, ``C`` one of 16 hash tags by the click's id (:func:`click_prefix`), given
+  through the outbox, and ``C:erased:<hash>``, an erasure's mark that no click of the
+  person is written there again (a week).
 - ``P:path:<person>``: JSON list of the person's recent touches, for the lookback.
 - ``P:cust:<person>``: JSON ``[campaign, channel]`` that acquired the customer.
 - ``P:link:<device>``: JSON ``[[user or null, since ms], ...]``, the device's link
@@ -62,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -97,6 +103,26 @@ def tag_of_its_own(prefix: str, name: str) -> str | None:
     if not _TAG.search(prefix):
         return None
     return _TAG.sub(lambda tag: f"{{{tag[1]}:{name}}}", prefix, count=1)
+
+
+CLICK_SHARDS = 16
+"""Hash tags the clicks are spread over (``TRACKER_REDIS_SPREAD_CLICKS``): enough for
+16 primaries, few enough that a batch's clicks take at most 16 script calls."""
+
+
+def click_prefix(prefix: str, click_id: str) -> str:
+    """Where a click is kept when spread: on a Redis Cluster under one of
+    :data:`CLICK_SHARDS` hash tags of its own, by its id, so the primaries share the
+    clicks (of all state, the most: one per click, kept for the lookback); on one Redis
+    under the store's ``prefix``."""
+    shard = zlib.crc32(click_id.encode()) % CLICK_SHARDS
+    return tag_of_its_own(prefix, f"c{shard}") or prefix
+
+
+def click_prefixes(prefix: str) -> list[str]:
+    """Every prefix a click may be under (the store's first): where readers look."""
+    spread = [tag_of_its_own(prefix, f"c{shard}") for shard in range(CLICK_SHARDS)]
+    return [prefix, *(shard for shard in spread if shard)]
 
 
 def tally_prefix(prefix: str, partition: int) -> str:
@@ -402,6 +428,27 @@ local a, i = ARGV, 2"""
 )
 """A partition's sums of one batch, given as :meth:`Writes.args` after the batch's last
 offset, applied unless its tally (``KEYS[1]``, ``T:src:...``) holds that offset already."""
+
+CLICKS = """
+local a, i, written = ARGV, 2, 0
+local ttl = tonumber(a[1])
+while i <= #a do
+  local key, value, marks = a[i], a[i + 1], tonumber(a[i + 2])
+  local erased = false
+  for j = i + 3, i + 2 + marks do
+    if redis.call('EXISTS', a[j]) == 1 then erased = true end
+  end
+  i = i + 3 + marks
+  if not erased then
+    redis.call('SET', key, value, 'EX', ttl)
+    written = written + 1
+  end
+end
+return written
+"""
+"""Clicks of one hash tag: ``ARGV`` the lookback (s), then per click its key, value,
+and the erasure marks (``C:erased:<hash>``) of its clicker's ids, any of which keeps it
+out. Setting a click again sets the same value: applying twice is harmless."""
 
 
 class Writes:

@@ -45,7 +45,12 @@ def erased_hash(kind: str, identifier: str) -> str:
 
 def ids_of(event: Event) -> list[tuple[str, str]]:
     """(kind, id) of each id ``event`` carries."""
-    found = [("anonymous_id", event.anonymous_id), ("user_id", event.user_id)]
+    return person_ids(event.anonymous_id, event.user_id)
+
+
+def person_ids(device: str | None, user: str | None) -> list[tuple[str, str]]:
+    """(kind, id) of a person's device and user id, those they have."""
+    found = [("anonymous_id", device), ("user_id", user)]
     return [(kind, identifier) for kind, identifier in found if identifier]
 
 
@@ -107,11 +112,16 @@ class Suppressions:
 
     def suppressed(self, event: Event) -> bool:
         """True when ``event`` carries an id of a person erased (as of the last refresh)."""
+        return self.erased(event.anonymous_id, event.user_id)
+
+    def erased(self, device: str | None, user: str | None) -> bool:
+        """True when ``device`` or ``user`` is an id of a person erased."""
         if not self._hashes:
             return False  # no hashing while nobody is erased
         return any(
-            erased_hash(kind, identifier) in self._hashes for kind, identifier in ids_of(event)
+            erased_hash(kind, identifier) in self._hashes
+            for kind, identifier in person_ids(device, user)
         )
 
 
-__all__ = ["KINDS", "Suppressions", "erased_hash", "ids_of"]
+__all__ = ["KINDS", "Suppressions", "erased_hash", "ids_of", "person_ids"]

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from harness.isolation import free_port, isolated_settings
 from tests.conftest import with_redis
 from tests.integration.test_people import T0, ask, stored
+from tests.integration.test_sink import UntalliedSink
 from tests.kafka import records
 from tracker.asgi import HTTPError, Message, Request
 from tracker.attribution import Touch
@@ -28,7 +29,7 @@ from tracker.export.audit import AuditLog
 from tracker.export.erasure import MAX_BODY_BYTES, REMOVED, ErasureApi
 from tracker.kafka import ensure_topics
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, click_prefix
 from tracker.stream import state
 from tracker.stream.identity import Segment
 from tracker.stream.sink import Record, Sink, WatchError
@@ -58,7 +59,7 @@ async def post(redis: Redis, settings: Settings, body: bytes) -> tuple[int, dict
     scope: dict[str, Any] = {"method": "POST", "path": "/v1/erasure", "headers": []}
     audit = AuditLog(settings)
     try:
-        response = await ErasureApi(redis, settings, audit).erasure(Request(scope, receive))
+        response = await ErasureApi(redis, redis, settings, audit).erasure(Request(scope, receive))
     except HTTPError as exc:
         return exc.status, {"error": exc.reason}
     finally:
@@ -471,3 +472,33 @@ def test_kafka_keeps_events_for_the_configured_days_and_the_audit_log_for_good(
         settings.dead_letter_topic: {"retention.ms": three_days},
         settings.audit_topic: {"retention.ms": "-1"},
     }
+
+
+def test_spread_clicks_are_erased_and_one_still_in_an_outbox_is_never_set(
+    settings: Settings,
+) -> None:
+    """TRACKER_REDIS_SPREAD_CLICKS (a tagged prefix lays the store out as on a Redis
+    Cluster, on one Redis): p-5's first click reached its shard, their second was in an
+    outbox when they were erased; the worker settling that outbox after must not set it."""
+    spread = dataclasses.replace(
+        settings, redis_prefix=f"{{{settings.redis_prefix}}}", redis_spread_clicks=True
+    )
+    keys = Keys(spread.key_prefix)
+    shard = {k: Keys(click_prefix(keys.prefix, k)).click(k) for k in ("k-5", "k-6", "k-7")}
+    first = hit("a", anonymous_id="p-5", click_id="k-5")
+    second = hit("b", anonymous_id="p-5", click_id="k-6")
+    other = hit("c", anonymous_id="d-7", click_id="k-7")
+
+    async def body(redis: Redis, _: Keys) -> None:
+        await Sink(redis, spread).apply([Record("t", 0, 0, [first, other])])
+        with pytest.raises(ConnectionError):
+            await UntalliedSink(redis, spread).apply([Record("t", 0, 1, [second])])
+        status, answer = await post(redis, spread, b'{"anonymous_id": "p-5"}')
+        assert (status, answer["removed"]["clicks"]) == (200, 1)
+        await Sink(redis, spread).apply([Record("t", 1, 0, [hit("d", anonymous_id="d-8")])])
+        await Sink(redis, spread).apply([Record("t", 0, 2, [hit("e", anonymous_id="d-9")])])
+        five, six, seven = await redis.mget(*shard.values())
+        assert (five, six) == (None, None)
+        assert loaded(state.load_click, seven).device == "d-7"
+
+    with_redis(spread, body)

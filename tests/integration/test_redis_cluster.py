@@ -36,11 +36,13 @@ from harness.redis_cluster import Cluster
 from harness.services import ROOT
 from tests.exporter import exporter
 from tracker.events import Event
+from tracker.export.audit import AuditLog
+from tracker.export.erasure import ErasureApi
 from tracker.redis_clients import NotReplicated, async_client, async_reader
 from tracker.rulebook import Rulebook
 from tracker.seen import GENERATION_S, SHARDS, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys, read_buckets, read_uniques, tally_prefix
+from tracker.store import Keys, click_prefix, read_buckets, read_uniques, tally_prefix
 from tracker.stream.sink import Record, Sink
 from tracker.windows import ALL_TIME
 
@@ -562,4 +564,50 @@ def test_a_tallys_primary_killed_mid_stream_its_replica_takes_over_and_each_sum_
     finally:
         redis_cluster.start_node(ENVIRONMENT, victim)
     assert asyncio.run(applied(settings, second)) == 320
+    redis_cluster.forget_keys(settings)
+
+
+def test_spread_clicks_are_on_their_primaries_and_a_replica_and_an_erasure_finds_them(
+    cluster: Cluster,
+) -> None:
+    """With ``TRACKER_REDIS_SPREAD_CLICKS``, clicks under their own tags on more than one
+    primary, each on a replica when ``apply`` returned; ``POST /v1/erasure`` deletes one
+    person's from every primary (through ``RedisCluster``) and leaves the others'."""
+    settings = Settings(redis_url=cluster.url, redis_prefix="test-clicks", redis_spread_clicks=True)
+    redis_cluster.forget_keys(settings)  # of a run that failed before its end
+    keys = Keys(settings.key_prefix)
+    ids = [f"k{i}" for i in range(24)]
+    clicks = [
+        msgspec.structs.replace(click(f"c{i}"), anonymous_id=f"d{i % 2}", click_id=click_id)
+        for i, click_id in enumerate(ids)
+    ]
+    assert asyncio.run(applied(settings, [Record("t", 0, 0, clicks)])) == 24
+    where = {k: Keys(click_prefix(keys.prefix, k)).click(k) for k in ids}
+    owners = {k: redis_cluster.primary_of(ENVIRONMENT, name) for k, name in where.items()}
+    assert len(set(owners.values())) == 3
+    for k, name in where.items():
+        replica = asyncio.run(replica_of(cluster, owners[k]))
+        assert asyncio.run(raw_on(cluster, replica, name)) is not None
+
+    async def erase() -> dict[str, Any]:
+        client, reader = async_client(settings), async_reader(settings)
+        try:
+            api = ErasureApi(client, reader, settings, AuditLog(settings))
+            erased = await api.erase("anonymous_id", "d0", 0)
+            assert erased is not None
+            return erased.removed
+        finally:
+            await client.aclose()
+            await reader.aclose()
+
+    assert asyncio.run(erase())["clicks"] == 12
+
+    async def left() -> list[str]:
+        reader = async_reader(settings)
+        try:
+            return [k for k, name in where.items() if await reader.get(name) is not None]
+        finally:
+            await reader.aclose()
+
+    assert asyncio.run(left()) == ids[1::2]  # d1's
     redis_cluster.forget_keys(settings)

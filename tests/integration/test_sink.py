@@ -23,7 +23,15 @@ from tracker.seen import (
     shard_prefix,
 )
 from tracker.settings import Settings
-from tracker.store import Keys, Writes, parse_bucket, read_buckets, read_uniques, tally_prefix
+from tracker.store import (
+    Keys,
+    Writes,
+    click_prefix,
+    parse_bucket,
+    read_buckets,
+    read_uniques,
+    tally_prefix,
+)
 from tracker.stream.sink import Record, Rewind, Sink
 from tracker.stream.state import Lookups
 from tracker.windows import ALL_TIME
@@ -129,10 +137,10 @@ class FailingSink(Sink):
 
     failing = True
 
-    def _write_lookups(self, writes: Writes, lookups: Lookups) -> None:
+    def _write_lookups(self, writes: Writes, lookups: Lookups) -> dict[str, list[Any]]:
         if self.failing:
             raise ConnectionError("the worker died before its transaction")
-        super()._write_lookups(writes, lookups)
+        return super()._write_lookups(writes, lookups)
 
 
 def test_a_batch_whose_transaction_never_landed_counts_once_when_applied_again(
@@ -348,10 +356,11 @@ def test_each_partitions_sums_are_under_its_own_tag_and_read_together(tagged: Se
 
 
 class UntalliedSink(Sink):
-    """A sink that dies after its transaction, before the partition's tally took its sums."""
+    """A sink that dies after its transaction, before its outboxes were delivered (the
+    partition's tally took its sums, the click shards its clicks)."""
 
-    async def _give(self, tallies: dict[tuple[str, int], Any]) -> None:
-        raise ConnectionError("the worker died before the tally")
+    async def _give(self, boxes: dict[tuple[str, int], Any]) -> None:
+        raise ConnectionError("the worker died before delivering its outboxes")
 
 
 def test_sums_a_worker_died_before_giving_its_tally_count_once_from_the_outbox(
@@ -389,3 +398,71 @@ def test_a_worker_keeping_the_sums_in_the_store_counts_what_one_spreading_them_l
         assert await clicks_and_people(redis, still) == (3, 3)
 
     run(tagged, body)
+
+
+# With TRACKER_REDIS_SPREAD_CLICKS, each click under one of 16 tags of its own, by id,
+# given through the outbox; a conversion on any partition reads it there.
+
+
+@pytest.fixture
+def clicks_spread(settings: Settings) -> Settings:
+    return dataclasses.replace(
+        settings, redis_prefix=f"{{{settings.redis_prefix}}}", redis_spread_clicks=True
+    )
+
+
+def clicked(event_id: str, click_id: str, device: str) -> Event:
+    return msgspec.structs.replace(click(event_id), anonymous_id=device, click_id=click_id)
+
+
+def postback(event_id: str, click_id: str) -> Event:
+    """A network's conversion naming only the click: it is the clicker's."""
+    return Event(event_id=event_id, type="conversion", ts=MINUTE, received_at=MINUTE,
+                 channel="affiliate", click_id=click_id, order_id=event_id,
+                 value=2_000_000)  # fmt: skip
+
+
+async def where(redis: Redis, settings: Settings, click_id: str) -> tuple[bool, bool]:
+    """Whether the click is under its own tag, and under the store's prefix."""
+    keys = Keys(settings.key_prefix)
+    shard = Keys(click_prefix(keys.prefix, click_id))
+    assert shard.prefix != keys.prefix
+    return bool(await redis.exists(shard.click(click_id))), bool(
+        await redis.exists(keys.click(click_id))
+    )
+
+
+def test_spread_clicks_are_under_their_own_tags_and_credited_from_any_partition(
+    clicks_spread: Settings,
+) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply(
+            [Record("t", 0, 0, [clicked("c1", "k1", "a1"), clicked("c2", "k2", "a2")])]
+        )
+        for click_id in ("k1", "k2"):
+            assert await where(redis, clicks_spread, click_id) == (True, False)
+        assert len({click_prefix("{x}", k) for k in ("k1", "k2")}) == 2  # two shards
+        await Sink(redis, clicks_spread).apply([Record("t", 1, 0, [postback("o1", "k2")])])
+        spring = await campaign(redis, clicks_spread, "all", 0)
+        assert spring["conversions@last_click"] == 1_000_000
+        assert spring["revenue@last_click"] == 2_000_000
+
+    run(clicks_spread, body)
+
+
+def test_clicks_a_worker_died_before_giving_their_shards_are_given_from_the_outbox(
+    clicks_spread: Settings,
+) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        with pytest.raises(ConnectionError):
+            await UntalliedSink(redis, clicks_spread).apply(
+                [Record("t", 0, 0, [clicked("c1", "k1", "a1")])]
+            )
+        assert await where(redis, clicks_spread, "k1") == (False, False)  # in the outbox only
+        await sink.apply([Record("t", 0, 1, [clicked("c2", "k2", "a2")])])
+        assert await where(redis, clicks_spread, "k1") == (True, False)
+        await sink.apply([Record("t", 1, 0, [postback("o1", "k1")])])
+        spring = await campaign(redis, clicks_spread, "all", 0)
+        assert spring["conversions@last_click"] == 1_000_000
+
+    run(clicks_spread, body)

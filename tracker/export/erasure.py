@@ -6,7 +6,10 @@ Erased from Redis (the keys of :mod:`tracker.store`):
 - a user's devices list, and the link, touch path, customer record and recent orders
   of the user and of each of their devices; an anonymous id's own four, and the id is
   taken out of the devices list of every other user its link names;
-- clicks (``P:click:*``) made by one of the erased ids: deleted;
+- clicks (``P:click:*``) made by one of the erased ids: deleted; spread over a Redis
+  Cluster (``TRACKER_REDIS_SPREAD_CLICKS``), each click shard is first marked, so that
+  no worker sets a click of the person there again (one may still hold one in an
+  outbox), and then walked;
 - orders (``P:order:*``) placed by one of them: kept, so a refund by order id still
   reverses the revenue, but without who placed them (device, user and click id
   cleared);
@@ -53,9 +56,9 @@ from tracker.asgi import HTTPError, Request, Response
 from tracker.export.audit import AuditLog
 from tracker.export.people import parse_person
 from tracker.kafka import KafkaUnavailable
-from tracker.redis_clients import replicated
+from tracker.redis_clients import Reader, replicated
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, click_prefixes, tag_of_its_own
 from tracker.stream.state import (
     Click,
     Order,
@@ -84,6 +87,9 @@ REMOVED: Final = (
 device; ``orders_anonymised``: orders kept without who placed them; the rest: keys
 deleted."""
 MAX_BODY_BYTES: Final = 4096
+SPREAD_MARK_S: Final = 7 * 86_400
+"""How long a click shard keeps an erasure's mark: longer than any worker holds a
+batch's clicks between its transaction and their shards."""
 SCAN_COUNT: Final = 1000
 """Keys ``SCAN`` walks per call. 10,000 walked the 3.6 million keys in 4.2 s instead of
 5.8, but held Redis 11 ms a call, a stall in every worker's transaction meanwhile."""
@@ -130,8 +136,10 @@ class Erased:
 class ErasureApi:
     """Erases a person from Redis, then writes the audit record."""
 
-    def __init__(self, redis: Redis, settings: Settings, audit: AuditLog) -> None:
+    def __init__(self, redis: Redis, reader: Reader, settings: Settings, audit: AuditLog) -> None:
+        """``reader`` reaches every primary (the click shards'), ``redis`` the store's."""
         self._redis = redis
+        self._reader = reader
         self._keys = Keys(settings.key_prefix)
         self._audit = audit
 
@@ -199,6 +207,9 @@ class ErasureApi:
         devices = (load_devices(listed[0]) if listed[0] else []) if users else [person]
         ids = [("user_id", user) for user in users] + [("anonymous_id", d) for d in devices]
         removed: Counter[str] = Counter()
+        # Before the transaction: a worker that credits one of these clicks meanwhile
+        # credits it before the erasure, as one that read it earlier would.
+        removed["clicks"] = await self._erase_spread_clicks(ids, devices, users)
         deletes: list[str] = []
         puts: dict[str, bytes] = {}
 
@@ -250,7 +261,7 @@ class ErasureApi:
                 candidates.append(name)
             elif name.startswith(keys.click("")) and _placed(load_click(raw), devices, users):
                 clicks.append(name)
-        removed["clicks"] = len(clicks)
+        removed["clicks"] += len(clicks)
         deletes += clicks
         # Read again, watched: a refund applied since the scan must not be overwritten.
         for name, raw in zip(candidates, await _read(pipe, candidates), strict=True):
@@ -259,7 +270,7 @@ class ErasureApi:
                 puts[name] = dump_order(anonymised(order))
                 removed["orders_anonymised"] += 1
 
-        if not (deletes or puts):
+        if not (deletes or puts or removed["clicks"]):
             return None
         pipe.multi()
         if deletes:
@@ -275,6 +286,31 @@ class ErasureApi:
         pipe.incrby(keys.erasure_count, len(hashes))
         await pipe.execute()
         return Erased({what: removed[what] for what in REMOVED}, [kind for kind, _ in fresh])
+
+    async def _erase_spread_clicks(
+        self, ids: list[tuple[str, str]], devices: list[str], users: list[str]
+    ) -> int:
+        """Mark every click shard against the clicks of ``ids``, then delete those the
+        shards hold; how many. Nothing off a Redis Cluster: no click is spread there."""
+        shards = click_prefixes(self._keys.prefix)[1:]
+        if not shards:
+            return 0
+        reader, hashes = self._reader, [erased_hash(*who) for who in ids]
+        for shard in shards:
+            for hashed in hashes:
+                await reader.set(Keys(shard).erased(hashed), 1, ex=SPREAD_MARK_S)
+        needles = [orjson.dumps(identifier) for _, identifier in ids]
+        match = tag_of_its_own(self._keys.prefix.translate(_GLOB), "c[0-9]*")
+        clicks = [
+            name
+            async for name, raw in _scan(
+                reader, f"{match}:click:*", needles, getattr(reader, "mget_nonatomic", None)
+            )
+            if _placed(load_click(raw), devices, users)
+        ]
+        if clicks:
+            await reader.unlink(*clicks)
+        return len(clicks)
 
 
 def _placed(made: Click | Order, devices: Collection[str], users: Collection[str]) -> bool:
@@ -302,17 +338,20 @@ def _orders_and_clicks(keys: Keys) -> str:
 
 
 async def _scan(
-    pipe: Any, match: str, needles: Collection[bytes]
+    pipe: Any, match: str, needles: Collection[bytes], mget: Any = None
 ) -> AsyncIterator[tuple[str, bytes]]:
     """(name, value) of the keys matching the glob ``match`` whose value holds a needle.
 
     A needle is an id as JSON writes it (quoted), so the values that cannot name the
-    person are not even parsed; the caller checks the others field by field.
+    person are not even parsed; the caller checks the others field by field. ``mget``
+    reads a chunk of names (``pipe.mget``, unless told: keys of many slots need
+    ``RedisCluster.mget_nonatomic``).
     """
     chunk: list[bytes] = []
+    mget = mget or pipe.mget
 
     async def matching() -> list[tuple[str, bytes]]:
-        values = await pipe.mget(*chunk)
+        values = await mget(chunk)
         found = [
             (name.decode(), raw)
             for name, raw in zip(chunk, values, strict=True)

@@ -43,7 +43,7 @@ def build(settings: Settings) -> asgi.App:
     decisions = DecisionApi(reader, settings)
     people = PeopleApi(redis_async, settings)
     audit = AuditLog(settings)
-    erasure = ErasureApi(redis_async, settings, audit)
+    erasure = ErasureApi(redis_async, reader, settings, audit)
     spend = SpendApi(settings)
     goals = RulesApi(redis_async, settings, GOALS)
     targets = RulesApi(redis_async, settings, TARGETS)

@@ -22,7 +22,10 @@ the ``MULTI`` cannot write them: it writes them to the partition's outbox instea
 its offset and state, and once a replica holds the transaction the sink applies them to
 the partition's tally, whose offset makes applying them twice harmless
 (:meth:`Sink._settle` says why that is exact). Otherwise, the default, the sums go in
-the ``MULTI``.
+the ``MULTI``. With ``TRACKER_REDIS_SPREAD_CLICKS`` the batch's new clicks go the same
+way, to one of 16 hash tags by their id (:func:`tracker.store.click_prefix`): a click is
+written once, by the batch of its own click, and only read after, so setting it again
+is harmless and nothing needs watching but erasures (:meth:`Sink._spread`).
 
 The store, not Kafka's committed offsets, says what was applied. A Redis Cluster
 replica promoted after its primary died may lack the primary's last writes (replication
@@ -47,9 +50,10 @@ not credit a click (and write its clicker's state) that is gone.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -63,12 +67,12 @@ from tracker.events import Event
 from tracker.redis_clients import Call, Script
 from tracker.seen import GENERATION_S, Claim, Claims, read_with_seen, seen_expiry
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, TALLY, Keys, Writes, tally_prefix
+from tracker.store import CAMPAIGN_SUM, CLICKS, TALLY, Keys, Writes, click_prefix, tally_prefix
 from tracker.stream import state
 from tracker.stream.aggregate import LINKS, convertible, fold, spend_key
 from tracker.stream.delta import Delta, Policy
-from tracker.stream.state import Lookups
-from tracker.suppression import Suppressions
+from tracker.stream.state import Click, Lookups
+from tracker.suppression import Suppressions, erased_hash, person_ids
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME
 
@@ -143,14 +147,20 @@ class Sink:
         self._split = settings.redis_spread_sums and self._outboxes
         """The sums are under each partition's hash tag (asked for, on a Redis Cluster),
         not in the store's transaction."""
+        self._spread_clicks = settings.redis_spread_clicks and self._outboxes
+        """New clicks go under hash tags of their own (:func:`click_prefix`), through the
+        outbox (asked for, on a Redis Cluster)."""
+        self._boxed = self._split or self._spread_clicks
+        """Every batch writes its partitions' outboxes."""
         self._tally = Script(settings, redis, TALLY)
+        self._clicks = Script(settings, redis, CLICKS)
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
         """Each partition's offset whose sums this sink saw its tally take."""
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
-        for made in (self._claims, self._tally, self._beat):
+        for made in (self._claims, self._tally, self._clicks, self._beat):
             await made.aclose()
 
     async def apply(
@@ -234,20 +244,23 @@ class Sink:
                         )
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             writes = Writes(keys)
-            tallies: dict[tuple[str, int], Call] = {}
+            boxes: dict[tuple[str, int], dict[str, Any]] = {}
             for source, new_state, delta in deltas:
                 source_key, tag = keys.source(*source), tally_prefix(keys.prefix, source[1])
                 tally = Writes(Keys(tag)) if self._split else writes
                 self._write_delta(writes, tally, delta, now_s)
                 writes.put(source_key, orjson.dumps(new_state))
                 writes.member(keys.sources, source_key)
+                if self._boxed:
+                    boxes[source] = {"offset": new_state.offset}
                 if self._split:
-                    args = tally.args()
-                    box = {"offset": new_state.offset, "args": args}
-                    writes.put(keys.outbox(*source), orjson.dumps(box))
+                    boxes[source]["args"] = tally.args()
                     writes.member(keys.tallies, tag)
-                    tallies[source] = self._tally_call(source, new_state.offset, args)
-            self._write_lookups(writes, lookups)
+            spread = self._write_lookups(writes, lookups)
+            if spread:  # the batch's clicks, whichever partition made them, in one outbox
+                next(iter(boxes.values()))["clicks"] = spread
+            for source, box in boxes.items():
+                writes.put(keys.outbox(*source), orjson.dumps(box))
             # The previous transaction's duration rides along with this one: a
             # transaction cannot record how long it took itself.
             health["redis_write_us"] += self._last_write_us
@@ -259,12 +272,13 @@ class Sink:
             started = time.perf_counter()
             await pipe.execute()
             self._last_write_us = int((time.perf_counter() - started) * 1e6)
-        await self._give(tallies)
+        await self._give(boxes)
         return health
 
     async def _settle(self, pipe: Any, states: dict[tuple[str, int], SourceState]) -> None:
-        """Give each partition's tally the sums of its last batch, where this sink did
-        not see it take them (its first batch here, a failed try, another worker's).
+        """Give each partition's tally the sums of its last batch, and the click shards its
+        clicks, where this sink did not see them taken (its first batch here, a failed
+        try, another worker's).
 
         Spread over a Redis Cluster, a partition's sums are under its own hash tag, so the
         batch's transaction cannot write them: it writes them to the partition's outbox, with the
@@ -278,9 +292,13 @@ class Sink:
         sums in the tally. And the tally confirms on its replica before the next
         transaction, so a failover there cannot lose sums their outbox no longer holds.
 
-        A sink that keeps the sums in the store's slot settles each partition once, the
-        first time it applies it: the sums a worker that spread them left in the outbox
-        (the setting changed, workers of both kinds during a rolling restart) count too.
+        A sink that writes no outboxes settles each partition once, the first time it
+        applies it: the sums and clicks a worker that spread them left in the outbox (the
+        setting changed, workers of both kinds during a rolling restart) count too.
+
+        Clicks are set, not added: setting one twice changes nothing, and an erasure
+        marks each click shard first, so that a click of the person it settles late is
+        not set again (:data:`tracker.store.CLICKS`).
         """
         unsettled = [
             source
@@ -288,38 +306,49 @@ class Sink:
             if st.offset >= 0
             and (
                 self._tallied.get(source) != st.offset
-                if self._split
+                if self._boxed
                 else source not in self._tallied
             )
         ]
         if not unsettled:
             return
         raw = await pipe.mget(*(self._keys.outbox(*source) for source in unsettled))
-        await self._confirm()
-        calls: dict[tuple[str, int], Call] = {}
+        boxes: dict[tuple[str, int], dict[str, Any]] = {}
         for source, box in zip(unsettled, raw, strict=True):
             if box is None:  # a store written before outboxes: its sums are under P
                 self._tallied[source] = states[source].offset
-                continue
-            last = orjson.loads(box)
-            calls[source] = self._tally_call(source, last["offset"], last["args"])
-        await self._apply_tallies(calls)
+            else:
+                boxes[source] = orjson.loads(box)
+        await self._deliver(boxes)
 
-    async def _give(self, tallies: dict[tuple[str, int], Call]) -> None:
-        """Give the tallies the sums of a transaction that landed, once a replica holds it."""
-        if tallies:
-            await self._confirm()
-            await self._apply_tallies(tallies)
+    async def _give(self, boxes: dict[tuple[str, int], dict[str, Any]]) -> None:
+        """Deliver the outboxes of a transaction that landed."""
+        await self._deliver(boxes)
+
+    async def _deliver(self, boxes: dict[tuple[str, int], dict[str, Any]]) -> None:
+        """Once a replica holds the transaction that wrote ``boxes``, give each tally its
+        sums and each click shard its clicks; the partitions count as settled then."""
+        if not boxes:
+            return
+        await self._confirm()
+        tallies = [
+            self._tally_call(source, box["offset"], box["args"])
+            for source, box in boxes.items()
+            if "args" in box
+        ]
+        clicks = [
+            Call(prefix, [], [self._lookback_s, *args], f"the clicks under {prefix}")
+            for box in boxes.values()
+            for prefix, args in box.get("clicks", {}).items()
+        ]
+        await asyncio.gather(self._tally.run(tallies), self._clicks.run(clicks))
+        for source, box in boxes.items():
+            self._tallied[source] = box["offset"]
 
     def _tally_call(self, source: tuple[str, int], offset: int, args: list[Any]) -> Call:
         tally = Keys(tally_prefix(self._keys.prefix, source[1]))
         what = f"the sums of partition {source[1]}"
         return Call(tally.prefix, [tally.source(*source)], [offset, *args], what)
-
-    async def _apply_tallies(self, calls: dict[tuple[str, int], Call]) -> None:
-        await self._tally.run(list(calls.values()))
-        for source, call in calls.items():
-            self._tallied[source] = call.args[0]
 
     async def _confirm(self) -> None:
         """Return once a replica holds every write the store's primary took so far, or
@@ -467,11 +496,40 @@ class Sink:
         lookups.spend |= _loaded(spends, found, state.load_spend)
         lookups.orders |= _loaded(orders, found, state.load_order)
         lookups.clicks |= _loaded(clicks, found, state.load_click)
+        if self._outboxes:  # on a Redis Cluster: a click not in the store's slot may be spread
+            lookups.clicks |= await self._spread(c for c in clicks if c not in lookups.clicks)
         lookups.paths |= _loaded(people, found, state.load_path)
         lookups.customers |= _loaded(customers, found, state.load_acquisition)
         lookups.recent |= _loaded(people, found, state.load_recent)
         lookups.links |= _loaded(devices, found, state.load_link)
         lookups.devices |= _loaded(users, found, state.load_devices)
+
+    async def _spread(self, click_ids: Iterable[str]) -> dict[str, Click]:
+        """The clicks of ``click_ids`` found under their own hash tags, by id.
+
+        Not watched (another slot): an erasure deletes them after its transaction,
+        which bumps the count of erasures this batch watches, so a click of an erased
+        person is left out here by the suppression list, caught up before the read.
+        """
+        by_prefix: dict[str, list[str]] = {}
+        for click_id in click_ids:
+            prefix = click_prefix(self._keys.prefix, click_id)
+            if prefix != self._keys.prefix:
+                by_prefix.setdefault(prefix, []).append(click_id)
+        answers = await asyncio.gather(
+            *(
+                self._clicks.client(prefix).mget([Keys(prefix).click(c) for c in ids])
+                for prefix, ids in by_prefix.items()
+            )
+        )
+        found: dict[str, Click] = {}
+        for ids, values in zip(by_prefix.values(), answers, strict=True):
+            for click_id, raw in zip(ids, values, strict=True):
+                if raw is not None:
+                    click = state.load_click(raw)
+                    if not self._suppressions.erased(click.device, click.user):
+                        found[click_id] = click
+        return found
 
     def _write_delta(self, writes: Writes, tally: Writes, delta: Delta, now_s: int) -> None:
         """``delta``'s sums and unique people to ``tally``, the rest to ``writes``."""
@@ -496,12 +554,25 @@ class Sink:
         for (campaign, period), figure in delta.spend.items():
             writes.put(self._keys.spend(campaign, period), state.dump_spend(figure))
 
-    def _write_lookups(self, writes: Writes, lookups: Lookups) -> None:
+    def _write_lookups(self, writes: Writes, lookups: Lookups) -> dict[str, list[Any]]:
+        """The changed state to ``writes``; the new clicks too, unless spread: those are
+        returned, as :data:`tracker.store.CLICKS` arguments by hash tag, for the outbox."""
         keys, ttl = self._keys, self._lookback_s
+        spread: dict[str, list[Any]] = {}
+        for click_id in lookups.dirty_clicks:
+            click = lookups.clicks[click_id]
+            value = state.dump_click(click)
+            if not self._spread_clicks:
+                writes.put(keys.click(click_id), value, ttl)
+                continue
+            shard = Keys(click_prefix(keys.prefix, click_id))
+            clicker = person_ids(click.device, click.user)
+            marks = [shard.erased(erased_hash(*who)) for who in clicker]
+            spread.setdefault(shard.prefix, []).extend(
+                [shard.click(click_id), value.decode(), len(marks), *marks]
+            )
         for order_id in lookups.dirty_orders:
             writes.put(keys.order(order_id), state.dump_order(lookups.orders[order_id]), ttl)
-        for click_id in lookups.dirty_clicks:
-            writes.put(keys.click(click_id), state.dump_click(lookups.clicks[click_id]), ttl)
         for person in lookups.dirty_paths:
             writes.put(keys.path(person), state.dump_path(lookups.paths[person]), ttl)
         for person in lookups.dirty_customers:
@@ -513,6 +584,7 @@ class Sink:
             writes.put(keys.devices(user), state.dump_devices(lookups.devices[user]), _LINK_TTL_S)
         for holder in lookups.dirty_recent:
             writes.put(keys.recent(holder), state.dump_recent(lookups.recent[holder]), ttl)
+        return spread
 
     def _expiry(self, window: str, start: EpochMs, now_s: int) -> int | None:
         """When a bucket of ``window`` expires (epoch s); 0 (never) for all-time totals;
