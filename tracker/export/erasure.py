@@ -44,7 +44,7 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -186,16 +186,19 @@ class ErasureApi:
         Raises :class:`HTTPError` 503 when the person's state kept changing through
         :data:`ATTEMPTS` transactions, and redis errors as they come.
         """
+        swept = _Swept()
         async with replicated(self._redis) as redis:
             for _ in range(ATTEMPTS):
                 async with redis.pipeline(transaction=True) as pipe:
                     try:
-                        return await self._attempt(pipe, kind, person, now)
+                        return await self._attempt(pipe, kind, person, now, swept)
                     except WatchError:
                         continue
         raise HTTPError(503, "the person's data kept changing while it was erased: retry")
 
-    async def _attempt(self, pipe: Any, kind: str, person: str, now: EpochMs) -> Erased | None:
+    async def _attempt(
+        self, pipe: Any, kind: str, person: str, now: EpochMs, swept: _Swept
+    ) -> Erased | None:
         keys = self._keys
         asked = keys.erased(erased_hash(kind, person))
         users = [person] if kind == "user_id" else []
@@ -209,7 +212,8 @@ class ErasureApi:
         removed: Counter[str] = Counter()
         # Before the transaction: a worker that credits one of these clicks meanwhile
         # credits it before the erasure, as one that read it earlier would.
-        removed["clicks"] = await self._erase_spread_clicks(ids, devices, users)
+        await self._erase_spread_clicks([who for who in ids if who not in swept.ids], swept)
+        removed["clicks"] = swept.clicks
         deletes: list[str] = []
         puts: dict[str, bytes] = {}
 
@@ -287,14 +291,15 @@ class ErasureApi:
         await pipe.execute()
         return Erased({what: removed[what] for what in REMOVED}, [kind for kind, _ in fresh])
 
-    async def _erase_spread_clicks(
-        self, ids: list[tuple[str, str]], devices: list[str], users: list[str]
-    ) -> int:
+    async def _erase_spread_clicks(self, ids: list[tuple[str, str]], swept: _Swept) -> None:
         """Mark every click shard against the clicks of ``ids``, then delete those the
-        shards hold; how many. Nothing off a Redis Cluster: no click is spread there."""
+        shards hold, noting both in ``swept``. Nothing off a Redis Cluster, where no
+        click is spread, or for no id: each walk reads every key of every primary."""
         shards = click_prefixes(self._keys.prefix)[1:]
-        if not shards:
-            return 0
+        if not (shards and ids):
+            return
+        devices = [identifier for kind, identifier in ids if kind == "anonymous_id"]
+        users = [identifier for kind, identifier in ids if kind == "user_id"]
         reader, hashes = self._reader, [erased_hash(*who) for who in ids]
         for shard in shards:
             for hashed in hashes:
@@ -310,7 +315,17 @@ class ErasureApi:
         ]
         if clicks:
             await reader.unlink(*clicks)
-        return len(clicks)
+        swept.ids.update(ids)
+        swept.clicks += len(clicks)
+
+
+@dataclass(slots=True)
+class _Swept:
+    """The ids whose spread clicks one erasure deleted, over its attempts, and how many:
+    an attempt that failed on a watched key walks the shards again only for new ids."""
+
+    ids: set[tuple[str, str]] = field(default_factory=set)
+    clicks: int = 0
 
 
 def _placed(made: Click | Order, devices: Collection[str], users: Collection[str]) -> bool:
