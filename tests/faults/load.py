@@ -85,9 +85,12 @@ class Load:
         batch: int = 20,
         total: int | None = None,
         ids: str | None = None,
+        clicks: bool = False,
     ) -> None:
+        """``clicks``: clicks, each naming a click id (its event id), not impressions."""
         self._port = port
         self._campaign = campaign
+        self._clicks = clicks
         self._ids = ids or campaign
         self._lane_rate = None if rate is None else rate / lanes
         self._batch = batch
@@ -192,13 +195,14 @@ class Load:
         costs: dict[str, int],
     ) -> int:
         def event(event_id: str, visitor: str) -> dict[str, str]:
-            return {
-                "type": "impression",
+            made = {
+                "type": "click" if self._clicks else "impression",
                 "event_id": event_id,
                 "campaign": self._campaign,
                 "cost": f"0.{costs[event_id]:06d}",
                 "anonymous_id": visitor,
             }
+            return made | {"click_id": event_id} if self._clicks else made
 
         headers = {"user-agent": BROWSER}
         try:

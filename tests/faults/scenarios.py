@@ -9,6 +9,7 @@ the load went without a 2xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
@@ -32,7 +33,9 @@ from tests.faults.truth import Outcome, health, judge, settle
 from tests.kafka import configs
 from tests.kafka_cluster import describe
 from tracker.kafka import ensure_topics
+from tracker.redis_clients import async_reader
 from tracker.settings import Settings
+from tracker.store import Keys, click_prefix
 
 DRAIN = 150_000
 """Events each drain counts: the same number for 1, 2 and 4 workers."""
@@ -325,12 +328,16 @@ def redis_and_workers(stage: Stage) -> Outcome:
     promoted (it may lack the primary's last writes: the workers read those records
     again), the old primary started again as its replica; then a worker SIGKILLed three
     times, each started again at once under its instance id, as the Helm chart's
-    StatefulSet does: the figures stay exact. The partitions' sums are spread over the
-    primaries (``TRACKER_REDIS_SPREAD_SUMS``), given through their outboxes, which the
-    killed primary holds with the rest of the store."""
+    StatefulSet does: the figures stay exact. The partitions' sums and the clicks are
+    spread over the primaries (``TRACKER_REDIS_SPREAD_SUMS``, ``TRACKER_REDIS_SPREAD_CLICKS``),
+    given through their outboxes, which the killed primary holds with the rest of the
+    store: besides the impressions, clicks naming click ids, each of which must be kept."""
     outcome = Outcome("6 Redis failover, worker SIGKILL x3")
-    spread = {"redis_spread_sums": True}
+    spread = {"redis_spread_sums": True, "redis_spread_clicks": True}
     with loaded(stage, outcome, "redis", 2, True, **spread) as (settings, workers, load, progress):
+        clicks = Load(
+            settings.collector_port, "redis-clicks", 100.0, lanes=1, batch=10, clicks=True
+        ).start()
         time.sleep(5)
         killed = time.monotonic()
         node = stage.fail_over(settings)
@@ -349,6 +356,8 @@ def redis_and_workers(stage: Stage) -> Outcome:
             outcome.check(stall.resumed, f"partition {stall.partition} stood still")
             stalls.append(f"{stall.seconds:.1f}s")
         time.sleep(2)
+        clicks.stop()
+        kept(outcome, settings, clicks)  # while the workers run
     outcome.pauses = f"Redis {redis_stall.seconds:.1f}s, workers {', '.join(stalls)}"
     outcome.recovery = f"replica serving {promoted - killed:.1f}s"
     rewound = read_again("redis")
@@ -357,7 +366,45 @@ def redis_and_workers(stage: Stage) -> Outcome:
         f"{promoted - killed:.1f} s later; {rewound} partition(s) read again from the store's "
         "offsets (writes the old primary had not passed on)"
     )
-    return verdict(stage, outcome, settings, "redis", load)
+    verdict(stage, outcome, settings, "redis", load)
+    outcome.sent += len(clicks.costs)
+    outcome.acknowledged += len(clicks.acknowledged)
+    return outcome
+
+
+def kept(outcome: Outcome, settings: Settings, clicks: Load) -> None:
+    """Every acknowledged click is held under its click id's own tag, once the workers
+    applied it; those that are not count as lost."""
+    acknowledged = list(clicks.acknowledged)
+    missing = acknowledged
+
+    def all_held() -> bool:
+        nonlocal missing
+        missing = asyncio.run(not_held(settings, missing))
+        return not missing
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(all_held, 120, "every click held")
+    outcome.lost += len(missing)
+    outcome.check(not missing, f"{len(missing)} acknowledged clicks not held, e.g. {missing[:3]}")
+    outcome.notes.append(
+        f"{len(acknowledged):,} clicks acknowledged, each held under its own tag "
+        f"({len(acknowledged) - len(missing):,})"
+    )
+
+
+async def not_held(settings: Settings, click_ids: list[str]) -> list[str]:
+    """Those of ``click_ids`` whose click the store does not hold (spread by id)."""
+    reader = async_reader(settings)
+    prefix = Keys(settings.key_prefix).prefix
+    try:
+        return [
+            click_id
+            for click_id in click_ids
+            if await reader.get(Keys(click_prefix(prefix, click_id)).click(click_id)) is None
+        ]
+    finally:
+        await reader.aclose()
 
 
 def cut_off(stage: Stage) -> Outcome:

@@ -156,7 +156,7 @@ class Sink:
         self._clicks = Script(settings, redis, CLICKS)
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
-        """Each partition's offset whose sums this sink saw its tally take."""
+        """Each partition's offset whose outbox this sink saw delivered (sums, clicks)."""
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
@@ -507,9 +507,10 @@ class Sink:
     async def _spread(self, click_ids: Iterable[str]) -> dict[str, Click]:
         """The clicks of ``click_ids`` found under their own hash tags, by id.
 
-        Not watched (another slot): an erasure deletes them after its transaction,
-        which bumps the count of erasures this batch watches, so a click of an erased
-        person is left out here by the suppression list, caught up before the read.
+        Not watched (another slot): an erasure deletes them just before its transaction,
+        which bumps the count of erasures this batch watches, so a batch that read one of
+        them fails its ``EXEC``; applied again, it leaves out a click whose clicker the
+        suppression list (caught up before the read) names.
         """
         by_prefix: dict[str, list[str]] = {}
         for click_id in click_ids:
