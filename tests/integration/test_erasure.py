@@ -502,3 +502,32 @@ def test_spread_clicks_are_erased_and_one_still_in_an_outbox_is_never_set(
         assert loaded(state.load_click, seven).device == "d-7"
 
     with_redis(spread, body)
+
+
+def test_a_spread_click_of_an_erased_person_left_in_its_shard_is_never_credited(
+    settings: Settings,
+) -> None:
+    """A click of p-5 still in its shard after their erasure (its mark lost with a
+    primary, say): a conversion naming it reads it there, unwatched, and leaves it out
+    by the suppression list, writing nothing under the erased device."""
+    spread = dataclasses.replace(
+        settings, redis_prefix=f"{{{settings.redis_prefix}}}", redis_spread_clicks=True
+    )
+    keys = Keys(spread.key_prefix)
+    shard = Keys(click_prefix(keys.prefix, "k-5")).click("k-5")
+    sale = hit("v", "conversion", click_id="k-5", order_id="o-5", value=1)
+
+    async def body(redis: Redis, _: Keys) -> None:
+        await Sink(redis, spread).apply(
+            [Record("t", 0, 0, [hit("a", anonymous_id="p-5", click_id="k-5")])]
+        )
+        left = await redis.get(shard)
+        assert left is not None
+        assert (await post(redis, spread, b'{"anonymous_id": "p-5"}'))[0] == 200
+        await redis.set(shard, left)
+        health = await Sink(redis, spread).apply([Record("t", 1, 0, [sale])])
+        assert health["events"] == 1
+        assert await redis.mget(keys.customer("p-5"), keys.recent("p-5")) == [None, None]
+        assert loaded(state.load_order, await redis.get(keys.order("o-5"))).device is None
+
+    with_redis(spread, body)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import pytest
 from redis.asyncio import Redis
@@ -18,7 +19,15 @@ from tracker.seen import (
     shard_prefix,
 )
 from tracker.settings import Settings
-from tracker.store import Keys, StoreUnavailable, read_once, tally_prefix
+from tracker.store import (
+    CLICK_SHARDS,
+    Keys,
+    StoreUnavailable,
+    click_prefix,
+    click_prefixes,
+    read_once,
+    tally_prefix,
+)
 
 
 async def _ping(client: Redis) -> bool:
@@ -101,3 +110,15 @@ def test_a_partitions_sums_have_a_hash_tag_of_their_own_only_on_a_cluster() -> N
     }
     assert len(slots) == 1
     assert slots != {key_slot(Keys("{tracker}").source("t", 3).encode())}
+
+
+def test_clicks_spread_by_id_over_sixteen_tags_of_their_own_only_on_a_cluster() -> None:
+    assert click_prefix("tracker", "k1") == "tracker"  # one Redis: nothing to spread over
+    prefixes = Counter(click_prefix("{tracker}", f"k{i}") for i in range(16_000))
+    assert set(prefixes) == set(click_prefixes("{tracker}")[1:])
+    assert len(prefixes) == CLICK_SHARDS
+    assert min(prefixes.values()) > 900  # evenly
+    assert click_prefix("{tracker}", "k1") == click_prefix("{tracker}", "k1")
+    assert click_prefixes("tracker") == ["tracker"]
+    slots = {key_slot(prefix.encode()) for prefix in prefixes}
+    assert len(slots) == CLICK_SHARDS  # each tag a slot, which the primaries share
