@@ -120,3 +120,21 @@ async def _configs(bootstrap: str, topic: str) -> dict[str, str]:
 def configs(bootstrap: str, topic: str) -> dict[str, str]:
     """Every config of ``topic`` in force, its own or the broker's default."""
     return asyncio.run(_configs(bootstrap, topic))
+
+
+async def _group(bootstrap: str, group: str) -> tuple[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        # DescribeGroups: per group error code, id, state, protocol type, protocol, members.
+        ((_, _, state, _, _, members, *_),) = response.groups
+        return state, len(members)
+    finally:
+        await admin.close()
+
+
+def group(bootstrap: str, group: str) -> tuple[str, int]:
+    """``group``'s state as its coordinator has it now (``Stable`` once every member
+    has its partitions) and how many members it has."""
+    return asyncio.run(_group(bootstrap, group))
