@@ -122,11 +122,11 @@ def configs(bootstrap: str, topic: str) -> dict[str, str]:
     return asyncio.run(_configs(bootstrap, topic))
 
 
-async def _group(bootstrap: str, group: str) -> tuple[str, int]:
+async def _group(bootstrap: str, group_id: str) -> tuple[str, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        (response,) = await admin.describe_consumer_groups([group])
+        (response,) = await admin.describe_consumer_groups([group_id])
         # DescribeGroups: per group error code, id, state, protocol type, protocol, members.
         ((_, _, state, _, _, members, *_),) = response.groups
         return state, len(members)
@@ -134,7 +134,7 @@ async def _group(bootstrap: str, group: str) -> tuple[str, int]:
         await admin.close()
 
 
-def group(bootstrap: str, group: str) -> tuple[str, int]:
-    """``group``'s state as its coordinator has it now (``Stable`` once every member
-    has its partitions) and how many members it has."""
-    return asyncio.run(_group(bootstrap, group))
+def group(bootstrap: str, group_id: str) -> tuple[str, int]:
+    """The state of the consumer group ``group_id`` as its coordinator has it now
+    (``Stable`` once every member has its partitions), and how many members it has."""
+    return asyncio.run(_group(bootstrap, group_id))

@@ -177,11 +177,11 @@ def drain(stage: Stage) -> Outcome:
     The group formed (stable, every worker with its partitions) and idle, its workers
     are stopped (SIGSTOP) while the events go into Kafka through the collector, and let
     go (SIGCONT) together: a backlog to drain, as after an outage, in whole batches.
-    Each count's CPU an event is the mean of its runs: in the order of :data:`DRAINS`,
-    1 and 4 workers ran as often early as late, so a machine growing busier or quieter
-    during the scenario weighs on both alike. Sent while the workers ran, the events came in as
-    fast as one worker counts them, in small batches whose cost per event grows with the
-    workers sharing them (1.8x for 4 workers, measured), which is no property of a drain.
+    Sent while the workers ran, the events came in as fast as one worker counts them, in
+    small batches whose cost per event grows with the workers sharing them (1.8x for 4
+    workers, measured), which is no property of a drain. Each count's CPU an event is
+    the mean of its runs: in the order of :data:`DRAINS`, 1 and 4 workers run as often
+    early as late, so a machine growing busier or quieter meanwhile weighs on both alike.
     """
     outcome = Outcome(f"2 drain {DRAIN // 1000}k x 1, 2, 4 workers")
     per_event: dict[int, list[float]] = {}
