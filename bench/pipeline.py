@@ -12,7 +12,8 @@ Run with ``make bench`` (Kafka and Redis are started when missing). In one run:
 5. freshness: under steady load through the collector, the delay from a pixel's 200
    to its campaign appearing in ``/v1/kpis`` (p50, p90, p99 and the slowest), and how
    many AOF rewrites Redis ran meanwhile (each forks and, with ``appendfsync always``,
-   can hold up the writes of the moment).
+   can hold up the writes of the moment) and the longest stall of each kind its latency
+   monitor saw (a fork, an fsync, a slow command).
 
 Figures are printed with the ratio to the ceiling measured in the same run, since
 these machines are shared and noisy.
@@ -34,8 +35,8 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -268,10 +269,36 @@ def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple
     return (total - first) / elapsed, memory
 
 
-def aof_rewrites(settings: Settings) -> int:
-    """AOF rewrites Redis ran since it started."""
+@dataclasses.dataclass
+class Stalls:
+    """What held Redis up during a block of :func:`stalls`."""
+
+    rewrites: int = 0
+    """AOF rewrites run."""
+    longest: dict[str, int] = dataclasses.field(default_factory=dict)
+    """The longest stall of each kind Redis's latency monitor saw (``fork``,
+    ``aof-fsync-always``, ``command``...), in ms, of those over the threshold."""
+
+
+@contextmanager
+def stalls(settings: Settings, threshold_ms: int = 50) -> Iterator[Stalls]:
+    """Redis's latency monitor (``LATENCY LATEST``) over the block, set to
+    ``threshold_ms`` and back after: it tells a fork's or a slow fsync's stall from the
+    tracker's own delays."""
+    found = Stalls()
     with Redis.from_url(settings.redis_url) as redis:
-        return int(redis.info("persistence")["aof_rewrites"])
+        setting = "latency-monitor-threshold"
+        was = redis.config_get(setting)[setting]
+        before = int(redis.info("persistence")["aof_rewrites"])
+        redis.config_set(setting, threshold_ms)
+        redis.execute_command("LATENCY", "RESET")
+        try:
+            yield found
+        finally:
+            for name, _, _, longest in redis.execute_command("LATENCY", "LATEST"):
+                found.longest[name.decode() if isinstance(name, bytes) else name] = int(longest)
+            found.rewrites = int(redis.info("persistence")["aof_rewrites"]) - before
+            redis.config_set(setting, was)
 
 
 def freshness(settings: Settings, rate: float, probes: int) -> list[float]:
@@ -399,9 +426,9 @@ def main() -> None:
             events_topic=f"{run}.live",
             app_id=f"{run}-live",
         )
-        rewrites = aof_rewrites(live)
-        delays = freshness(live, args.rate, args.probes)
-        rewrites = aof_rewrites(live) - rewrites
+        with stalls(live) as held:
+            delays = freshness(live, args.rate, args.probes)
+        longest = ", ".join(f"{name} {ms} ms" for name, ms in sorted(held.longest.items()))
         print(
             f"freshness at {args.rate:,.0f} events/s through the collector, "
             f"{len(delays)} probes: p50 {percentile(delays, 0.5) * 1000:.0f} ms, "
@@ -409,7 +436,8 @@ def main() -> None:
             f"p99 {percentile(delays, 0.99) * 1000:.0f} ms, "
             f"slowest {max(delays) * 1000:.0f} ms, "
             f"mean {statistics.mean(delays) * 1000:.0f} ms; "
-            f"Redis ran {rewrites} AOF rewrite(s) meanwhile"
+            f"Redis ran {held.rewrites} AOF rewrite(s) meanwhile; its longest stalls over "
+            f"50 ms: {longest or 'none'}"
         )
         print(describe())
 
