@@ -290,8 +290,11 @@ def test_each_container_runs_a_real_command_with_settings_the_loader_accepts(var
         if host is None:
             # The worker answers on 127.0.0.1 only: its probes run inside the container.
             assert "ports" not in container
-            for probe in probes:
-                assert f"http://127.0.0.1:{port}/healthz" in " ".join(probe["exec"]["command"])
+            # Ready once in its group with its partitions, alive once serving.
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                path = "/readyz" if kind == "readinessProbe" else "/healthz"
+                command = " ".join(container[kind]["exec"]["command"])
+                assert f"http://127.0.0.1:{port}{path}" in command, kind
             continue
         assert host == "0.0.0.0", f"{component} must listen on the pod's addresses"
         assert container["ports"] == [{"name": "http", "containerPort": port}]
