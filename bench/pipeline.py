@@ -273,6 +273,8 @@ def worker_throughput(settings: Settings, total: int, workers: int = 1) -> tuple
 class Stalls:
     """What held Redis up during a block of :func:`stalls`."""
 
+    threshold_ms: int
+    """Stalls shorter than this go unseen."""
     rewrites: int = 0
     """AOF rewrites run."""
     longest: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -285,7 +287,7 @@ def stalls(settings: Settings, threshold_ms: int = 50) -> Iterator[Stalls]:
     """Redis's latency monitor (``LATENCY LATEST``) over the block, set to
     ``threshold_ms`` and back after: it tells a fork's or a slow fsync's stall from the
     tracker's own delays."""
-    found = Stalls()
+    found = Stalls(threshold_ms)
     with Redis.from_url(settings.redis_url) as redis:
         setting = "latency-monitor-threshold"
         was = redis.config_get(setting)[setting]
@@ -437,7 +439,7 @@ def main() -> None:
             f"slowest {max(delays) * 1000:.0f} ms, "
             f"mean {statistics.mean(delays) * 1000:.0f} ms; "
             f"Redis ran {held.rewrites} AOF rewrite(s) meanwhile; its longest stalls over "
-            f"50 ms: {longest or 'none'}"
+            f"{held.threshold_ms} ms: {longest or 'none'}"
         )
         print(describe())
 

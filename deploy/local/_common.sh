@@ -36,7 +36,15 @@ pid_of() {
     pid=$(<"$pidfile")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$expect" || return 1
+    # While a process execs (a wrapper such as `ip netns exec` becoming the JVM),
+    # its command line reads empty for a moment: read again before saying no.
+    local line try
+    for try in 1 2 3 4 5; do
+        line=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+        [[ -n $line ]] && break
+        ((try < 5)) && sleep 0.02
+    done
+    [[ $line == *"$expect"* ]] || return 1
     printf '%s\n' "$pid"
 }
 

@@ -110,17 +110,6 @@ nodes() {
 # command line tells our nodes apart from each other and from kafka.sh's.
 node_pid() { pid_of "$RUN/$1/kafka.pid" "kafka.Kafka $RUN/$1/server.properties"; }
 
-# Whether node $1, just started, has exited: its process is gone. Not node_pid,
-# which reads its command line: a broker in a namespace is started through
-# `ip netns exec`, which execs the JVM, and while a process execs its command
-# line reads empty for a moment (a live broker was once taken for dead).
-node_exited() {
-    local pid
-    pid=$(cat "$RUN/$1/kafka.pid" 2>/dev/null) || return 1
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    ! kill -0 "$pid" 2>/dev/null || [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]]
-}
-
 # Sets NODES to the nodes of broker numbers "$@" (at least one).
 NODES=()
 broker_nodes() {
@@ -329,7 +318,7 @@ wait_live() {
     shift
     while ((SECONDS < deadline)); do
         for node in $(nodes); do
-            if node_exited "$node" &&
+            if [[ -s $RUN/$node/kafka.pid ]] && ! node_pid "$node" >/dev/null &&
                 [[ $node == controller || " $* " == *" $(node_id "$node") "* ]]; then
                 show_node_logs "$node"
                 die "the $node exited during startup (logs above)"
