@@ -13,12 +13,15 @@ import os
 import shutil
 import subprocess
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from redis import Redis
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.crc import key_slot
 
 from harness.processes import wait_for
 from harness.services import ROOT
@@ -134,6 +137,60 @@ def wait_ok(environment: Mapping[str, str], timeout: float = 30) -> None:
         return True
 
     wait_for(served, timeout, "every slot served by a live primary")
+
+
+def isolate(cluster: Cluster, key: str, others: Iterable[str]) -> int:
+    """Move the slots of the keys ``others`` that the primary of ``key`` serves, but
+    ``key``'s own, to the other primaries, so that of them all it serves ``key``'s slot
+    alone; the number of that primary.
+
+    As Redis Cluster's resharding moves a slot (``CLUSTER SETSLOT``): the new primary
+    imports it, the old one migrates it and hands over its keys (``MIGRATE``), and every
+    primary is told the new owner, the importing one first, so that it bumps its epoch
+    and the cluster takes its word.
+    """
+    nodes = {port: Redis(host="127.0.0.1", port=port) for port in cluster.ports}
+    try:
+        owner = _owners(nodes[cluster.ports[0]])
+        keep = key_slot(key.encode())
+        source = owner[keep]
+        targets = sorted(set(owner.values()) - {source})
+        ids = {port: _command(nodes[port], "CLUSTER MYID") for port in [source, *targets]}
+        slots = {key_slot(other.encode()) for other in others}
+        moving = sorted(slot for slot in slots - {keep} if owner[slot] == source)
+        for i, slot in enumerate(moving):
+            target = targets[i % len(targets)]
+            _command(nodes[target], "CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+            _command(nodes[source], "CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+            while names := _command(nodes[source], "CLUSTER GETKEYSINSLOT", slot, 1000):
+                _command(nodes[source], "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *names)
+            for port in [target, source, *(t for t in targets if t != target)]:
+                _command(nodes[port], "CLUSTER SETSLOT", slot, "NODE", ids[target])
+
+        def agreed() -> bool:
+            views = [_owners(node) for node in nodes.values()]
+            return all(
+                view[keep] == source and all(view[slot] != source for slot in moving)
+                for view in views
+            )
+
+        wait_for(agreed, 30, "every node to see the slots moved")
+        return cluster.node(source)
+    finally:
+        for node in nodes.values():
+            node.close()
+
+
+def _command(node: Redis, *args: Any) -> Any:
+    return node.execute_command(*args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+
+def _owners(node: Redis) -> dict[int, int]:
+    """Slot -> the port of its primary, as ``node`` sees it."""
+    owner = {}
+    for start, end, primary, *_ in _command(node, "CLUSTER SLOTS"):
+        owner.update(dict.fromkeys(range(start, end + 1), int(primary[1])))
+    return owner
 
 
 def forget_keys(settings: Settings) -> None:

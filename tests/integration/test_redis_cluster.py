@@ -611,3 +611,29 @@ def test_spread_clicks_are_on_their_primaries_and_a_replica_and_an_erasure_finds
 
     assert asyncio.run(left()) == ids[1::2]  # d1's
     redis_cluster.forget_keys(settings)
+
+
+def test_isolate_leaves_a_primary_serving_one_slot_of_the_keys_given(cluster: Cluster) -> None:
+    """What ``make bench-shards`` relies on to measure the store's slot alone; the keys
+    of the slots it moves go with them."""
+    run = uuid.uuid4().hex[:8]
+    keep, others = f"{{{run}}}:store", [f"{{{run}:{n}}}:x" for n in range(60)]
+    primary = redis_cluster.primary_of(ENVIRONMENT, keep)
+    assert Counter(redis_cluster.primary_of(ENVIRONMENT, k) for k in others)[primary] > 0
+
+    async def on_cluster(write: bool) -> list[str | None]:
+        client = cluster.client()
+        try:
+            for name in [keep, *others] if write else []:
+                await client.set(name, name, ex=60)
+            return [text(await client.get(name)) for name in [keep, *others]]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(on_cluster(write=True)) == [keep, *others]
+    assert redis_cluster.isolate(cluster, keep, others) == primary
+    assert redis_cluster.primary_of(ENVIRONMENT, keep) == primary
+    assert all(redis_cluster.primary_of(ENVIRONMENT, k) != primary for k in others)
+    assert redis_cluster.isolate(cluster, keep, others) == primary  # nothing more to move
+    redis_cluster.wait_ok(ENVIRONMENT)  # every slot still served
+    assert asyncio.run(on_cluster(write=False)) == [keep, *others]
