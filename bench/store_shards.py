@@ -172,11 +172,12 @@ def measure(
             f"({spent[node] / sum(spent.values()):.0%}), memory "
             f"{grown[node] / 2**20:+.1f} MiB ({grown[node] / sum(grown.values()):.0%})"
         )
-    per_event = spent[own] / args.events
+    per_event, cluster_per_event = spent[own] / args.events, sum(spent.values()) / args.events
     print(
-        f"  the store's slot: {per_event * 1e6:.2f} us of Redis CPU an event, so one Redis "
-        f"core would apply {1 / per_event:,.0f} events/s, {seconds / args.events / per_event:.1f}x "
-        f"this sink's rate (on paper: Redis runs commands on one thread)"
+        f"  Redis CPU an event: {cluster_per_event * 1e6:.1f} us in all, "
+        f"{per_event * 1e6:.2f} us of it the store's slot's, so that one Redis core would "
+        f"apply {1 / per_event:,.0f} events/s, {seconds / args.events / per_event:.1f}x this "
+        f"sink's rate (on paper: Redis runs commands on one thread)"
     )
     return Run(args.events / seconds, spent, grown, own)
 
