@@ -1,0 +1,56 @@
+"""A batch's writes (:class:`tracker.store.Writes`) as the one script call a worker makes,
+on a real Redis: what each key holds after."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from harness.isolation import isolated_settings
+from tracker.settings import Settings
+from tracker.store import Keys, Writes
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def settings(servers: tuple[str, str]) -> Settings:
+    return isolated_settings(servers)
+
+
+def test_each_person_lands_in_every_hyperloglog_named_for_them_each_key_expiring_once(
+    settings: Settings,
+) -> None:
+    """People in groups of keys that overlap, one key with more people than a script's
+    call takes at once (1,000), and keys kept for ever and not."""
+    keys = Keys(settings.key_prefix)
+    later = int(time.time()) + 86_400
+    crowd = {f"p{n}" for n in range(2_500)}
+    wanted = {
+        keys.uniques("1m", 0, "campaign", "a"): ({"anna", "ben"} | crowd, later),
+        keys.uniques("1h", 0, "campaign", "a"): ({"anna", "ben", "carl"}, later + 60),
+        keys.uniques("all", 0, "campaign", "a"): ({"anna", "carl"}, 0),
+        keys.uniques("all", 0, "total", "total"): ({"dora"}, 0),
+    }
+    writes = Writes(keys)
+    for key, (people, expire_at) in wanted.items():
+        writes.count_people(key, people, expire_at)
+
+    async def main() -> dict[str, tuple[int, int]]:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                writes.queue(pipe)
+                await pipe.execute()
+            return {k: (await redis.pfcount(k), await redis.expiretime(k)) for k in wanted}
+        finally:
+            await redis.aclose()
+
+    found = asyncio.run(main())
+    for key, (people, expire_at) in wanted.items():
+        count, expiry = found[key]
+        assert abs(count - len(people)) <= len(people) * 0.02, (key, count, len(people))
+        assert expiry == (expire_at or -1), key
