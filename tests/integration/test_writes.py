@@ -4,12 +4,16 @@ on a real Redis: what each key holds after."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+import uuid
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from harness.isolation import isolated_settings
+from tracker.redis_clients import Call, Script
 from tracker.settings import Settings
 from tracker.store import Keys, Writes
 
@@ -54,3 +58,29 @@ def test_each_person_lands_in_every_hyperloglog_named_for_them_each_key_expiring
         count, expiry = found[key]
         assert abs(count - len(people)) <= len(people) * 0.02, (key, count, len(people))
         assert expiry == (expire_at or -1), key
+
+
+def test_a_script_call_on_a_redis_that_lacks_the_script_loads_it_and_runs_once(
+    settings: Settings,
+) -> None:
+    """:class:`tracker.redis_clients.Script` sends the digest alone; a Redis that does not
+    know it (a script of this test's own here, as any script on a node new to the
+    cluster) gets it loaded, and the calls sent again run once each."""
+    key = Keys(settings.key_prefix).beat
+    source = f"-- {uuid.uuid4()}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+    async def main() -> tuple[list[Any], list[bool], int]:
+        redis = Redis.from_url(settings.redis_url)
+        script = Script(settings, redis, source)
+        try:
+            calls = [Call(settings.key_prefix, [key], [n], "a count") for n in (1, 2, 3)]
+            known = await redis.script_exists(
+                hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+            )
+            answers = await script.run(calls[:2])
+            answers += await script.run(calls[2:])
+            return answers, known, int(await redis.get(key) or 0)
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(main()) == ([1, 3, 6], [False], 6)
