@@ -141,6 +141,28 @@ def isolate_store(cluster: redis_cluster.Cluster, settings: Settings) -> int:
     return redis_cluster.isolate(cluster, Keys(root).health, (f"{tag}:" for tag in tags))
 
 
+def held_by_kind(
+    cluster: redis_cluster.Cluster, node: int, prefix: str
+) -> dict[str, tuple[int, int]]:
+    """Of the keys under ``prefix`` on ``node``, by kind (``path`` of ``P:path:<id>``), how
+    many and their bytes by ``MEMORY USAGE``, the most bytes first."""
+    client = Redis(host="127.0.0.1", port=cluster.port(node))
+    try:
+        names = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.memory_usage(name)
+        sizes = pipe.execute()
+    finally:
+        client.close()
+    kinds: dict[str, tuple[int, int]] = {}
+    for name, size in zip(names, sizes, strict=True):
+        kind = name.decode()[len(prefix) + 1 :].split(":")[0]
+        count, total = kinds.get(kind, (0, 0))
+        kinds[kind] = (count + 1, total + (size or 0))
+    return dict(sorted(kinds.items(), key=lambda item: -item[1][1]))
+
+
 def measure(
     cluster: redis_cluster.Cluster, settings: Settings, events: list[Event], args: Any
 ) -> Run:
@@ -172,6 +194,11 @@ def measure(
             f"({spent[node] / sum(spent.values()):.0%}), memory "
             f"{grown[node] / 2**20:+.1f} MiB ({grown[node] / sum(grown.values()):.0%})"
         )
+    held = ", ".join(
+        f"{kind} {count:,} ({size / count:,.0f} B each)"
+        for kind, (count, size) in held_by_kind(cluster, own, settings.key_prefix).items()
+    )
+    print(f"  the store's slot holds, by kind of key: {held}")
     per_event, cluster_per_event = spent[own] / args.events, sum(spent.values()) / args.events
     print(
         f"  Redis CPU an event: {cluster_per_event * 1e6:.1f} us in all, "

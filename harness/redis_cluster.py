@@ -22,6 +22,7 @@ from redis import Redis
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 from harness.processes import wait_for
 from harness.services import ROOT
@@ -160,10 +161,16 @@ def isolate(cluster: Cluster, key: str, others: Iterable[str]) -> int:
         moving = sorted(slot for slot in slots - {keep} if owner[slot] == source)
         for i, slot in enumerate(moving):
             target = targets[i % len(targets)]
-            _command(nodes[target], "CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
-            _command(nodes[source], "CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
-            while names := _command(nodes[source], "CLUSTER GETKEYSINSLOT", slot, 1000):
-                _command(nodes[source], "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *names)
+            try:
+                _command(nodes[target], "CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+                _command(nodes[source], "CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+                while names := _command(nodes[source], "CLUSTER GETKEYSINSLOT", slot, 1000):
+                    migrate = ["MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *names]
+                    _command(nodes[source], *migrate)
+            except RedisError:  # not left half moved, redirecting every client that asks
+                for port in (target, source):
+                    _command(nodes[port], "CLUSTER SETSLOT", slot, "STABLE")
+                raise
             for port in [target, source, *(t for t in targets if t != target)]:
                 _command(nodes[port], "CLUSTER SETSLOT", slot, "NODE", ids[target])
 
