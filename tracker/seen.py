@@ -194,10 +194,17 @@ while i <= #a do
   end
   if cut then redis.call('ZREMRANGEBYSCORE', claims, '-inf', cut) end
   redis.call('RPUSH', marks, now .. ' ' .. stored)
-  for _ = 1, n do
-    local d, offset = take(), tonumber(take())
+  -- A partition's ids are distinct: their claims are read, and its new ones made, a
+  -- thousand to a call, not one call an id.
+  local ds, offsets, scores, claiming = {}, {}, {}, {}
+  for j = 1, n do ds[j], offsets[j] = take(), tonumber(take()) end
+  for first = 1, n, 1000 do
+    local found = redis.call('ZMSCORE', claims, unpack(ds, first, math.min(first + 999, n)))
+    for j, score in ipairs(found) do scores[first + j - 1] = score end
+  end
+  for j = 1, n do
+    local d, offset, claimed = ds[j], offsets[j], scores[j]
     at = at + 1
-    local claimed = redis.call('ZSCORE', claims, d)
     if claimed then
       if tonumber(claimed) ~= offset then duplicates[#duplicates + 1] = at end
     elseif fresh[d] or counted(generations, d) then
@@ -205,8 +212,12 @@ while i <= #a do
     else
       fresh[d] = true
       new[#new + 1] = d
-      redis.call('ZADD', claims, offset, d)
+      claiming[#claiming + 1] = offset
+      claiming[#claiming + 1] = d
     end
+  end
+  for first = 1, #claiming, 2000 do
+    redis.call('ZADD', claims, unpack(claiming, first, math.min(first + 1999, #claiming)))
   end
   redis.call('EXPIREAT', claims, expire_at)
   redis.call('EXPIREAT', marks, expire_at)

@@ -112,6 +112,25 @@ def test_a_batch_claimed_again_counts_once_and_another_record_never(settings: Se
     with_claims(settings, body)
 
 
+def test_a_shards_thousands_of_ids_in_one_call_are_each_claimed_and_read(
+    settings: Settings,
+) -> None:
+    """More ids of one partition in one shard than the script reads or claims in one
+    command (1,000): applied again, the batch still counts every one of them once."""
+    ids = [f"id-{n}" for n in range(200_000)]
+    ids = [i for i in ids if shard_of(seen_digest(i)) == 0][:2_500]
+
+    async def body(redis: Redis, claims: Claims) -> None:
+        batch = Claim("t", 0, -1, {event_id: 7 for event_id in ids})
+        assert await claims.claim([batch], MIDNIGHT) == [set()]
+        assert await claims.claim([batch], MIDNIGHT) == [set()]
+        again = await claims.claim([Claim("t", 0, 7, {event_id: 8 for event_id in ids})], MIDNIGHT)
+        assert again == [set(ids)]
+
+    assert len(ids) == 2_500
+    with_claims(settings, body)
+
+
 def test_claims_are_dropped_once_the_store_held_their_offset_long_enough(
     settings: Settings,
 ) -> None:
