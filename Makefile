@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up down status test lint faults bench bench-collector bench-shards clean demo-reset
+.PHONY: install up down status test lint faults bench bench-collector bench-shards bench-kafka clean demo-reset
 
 install: $(VENV)/.installed
 
@@ -69,6 +69,11 @@ bench-collector: install
 ## The store's load on a three-primary Redis Cluster of its own: each primary's share.
 bench-shards: install
 	$(BIN)/python -m bench.store_shards
+
+## Kafka's producer benchmark, tracker's records: one broker against three with 3 replicas.
+bench-kafka: install
+	bash deploy/local/services.sh start kafka
+	$(BIN)/python -m bench.kafka_replication
 
 clean: down
 	rm -rf .run

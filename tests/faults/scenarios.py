@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from harness.kafka_cluster import describe
 from harness.processes import wait_for
 from tests.faults.load import Answer, Load, hot_partition
 from tests.faults.progress import Progress
@@ -31,7 +32,6 @@ from tests.faults.stage import (
 )
 from tests.faults.truth import Outcome, health, judge, settle
 from tests.kafka import configs, group
-from tests.kafka_cluster import describe
 from tracker.kafka import ensure_topics
 from tracker.redis_clients import async_reader
 from tracker.settings import Settings

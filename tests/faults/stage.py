@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import redis_cluster
+from harness import kafka_cluster, redis_cluster
 from harness.isolation import free_port, isolated_settings
+from harness.kafka_cluster import Cluster
 from harness.processes import environment, health_url, http_get, tracker, wait_for
 from harness.services import ROOT, forget
-from tests import kafka_cluster
-from tests.kafka_cluster import Cluster
 from tracker.settings import Settings
 
 RUN = ROOT / ".run/faults"

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from harness import services
+from harness import kafka_cluster, services
 from harness.isolation import isolated_settings
+from harness.kafka_cluster import Act, Cluster
 from harness.processes import health_url, tracker, wait_for
-from tests import kafka_cluster
 from tests.kafka import configs, records, replicas
-from tests.kafka_cluster import Act, Cluster
 from tracker.kafka import ensure_topics
 from tracker.records import decode_events
 from tracker.settings import Settings

@@ -1,4 +1,5 @@
-"""A Kafka cluster of three brokers on this machine, for tests that lose brokers.
+"""A Kafka cluster of three brokers on this machine, for tests that lose brokers and for
+``make bench-kafka``.
 
 Run by ``deploy/local/kafka-cluster.sh``: a controller and three brokers, each a JVM of
 its own, so a test can stop, kill, pause or cut off one broker by its number (1 to 3)
