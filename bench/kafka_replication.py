@@ -5,7 +5,7 @@ the jars ``deploy/local`` fetched) sends the same records, tracker's own (JSON a
 100 simulated events, zstd, ``acks=all``, idempotent, as the collector sends them), as
 fast as it can: first to the single dev broker (a topic of 8 partitions, one replica),
 then to a three-broker cluster of its own (``deploy/local/kafka-cluster.sh``, ports
-29090-29094, .run/bench-kafka-cluster; 8 partitions, 3 replicas, ``min.insync.replicas``
+29190-29194, .run/bench-kafka-cluster; 8 partitions, 3 replicas, ``min.insync.replicas``
 2). It prints each one's events/s, MB/s and latencies, and the cluster's against the
 single broker's, measured in the same run; the machine's conditions before and after.
 Both share this machine's cores, so the figures are what replication costs here, not
@@ -33,8 +33,8 @@ from harness.services import ROOT, kafka_bootstrap
 from tracker.records import encode_records
 
 ENVIRONMENT = {
-    "TRACKER_KAFKA_CLUSTER_PORT": "29092",
-    "TRACKER_KAFKA_CLUSTER_CONTROLLER_PORT": "29090",
+    "TRACKER_KAFKA_CLUSTER_PORT": "29192",
+    "TRACKER_KAFKA_CLUSTER_CONTROLLER_PORT": "29190",
     "TRACKER_KAFKA_CLUSTER_DIR": str(ROOT / ".run/bench-kafka-cluster"),
 }
 PARTITIONS = 8
