@@ -21,6 +21,8 @@ import re
 import subprocess
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,31 +79,27 @@ def payload(path: Path, count: int) -> int:
     return sum(map(len, records)) // len(records)
 
 
-async def make_topic(bootstrap: str, name: str, replicas: int) -> None:
+@asynccontextmanager
+async def new_topic(bootstrap: str, replicas: int) -> AsyncIterator[str]:
+    """A topic of its own, of :data:`PARTITIONS` and ``replicas`` (``min.insync.replicas``
+    one fewer), deleted after."""
+    name = f"bench-kafka-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         configs = {"min.insync.replicas": str(replicas - 1)} if replicas > 1 else {}
         await admin.create_topics([NewTopic(name, PARTITIONS, replicas, topic_configs=configs)])
+        yield name
     finally:
-        await admin.close()
-
-
-async def drop_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
         await admin.delete_topics([name])
-    finally:
         await admin.close()
 
 
-def produce(bootstrap: str, replicas: int, records: int, file: Path) -> Result:
-    """Kafka's producer benchmark on a new topic of ``replicas`` replicas; dropped after."""
-    topic = f"bench-kafka-{uuid.uuid4().hex[:8]}"
-    asyncio.run(make_topic(bootstrap, topic, replicas))
-    try:
-        done = subprocess.run(
+async def produce(bootstrap: str, replicas: int, records: int, file: Path) -> Result:
+    """Kafka's producer benchmark on a topic of its own of ``replicas`` replicas."""
+    async with new_topic(bootstrap, replicas) as topic:
+        done = await asyncio.to_thread(
+            subprocess.run,
             [
                 "java", "-Xmx512m", "-cp", f"{libs()}/*",
                 "org.apache.kafka.tools.ProducerPerformance",
@@ -113,8 +111,6 @@ def produce(bootstrap: str, replicas: int, records: int, file: Path) -> Result:
             ],
             capture_output=True, text=True, timeout=600, check=True,
         )  # fmt: skip
-    finally:
-        asyncio.run(drop_topic(bootstrap, topic))
     last = RESULT.search(done.stdout.strip().splitlines()[-1])
     assert last is not None, done.stdout[-2000:]
     return Result(float(last["rate"]), float(last["mb"]), int(last["p50"]), int(last["p99"]))
@@ -140,11 +136,11 @@ def main() -> None:
         record_bytes = payload(file, 500)
         with kafka_bootstrap() as single:
             print(settle())
-            alone = produce(single, 1, args.records, file)
+            alone = asyncio.run(produce(single, 1, args.records, file))
         show("one broker, 1 replica", alone, record_bytes)
         with kafka_cluster.running(ENVIRONMENT) as cluster:
             print(settle())
-            replicated = produce(cluster.bootstrap, 3, args.records, file)
+            replicated = asyncio.run(produce(cluster.bootstrap, 3, args.records, file))
         show("three brokers, 3 replicas, min.insync.replicas 2", replicated, record_bytes)
     print(
         f"three brokers against one, same records, same run: events/s "

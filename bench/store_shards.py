@@ -34,9 +34,8 @@ from harness import redis_cluster
 from harness.services import ROOT
 from tracker.events import Event
 from tracker.redis_clients import async_client
-from tracker.seen import SHARDS, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys, click_prefixes, tally_prefix
+from tracker.store import Keys, tally_prefix
 from tracker.stream.sink import Record, Sink
 
 ENVIRONMENT = {
@@ -136,8 +135,7 @@ def isolate_store(cluster: redis_cluster.Cluster, settings: Settings) -> int:
     """Move every other hash tag of ``settings``' keys off the primary of the store's slot,
     so that its Redis CPU and memory are the store's slot's alone; that primary."""
     root = settings.key_prefix
-    tags = [shard_prefix(root, shard) for shard in range(SHARDS)]
-    tags += [tally_prefix(root, p) for p in range(PARTITIONS)] + click_prefixes(root)[1:]
+    tags = redis_cluster.shard_prefixes(root) + [tally_prefix(root, p) for p in range(PARTITIONS)]
     return redis_cluster.isolate(cluster, Keys(root).health, (f"{tag}:" for tag in tags))
 
 

@@ -200,11 +200,16 @@ def _owners(node: Redis) -> dict[int, int]:
     return owner
 
 
+def shard_prefixes(prefix: str) -> list[str]:
+    """The prefixes under hash tags of their own that a deployment's workers write besides
+    their partitions' sums: the deduplication shards' and the click shards'."""
+    return [shard_prefix(prefix, shard) for shard in range(SHARDS)] + click_prefixes(prefix)[1:]
+
+
 def forget_keys(settings: Settings) -> None:
     """Delete the keys of ``settings``' prefix, of its shards, of its partitions' sums and
     of its clicks, on the cluster its URL names."""
-    prefixes = [shard_prefix(settings.key_prefix, shard) for shard in range(SHARDS)]
-    prefixes += click_prefixes(settings.key_prefix)[1:]
+    prefixes = shard_prefixes(settings.key_prefix)
     with sync_client(settings) as store:
         prefixes += [name.decode() for name in store.smembers(Keys(settings.key_prefix).tallies)]
     for prefix in [settings.key_prefix, *prefixes]:

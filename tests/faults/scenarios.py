@@ -49,7 +49,7 @@ CPU_RATIO_AIM = 1.15
 smaller batches); two cores cannot show a speed-up, only what more workers cost. A
 measurement, reported, not a check that fails the battery: on two cores shared with
 three brokers and six Redis nodes, four busy workers also pay for each other's context
-switches and apply smaller transactions, and the ratio ranged 0.99-1.30x over seven runs
+switches and apply smaller transactions, and the ratio ranged 0.99-1.41x over eight runs
 (an idle worker draws 1.4% of a core)."""
 BACK_WITHIN_S = 30.0
 SETTLE_S = 180.0
