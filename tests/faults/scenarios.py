@@ -226,7 +226,8 @@ def drain(stage: Stage) -> Outcome:
         outcome.notes.append(
             f"{count} worker(s): sent in {sent_in:.1f} s, drained in {took:.1f} s "
             f"({DRAIN / took:,.0f} events/s), {cpu:.1f} CPU s, {cpu / DRAIN * 1e6:.1f} us/event, "
-            f"{writes} transactions of {drained.get('events', 0) / writes:,.0f} events"
+            f"{writes} transactions of {drained.get('events', 0) / writes:,.0f} events, "
+            f"{drained.get('redis_conflicts', 0)} applied again"
         )
     mean = {count: statistics.fmean(runs) for count, runs in per_event.items()}
     ratio = mean[4] / mean[1]

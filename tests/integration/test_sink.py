@@ -32,7 +32,7 @@ from tracker.store import (
     read_uniques,
     tally_prefix,
 )
-from tracker.stream.sink import Record, Rewind, Sink
+from tracker.stream.sink import Record, Rewind, Sink, WatchError
 from tracker.stream.state import Lookups
 from tracker.windows import ALL_TIME
 
@@ -157,6 +157,40 @@ def test_a_batch_whose_transaction_never_landed_counts_once_when_applied_again(
         assert (await campaign(redis, settings, "all", 0))["clicks"] == 2
         again = await sink.apply([Record("t", 0, 2, [click("b")])])
         assert again["duplicates"] == 1
+
+    run(settings, body)
+
+
+class RacedSink(Sink):
+    """A sink that another worker overtakes with each of ``rivals`` in turn, right after
+    its reads and before its ``EXEC``: a partition that moved in a rebalance."""
+
+    def __init__(self, redis: Redis, settings: Settings, rivals: list[Record]) -> None:
+        super().__init__(redis, settings)
+        self.rival, self.rivals = Sink(redis, settings), rivals
+
+    async def _read(self, pipe: Any, events: list[Event], now_s: int, unsharded: bool) -> Lookups:
+        lookups = await super()._read(pipe, events, now_s, unsharded)
+        if self.rivals:
+            await self.rival.apply([self.rivals.pop(0)])
+        return lookups
+
+
+def test_transactions_applied_again_after_a_conflict_are_counted(settings: Settings) -> None:
+    mine = [Record("t", 0, offset, [click(name)]) for offset, name in enumerate("rsm")]
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        raced = RacedSink(redis, settings, rivals=mine[:2])
+        for _ in range(2):  # as the worker does after a WatchError
+            with pytest.raises(WatchError):
+                await raced.apply(mine)
+        health = await raced.apply(mine)
+        assert (health["redis_conflicts"], health["skipped_records"], health["events"]) == (2, 2, 1)
+        stored = await redis.hget(Keys(settings.redis_prefix).health, "redis_conflicts")
+        assert int(stored or 0) == 2
+        later = await raced.apply([Record("t", 0, 3, [click("n")])])
+        assert later["redis_conflicts"] == 0  # counted once, not again with each batch
+        assert (await campaign(redis, settings, "all", 0))["clicks"] == 4
 
     run(settings, body)
 

@@ -271,6 +271,12 @@ class StoreCollector(Collector):
             "Redis transactions the workers timed",
             value=counts.get("redis_writes", 0),
         )
+        yield CounterMetricFamily(
+            "tracker_pipeline_redis_conflicts",
+            "Redis transactions the workers applied again: a key they watched changed "
+            "meanwhile (another partition's batch, an erasure, a partition moved)",
+            value=counts.get("redis_conflicts", 0),
+        )
         newest = max((orjson.loads(raw)["newest"] for raw in progress if raw), default=0)
         if newest:
             yield GaugeMetricFamily(

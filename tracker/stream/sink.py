@@ -137,6 +137,8 @@ class Sink:
             "1d": settings.retention_1d_days * 86_400,
         }
         self._last_write_us = 0
+        self._conflicts = 0
+        """Transactions of this sink that failed on a watched key since its last landed."""
         self._lookback_s = int(max(self._policy.lookback_ms(c) for c in CHANNELS) / 1000)
         self._suppressions = Suppressions(self._keys)
         self._claims = Claims(settings, redis)
@@ -262,16 +264,23 @@ class Sink:
             for source, box in boxes.items():
                 writes.put(keys.outbox(*source), orjson.dumps(box))
             # The previous transaction's duration rides along with this one: a
-            # transaction cannot record how long it took itself.
+            # transaction cannot record how long it took itself, nor one that failed
+            # that it did.
             health["redis_write_us"] += self._last_write_us
             health["redis_writes"] += 1 if self._last_write_us else 0
+            health["redis_conflicts"] += self._conflicts
             for name, amount in health.items():
                 if amount:
                     writes.add(keys.health, name, amount)
             writes.queue(pipe)
             started = time.perf_counter()
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:
+                self._conflicts += 1
+                raise
             self._last_write_us = int((time.perf_counter() - started) * 1e6)
+            self._conflicts = 0
         await self._give(boxes)
         return health
 
