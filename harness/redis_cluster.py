@@ -29,7 +29,7 @@ from harness.services import ROOT
 from tracker.redis_clients import sync_client
 from tracker.seen import SHARDS, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys, click_prefixes
+from tracker.store import Keys, click_prefixes, people_prefixes
 
 SCRIPT = ROOT / "deploy/local/redis-cluster.sh"
 NODES = 6
@@ -202,8 +202,12 @@ def _owners(node: Redis) -> dict[int, int]:
 
 def shard_prefixes(prefix: str) -> list[str]:
     """The prefixes under hash tags of their own that a deployment's workers write besides
-    their partitions' sums: the deduplication shards' and the click shards'."""
-    return [shard_prefix(prefix, shard) for shard in range(SHARDS)] + click_prefixes(prefix)[1:]
+    their partitions' sums: the deduplication shards', the click shards' and the people's."""
+    return [
+        *(shard_prefix(prefix, shard) for shard in range(SHARDS)),
+        *click_prefixes(prefix)[1:],
+        *people_prefixes(prefix)[1:],
+    ]
 
 
 def forget_keys(settings: Settings) -> None:

@@ -28,8 +28,11 @@ partition's sums are: ``P`` itself, or spread over a Redis Cluster
   spread over :data:`tracker.seen.SHARDS` shards by digest, and who claimed them lately
   (:mod:`tracker.seen` says how, and why not under a partition's hash tag).
 - ``P:spend:<campaign>SEP<period>``: ``<report ts>:<micros>``, the standing figure.
-- ``T:u:<window>:<bucket start>:<dimension>SEP<value>``: HyperLogLog of the people
-  seen (unique users; standard error 0.81%), expiring with its bucket.
+- ``U:u:<window>:<bucket start>:<dimension>SEP<value>``: HyperLogLog of the people
+  seen (unique users; standard error 0.81%), expiring with its bucket. ``U`` is ``P``,
+  or with the sums spread one of 16 hash tags by dimension and value
+  (:func:`people_prefix`), given through the outbox; stores spread before that have a
+  copy under each ``T`` too, which readers merge.
 - ``P:order:<order id>``: JSON of a counted conversion and its credits, kept for the
   attribution lookback so re-fires are dropped and refunds reversed.
 - ``P:click:<click id>``: JSON ``[ts, campaign, channel, person]``, for the lookback;
@@ -69,7 +72,7 @@ import asyncio
 import re
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -106,8 +109,22 @@ def tag_of_its_own(prefix: str, name: str) -> str | None:
 
 
 CLICK_SHARDS = 16
-"""Hash tags the clicks are spread over (``TRACKER_REDIS_SPREAD_CLICKS``): enough for
-16 primaries, few enough that a batch's clicks take at most 16 script calls."""
+"""Hash tags the clicks are spread over (``TRACKER_REDIS_SPREAD_CLICKS``), and the
+unique-people HyperLogLogs with the sums spread: enough for 16 primaries, few enough
+that a batch's clicks, or people, take at most 16 script calls."""
+
+
+def _spread_prefix(prefix: str, kind: str, name: str) -> str:
+    """On a Redis Cluster, the hash tag of its own, of :data:`CLICK_SHARDS` of ``kind``,
+    that ``name`` hashes to; on one Redis the store's ``prefix``."""
+    shard = zlib.crc32(name.encode()) % CLICK_SHARDS
+    return tag_of_its_own(prefix, f"{kind}{shard}") or prefix
+
+
+def _spread_prefixes(prefix: str, kind: str) -> list[str]:
+    """Every prefix :func:`_spread_prefix` gives for ``kind``, the store's first."""
+    spread = [tag_of_its_own(prefix, f"{kind}{shard}") for shard in range(CLICK_SHARDS)]
+    return [prefix, *(shard for shard in spread if shard)]
 
 
 def click_prefix(prefix: str, click_id: str) -> str:
@@ -115,14 +132,53 @@ def click_prefix(prefix: str, click_id: str) -> str:
     :data:`CLICK_SHARDS` hash tags of its own, by its id, so the primaries share the
     clicks (of all state, the most: one per click, kept for the lookback); on one Redis
     under the store's ``prefix``."""
-    shard = zlib.crc32(click_id.encode()) % CLICK_SHARDS
-    return tag_of_its_own(prefix, f"c{shard}") or prefix
+    return _spread_prefix(prefix, "c", click_id)
 
 
 def click_prefixes(prefix: str) -> list[str]:
     """Every prefix a click may be under (the store's first): where readers look."""
-    spread = [tag_of_its_own(prefix, f"c{shard}") for shard in range(CLICK_SHARDS)]
-    return [prefix, *(shard for shard in spread if shard)]
+    return _spread_prefixes(prefix, "c")
+
+
+def people_prefix(prefix: str, dimension: str, value: str) -> str:
+    """Where the unique-people HyperLogLogs of a dimension's value are kept with the sums
+    spread: on a Redis Cluster under one of :data:`CLICK_SHARDS` hash tags by dimension
+    and value, every window's together; on one Redis under the store's ``prefix``.
+
+    Not under a partition's tag, as the sums are: adding a person again changes nothing,
+    so they need no partition's offset to count once, and one copy takes a batch's
+    people, grouped by the keys they share, where a copy for each partition took each
+    partition's (2.38 ``PFADD`` calls an event against 0.30, and 8 copies to merge)."""
+    return _spread_prefix(prefix, "u", f"{dimension}{SEP}{value}")
+
+
+Audience = tuple[str, EpochMs, str, str]
+"""Of a unique-people count: window, bucket start, dimension and value."""
+PeopleGroup = tuple[list[tuple[str, int]], list[str]]
+"""HyperLogLogs, each with when it expires (epoch s, 0 never), and the people to add to
+every one of them."""
+
+
+def people_by_prefix(
+    prefix: str, groups: Iterable[tuple[Sequence[tuple[Audience, int]], list[str]]]
+) -> dict[str, list[PeopleGroup]]:
+    """``groups`` of people and the audiences they are in, each with when it expires, as
+    the :data:`PEOPLE` groups of each hash tag the audiences' HyperLogLogs are under
+    (:func:`people_prefix`)."""
+    found: dict[str, list[PeopleGroup]] = {}
+    for audiences, members in groups:
+        split: dict[str, list[tuple[str, int]]] = {}
+        for audience, expire_at in audiences:
+            under = people_prefix(prefix, audience[2], audience[3])
+            split.setdefault(under, []).append((Keys(under).uniques(*audience), expire_at))
+        for under, targets in split.items():
+            found.setdefault(under, []).append((targets, members))
+    return found
+
+
+def people_prefixes(prefix: str) -> list[str]:
+    """Every prefix :func:`people_prefix` may give, the store's first."""
+    return _spread_prefixes(prefix, "u")
 
 
 def tally_prefix(prefix: str, partition: int) -> str:
@@ -309,10 +365,11 @@ async def read_uniques(
     """Approximate unique people of each (window, bucket, dimension, value).
 
     Two round trips (where the sums are, then the counts), three when the sums are spread
-    over a Redis Cluster: a person's events may then be in several partitions'
-    HyperLogLogs, which are merged, not added: each is read, and one script under the
-    store's hash tag writes them next to each other, counts them together (``PFCOUNT`` of
-    several keys merges them, as Redis does it) and deletes them.
+    over a Redis Cluster: a person's events are then in the HyperLogLog under the tag of
+    its dimension and value (:func:`people_prefix`), and in a store spread before that
+    also in several partitions', which are merged, not added: each is read, and one
+    script under the store's hash tag writes them next to each other, counts them
+    together (``PFCOUNT`` of several keys merges them, as Redis does it) and deletes them.
     """
     if not audiences:
         return []
@@ -320,12 +377,16 @@ async def read_uniques(
     if len(where) == 1:  # in a script: RedisCluster's pipelines refuse PFCOUNT
         names = [keys.uniques(*audience) for audience in audiences]
         return [int(n) for n in await redis.eval(_COUNTS, len(names), *names)]
+    held = [
+        [*where, Keys(people_prefix(keys.prefix, audience[2], audience[3]))]
+        for audience in audiences
+    ]
     async with redis.pipeline(transaction=False) as pipe:
-        for audience in audiences:
-            for tally in where:
-                pipe.get(tally.uniques(*audience))
+        for audience, places in zip(audiences, held, strict=True):
+            for place in places:
+                pipe.get(place.uniques(*audience))
         raw = iter(await pipe.execute())
-    parts = [[part for _ in where if (part := next(raw))] for _ in audiences]
+    parts = [[part for _ in places if (part := next(raw))] for places in held]
     width = max(map(len, parts))
     if not width:
         return [0] * len(audiences)
@@ -383,17 +444,10 @@ def read_once(settings: Settings, read: Callable[[C], Awaitable[T]], make: Calla
         raise StoreUnavailable(f"Redis at {settings.redis_url} did not answer: {exc}") from exc
 
 
-_APPLIED = """
+_TAKE = """
 local function take() local v = a[i]; i = i + 1; return v end
-for _ = 1, tonumber(take()) do
-  local key, expire_at, n = take(), tonumber(take()), tonumber(take())
-  for _ = 1, n do redis.call('HINCRBY', key, take(), take()) end
-  if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
-end
-for _ = 1, tonumber(take()) do
-  local key, value, ttl = take(), take(), tonumber(take())
-  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
-end
+"""
+_PEOPLE = """
 for _ = 1, tonumber(take()) do
   local targets = {}
   for j = 1, tonumber(take()) do targets[j] = {take(), tonumber(take())} end
@@ -409,6 +463,23 @@ for _ = 1, tonumber(take()) do
     if t[2] > 0 then redis.call('EXPIREAT', t[1], t[2]) end
   end
 end
+"""
+"""People in HyperLogLogs, given as :func:`people_args`."""
+_APPLIED = (
+    _TAKE
+    + """
+for _ = 1, tonumber(take()) do
+  local key, expire_at, n = take(), tonumber(take()), tonumber(take())
+  for _ = 1, n do redis.call('HINCRBY', key, take(), take()) end
+  if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
+end
+for _ = 1, tonumber(take()) do
+  local key, value, ttl = take(), take(), tonumber(take())
+  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
+end
+"""
+    + _PEOPLE
+    + """
 local key = take()
 for _ = 1, tonumber(take()) do redis.call('ZINCRBY', key, take(), take()) end
 for _ = 1, tonumber(take()) do
@@ -416,7 +487,12 @@ for _ = 1, tonumber(take()) do
   for _ = 1, tonumber(take()) do redis.call('SADD', key, take()) end
 end
 """
+)
 _APPLY = "local a, i = ARGV, 1" + _APPLIED
+PEOPLE = "local a, i = ARGV, 1" + _TAKE + _PEOPLE
+"""People in the HyperLogLogs of one hash tag (:func:`people_prefix`), ``ARGV`` as
+:func:`people_args` gives. Adding a person again changes nothing: applying twice is
+harmless."""
 TALLY = (
     """
 local applied = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -449,6 +525,35 @@ return written
 """Clicks of one hash tag: ``ARGV`` the lookback (s), then per click its key, value,
 and the erasure marks (``C:erased:<hash>``) of its clicker's ids, any of which keeps it
 out. Setting a click again sets the same value: applying twice is harmless."""
+
+
+H = TypeVar("H", bound=Hashable)
+
+
+def group_people(people: Mapping[H, set[str]]) -> list[tuple[tuple[H, ...], list[str]]]:
+    """``people`` (HyperLogLog -> who) as groups of the HyperLogLogs people share, with
+    those people: a person lands in a dozen (windows x dimensions), and grouped so is
+    named once, not once a HyperLogLog."""
+    keys_of: dict[str, list[H]] = {}
+    for key, members in people.items():
+        for person in members:
+            keys_of.setdefault(person, []).append(key)
+    groups: dict[tuple[H, ...], list[str]] = {}
+    for person, targets in keys_of.items():
+        groups.setdefault(tuple(targets), []).append(person)
+    return list(groups.items())
+
+
+def people_args(groups: Iterable[PeopleGroup]) -> list[str | int]:
+    """``groups`` as the arguments of :data:`PEOPLE` (and that part of a batch's writes)."""
+    listed = list(groups)
+    args: list[str | int] = [len(listed)]
+    for targets, members in listed:
+        args.append(len(targets))
+        for key, expire_at in targets:
+            args += [key, expire_at]
+        args += [len(members), *members]
+    return args
 
 
 class Writes:
@@ -506,21 +611,9 @@ class Writes:
         args.append(len(self._strings))
         for key, value, ttl in self._strings:
             args += [key, value, ttl]
-        # A person lands in a dozen HyperLogLogs (windows x dimensions); grouped by
-        # the keys they share, each person is sent once, not once per key.
-        keys_of: dict[str, list[str]] = {}
-        for key, people in self._people.items():
-            for person in people:
-                keys_of.setdefault(person, []).append(key)
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for person, targets in keys_of.items():
-            groups.setdefault(tuple(targets), []).append(person)
-        args.append(len(groups))
-        for hlls, members in groups.items():
-            args.append(len(hlls))
-            for key in hlls:
-                args += [key, self._expiry.get(key, 0)]
-            args += [len(members), *members]
+        expiry = self._expiry
+        groups = group_people(self._people)
+        args += people_args(([(k, expiry.get(k, 0)) for k in keys], who) for keys, who in groups)
         args += [self.keys.rank, len(self._ranked)]
         for campaign, spend in self._ranked.items():
             args += [spend, campaign]

@@ -28,6 +28,7 @@ from tracker.store import (
     Writes,
     click_prefix,
     parse_bucket,
+    people_prefix,
     read_buckets,
     read_uniques,
     tally_prefix,
@@ -385,6 +386,34 @@ def test_each_partitions_sums_are_under_its_own_tag_and_read_together(tagged: Se
             raw = await redis.hgetall(tally.bucket(ALL_TIME, 0, "total"))
             assert parse_bucket(raw)["total", "total"]["clicks"] == clicks
         assert await clicks_and_people(redis, tagged) == (4, 2)
+
+    run(tagged, body)
+
+
+def test_the_people_of_every_partition_are_in_one_hyperloglog_under_its_own_tag(
+    tagged: Settings,
+) -> None:
+    """Not in one a partition, as stores spread before kept them: those still count."""
+    keys = Keys(tagged.key_prefix)
+    audience = (ALL_TIME, 0, "total", "total")
+    own = Keys(people_prefix(keys.prefix, "total", "total"))
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        # Left by a worker of the version before, under partition 3's tag.
+        old = Keys(tally_prefix(keys.prefix, 3))
+        await redis.pfadd(old.uniques(*audience), "anna", "dora")
+        await redis.sadd(keys.tallies, old.prefix)
+        await sink.apply([Record("t", 0, 0, [by("anna", "a"), by("ben", "b")])])
+        await sink.apply(
+            [Record("t", 1, 0, [by("anna", "c")]), Record("t", 2, 5, [by("carl", "d")])]
+        )
+        assert own.prefix not in {keys.prefix, old.prefix}
+        assert await redis.pfcount(own.uniques(*audience)) == 3
+        for partition in (0, 1, 2):
+            assert not await redis.exists(
+                Keys(tally_prefix(keys.prefix, partition)).uniques(*audience)
+            )
+        assert await clicks_and_people(redis, tagged) == (4, 4)
 
     run(tagged, body)
 

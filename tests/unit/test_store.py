@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from tracker.channels import CHANNELS
 from tracker.redis_clients import async_client
 from tracker.seen import (
     GENERATION_S,
@@ -25,6 +26,9 @@ from tracker.store import (
     StoreUnavailable,
     click_prefix,
     click_prefixes,
+    people_by_prefix,
+    people_prefix,
+    people_prefixes,
     read_once,
     tally_prefix,
 )
@@ -110,6 +114,31 @@ def test_a_partitions_sums_have_a_hash_tag_of_their_own_only_on_a_cluster() -> N
     }
     assert len(slots) == 1
     assert slots != {key_slot(Keys("{tracker}").source("t", 3).encode())}
+
+
+def test_people_spread_by_dimension_and_value_over_sixteen_tags_only_on_a_cluster() -> None:
+    assert people_prefix("tracker", "campaign", "spring") == "tracker"
+    prefixes = Counter(people_prefix("{tracker}", "campaign", f"c{i}") for i in range(16_000))
+    assert set(prefixes) == set(people_prefixes("{tracker}")[1:])
+    assert len(prefixes) == CLICK_SHARDS
+    assert min(prefixes.values()) > 900  # evenly
+    assert not set(prefixes) & set(click_prefixes("{tracker}"))
+    assert people_prefixes("tracker") == ["tracker"]
+    # A person in a dozen HyperLogLogs (windows x dimensions): one group a tag, each of
+    # its audiences under the tag of its dimension and value, every window's together.
+    total = people_prefix("{tracker}", "total", "total")
+    channel = next(c for c in CHANNELS if people_prefix("{tracker}", "channel", c) != total)
+    windows = ("1m", "1h", "1d", "all")
+    dims = (("total", "total"), ("channel", channel))
+    audiences = [((w, 0, d, v), 9) for w in windows for d, v in dims]
+    split = people_by_prefix("{tracker}", [(audiences, ["anna", "ben"])])
+    assert set(split) == {total, people_prefix("{tracker}", "channel", channel)}
+    assert split[total] == [
+        ([(Keys(total).uniques(w, 0, "total", "total"), 9) for w in windows], ["anna", "ben"])
+    ]
+    assert people_by_prefix("tracker", [(audiences, ["anna"])]) == {
+        "tracker": [([(Keys("tracker").uniques(*a), 9) for a, _ in audiences], ["anna"])]
+    }
 
 
 def test_clicks_spread_by_id_over_sixteen_tags_of_their_own_only_on_a_cluster() -> None:

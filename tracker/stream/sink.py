@@ -16,16 +16,19 @@ This relies on Redis keeping acknowledged writes across its own restarts
 (``appendfsync always``).
 
 Spread over a Redis Cluster (``TRACKER_REDIS_SPREAD_SUMS``), a partition's sums (its
-buckets and HyperLogLogs, most of the writes) are under the partition's own hash tag
+buckets, most of the writes) are under the partition's own hash tag
 (:func:`tracker.store.tally_prefix`), so that the cluster's primaries share them, and
 the ``MULTI`` cannot write them: it writes them to the partition's outbox instead, with
 its offset and state, and once a replica holds the transaction the sink applies them to
 the partition's tally, whose offset makes applying them twice harmless
-(:meth:`Sink._settle` says why that is exact). Otherwise, the default, the sums go in
-the ``MULTI``. With ``TRACKER_REDIS_SPREAD_CLICKS`` the batch's new clicks go the same
-way, to one of 16 hash tags by their id (:func:`tracker.store.click_prefix`): a click is
-written once, by the batch of its own click, and only read after, so setting it again
-is harmless and nothing needs watching but erasures (:meth:`Sink._spread`).
+(:meth:`Sink._settle` says why that is exact). The batch's unique people go the same
+way, to HyperLogLogs under hash tags by dimension and value
+(:func:`tracker.store.people_prefix`), where adding them twice changes nothing.
+Otherwise, the default, the sums go in the ``MULTI``. With
+``TRACKER_REDIS_SPREAD_CLICKS`` the batch's new clicks go the same way, to one of 16
+hash tags by their id (:func:`tracker.store.click_prefix`): a click is written once, by
+the batch of its own click, and only read after, so setting it again is harmless and
+nothing needs watching but erasures (:meth:`Sink._spread`).
 
 The store, not Kafka's committed offsets, says what was applied. A Redis Cluster
 replica promoted after its primary died may lack the primary's last writes (replication
@@ -67,7 +70,20 @@ from tracker.events import Event
 from tracker.redis_clients import Call, Script
 from tracker.seen import GENERATION_S, Claim, Claims, read_with_seen, seen_expiry
 from tracker.settings import Settings
-from tracker.store import CAMPAIGN_SUM, CLICKS, TALLY, Keys, Writes, click_prefix, tally_prefix
+from tracker.store import (
+    CAMPAIGN_SUM,
+    CLICKS,
+    PEOPLE,
+    TALLY,
+    Audience,
+    Keys,
+    Writes,
+    click_prefix,
+    group_people,
+    people_args,
+    people_by_prefix,
+    tally_prefix,
+)
 from tracker.stream import state
 from tracker.stream.aggregate import LINKS, convertible, fold, spend_key
 from tracker.stream.delta import Delta, Policy
@@ -156,13 +172,14 @@ class Sink:
         """Every batch writes its partitions' outboxes."""
         self._tally = Script(settings, redis, TALLY)
         self._clicks = Script(settings, redis, CLICKS)
+        self._people = Script(settings, redis, PEOPLE)
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
         """Each partition's offset whose outbox this sink saw delivered (sums, clicks)."""
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
-        for made in (self._claims, self._tally, self._clicks, self._beat):
+        for made in (self._claims, self._tally, self._clicks, self._people, self._beat):
             await made.aclose()
 
     async def apply(
@@ -247,10 +264,11 @@ class Sink:
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             writes = Writes(keys)
             boxes: dict[tuple[str, int], dict[str, Any]] = {}
+            people: dict[tuple[Audience, int], set[str]] | None = {} if self._split else None
             for source, new_state, delta in deltas:
                 source_key, tag = keys.source(*source), tally_prefix(keys.prefix, source[1])
                 tally = Writes(Keys(tag)) if self._split else writes
-                self._write_delta(writes, tally, delta, now_s)
+                self._write_delta(writes, tally, delta, now_s, people)
                 writes.put(source_key, orjson.dumps(new_state))
                 writes.member(keys.sources, source_key)
                 if self._boxed:
@@ -261,6 +279,8 @@ class Sink:
             spread = self._write_lookups(writes, lookups)
             if spread:  # the batch's clicks, whichever partition made them, in one outbox
                 next(iter(boxes.values()))["clicks"] = spread
+            if people:  # and its people, each once, with the audiences they are in
+                next(iter(boxes.values()))["people"] = group_people(people)
             for source, box in boxes.items():
                 writes.put(keys.outbox(*source), orjson.dumps(box))
             # The previous transaction's duration rides along with this one: a
@@ -285,9 +305,9 @@ class Sink:
         return health
 
     async def _settle(self, pipe: Any, states: dict[tuple[str, int], SourceState]) -> None:
-        """Give each partition's tally the sums of its last batch, and the click shards its
-        clicks, where this sink did not see them taken (its first batch here, a failed
-        try, another worker's).
+        """Give each partition's tally the sums of its last batch, and the click and people
+        shards its clicks and people, where this sink did not see them taken (its first
+        batch here, a failed try, another worker's).
 
         Spread over a Redis Cluster, a partition's sums are under its own hash tag, so the
         batch's transaction cannot write them: it writes them to the partition's outbox, with the
@@ -302,7 +322,7 @@ class Sink:
         transaction, so a failover there cannot lose sums their outbox no longer holds.
 
         A sink that writes no outboxes settles each partition once, the first time it
-        applies it: the sums and clicks a worker that spread them left in the outbox (the
+        applies it: what a worker that spread the sums left in the outbox (the
         setting changed, workers of both kinds during a rolling restart) count too.
 
         Clicks are set, not added: setting one twice changes nothing, and an erasure
@@ -336,7 +356,8 @@ class Sink:
 
     async def _deliver(self, boxes: dict[tuple[str, int], dict[str, Any]]) -> None:
         """Once a replica holds the transaction that wrote ``boxes``, give each tally its
-        sums and each click shard its clicks; the partitions count as settled then."""
+        sums and each click and people shard its clicks and people; the partitions count
+        as settled then."""
         if not boxes:
             return
         await self._confirm()
@@ -350,7 +371,14 @@ class Sink:
             for box in boxes.values()
             for prefix, args in box.get("clicks", {}).items()
         ]
-        await asyncio.gather(self._tally.run(tallies), self._clicks.run(clicks))
+        people = [
+            Call(prefix, [], people_args(groups), f"the people under {prefix}")
+            for box in boxes.values()
+            for prefix, groups in people_by_prefix(self._keys.prefix, box.get("people", [])).items()
+        ]
+        await asyncio.gather(
+            self._tally.run(tallies), self._clicks.run(clicks), self._people.run(people)
+        )
         for source, box in boxes.items():
             self._tallied[source] = box["offset"]
 
@@ -541,8 +569,17 @@ class Sink:
                         found[click_id] = click
         return found
 
-    def _write_delta(self, writes: Writes, tally: Writes, delta: Delta, now_s: int) -> None:
-        """``delta``'s sums and unique people to ``tally``, the rest to ``writes``."""
+    def _write_delta(
+        self,
+        writes: Writes,
+        tally: Writes,
+        delta: Delta,
+        now_s: int,
+        people: dict[tuple[Audience, int], set[str]] | None,
+    ) -> None:
+        """``delta``'s sums to ``tally``, its unique people too unless ``people`` takes
+        them (the sums spread: :func:`tracker.store.people_prefix` says why), the rest to
+        ``writes``."""
         keys = tally.keys
         for (window, start, dimension, value, metric), amount in delta.sums.items():
             expire_at = self._expiry(window, start, now_s)
@@ -555,12 +592,14 @@ class Sink:
                 tally.add(summed, keys.field(*CAMPAIGN_SUM, metric), amount, expire_at)
                 if window == ALL_TIME:  # every campaign is ranked, by spend
                     writes.rank(value, amount if metric == "spend" else 0)
-        for (window, start, dimension, value), people in delta.uniques.items():
+        for (window, start, dimension, value), who in delta.uniques.items():
             expire_at = self._expiry(window, start, now_s)
             if expire_at is None:
                 continue
-            key = keys.uniques(window, start, dimension, value)
-            tally.count_people(key, people, expire_at)
+            if people is None:
+                tally.count_people(keys.uniques(window, start, dimension, value), who, expire_at)
+            else:
+                people.setdefault(((window, start, dimension, value), expire_at), set()).update(who)
         for (campaign, period), figure in delta.spend.items():
             writes.put(self._keys.spend(campaign, period), state.dump_spend(figure))
 
