@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import itertools
 import os
+import re
 import signal
 import time
 import uuid
@@ -42,7 +43,14 @@ from tracker.redis_clients import NotReplicated, async_client, async_reader
 from tracker.rulebook import Rulebook
 from tracker.seen import GENERATION_S, SHARDS, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
-from tracker.store import Keys, click_prefix, read_buckets, read_uniques, tally_prefix
+from tracker.store import (
+    Keys,
+    click_prefix,
+    people_prefix,
+    read_buckets,
+    read_uniques,
+    tally_prefix,
+)
 from tracker.stream.sink import Record, Sink
 from tracker.windows import ALL_TIME
 
@@ -428,10 +436,14 @@ async def tally_on(cluster: Cluster, node: int, settings: Settings, partition: i
 
 
 async def unconfirmed(
-    settings: Settings, earlier: Record, records: list[Record], replica: int
+    settings: Settings,
+    earlier: Record,
+    records: list[Record],
+    replica: int,
+    what: str = "the sums of partition",
 ) -> None:
     """Apply ``records`` with ``replica`` stopped, on a sink that applied ``earlier`` before
-    (so saw its tally take it): the tally's ``WAIT`` fails, and the sink says so.
+    (so saw its tally take it): the ``WAIT`` of ``what`` fails, and the sink says so.
 
     A sink new to a partition would fail before, as it does: the tally it must find
     holding its partition's last batch is one a replica must hold too, or a failover
@@ -441,7 +453,7 @@ async def unconfirmed(
     sink = Sink(client, settings)
     try:
         await sink.apply([earlier])
-        with stopped(replica), pytest.raises(NotReplicated, match="the sums of partition"):
+        with stopped(replica), pytest.raises(NotReplicated, match=re.escape(what)):
             await sink.apply(records)
     finally:
         await sink.aclose()
@@ -495,7 +507,8 @@ def test_each_partitions_sums_are_on_its_primary_and_a_replica_before_the_batch_
         )
     )
     replica = asyncio.run(replica_of(cluster, owners[partition]))
-    late = [Record("t", partition, 1, [by_anna(event_id)])]
+    # Nobody in it: people go to hash tags of their own, which may be that primary's.
+    late = [Record("t", partition, 1, [click(event_id)])]
     asyncio.run(unconfirmed(settings, records[partition], late, replica))
     wait_for(
         lambda: asyncio.run(tally_on(cluster, replica, settings, partition)) == 1,
@@ -504,11 +517,34 @@ def test_each_partitions_sums_are_on_its_primary_and_a_replica_before_the_batch_
     )
     assert asyncio.run(applied(settings, late)) == 402  # taken once, confirmed now
     assert asyncio.run(people(settings)) == 1
+
     serving = dataclasses.replace(settings, exporter_port=free_port())
     with exporter(serving, tmp_path / "exporter.log") as running:
         status, body = http_get(f"{running.base}/metrics")
     assert status == 200
     assert 'tracker_channel_clicks_total{channel="search"} 402.0' in body.decode()
+
+    # People under a primary serving neither the store, nor the partition's sums, nor
+    # the shard of the event's id: their WAIT fails, and they count once after.
+    tag = people_prefix(settings.key_prefix, "total", "total")
+    holder = redis_cluster.primary_of(ENVIRONMENT, tag)
+    assert holder != store  # under this prefix
+    partition = next(p for p, primary in owners.items() if primary != holder)
+    event_id = next(
+        event_id
+        for event_id in (f"y{i}" for i in range(1_000))
+        if holder
+        != redis_cluster.primary_of(
+            ENVIRONMENT, shard_prefix(settings.key_prefix, shard_of(seen_digest(event_id)))
+        )
+    )
+    ben = [
+        Record("t", partition, 2, [msgspec.structs.replace(click(event_id), anonymous_id="ben")])
+    ]
+    replica = asyncio.run(replica_of(cluster, holder))
+    asyncio.run(unconfirmed(settings, Record("t", partition, 1, []), ben, replica, tag))
+    wait_for(lambda: asyncio.run(people(settings)) == 2, 30, "ben counted, once")
+    assert asyncio.run(applied(settings, ben)) == 403
     redis_cluster.forget_keys(settings)
 
 
