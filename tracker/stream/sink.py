@@ -175,7 +175,7 @@ class Sink:
         self._people = Script(settings, redis, PEOPLE)
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
-        """Each partition's offset whose outbox this sink saw delivered (sums, clicks)."""
+        """Each partition's offset whose outbox this sink saw delivered (sums, clicks, people)."""
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
