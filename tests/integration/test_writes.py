@@ -84,3 +84,41 @@ def test_a_script_call_on_a_redis_that_lacks_the_script_loads_it_and_runs_once(
             await redis.aclose()
 
     assert asyncio.run(main()) == ([1, 3, 6], [False], 6)
+
+
+def test_sums_values_and_ranks_are_written_exactly_however_large(settings: Settings) -> None:
+    """The arguments go as MessagePack, whose numbers reach the script as doubles: sums
+    of 10^14 and more (which Lua writes with an exponent) and past 2^53 (which a double
+    does not hold) land to the unit, and JSON values as given."""
+    keys = Keys(settings.key_prefix)
+    amounts = {"small": 7, "negative": -3, "wide": 10**15 + 1, "huge": 2**60 + 1}
+    value = b'{"path":[["spring","search",1]],"note":"\xc3\xa9t\xc3\xa9"}'
+    writes = Writes(keys)
+    for name, amount in amounts.items():
+        writes.add(keys.health, name, amount)
+        writes.add(keys.health, name, amount)  # summed before it is sent
+    writes.put(keys.path("anna"), value, 3_600)
+    writes.rank("spring", 2**60 + 1)
+
+    async def main() -> tuple[dict[Any, Any], Any, int, float | None]:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                writes.queue(pipe)
+                await pipe.execute()
+            return (
+                await redis.hgetall(keys.health),
+                await redis.get(keys.path("anna")),
+                await redis.ttl(keys.path("anna")),
+                await redis.zscore(keys.rank, "spring"),
+            )
+        finally:
+            await redis.aclose()
+
+    sums, stored, ttl, rank = asyncio.run(main())
+    assert {k.decode(): int(v) for k, v in sums.items()} == {
+        name: 2 * amount for name, amount in amounts.items()
+    }
+    assert stored == value
+    assert 0 < ttl <= 3_600
+    assert rank == float(2**60 + 1)
