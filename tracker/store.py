@@ -169,11 +169,16 @@ def people_by_prefix(
     the :data:`PEOPLE` groups of each hash tag the audiences' HyperLogLogs are under
     (:func:`people_prefix`)."""
     found: dict[str, list[PeopleGroup]] = {}
+    # An audience is in many groups: its tag and key are made once.
+    placed: dict[tuple[Any, ...], tuple[str, str]] = {}
     for audiences, members in groups:
         split: dict[str, list[tuple[str, int]]] = {}
         for audience, expire_at in audiences:
-            under = people_prefix(prefix, audience[2], audience[3])
-            split.setdefault(under, []).append((Keys(under).uniques(*audience), expire_at))
+            named = tuple(audience)
+            if (place := placed.get(named)) is None:
+                under = people_prefix(prefix, audience[2], audience[3])
+                place = placed[named] = (under, Keys(under).uniques(*audience))
+            split.setdefault(place[0], []).append((place[1], expire_at))
         for under, targets in split.items():
             found.setdefault(under, []).append((targets, members))
     return found

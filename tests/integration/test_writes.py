@@ -88,8 +88,8 @@ def test_a_script_call_on_a_redis_that_lacks_the_script_loads_it_and_runs_once(
 
 def test_sums_values_and_ranks_are_written_exactly_however_large(settings: Settings) -> None:
     """The arguments go as MessagePack, whose numbers reach the script as doubles: sums
-    of 10^14 and more (which Lua writes with an exponent) and past 2^53 (which a double
-    does not hold) land to the unit, and JSON values as given."""
+    of 10^14 and more (which Lua's own ``tostring`` writes with an exponent) and past
+    2^53 (which a double does not hold) land to the unit, and JSON values as given."""
     keys = Keys(settings.key_prefix)
     amounts = {"small": 7, "negative": -3, "wide": 10**15 + 1, "huge": 2**60 + 1}
     value = b'{"path":[["spring","search",1]],"note":"\xc3\xa9t\xc3\xa9"}'
