@@ -694,12 +694,17 @@ def globbed(pattern: str, text: str) -> bool:
     return True
 
 
+COOKIELESS = "cookieless "
+"""What the reference's name of a cookieless visitor starts with: the collector names
+them by a salted hash this test cannot know, so only how many there are is known."""
+
+
 def cookieless(e: dict[str, Any]) -> dict[str, Any]:
     """``e`` as the collector keeps it without analytics consent: the visitor is the
     agent on the site (the IP is the test's own, the same for all), no id of its own."""
     site = urllib.parse.urlsplit(e.get("url") or "").hostname or ""
     kept = {k: v for k, v in e.items() if k not in ("anonymous_id", "user_id")}
-    return kept | {"anonymous_id": f"cookieless {e.get('user_agent')} {site}"}
+    return kept | {"anonymous_id": f"{COOKIELESS}{e.get('user_agent')} {site}"}
 
 
 def micros(amount: str, currency: str) -> int:
@@ -852,10 +857,18 @@ def identity_counts(log: Log, max_ids_per_user: int = MAX_IDS_PER_USER) -> dict[
     return _count(log, max_ids_per_user)[1]
 
 
-def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
+def unique_people(log: Log) -> dict[Key, set[str]]:
+    """(local day, dimension, value) -> the people seen there, whose number is the row's
+    ``users``: each event's user id, else its visitor id, under its own campaign and
+    channel and in total, bots, spend and links apart; an event with neither is nobody's."""
+    return _count(log, MAX_IDS_PER_USER)[2]
+
+
+def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int], dict[Key, set[str]]]:
     zone = log.timezone
     seen: set[str] = set()
     rows: Rows = {m: defaultdict(lambda: defaultdict(int)) for m in MODELS}
+    seen_people: dict[Key, set[str]] = defaultdict(set)
     counts = dict.fromkeys(IDENTITY_COUNTERS, 0)
     spend_reports: dict[tuple[str, str], tuple[int, int, str]] = {}
     people = People(max_ids_per_user)
@@ -960,6 +973,9 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
             dims = [("total", "total"), ("channel", channel)] + (
                 [("campaign", campaign)] if campaign else []
             )
+            if e["type"] != "spend" and (person := user or device):
+                for dim, value in dims:
+                    seen_people[day, dim, value].add(person)
             if e["type"] == "spend":
                 key = (campaign or "", e["period"])
                 report = (ts, micros(e["cost"], "USD"))
@@ -1012,4 +1028,4 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int]]:
         day = midnight(date.fromisoformat(period), zone)
         for dim, value in (("total", "total"), ("channel", channel), ("campaign", campaign)):
             add(day, dim, value, "spend", amount)
-    return rows, counts
+    return rows, counts, seen_people

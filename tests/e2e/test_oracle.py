@@ -19,6 +19,7 @@ from harness.processes import http_get, running, wait_for
 from tests.applied import behind
 from tests.e2e import oracle, protocols
 from tests.kafka import caught_up
+from tracker.redis_clients import sync_client
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -122,26 +123,9 @@ def spans(days: set[int]) -> list[tuple[int, int]]:
 def kpis(
     settings: Settings, days: set[int], model: str, dimension: str
 ) -> dict[tuple[int, str], Any]:
-    """Each day's row of /v1/kpis around ``days``, keyed by the day's start in epoch ms."""
+    """Each day's sums of /v1/kpis around ``days``, keyed by the day's start in epoch ms."""
     found = {}
-    for start, end in spans(days):
-        found.update(kpis_between(settings, start, end, model, dimension))
-    return found
-
-
-def kpis_between(
-    settings: Settings, start: int, end: int, model: str, dimension: str
-) -> dict[tuple[int, str], Any]:
-    query = urllib.parse.urlencode(
-        {"dimension": dimension, "window": "1d", "model": model, "from": start, "to": end}
-    )
-    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/v1/kpis?{query}")
-    assert status == 200, body
-    answer = orjson.loads(body)
-    assert answer["timezone"] == settings.timezone
-    found = {}
-    for row in answer["rows"]:
-        day = int(datetime.fromisoformat(row["bucket"].replace("Z", "+00:00")).timestamp() * 1000)
+    for (day, value), row in rows(settings, days, model, dimension).items():
         sums = {
             "impressions": row["impressions"],
             "clicks": row["clicks"],
@@ -150,8 +134,34 @@ def kpis_between(
             "revenue": round(row["revenue"] * 1_000_000),
         }
         if any(sums.values()):
-            found[day, row["value"]] = sums
+            found[day, value] = sums
     return found
+
+
+def rows(
+    settings: Settings, days: set[int], model: str, dimension: str
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """Each day's row of /v1/kpis around ``days``, keyed by the day's start in epoch ms."""
+    found = {}
+    for start, end in spans(days):
+        found.update(rows_between(settings, start, end, model, dimension))
+    return found
+
+
+def rows_between(
+    settings: Settings, start: int, end: int, model: str, dimension: str
+) -> dict[tuple[int, str], dict[str, Any]]:
+    query = urllib.parse.urlencode(
+        {"dimension": dimension, "window": "1d", "model": model, "from": start, "to": end}
+    )
+    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/v1/kpis?{query}")
+    assert status == 200, body
+    answer = orjson.loads(body)
+    assert answer["timezone"] == settings.timezone
+    return {
+        (int(datetime.fromisoformat(row["bucket"]).timestamp() * 1000), row["value"]): row
+        for row in answer["rows"]
+    }
 
 
 def expected(rows: dict[oracle.Key, dict[str, int]], dimension: str) -> dict[tuple[int, str], Any]:
@@ -194,6 +204,43 @@ def check(settings: Settings, log: oracle.Log) -> None:
         got = kpis(settings, days, "last_click", dimension)
         assert got == expected(reference["last_click"], dimension), dimension
     assert identity_metrics(settings) == oracle.identity_counts(log)
+    check_users(settings, log, days)
+
+
+def check_users(settings: Settings, log: oracle.Log, days: set[int]) -> None:
+    """Each row's ``users`` is what Redis's HyperLogLog estimates for the reference's people.
+
+    An estimate depends on nothing but the set it was given, so it is reproduced exactly
+    from the people the reference names, through ``PFCOUNT`` of a key of the test's own:
+    a person lost or counted under another value moves it, almost always. Only the
+    collector knows its cookieless visitors' ids: adding one moves an estimate of these
+    sizes up by one or not at all (a register it sets may be set already), and one more
+    for rounding.
+    """
+    people = oracle.unique_people(log)
+    days = days | {day for day, _, _ in people}
+    scratch = f"{settings.key_prefix}:oracle-people"
+    compared = 0
+    with sync_client(settings) as redis:
+
+        def estimate(members: list[str]) -> int:
+            redis.delete(scratch)
+            if members:
+                redis.pfadd(scratch, *members)
+            count = int(redis.pfcount(scratch))
+            redis.delete(scratch)
+            return count
+
+        for dimension in ("total", "channel", "campaign"):
+            for (day, value), row in rows(settings, days, "last_click", dimension).items():
+                want = people.get((day, dimension, value), set())
+                known = sorted(p for p in want if not p.startswith(oracle.COOKIELESS))
+                unknown = len(want) - len(known)
+                least = estimate(known)
+                most = least + unknown + (1 if unknown else 0)
+                assert least <= row["users"] <= most, (dimension, day, value, row["users"], want)
+                compared += bool(want)
+    assert compared, "no row counted anybody"
 
 
 def identity_metrics(settings: Settings) -> dict[str, int]:

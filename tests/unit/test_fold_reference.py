@@ -42,11 +42,13 @@ RULES = Rules(
 )
 
 
+CONTEXT = Context(received_at=NOW, salt=b"a day's salt")
+"""Cookieless visitors' ids take a day's salt: one for the whole log, as when sent."""
+
+
 def events_of(log: oracle.Log) -> list[list[Event]]:
     """The log's events as the collector passes them on (goal rules applied)."""
-    # Cookieless visitors' ids take a day's salt: one for the whole log, as when sent.
-    context = Context(received_at=NOW, salt=b"a day's salt")
-    return [[e for raw in phase for e in collected(raw, context)] for phase in log.phases]
+    return [[e for raw in phase for e in collected(raw, CONTEXT)] for phase in log.phases]
 
 
 def collected(raw: dict[str, Any], context: Context) -> list[Event]:
@@ -135,6 +137,31 @@ def test_the_fold_equals_the_reference(seed: int, timezone: str) -> None:
         assert nonzero(got[model]) == nonzero(expected[model]), model
     health = sum((delta.health for delta in folded(events_of(log), timezone)), Counter[str]())
     assert {name: health[name] for name in oracle.IDENTITY_COUNTERS} == oracle.identity_counts(log)
+
+
+@pytest.mark.parametrize(("seed", "timezone"), [(20261127, "America/New_York"), (7, "UTC")])
+def test_the_folds_people_are_the_references(seed: int, timezone: str) -> None:
+    """Who each day's unique users are, to the person. The collector names cookieless
+    visitors by a salted hash the reference does not make: those are matched by number."""
+    log = oracle.generate(seed, NOW, timezone)
+    cookieless = {
+        e.anonymous_id
+        for phase in log.phases
+        for raw in phase
+        if raw.get("analytics_storage") == "denied"
+        for e in collected(raw, CONTEXT)
+    }
+    got: dict[oracle.Key, set[str]] = defaultdict(set)
+    for delta in folded(events_of(log), timezone):
+        for (window, day, dimension, value), people in delta.uniques.items():
+            if window == "1d":
+                got[day, dimension, value] |= people
+    want = oracle.unique_people(log)
+    assert got.keys() == want.keys()
+    for key, people in want.items():
+        named = {p for p in people if not p.startswith(oracle.COOKIELESS)}
+        assert got[key] - cookieless == named, key
+        assert len(got[key] & cookieless) == len(people - named), key
 
 
 def interleaved(phase: list[Event], rng: random.Random) -> list[Event]:
