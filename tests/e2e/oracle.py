@@ -864,11 +864,24 @@ def unique_people(log: Log) -> dict[Key, set[str]]:
     return _count(log, MAX_IDS_PER_USER)[2]
 
 
-def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int], dict[Key, set[str]]]:
+def lifetime_values(log: Log) -> dict[tuple[str, str], dict[str, int]]:
+    """(dimension, value) -> ``customers`` and ``customer_revenue`` (micros), all time, as
+    /v1/clv must show them. A customer is won by the campaign and channel ``last_click``
+    credits their earliest conversion to (by time, then order or event id), as credited
+    in the end; all their revenue, less refunds, goes there."""
+    return _count(log, MAX_IDS_PER_USER)[3]
+
+
+Counted = tuple[Rows, dict[str, int], dict[Key, set[str]], dict[tuple[str, str], dict[str, int]]]
+
+
+def _count(log: Log, max_ids_per_user: int) -> Counted:
     zone = log.timezone
     seen: set[str] = set()
     rows: Rows = {m: defaultdict(lambda: defaultdict(int)) for m in MODELS}
     seen_people: dict[Key, set[str]] = defaultdict(set)
+    values: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    conversions_of: dict[Customer, list[Order]] = defaultdict(list)
     counts = dict.fromkeys(IDENTITY_COUNTERS, 0)
     spend_reports: dict[tuple[str, str], tuple[int, int, str]] = {}
     people = People(max_ids_per_user)
@@ -1016,11 +1029,15 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int], dict[
                 add(day, dim, value, "conversions", 1_000_000)
                 add(day, dim, value, "revenue", revenue)
             book(day, credits, 1)
+            counted = Order(day, goal, revenue, credits, e)
+            customer = customer_of(e)
+            if customer:
+                conversions_of[customer].append(counted)
             if order_id:
-                orders[order_id] = Order(day, goal, revenue, credits, e)
+                orders[order_id] = counted
                 # Remembered for its device and its customer, to be looked at again
                 # when a link of either comes.
-                remembered = {customer_of(e), ("device", device) if device else None}
+                remembered = {customer, ("device", device) if device else None}
                 for who in remembered:
                     if who:
                         orders_of[who] = [*orders_of[who], order_id][-ORDERS_MAX:]
@@ -1028,4 +1045,15 @@ def _count(log: Log, max_ids_per_user: int) -> tuple[Rows, dict[str, int], dict[
         day = midnight(date.fromisoformat(period), zone)
         for dim, value in (("total", "total"), ("channel", channel), ("campaign", campaign)):
             add(day, dim, value, "spend", amount)
-    return rows, counts, seen_people
+    for conversions in conversions_of.values():
+        first = min(
+            conversions,
+            key=lambda o: (o.event["ts"], o.event.get("order_id") or o.event["event_id"]),
+        )
+        [(campaign, channel)] = first.credits["last_click"]  # the last touch's one share
+        for dim, value in [("channel", channel)] + ([("campaign", campaign)] if campaign else []):
+            values[dim, value]["customers"] += 1
+            values[dim, value]["customer_revenue"] += sum(
+                o.revenue for o in conversions if not o.reversed
+            )
+    return rows, counts, seen_people, values

@@ -205,6 +205,47 @@ def check(settings: Settings, log: oracle.Log) -> None:
         assert got == expected(reference["last_click"], dimension), dimension
     assert identity_metrics(settings) == oracle.identity_counts(log)
     check_users(settings, log, days)
+    check_lifetime_values(settings, log)
+
+
+def check_lifetime_values(settings: Settings, log: oracle.Log) -> None:
+    """/v1/clv's customers and their revenue, by the campaign and channel that won them."""
+    reference = oracle.lifetime_values(log)
+    for dimension in ("campaign", "channel"):
+        url = f"http://127.0.0.1:{settings.exporter_port}/v1/clv?dimension={dimension}"
+        status, body = http_get(url)
+        assert status == 200, body
+        got = {
+            row["value"]: (row["customers"], round(row["customer_revenue"] * 1_000_000))
+            for row in orjson.loads(body)["rows"]
+        }
+        want = {
+            value: (sums["customers"], sums["customer_revenue"])
+            for (dim, value), sums in reference.items()
+            if dim == dimension and sums["customers"]
+        }
+        assert got == want, dimension
+        # /metrics: customers ever won, less those that moved away since, are those held.
+        won, moved = (
+            metric_values(settings, f"tracker_{dimension}_customers{kind}_total", dimension)
+            for kind in ("", "_moved")
+        )
+        held = {value: won[value] - moved.get(value, 0) for value in won}
+        assert {value: count for value, count in held.items() if count} == {
+            value: customers for value, (customers, _) in want.items()
+        }, dimension
+
+
+def metric_values(settings: Settings, name: str, label: str) -> dict[str, int]:
+    """``name``'s samples on the exporter's /metrics, by the value of ``label``."""
+    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
+    assert status == 200
+    return {
+        sample.labels[label]: int(sample.value)
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name == name
+    }
 
 
 def check_users(settings: Settings, log: oracle.Log, days: set[int]) -> None:

@@ -71,7 +71,9 @@ def stored(keys: Keys) -> dict[str, bytes]:
             [Touch(T0 + 2_000, "launch", "social"), Touch(T0 + 4_000, "spring", "search")]
         ),
         keys.path("u-1"): state.dump_path([Touch(T0 + 500, None, "email")]),
-        keys.customer("u-1"): state.dump_acquisition(Acquisition("spring", "search")),
+        keys.customer("u-1"): state.dump_customer(
+            state.Customer(Acquisition("spring", "search"), (T0 + 5_000, "o-1"), 0)
+        ),
         # o-gone's order expired (the lookback); the list still names it.
         keys.recent("u-1"): state.dump_recent([("o-gone", T0 - 1), ("o-1", T0 + 5_000)]),
         keys.recent("p-1"): state.dump_recent([("o-1", T0 + 5_000)]),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -9,7 +10,15 @@ from tracker.attribution import ONE, Touch
 from tracker.events import Event
 from tracker.stream.aggregate import fold, spend_key
 from tracker.stream.delta import Cell, Delta, Policy
-from tracker.stream.state import Acquisition, Click, Credit, Lookups, Order, SpendFigure
+from tracker.stream.state import (
+    Acquisition,
+    Click,
+    Credit,
+    Customer,
+    Lookups,
+    Order,
+    SpendFigure,
+)
 from tracker.windows import calendar
 
 DAY = 86_400_000
@@ -83,6 +92,10 @@ def run(
     return fold(
         events, Lookups() if lookups is None else lookups, watermark=watermark, policy=policy
     )
+
+
+def acquisitions(lookups: Lookups) -> dict[str, Acquisition]:
+    return {person: customer.acquisition for person, customer in lookups.customers.items()}
 
 
 def total(delta: Delta, metric: str, window: str = "all", bucket: int = 0) -> int:
@@ -421,7 +434,7 @@ def test_unattributed_conversion_goes_to_direct_without_campaign() -> None:
         assert credits(delta, "channel", f"conversions@{model}") == {"direct": ONE}
         assert credits(delta, "channel", f"revenue@{model}") == {"direct": 5_000_000}
         assert lookups.orders["o1"].credits[model] == [Credit(None, "direct", ONE, 5_000_000)]
-    assert lookups.customers == {"u9": Acquisition(None, "direct")}
+    assert acquisitions(lookups) == {"u9": Acquisition(None, "direct")}
 
 
 # attribution
@@ -452,7 +465,7 @@ def test_attribution_by_click_id_from_lookups_credits_the_clicker() -> None:
         assert credits(delta, "campaign", f"conversions@{model}") == {"summer": ONE}
         assert credits(delta, "channel", f"revenue@{model}") == {"social": 2_000_000}
     # The click names the person, so the customer is theirs.
-    assert lookups.customers == {"u7": Acquisition("summer", "social")}
+    assert acquisitions(lookups) == {"u7": Acquisition("summer", "social")}
     assert credits(delta, "campaign", "customers") == {"summer": 1}
     assert credits(delta, "campaign", "customer_revenue") == {"summer": 2_000_000}
 
@@ -536,7 +549,7 @@ def test_a_devices_anonymous_touches_follow_the_user_who_signs_in_on_it() -> Non
     )
     assert credits(delta, "campaign", "conversions@first_click") == {"device": 2 * ONE}
     assert credits(delta, "campaign", "conversions@last_click") == {"mine": 2 * ONE}
-    assert lookups.customers == {"u1": Acquisition("mine", "search")}
+    assert acquisitions(lookups) == {"u1": Acquisition("mine", "search")}
     assert delta.health["identity_links"] == 1
 
 
@@ -733,7 +746,7 @@ def test_explicit_campaign_on_a_conversion_is_kept_by_every_model() -> None:
     for model in MODELS:
         assert credits(delta, "campaign", f"conversions@{model}") == {"partner-x": ONE}
         assert credits(delta, "channel", f"revenue@{model}") == {"affiliate": 10_000_000}
-    assert lookups.customers == {"u1": Acquisition("partner-x", "affiliate")}
+    assert acquisitions(lookups) == {"u1": Acquisition("partner-x", "affiliate")}
 
 
 def test_path_max_keeps_the_newest_touches() -> None:
@@ -989,24 +1002,82 @@ def test_acquisition_is_the_first_conversion_and_kept_for_later_ones() -> None:
     assert credits(delta, "channel", "customer_revenue") == {"search": 14_000_000}
     assert total(delta, "customer_revenue") == 14_000_000
     assert {cell[:2] for cell in delta.sums if cell[4].startswith("customer")} == {("all", 0)}
-    assert lookups.customers == {"u1": Acquisition("brand", "search")}
+    assert acquisitions(lookups) == {"u1": Acquisition("brand", "search")}
     assert lookups.dirty_customers == {"u1"}
     assert lookups.orders["o2"].acquisition == Acquisition("brand", "search")
 
 
+def test_an_earlier_conversion_coming_later_wins_the_customer_and_what_they_spent() -> None:
+    """A customer's conversions on two partitions may come in either order: the earliest
+    wins them, whichever came first."""
+    lookups = Lookups(
+        paths={"u1": [Touch(T0 - DAY, "brand", "search")]},
+        clicks={"g1": Click(Touch(T0 - HOUR, "partner", "affiliate"), None, "u1")},
+    )
+    first = run([conversion("v2", user_id="u1", order_id="o2", value=4_000_000)], lookups)
+    assert acquisitions(lookups) == {"u1": Acquisition("brand", "search")}
+    then = run(
+        [conversion("v1", order_id="o1", click_id="g1", value=10_000_000, ts=T0 - MINUTE)],
+        lookups,
+    )
+    assert acquisitions(lookups) == {"u1": Acquisition("partner", "affiliate")}
+    assert lookups.customers["u1"].first == (T0 - MINUTE, "o1")
+    assert lookups.customers["u1"].revenue == 14_000_000
+    for metric, brand, partner in (("customers", 0, 1), ("customer_revenue", 0, 14_000_000)):
+        both = Counter(credits(first, "campaign", metric)) + Counter(
+            credits(then, "campaign", metric)
+        )
+        assert {c: both[c] for c in ("brand", "partner")} == {"brand": brand, "partner": partner}
+    # Where the customer left, the counter of customers ever won stays: moved ones count.
+    assert credits(then, "campaign", "customers_moved") == {"brand": 1}
+    assert total(then, "customers") == 0
+
+
+def test_a_customer_won_before_their_first_conversion_was_kept_stays_where_they_are() -> None:
+    lookups = Lookups(customers={"u1": Customer(Acquisition("brand", "search"), None)})
+    run([conversion("v", user_id="u1", order_id="o0", value=1, ts=T0 - 30 * DAY)], lookups)
+    assert acquisitions(lookups) == {"u1": Acquisition("brand", "search")}
+
+
+def test_a_refund_takes_revenue_from_where_its_customer_is_now() -> None:
+    lookups = Lookups(
+        paths={"u1": [Touch(T0 - DAY, "brand", "search")]},
+        clicks={"g1": Click(Touch(T0 - HOUR, "partner", "affiliate"), None, "u1")},
+    )
+    run([conversion("v2", user_id="u1", order_id="o2", value=4_000_000)], lookups)
+    run([conversion("v1", order_id="o1", click_id="g1", value=1, ts=T0 - MINUTE)], lookups)
+    refund = run([conversion("r2", order_id="o2", status="refund", ts=T0 + HOUR)], lookups)
+    assert credits(refund, "campaign", "customer_revenue") == {"partner": -4_000_000}
+    assert lookups.customers["u1"].revenue == 1
+
+
+def test_a_link_that_re_credits_the_winning_order_moves_its_customer() -> None:
+    lookups = Lookups(paths={"d1": [Touch(T0 - HOUR, "brand", "search")]})
+    run([conversion("v1", user_id="u1", order_id="o1", value=5_000_000)], lookups)
+    assert acquisitions(lookups) == {"u1": Acquisition(None, "direct")}
+    linked = run(
+        [event("i1", "identify", ts=T0 + MINUTE, anonymous_id="d1", user_id="u1")], lookups
+    )
+    assert linked.health["identity_restitched"] == 1
+    assert acquisitions(lookups) == {"u1": Acquisition("brand", "search")}
+    assert credits(linked, "campaign", "customer_revenue") == {"brand": 5_000_000}
+    assert credits(linked, "channel", "customers") == {"direct": -1, "search": 1}
+
+
 def test_known_customer_adds_revenue_not_a_customer() -> None:
-    lookups = Lookups(customers={"u1": Acquisition("brand", "search")})
+    lookups = Lookups(customers={"u1": Customer(Acquisition("brand", "search"), (T0 - DAY, "o0"))})
     delta = run([conversion("v", user_id="u1", value=5_000_000)], lookups)
     assert total(delta, "customers") == 0
     assert credits(delta, "campaign", "customer_revenue") == {"brand": 5_000_000}
     assert credits(delta, "channel", "conversions@last_click") == {"direct": ONE}
-    assert not lookups.dirty_customers
+    assert lookups.customers["u1"].revenue == 5_000_000  # kept, to move with them
+    assert lookups.dirty_customers == {"u1"}
 
 
 def test_acquisition_of_a_multi_touch_path_is_its_last_click() -> None:
     lookups = Lookups(paths={"u1": list(THREE_TOUCHES)})
     run([conversion("v", user_id="u1")], lookups)
-    assert lookups.customers == {"u1": Acquisition("newsletter", "email")}
+    assert acquisitions(lookups) == {"u1": Acquisition("newsletter", "email")}
 
 
 def test_conversion_of_nobody_wins_no_customer() -> None:
@@ -1024,7 +1095,7 @@ def test_dirty_sets_name_exactly_what_changed() -> None:
     lookups = Lookups(
         clicks={"g-old": Click(Touch(T0 - DAY, "orig", "search"), "u1")},
         orders={"o-old": Order(T0 - DAY, "purchase", 1, {}, None)},
-        customers={"u5": Acquisition(None, "direct")},
+        customers={"u5": Customer(Acquisition(None, "direct"), None)},
     )
     run(
         [
@@ -1045,7 +1116,7 @@ def test_dirty_sets_name_exactly_what_changed() -> None:
     assert lookups.clicks["g-old"] == Click(Touch(T0 - DAY, "orig", "search"), "u1")
     assert lookups.dirty_paths == {"u1", "u2", "a3"}
     assert lookups.dirty_orders == {"o1"}
-    assert lookups.dirty_customers == {"u1"}
+    assert lookups.dirty_customers == {"u1", "u5"}  # u5 spent: their revenue moves with them
     assert set(lookups.orders) == {"o-old", "o1"}
     assert set(lookups.customers) == {"u1", "u5"}
 

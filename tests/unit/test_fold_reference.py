@@ -26,7 +26,7 @@ from tracker.records import partition_key
 from tracker.stream.aggregate import fold
 from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Lookups
-from tracker.windows import calendar
+from tracker.windows import ALL_TIME, calendar
 
 NOW = 1_764_800_000_000  # 2025-12-03T22:13:20Z: a log of three days, near midnight UTC
 RATES = {currency: float(rate) for currency, rate in oracle.RATES.items()}
@@ -135,8 +135,27 @@ def test_the_fold_equals_the_reference(seed: int, timezone: str) -> None:
     expected, got = oracle.reference(log), counted(events_of(log), timezone)
     for model in oracle.MODELS:
         assert nonzero(got[model]) == nonzero(expected[model]), model
-    health = sum((delta.health for delta in folded(events_of(log), timezone)), Counter[str]())
+    deltas = folded(events_of(log), timezone)
+    health = sum((delta.health for delta in deltas), Counter[str]())
     assert {name: health[name] for name in oracle.IDENTITY_COUNTERS} == oracle.identity_counts(log)
+    want = {key: nonzero_sums(sums) for key, sums in oracle.lifetime_values(log).items()}
+    assert len(want) > 5
+    assert lifetime_values(deltas) == want
+
+
+def lifetime_values(deltas: list[Delta]) -> dict[tuple[str, str], dict[str, int]]:
+    """(dimension, value) -> the customers and their revenue the fold writes, all time."""
+    values: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for delta in deltas:
+        for (window, _, dimension, value, metric), amount in delta.sums.items():
+            if window == ALL_TIME and metric in ("customers", "customer_revenue"):
+                values[dimension, value][metric] += amount
+    found = {key: nonzero_sums(sums) for key, sums in values.items() if key[0] != "total"}
+    return {key: sums for key, sums in found.items() if sums}
+
+
+def nonzero_sums(sums: dict[str, int]) -> dict[str, int]:
+    return {metric: amount for metric, amount in sums.items() if amount}
 
 
 @pytest.mark.parametrize(("seed", "timezone"), [(20261127, "America/New_York"), (7, "UTC")])
@@ -182,11 +201,13 @@ def interleaved(phase: list[Event], rng: random.Random) -> list[Event]:
 LOG = oracle.generate(20261127, NOW, "America/New_York")
 PHASES = events_of(LOG)
 IN_ORDER = {m: campaign_totals(rows) for m, rows in counted(PHASES, LOG.timezone).items()}
+LIFETIME_IN_ORDER = lifetime_values(folded(PHASES, LOG.timezone))
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(min_value=0, max_value=2**32))
 def test_interleaving_partitions_never_changes_a_campaigns_totals(seed: int) -> None:
+    """Nor its customers and their lifetime value."""
     rng = random.Random(seed)
     # Touches depend on nothing: any order at all. Later phases keep each key's order.
     touches = rng.sample(PHASES[0], len(PHASES[0]))
@@ -194,6 +215,8 @@ def test_interleaving_partitions_never_changes_a_campaigns_totals(seed: int) -> 
     got = counted(phases, LOG.timezone)
     for model in oracle.MODELS:
         assert campaign_totals(got[model]) == IN_ORDER[model], model
+    # Who won each customer: their earliest conversion, whichever partition counts first.
+    assert lifetime_values(folded(phases, LOG.timezone)) == LIFETIME_IN_ORDER
 
 
 def test_the_log_has_the_hard_cases() -> None:

@@ -7,15 +7,16 @@ from tracker.stream.state import (
     Acquisition,
     Click,
     Credit,
+    Customer,
     Lookups,
     Order,
     SpendFigure,
-    dump_acquisition,
     dump_click,
+    dump_customer,
     dump_order,
     dump_path,
-    load_acquisition,
     load_click,
+    load_customer,
     load_order,
     load_path,
 )
@@ -75,20 +76,27 @@ def test_click_compact_form() -> None:
     assert load_click('[5,null,"email","a9"]') == Click(Touch(5, None, "email"), "a9")
 
 
-# acquisitions
+# customers
 
 
 @pytest.mark.parametrize(
-    "acquisition", [Acquisition("spring", "search"), Acquisition(None, "direct")]
+    "customer",
+    [
+        Customer(Acquisition("spring", "search"), (1_764_800_000_000, "o-1"), 12_500_000),
+        Customer(Acquisition(None, "direct"), None, -3),
+    ],
 )
-def test_acquisition_round_trip(acquisition: Acquisition) -> None:
-    assert load_acquisition(dump_acquisition(acquisition)) == acquisition
+def test_customer_round_trip(customer: Customer) -> None:
+    assert load_customer(dump_customer(customer)) == customer
 
 
-def test_acquisition_compact_form() -> None:
-    assert dump_acquisition(Acquisition("spring", "search")) == b'["spring","search"]'
-    assert dump_acquisition(Acquisition(None, "direct")) == b'[null,"direct"]'
-    assert load_acquisition('[null,"direct"]') == Acquisition(None, "direct")
+def test_customer_compact_form() -> None:
+    customer = Customer(Acquisition("spring", "search"), (5, "o-1"), 7)
+    assert dump_customer(customer) == b'["spring","search",[5,"o-1"],7]'
+
+
+def test_a_customer_kept_before_their_first_conversion_was_is_never_displaced() -> None:
+    assert load_customer('[null,"direct"]') == Customer(Acquisition(None, "direct"), None, 0)
 
 
 # orders
@@ -144,7 +152,7 @@ def test_order_compact_form() -> None:
         b'{"ts":1714557600000,"goal":"purchase","revenue":10000000,'
         b'"credits":{"last_click":[["summer","social",1000000,10000000]],'
         b'"linear":[["spring","search",500000,5000000],["summer","social",500000,5000000]]},'
-        b'"acq":["spring","search"],"reversed":false,"who":[null,null,null,false]}'
+        b'"acq":["spring","search"],"reversed":false,"who":[null,null,null,false,null]}'
     )
 
 
@@ -152,9 +160,16 @@ def test_order_without_acquisition_and_reversed() -> None:
     order = Order(T0, "purchase", 1, {}, None, reversed=True, device="a1", click_id="k1")
     assert dump_order(order) == (
         b'{"ts":1714557600000,"goal":"purchase","revenue":1,"credits":{},'
-        b'"acq":null,"reversed":true,"who":["a1",null,"k1",false]}'
+        b'"acq":null,"reversed":true,"who":["a1",null,"k1",false,null]}'
     )
     assert load_order(dump_order(order)) == order
+
+
+def test_order_keeps_whose_customer_it_counts_in() -> None:
+    order = Order(T0, "purchase", 1, {}, None, user="u1", customer="u1")
+    assert load_order(dump_order(order)) == order
+    before = '{"ts":1,"goal":"g","revenue":2,"credits":{},"acq":null,"reversed":false,'
+    assert load_order(before + '"who":["a1",null,null,false]}').customer is None
 
 
 def test_order_loads_from_str_and_is_mutable() -> None:

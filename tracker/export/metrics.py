@@ -68,6 +68,7 @@ _FIELDS = tuple(
         [
             *(name for counted in COUNTED for name in counted.stored),
             "customers",
+            "customers_moved",
             "customer_revenue",
             attributed("conversions", DEFAULT_MODEL),
             attributed("revenue", DEFAULT_MODEL),
@@ -170,7 +171,7 @@ class StoreCollector(Collector):
         yield from self._targets(bounds, rows["1d"])
         yield from self._health(health, progress)
         yield from self._lag(source_keys, progress)
-        yield from self._clv(rows[ALL_TIME])
+        yield from lifetime_values(rows[ALL_TIME], self._currency)
 
     def _counters(self, folded: Rows) -> Iterator[Metric]:
         for dimension in ("campaign", "channel"):
@@ -306,26 +307,40 @@ class StoreCollector(Collector):
             family.add_metric([str(partition)], max(0, end - applied.get(partition, -1) - 1))
         yield family
 
-    def _clv(self, folded: Rows) -> Iterator[Metric]:
-        """Lifetime value of the customers each campaign and channel acquired."""
-        for dimension in ("campaign", "channel"):
-            customers = CounterMetricFamily(
-                f"tracker_{dimension}_customers",
-                f"Customers acquired per {dimension} (their first attributed conversion)",
-                labels=[dimension],
-            )
-            value = GaugeMetricFamily(
-                f"tracker_{dimension}_customer_lifetime_value",
-                f"Revenue per acquired customer, in {self._currency}, per {dimension}",
-                labels=[dimension],
-            )
-            for (dim, name), metrics in sorted(folded.items()):
-                count = metrics.get("customers", 0)
-                if dim == dimension and count:
-                    customers.add_metric([name], count)
-                    value.add_metric([name], to_number(metrics.get("customer_revenue", 0)) / count)
-            yield customers
-            yield value
+
+def lifetime_values(folded: Rows, currency: str) -> Iterator[Metric]:
+    """Lifetime value of the customers each campaign and channel acquired."""
+    for dimension in ("campaign", "channel"):
+        # A customer moves when an earlier conversion of theirs comes later: the counter
+        # keeps those that left, as revenue's keeps refunds (``_moved`` says how many).
+        customers = CounterMetricFamily(
+            f"tracker_{dimension}_customers",
+            f"Customers won per {dimension} by their earliest conversion, ever",
+            labels=[dimension],
+        )
+        moved = CounterMetricFamily(
+            f"tracker_{dimension}_customers_moved",
+            f"Customers a {dimension} won who moved to another's (an earlier conversion "
+            "of theirs came later); customers less these are the customers it holds",
+            labels=[dimension],
+        )
+        value = GaugeMetricFamily(
+            f"tracker_{dimension}_customer_lifetime_value",
+            f"Revenue per acquired customer, in {currency}, per {dimension}",
+            labels=[dimension],
+        )
+        for (dim, name), metrics in sorted(folded.items()):
+            count, left = metrics.get("customers", 0), metrics.get("customers_moved", 0)
+            if dim != dimension or not (count or left):
+                continue
+            customers.add_metric([name], count + left)
+            if left:
+                moved.add_metric([name], left)
+            if count:
+                value.add_metric([name], to_number(metrics.get("customer_revenue", 0)) / count)
+        yield customers
+        yield moved
+        yield value
 
 
 def _lateness(counts: Mapping[str, int]) -> Metric:

@@ -36,7 +36,7 @@ from tracker.stream.identity import Segment, owner
 from tracker.stream.state import (
     Acquisition,
     Order,
-    load_acquisition,
+    load_customer,
     load_devices,
     load_link,
     load_order,
@@ -218,7 +218,7 @@ class PeopleApi:
         links = {device: _segments(next(found)) for device in devices}
         held = {device: _path(next(found)) for device in devices}
         orders = _present(order_ids, found, load_order)
-        customer = load_acquisition(customer_raw) if customer_raw else None
+        customer = load_customer(customer_raw).acquisition if customer_raw else None
         return user_view(user, links, _path(own_raw), held, customer, orders, now)
 
     async def _device(self, device: str, now: EpochMs) -> dict[str, Any] | None:
@@ -229,7 +229,7 @@ class PeopleApi:
         order_ids = _order_ids(recent_raw)
         found = iter(await self._get(list(map(keys.order, order_ids))))
         orders = _present(order_ids, found, load_order)
-        customer = load_acquisition(customer_raw) if customer_raw else None
+        customer = load_customer(customer_raw).acquisition if customer_raw else None
         return device_view(device, _segments(link_raw), _path(path_raw), customer, orders, now)
 
     async def _get(self, names: list[str]) -> list[Raw]:

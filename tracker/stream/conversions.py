@@ -11,7 +11,7 @@ from tracker.attribution import MODELS, ONE, Touch, split, weights
 from tracker.events import Event
 from tracker.stream import identity
 from tracker.stream.delta import DIRECT, TOTAL, Delta, Policy, dimensions, spread
-from tracker.stream.state import Acquisition, Credit, Lookups, Order
+from tracker.stream.state import Acquisition, Credit, Customer, Lookups, Order
 from tracker.types import EpochMs, Micros
 from tracker.windows import ALL_TIME, Calendar
 
@@ -89,12 +89,10 @@ def convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> Non
     acquisition = None
     person = customer[0] or customer[1]
     if person:
-        acquisition = lookups.customers.get(person)
-        if acquisition is None:
-            first = max(credits["last_click"], key=lambda c: c.conversions)
-            acquisition = lookups.customers[person] = Acquisition(first.campaign, first.channel)
-            lookups.dirty_customers.add(person)
-            _spread_clv(delta, acquisition, customers=1, revenue=0)
+        won = _acquire(person, (event.ts, order_id or event.event_id), credits, delta, lookups)
+        won.revenue += revenue
+        lookups.dirty_customers.add(person)
+        acquisition = won.acquisition
         _spread_clv(delta, acquisition, customers=0, revenue=revenue)
     goal = event.goal or "conversion"
     order = Order(
@@ -107,6 +105,7 @@ def convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> Non
         user=event.user_id,
         click_id=event.click_id,
         named=bool(event.campaign),
+        customer=person,
     )
     _count_order(delta, order, policy.calendar, sign=1)
     if order_id:
@@ -114,6 +113,58 @@ def convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> Non
         lookups.dirty_orders.add(order_id)
         for holder in {event.anonymous_id, customer[0]} - {None}:
             _remember_order(holder or "", order_id, event.ts, lookups)
+
+
+def _acquire(
+    person: str,
+    conversion: tuple[EpochMs, str],
+    credits: dict[str, list[Credit]],
+    delta: Delta,
+    lookups: Lookups,
+) -> Customer:
+    """``person``'s customer record, won by ``conversion`` (its time and id) with these
+    ``credits`` if it is their earliest: the campaign and channel ``last_click`` credits
+    it to. So who won a customer does not depend on the order their conversions come in
+    (a postback and an order of one person on two partitions): an earlier one coming
+    later moves the customer, and what they spent so far, to its acquisition.
+    """
+    won = _won(credits)
+    customer = lookups.customers.get(person)
+    if customer is None:
+        customer = lookups.customers[person] = Customer(won, conversion)
+        _spread_clv(delta, won, customers=1, revenue=0)
+    elif customer.first is not None and conversion < customer.first:
+        _move(customer, won, delta)
+        customer.first = conversion
+    return customer
+
+
+def _won(credits: dict[str, list[Credit]]) -> Acquisition:
+    """Who wins a customer with a conversion so credited: ``last_click``'s share."""
+    share = max(credits["last_click"], key=lambda c: c.conversions)
+    return Acquisition(share.campaign, share.channel)
+
+
+def _move(customer: Customer, won: Acquisition, delta: Delta) -> None:
+    """Give ``customer``, and what they spent so far, to the acquisition ``won``: under
+    the values they leave (not the total, nor a channel both share), and those they join.
+
+    Counted all time under ``customers_moved`` where they leave: added to ``customers``
+    it gives the customers ever won there, which never goes down, as Prometheus
+    counters must not.
+    """
+    before = dimensions(customer.acquisition.campaign, customer.acquisition.channel)
+    after = dimensions(won.campaign, won.channel)
+    for dimension, value in before:
+        if (dimension, value) not in after:
+            delta.sums[ALL_TIME, 0, dimension, value, "customers"] -= 1
+            delta.sums[ALL_TIME, 0, dimension, value, "customers_moved"] += 1
+            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] -= customer.revenue
+    for dimension, value in after:
+        if (dimension, value) not in before:
+            delta.sums[ALL_TIME, 0, dimension, value, "customers"] += 1
+            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] += customer.revenue
+    customer.acquisition = won
 
 
 def _remember_order(holder: str, order_id: str, ts: EpochMs, lookups: Lookups) -> None:
@@ -174,6 +225,10 @@ def _restitch(
         _count_order(delta, order, policy.calendar, sign=1, totals=False)
         lookups.dirty_orders.add(order_id)
         delta.health["identity_restitched"] += 1
+        record = lookups.customers.get(order.customer) if order.customer else None
+        if record is not None and record.first == (order.ts, order_id):  # it won them
+            _move(record, _won(credits), delta)
+            lookups.dirty_customers.add(order.customer or "")
 
 
 def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -> None:
@@ -187,7 +242,12 @@ def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -
     order.reversed = True
     lookups.dirty_orders.add(event.order_id or "")
     _count_order(delta, order, calendar, sign=-1)
-    if order.acquisition is not None:
+    customer = lookups.customers.get(order.customer) if order.customer else None
+    if customer is not None:  # wherever they are now
+        customer.revenue -= order.revenue
+        lookups.dirty_customers.add(order.customer or "")
+        _spread_clv(delta, customer.acquisition, customers=0, revenue=-order.revenue)
+    elif order.acquisition is not None:  # counted before customers kept their revenue
         _spread_clv(delta, order.acquisition, customers=0, revenue=-order.revenue)
     delta.health["reversals"] += 1
 

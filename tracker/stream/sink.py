@@ -473,6 +473,8 @@ class Sink:
                     wanted.orders.add(order_id)
             for order in lookups.orders.values():
                 wanted.customer(order.device, order.user)
+                if order.customer:
+                    wanted.customers.add(order.customer)
                 if order.click_id:
                     wanted.clicks.add(order.click_id)
             for device in list(wanted.customer_devices):
@@ -501,7 +503,7 @@ class Sink:
         orders, clicks = list(wanted.orders), list(wanted.clicks)
         devices, users = list(wanted.devices), list(wanted.users)
         people = devices + users
-        customers = list(wanted.customer_devices | wanted.customer_users)
+        customers = list(wanted.customer_devices | wanted.customer_users | wanted.customers)
         shared = [
             *(keys.spend(*k) for k in spends),
             *map(keys.order, orders),
@@ -536,7 +538,7 @@ class Sink:
         if self._outboxes:  # on a Redis Cluster: a click not in the store's slot may be spread
             lookups.clicks |= await self._spread(c for c in clicks if c not in lookups.clicks)
         lookups.paths |= _loaded(people, found, state.load_path)
-        lookups.customers |= _loaded(customers, found, state.load_acquisition)
+        lookups.customers |= _loaded(customers, found, state.load_customer)
         lookups.recent |= _loaded(people, found, state.load_recent)
         lookups.links |= _loaded(devices, found, state.load_link)
         lookups.devices |= _loaded(users, found, state.load_devices)
@@ -626,7 +628,7 @@ class Sink:
             writes.put(keys.path(person), state.dump_path(lookups.paths[person]), ttl)
         for person in lookups.dirty_customers:
             # Lifetime value is for the customer's lifetime: no expiry.
-            writes.put(keys.customer(person), state.dump_acquisition(lookups.customers[person]))
+            writes.put(keys.customer(person), state.dump_customer(lookups.customers[person]))
         for device in lookups.dirty_links:
             writes.put(keys.link(device), state.dump_link(lookups.links[device]), _LINK_TTL_S)
         for user in lookups.dirty_devices:
@@ -669,6 +671,8 @@ class _Wanted:
     """Devices whose owners' touches a conversion may need."""
     customer_users: set[str] = field(default_factory=set)
     """Users whose devices' touches a conversion may need."""
+    customers: set[str] = field(default_factory=set)
+    """Customers whose records a refund or a re-credit of their order changes."""
 
     def person(self, device: str | None, user: str | None) -> None:
         if device:

@@ -55,6 +55,20 @@ class Acquisition:
 
 
 @dataclass(slots=True)
+class Customer:
+    """Who won a customer, with which of their conversions, and what they spent since."""
+
+    acquisition: Acquisition
+    first: tuple[EpochMs, str] | None
+    """(time, order id or else event id) of the conversion that won them: their earliest
+    counted, whatever order conversions arrive in. ``None``: won before this was kept,
+    and kept so."""
+    revenue: Micros = 0
+    """Their revenue counted so far, less refunds: it moves with them to another
+    acquisition when an earlier conversion of theirs comes."""
+
+
+@dataclass(slots=True)
 class Order:
     """A counted conversion, remembered so a re-fire is dropped and a refund reverses it."""
 
@@ -70,6 +84,9 @@ class Order:
     click_id: str | None = None
     named: bool = False
     """It named its campaign, which it keeps whatever the touches: never re-credited."""
+    customer: str | None = None
+    """Whose customer record it counts in (``None``: counted before that was kept, or
+    nobody's): a refund or a re-credit changes that record."""
 
 
 @dataclass(slots=True)
@@ -81,7 +98,7 @@ class Lookups:
     orders: dict[str, Order] = field(default_factory=dict)
     clicks: dict[str, Click] = field(default_factory=dict)
     paths: dict[str, list[Touch]] = field(default_factory=dict)
-    customers: dict[str, Acquisition] = field(default_factory=dict)
+    customers: dict[str, Customer] = field(default_factory=dict)
     links: dict[str, list[Segment]] = field(default_factory=dict)
     """Device -> its link segments."""
     devices: dict[str, list[str]] = field(default_factory=dict)
@@ -155,13 +172,19 @@ def load_recent(raw: bytes | str) -> list[tuple[str, EpochMs]]:
     return [(order_id, ts) for order_id, ts in orjson.loads(raw)]
 
 
-def dump_acquisition(acquisition: Acquisition) -> bytes:
-    return orjson.dumps([acquisition.campaign, acquisition.channel])
+def dump_customer(customer: Customer) -> bytes:
+    won = customer.acquisition
+    first = list(customer.first) if customer.first else None
+    return orjson.dumps([won.campaign, won.channel, first, customer.revenue])
 
 
-def load_acquisition(raw: bytes | str) -> Acquisition:
-    campaign, channel = orjson.loads(raw)
-    return Acquisition(campaign, channel)
+def load_customer(raw: bytes | str) -> Customer:
+    # A record kept before the first conversion was (two items) is never displaced.
+    campaign, channel, *rest = orjson.loads(raw)
+    first, revenue = rest or (None, 0)
+    return Customer(
+        Acquisition(campaign, channel), (first[0], first[1]) if first else None, revenue
+    )
 
 
 def dump_order(order: Order) -> bytes:
@@ -178,7 +201,7 @@ def dump_order(order: Order) -> bytes:
             "credits": credits,
             "acq": [acquisition.campaign, acquisition.channel] if acquisition else None,
             "reversed": order.reversed,
-            "who": [order.device, order.user, order.click_id, order.named],
+            "who": [order.device, order.user, order.click_id, order.named, order.customer],
         }
     )
 
@@ -187,7 +210,7 @@ def load_order(raw: bytes | str) -> Order:
     data = orjson.loads(raw)
     acq = data["acq"]
     # Orders stored before identity stitching say nothing of who: never re-credited.
-    device, user, click_id, named = data.get("who") or (None, None, None, True)
+    device, user, click_id, named, *customer = data.get("who") or (None, None, None, True)
     return Order(
         ts=data["ts"],
         goal=data["goal"],
@@ -201,4 +224,5 @@ def load_order(raw: bytes | str) -> Order:
         user=user,
         click_id=click_id,
         named=named,
+        customer=customer[0] if customer else None,
     )
