@@ -3,9 +3,9 @@
 The reference shares no code with the pipeline: it re-states the rules from the
 README (dedup, bots, late events, spend upserts, causality over clocks, attribution
 models, refunds, the reporting time zone's days, identity: devices signed in to users,
-refused junk ids, links that come after their orders) in the plainest Python, with exact
-fractions and the standard library's ``zoneinfo``, so a pipeline bug cannot hide in
-both.
+refused junk ids, links that come after their orders; unique users; customers and their
+lifetime value) in the plainest Python, with exact fractions and the standard library's
+``zoneinfo``, so a pipeline bug cannot hide in both.
 """
 
 from __future__ import annotations
@@ -977,15 +977,17 @@ def _count(log: Log, max_ids_per_user: int) -> Counted:
             if e["type"] == "identify":
                 link(e["anonymous_id"], e["user_id"], ts)  # both required of an identify
                 continue  # not traffic
-            if e.get("user_agent") == CRAWLER:
-                continue
-            if user and device and user != device:  # implied by an event with both ids
-                link(device, user, ts)
             day = day_start(ts, zone)
             campaign, channel = e.get("campaign"), e.get("channel", "direct")
             dims = [("total", "total"), ("channel", channel)] + (
                 [("campaign", campaign)] if campaign else []
             )
+            if e.get("user_agent") == CRAWLER:  # counted as such, in no other figure
+                for dim, value in dims:
+                    add(day, dim, value, "bots", 1)
+                continue
+            if user and device and user != device:  # implied by an event with both ids
+                link(device, user, ts)
             if e["type"] != "spend" and (person := user or device):
                 for dim, value in dims:
                     seen_people[day, dim, value].add(person)

@@ -23,7 +23,7 @@ from tracker.redis_clients import sync_client
 from tracker.settings import Settings
 
 pytestmark = pytest.mark.services
-METRICS = ("impressions", "clicks", "conversions", "spend", "revenue")
+METRICS = ("impressions", "clicks", "conversions", "spend", "revenue", "bots")
 
 
 def send(
@@ -132,6 +132,7 @@ def kpis(
             "conversions": round(row["conversions"] * 1_000_000),
             "spend": round(row["spend"] * 1_000_000),
             "revenue": round(row["revenue"] * 1_000_000),
+            "bots": row["bots"],
         }
         if any(sums.values()):
             found[day, value] = sums

@@ -107,7 +107,7 @@ def counted(
     return rows
 
 
-METRICS = ("impressions", "clicks", "spend", "conversions", "revenue")
+METRICS = ("impressions", "clicks", "spend", "conversions", "revenue", "bots")
 
 
 def nonzero(rows: dict[oracle.Key, dict[str, int]]) -> dict[oracle.Key, dict[str, int]]:
