@@ -72,7 +72,7 @@ def stored(keys: Keys) -> dict[str, bytes]:
         ),
         keys.path("u-1"): state.dump_path([Touch(T0 + 500, None, "email")]),
         keys.customer("u-1"): state.dump_customer(
-            state.Customer(Acquisition("spring", "search"), (T0 + 5_000, "o-1"), 0)
+            state.Customer(Acquisition("spring", "search"), (T0 + 5_000, "o-1"), 49_900_000)
         ),
         # o-gone's order expired (the lookback); the list still names it.
         keys.recent("u-1"): state.dump_recent([("o-gone", T0 - 1), ("o-1", T0 + 5_000)]),
@@ -124,7 +124,12 @@ def test_a_user_is_read_back_with_devices_path_customer_and_orders(settings: Set
             "anonymous_id": "p-1",
         },
     ]
-    assert body["customer"] == {"campaign": "spring", "channel": "search"}
+    assert body["customer"] == {
+        "campaign": "spring",
+        "channel": "search",
+        "won_by": {"ts": "2024-05-01T10:00:05.000Z", "conversion": "o-1"},
+        "revenue": 49.9,
+    }
     (order,) = body["orders"]  # the expired one is no longer held
     assert order == {
         "order_id": "o-1",

@@ -16,7 +16,7 @@ from tests.unit.test_api import get as get_path
 from tracker.attribution import ONE, Touch
 from tracker.export.people import device_view, instant, user_view
 from tracker.stream.identity import Segment
-from tracker.stream.state import Acquisition, Credit, Order
+from tracker.stream.state import Acquisition, Credit, Customer, Order
 
 T0 = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 
@@ -177,10 +177,21 @@ def test_the_customer_record_and_orders_as_credited() -> None:
     )
     refunded = Order(T0 + 400, "lead", 0, {}, None, reversed=True, click_id="k-1")
     view = device_view(
-        "a-1", [], [], Acquisition(None, "direct"), {"o-2": order, "o-1": refunded}, NOW
+        "a-1",
+        [],
+        [],
+        Customer(Acquisition(None, "direct"), None, 7),
+        {"o-2": order, "o-1": refunded},
+        NOW,
     )
     assert view is not None
-    assert view["customer"] == {"campaign": None, "channel": "direct"}
+    # Kept before it held the conversion that won them: what it cannot say is null.
+    assert view["customer"] == {
+        "campaign": None,
+        "channel": "direct",
+        "won_by": None,
+        "revenue": None,
+    }
     assert view["orders"] == [  # oldest first
         {
             "order_id": "o-1",

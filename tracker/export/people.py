@@ -34,7 +34,7 @@ from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.stream.identity import Segment, owner
 from tracker.stream.state import (
-    Acquisition,
+    Customer,
     Order,
     load_customer,
     load_devices,
@@ -76,7 +76,7 @@ def user_view(
     devices: Mapping[str, Sequence[Segment]],
     own: Sequence[Touch],
     held: Mapping[str, Sequence[Touch]],
-    customer: Acquisition | None,
+    customer: Customer | None,
     orders: Mapping[str, Order],
     now: EpochMs,
 ) -> dict[str, Any] | None:
@@ -112,7 +112,7 @@ def device_view(
     device: str,
     segments: Sequence[Segment],
     touches: Sequence[Touch],
-    customer: Acquisition | None,
+    customer: Customer | None,
     orders: Mapping[str, Order],
     now: EpochMs,
 ) -> dict[str, Any] | None:
@@ -146,10 +146,18 @@ def _touch(touch: Touch) -> dict[str, Any]:
     return {"ts": instant(touch.ts), "campaign": touch.campaign, "channel": touch.channel}
 
 
-def _customer(acquisition: Acquisition | None) -> dict[str, Any] | None:
-    if acquisition is None:
+def _customer(customer: Customer | None) -> dict[str, Any] | None:
+    """Who won them, with which conversion, and their revenue since: ``null`` for those two
+    in a record kept before it held them."""
+    if customer is None:
         return None
-    return {"campaign": acquisition.campaign, "channel": acquisition.channel}
+    won, first = customer.acquisition, customer.first
+    return {
+        "campaign": won.campaign,
+        "channel": won.channel,
+        "won_by": {"ts": instant(first[0]), "conversion": first[1]} if first else None,
+        "revenue": to_number(customer.revenue) if first else None,
+    }
 
 
 def _orders(orders: Mapping[str, Order]) -> list[dict[str, Any]]:
@@ -218,7 +226,7 @@ class PeopleApi:
         links = {device: _segments(next(found)) for device in devices}
         held = {device: _path(next(found)) for device in devices}
         orders = _present(order_ids, found, load_order)
-        customer = load_customer(customer_raw).acquisition if customer_raw else None
+        customer = load_customer(customer_raw) if customer_raw else None
         return user_view(user, links, _path(own_raw), held, customer, orders, now)
 
     async def _device(self, device: str, now: EpochMs) -> dict[str, Any] | None:
@@ -229,7 +237,7 @@ class PeopleApi:
         order_ids = _order_ids(recent_raw)
         found = iter(await self._get(list(map(keys.order, order_ids))))
         orders = _present(order_ids, found, load_order)
-        customer = load_customer(customer_raw).acquisition if customer_raw else None
+        customer = load_customer(customer_raw) if customer_raw else None
         return device_view(device, _segments(link_raw), _path(path_raw), customer, orders, now)
 
     async def _get(self, names: list[str]) -> list[Raw]:
