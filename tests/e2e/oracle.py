@@ -498,6 +498,12 @@ def _identity_cases(
     visits("guest-buyer-1", 2)
     second.append(order(38, anonymous_id="guest-buyer-1"))
     third.append(identify(44, "guest-buyer-1", "new-member-1"))
+    # A guest who signs in as a user who bought before: one customer, not two, won by
+    # the user's own earlier order, now credited to the guest's touches before it.
+    visits("guest-buyer-2", 2, 0, 10, campaign="o-social-1")
+    second.append(order(12, user_id="buyer-member-2"))
+    second.append(order(39, anonymous_id="guest-buyer-2"))
+    third.append(identify(45, "guest-buyer-2", "buyer-member-2"))
 
     # A shared device: a-user signs in at 5, out at 15, b-user in at 20. Each user's
     # order gets only their own touches; a-user also the anonymous past before 5.
@@ -825,6 +831,8 @@ class Order:
     revenue: int
     credits: Credits
     event: dict[str, Any]
+    customer: Customer | None = None
+    """Whose conversion it is: as counted, then as each link within the grace says."""
     reversed: bool = False
 
 
@@ -881,7 +889,7 @@ def _count(log: Log, max_ids_per_user: int) -> Counted:
     rows: Rows = {m: defaultdict(lambda: defaultdict(int)) for m in MODELS}
     seen_people: dict[Key, set[str]] = defaultdict(set)
     values: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    conversions_of: dict[Customer, list[Order]] = defaultdict(list)
+    conversions: list[Order] = []
     counts = dict.fromkeys(IDENTITY_COUNTERS, 0)
     spend_reports: dict[tuple[str, str], tuple[int, int, str]] = {}
     people = People(max_ids_per_user)
@@ -947,12 +955,17 @@ def _count(log: Log, max_ids_per_user: int) -> Counted:
         for order_id in sorted(set(concerned), key=lambda o: orders[o].event["ts"]):
             order = orders[order_id]
             at = order.event["ts"]
-            if order.reversed or order.event.get("campaign") or ts - at > LOOKBACK_MS:
+            if ts - at > LOOKBACK_MS:  # no longer kept
+                continue
+            late = at < ts - GRACE_MS
+            if not late and order.customer:  # a guest's order is the user's once signed in
+                order.customer = customer_of(order.event) or order.customer
+            if order.reversed or order.event.get("campaign"):
                 continue
             now = credits_of(order.event)
             if now == order.credits:
                 continue
-            if at < ts - GRACE_MS:
+            if late:
                 counts["identity_late_links"] += 1
                 continue
             book(order.day, order.credits, -1)
@@ -1031,10 +1044,9 @@ def _count(log: Log, max_ids_per_user: int) -> Counted:
                 add(day, dim, value, "conversions", 1_000_000)
                 add(day, dim, value, "revenue", revenue)
             book(day, credits, 1)
-            counted = Order(day, goal, revenue, credits, e)
             customer = customer_of(e)
-            if customer:
-                conversions_of[customer].append(counted)
+            counted = Order(day, goal, revenue, credits, e, customer)
+            conversions.append(counted)
             if order_id:
                 orders[order_id] = counted
                 # Remembered for its device and its customer, to be looked at again
@@ -1047,15 +1059,19 @@ def _count(log: Log, max_ids_per_user: int) -> Counted:
         day = midnight(date.fromisoformat(period), zone)
         for dim, value in (("total", "total"), ("channel", channel), ("campaign", campaign)):
             add(day, dim, value, "spend", amount)
-    for conversions in conversions_of.values():
+    conversions_of: dict[Customer, list[Order]] = defaultdict(list)
+    for counted in conversions:
+        if counted.customer:
+            conversions_of[counted.customer].append(counted)
+    for theirs in conversions_of.values():
         first = min(
-            conversions,
+            theirs,
             key=lambda o: (o.event["ts"], o.event.get("order_id") or o.event["event_id"]),
         )
         [(campaign, channel)] = first.credits["last_click"]  # the last touch's one share
         for dim, value in [("channel", channel)] + ([("campaign", campaign)] if campaign else []):
             values[dim, value]["customers"] += 1
             values[dim, value]["customer_revenue"] += sum(
-                o.revenue for o in conversions if not o.reversed
+                o.revenue for o in theirs if not o.reversed
             )
     return rows, counts, seen_people, values

@@ -1064,6 +1064,48 @@ def test_a_link_that_re_credits_the_winning_order_moves_its_customer() -> None:
     assert credits(linked, "channel", "customers") == {"direct": -1, "search": 1}
 
 
+def test_a_guest_who_signs_in_as_a_new_user_stays_one_customer_the_users() -> None:
+    lookups = Lookups(paths={"d1": [Touch(T0 - HOUR, "brand", "search")]})
+    bought = run([conversion("v1", anonymous_id="d1", order_id="o1", value=5_000_000)], lookups)
+    assert acquisitions(lookups) == {"d1": Acquisition("brand", "search")}
+    signed = run(
+        [event("i1", "identify", ts=T0 + MINUTE, anonymous_id="d1", user_id="u1")], lookups
+    )
+    assert lookups.customers["u1"] == Customer(
+        Acquisition("brand", "search"), (T0, "o1"), 5_000_000, 1
+    )
+    assert lookups.customers["d1"].count == 0  # no customer any more
+    assert lookups.orders["o1"].customer == "u1"
+    assert total(bought, "customers") == 1
+    assert not any(cell[4].startswith("customer") for cell in signed.sums)  # renamed, no more
+    again = run([conversion("v2", user_id="u1", order_id="o2", value=1, ts=T0 + HOUR)], lookups)
+    assert total(again, "customers") == 0  # one person, one customer
+    assert lookups.customers["u1"].revenue == 5_000_001
+
+
+def test_a_guest_who_signs_in_as_a_known_customer_is_merged_into_them() -> None:
+    lookups = Lookups(paths={"d1": [Touch(T0 - HOUR, "brand", "search")]})
+    run([conversion("v0", user_id="u1", order_id="o0", value=1_000_000, ts=T0 - DAY)], lookups)
+    run([conversion("v1", anonymous_id="d1", order_id="o1", value=5_000_000)], lookups)
+    signed = run(
+        [event("i1", "identify", ts=T0 + MINUTE, anonymous_id="d1", user_id="u1")], lookups
+    )
+    assert total(signed, "customers") == -1  # two customers were one person
+    assert credits(signed, "campaign", "customers") == {"brand": -1}
+    assert credits(signed, "campaign", "customers_moved") == {"brand": 1}
+    assert credits(signed, "campaign", "customer_revenue") == {"brand": -5_000_000}
+    assert credits(signed, "channel", "customer_revenue") == {
+        "search": -5_000_000,
+        "direct": 5_000_000,
+    }
+    assert lookups.customers["u1"].revenue == 6_000_000
+    assert lookups.customers["u1"].count == 2
+    # The device signed out and buying again is a customer of its own again.
+    run([event("r1", "reset", ts=T0 + 2 * MINUTE, anonymous_id="d1")], lookups)
+    later = run([conversion("v3", anonymous_id="d1", order_id="o3", ts=T0 + HOUR)], lookups)
+    assert total(later, "customers") == 1
+
+
 def test_known_customer_adds_revenue_not_a_customer() -> None:
     lookups = Lookups(customers={"u1": Customer(Acquisition("brand", "search"), (T0 - DAY, "o0"))})
     delta = run([conversion("v", user_id="u1", value=5_000_000)], lookups)

@@ -82,7 +82,7 @@ def test_click_compact_form() -> None:
 @pytest.mark.parametrize(
     "customer",
     [
-        Customer(Acquisition("spring", "search"), (1_764_800_000_000, "o-1"), 12_500_000),
+        Customer(Acquisition("spring", "search"), (1_764_800_000_000, "o-1"), 12_500_000, 3),
         Customer(Acquisition(None, "direct"), None, -3),
     ],
 )
@@ -91,8 +91,8 @@ def test_customer_round_trip(customer: Customer) -> None:
 
 
 def test_customer_compact_form() -> None:
-    customer = Customer(Acquisition("spring", "search"), (5, "o-1"), 7)
-    assert dump_customer(customer) == b'["spring","search",[5,"o-1"],7]'
+    customer = Customer(Acquisition("spring", "search"), (5, "o-1"), 7, 2)
+    assert dump_customer(customer) == b'["spring","search",[5,"o-1"],7,2]'
 
 
 def test_a_customer_kept_before_their_first_conversion_was_is_never_displaced() -> None:

@@ -91,6 +91,7 @@ def convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> Non
     if person:
         won = _acquire(person, (event.ts, order_id or event.event_id), credits, delta, lookups)
         won.revenue += revenue
+        won.count = None if won.count is None else won.count + 1
         lookups.dirty_customers.add(person)
         acquisition = won.acquisition
         _spread_clv(delta, acquisition, customers=0, revenue=revenue)
@@ -130,8 +131,8 @@ def _acquire(
     """
     won = _won(credits)
     customer = lookups.customers.get(person)
-    if customer is None:
-        customer = lookups.customers[person] = Customer(won, conversion)
+    if customer is None or customer.count == 0:
+        customer = lookups.customers[person] = Customer(won, conversion, count=0)
         _spread_clv(delta, won, customers=1, revenue=0)
     elif customer.first is not None and conversion < customer.first:
         _move(customer, won, delta)
@@ -201,34 +202,87 @@ def link(
 def _restitch(
     device: str, user: str | None, since: EpochMs, delta: Delta, lookups: Lookups, policy: Policy
 ) -> None:
-    """Re-credit the device's and user's recent orders that a new link changes.
+    """Re-credit the device's and user's recent orders that a new link changes, and give
+    each to the customer it now is (a guest's order to the user the guest signed in as).
 
     Within the grace before the link's time an order is re-credited (its old shares
-    taken out of its own buckets, the new ones added; totals, revenue and lifetime
-    value stay); an older one is left as counted, and counted as a late link.
+    taken out of its own buckets, the new ones added; totals and revenue stay); an older
+    one is left as counted, and counted as a late link if its credits would change.
     """
     candidates = {*lookups.recent.get(device, ()), *(lookups.recent.get(user, ()) if user else ())}
     for order_id, _ in sorted(candidates, key=lambda item: (item[1], item[0])):
         order = lookups.orders.get(order_id)
-        if order is None or order.reversed or order.named:
+        if order is None:
             continue
+        late = order.ts < since - policy.grace_ms
         customer = _customer(order.user, order.device, order.ts, order.click_id, lookups)
-        touches = _touches(order.ts, order.click_id, customer, lookups, policy)
-        credits = {model: _credit(model, touches, order.revenue, policy) for model in MODELS}
-        if credits == order.credits:
-            continue
-        if order.ts < since - policy.grace_ms:
-            delta.health["identity_late_links"] += 1
-            continue
-        _count_order(delta, order, policy.calendar, sign=-1, totals=False)
-        order.credits = credits
-        _count_order(delta, order, policy.calendar, sign=1, totals=False)
+        if not (order.reversed or order.named):
+            touches = _touches(order.ts, order.click_id, customer, lookups, policy)
+            credits = {model: _credit(model, touches, order.revenue, policy) for model in MODELS}
+            if credits != order.credits and late:
+                delta.health["identity_late_links"] += 1
+            elif credits != order.credits:
+                _count_order(delta, order, policy.calendar, sign=-1, totals=False)
+                order.credits = credits
+                _count_order(delta, order, policy.calendar, sign=1, totals=False)
+                lookups.dirty_orders.add(order_id)
+                delta.health["identity_restitched"] += 1
+        if not late:
+            _rehome(order_id, order, customer[0] or customer[1], delta, lookups)
+
+
+def _rehome(
+    order_id: str, order: Order, person: str | None, delta: Delta, lookups: Lookups
+) -> None:
+    """Count ``order`` in ``person``'s customer record, and have the record follow what
+    the order is credited to if it is the conversion that won them.
+
+    A record left with no conversion is no customer any more (counted under
+    ``customers_moved``, as in :func:`_move`): a guest who signed in is one customer,
+    the user, not two. One left with others keeps its acquisition even if the order
+    won it, as the others' credits are not at hand.
+    """
+    if order.customer is None:  # counted before orders kept it, or nobody's
+        return
+    key = (order.ts, order_id)
+    if person and person != order.customer:
+        old = lookups.customers.get(order.customer)
+        known = lookups.customers.get(person)
+        if old is not None and old.count == 1 and (known is None or known.count == 0):
+            # Their only conversion, to one not a customer yet: the same customer, renamed.
+            lookups.customers[person] = Customer(old.acquisition, old.first, old.revenue, 1)
+            old.count, old.revenue = 0, 0
+            lookups.dirty_customers.add(order.customer)
+        else:
+            new = _acquire(person, key, order.credits, delta, lookups)
+            new.count = None if new.count is None else new.count + 1
+            if old is not None:
+                _take(old, order.customer, order, delta, lookups)
+            if not order.reversed:
+                new.revenue += order.revenue
+                _spread_clv(delta, new.acquisition, customers=0, revenue=order.revenue)
+        order.customer = person
         lookups.dirty_orders.add(order_id)
-        delta.health["identity_restitched"] += 1
-        record = lookups.customers.get(order.customer) if order.customer else None
-        if record is not None and record.first == (order.ts, order_id):  # it won them
-            _move(record, _won(credits), delta)
-            lookups.dirty_customers.add(order.customer or "")
+        lookups.dirty_customers.add(person)
+    record = lookups.customers.get(order.customer)
+    if record is not None and record.first == key:  # it won them
+        _move(record, _won(order.credits), delta)
+        lookups.dirty_customers.add(order.customer)
+
+
+def _take(customer: Customer, person: str, order: Order, delta: Delta, lookups: Lookups) -> None:
+    """Take ``order`` out of ``person``'s customer record, for another's."""
+    if not order.reversed:
+        customer.revenue -= order.revenue
+        _spread_clv(delta, customer.acquisition, customers=0, revenue=-order.revenue)
+    if customer.count is not None:
+        customer.count -= 1
+        if customer.count == 0:  # no conversion left: no customer
+            won = customer.acquisition
+            for dimension, value in dimensions(won.campaign, won.channel):
+                delta.sums[ALL_TIME, 0, dimension, value, "customers"] -= 1
+                delta.sums[ALL_TIME, 0, dimension, value, "customers_moved"] += 1
+    lookups.dirty_customers.add(person)
 
 
 def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -> None:

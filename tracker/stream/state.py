@@ -66,6 +66,10 @@ class Customer:
     revenue: Micros = 0
     """Their revenue counted so far, less refunds: it moves with them to another
     acquisition when an earlier conversion of theirs comes."""
+    count: int | None = None
+    """Their conversions counted (``None``: not kept, in a record older than this): at 0,
+    after the last went to another customer (a guest's, to the user who signed in),
+    they are no customer any more."""
 
 
 @dataclass(slots=True)
@@ -175,15 +179,18 @@ def load_recent(raw: bytes | str) -> list[tuple[str, EpochMs]]:
 def dump_customer(customer: Customer) -> bytes:
     won = customer.acquisition
     first = list(customer.first) if customer.first else None
-    return orjson.dumps([won.campaign, won.channel, first, customer.revenue])
+    return orjson.dumps([won.campaign, won.channel, first, customer.revenue, customer.count])
 
 
 def load_customer(raw: bytes | str) -> Customer:
     # A record kept before the first conversion was (two items) is never displaced.
     campaign, channel, *rest = orjson.loads(raw)
-    first, revenue = rest or (None, 0)
+    first, revenue, count = (*rest, None, None, None)[:3] if rest else (None, 0, None)
     return Customer(
-        Acquisition(campaign, channel), (first[0], first[1]) if first else None, revenue
+        Acquisition(campaign, channel),
+        (first[0], first[1]) if first else None,
+        revenue or 0,
+        count,
     )
 
 
