@@ -207,6 +207,7 @@ def check(settings: Settings, log: oracle.Log) -> None:
     assert identity_metrics(settings) == oracle.identity_counts(log)
     check_users(settings, log, days)
     check_lifetime_values(settings, log)
+    check_counters(settings, reference)
 
 
 def check_lifetime_values(settings: Settings, log: oracle.Log) -> None:
@@ -237,16 +238,43 @@ def check_lifetime_values(settings: Settings, log: oracle.Log) -> None:
         }, dimension
 
 
-def metric_values(settings: Settings, name: str, label: str) -> dict[str, int]:
-    """``name``'s samples on the exporter's /metrics, by the value of ``label``."""
+def metric_values(settings: Settings, name: str, label: str, scale: int = 1) -> dict[str, int]:
+    """``name``'s samples on the exporter's /metrics, times ``scale``, by ``label``."""
     status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
     assert status == 200
     return {
-        sample.labels[label]: int(sample.value)
+        sample.labels[label]: round(sample.value * scale)
         for family in text_string_to_metric_families(body.decode())
         for sample in family.samples
         if sample.name == name
     }
+
+
+TAKEN_BACK = {"conversions": "conversions_reversed", "spend": "spend_revised_down",
+              "revenue": "revenue_reversed"}  # fmt: skip
+"""Counters are gross: what refunds and lowered spend reports took back, counted apart."""
+
+
+def check_counters(settings: Settings, reference: oracle.Rows) -> None:
+    """/metrics' all-time counters per campaign and channel, less what they count as taken
+    back, equal the reference's sums over every day (``last_click``)."""
+    for dimension in ("campaign", "channel"):
+        want: dict[str, dict[str, int]] = {}
+        for (_, dim, value), sums in reference["last_click"].items():
+            if dim == dimension:
+                for metric in METRICS:
+                    want.setdefault(value, dict.fromkeys(METRICS, 0))[metric] += sums.get(metric, 0)
+        got: dict[str, dict[str, int]] = {value: dict.fromkeys(METRICS, 0) for value in want}
+        for metric in METRICS:
+            scale = 1 if metric in ("impressions", "clicks", "bots") else 1_000_000
+            name = f"tracker_{dimension}_{metric}_total"
+            for value, amount in metric_values(settings, name, dimension, scale).items():
+                got.setdefault(value, dict.fromkeys(METRICS, 0))[metric] += amount
+            if metric in TAKEN_BACK:
+                back = f"tracker_{dimension}_{TAKEN_BACK[metric]}_total"
+                for value, amount in metric_values(settings, back, dimension, scale).items():
+                    got[value][metric] -= amount
+        assert got == want, dimension
 
 
 def check_users(settings: Settings, log: oracle.Log, days: set[int]) -> None:
