@@ -83,15 +83,18 @@ def loaded(load: Callable[[bytes | str], T], raw: bytes | str | None) -> T:
     return load(raw)
 
 
-def order(device: str | None, user: str | None, click_id: str | None = None) -> Order:
+def order(
+    device: str | None, user: str | None, click_id: str | None = None, customer: str | None = None
+) -> Order:
     return Order(ts=T0, goal="purchase", revenue=20_000_000, credits={}, acquisition=None,
-                 device=device, user=user, click_id=click_id)  # fmt: skip
+                 device=device, user=user, click_id=click_id, customer=customer)  # fmt: skip
 
 
 def world(keys: Keys) -> dict[str, bytes]:
     """test_people's u-1 (laptop l-1, phone p-1 shared with u-2), and u-2 on their own
     m-2; u-1 clicked k-1 on the phone and ordered o-1 there, o-3 signed in without a
-    device; u-2 clicked k-2 and ordered o-2."""
+    device, and o-4 is a postback naming only k-1, u-1's as a customer; u-2 clicked k-2
+    and ordered o-2."""
     touch = Touch(T0, "spring", "search")
     return {
         **stored(keys),
@@ -102,6 +105,7 @@ def world(keys: Keys) -> dict[str, bytes]:
         keys.click("k-2"): state.dump_click(Click(touch, "m-2", "u-2")),
         keys.order("o-2"): state.dump_order(order("m-2", "u-2", "k-2")),
         keys.order("o-3"): state.dump_order(order(None, "u-1")),
+        keys.order("o-4"): state.dump_order(order(None, None, "k-1", customer="u-1")),
     }
 
 
@@ -132,7 +136,7 @@ def test_a_user_is_erased_with_their_devices_and_their_orders_are_anonymised(
             "paths": 3,
             "customers": 1,
             "recent": 2,
-            "orders_anonymised": 2,
+            "orders_anonymised": 3,
             "clicks": 1,
         },
         "suppressed": ["user_id", "anonymous_id", "anonymous_id"],
@@ -157,6 +161,8 @@ def test_a_user_is_erased_with_their_devices_and_their_orders_are_anonymised(
         )
         assert 0 < await redis.ttl(keys.order("o-1")) <= HOUR_S
         assert loaded(state.load_order, left[keys.order("o-3")]).user is None
+        postback = loaded(state.load_order, left[keys.order("o-4")])
+        assert (postback.customer, postback.click_id) == (None, None)
         hashes = [erased_hash("user_id", "u-1")]
         hashes += [erased_hash("anonymous_id", device) for device in ("l-1", "p-1")]
         assert await redis.lrange(keys.erasures, 0, -1) == [h.encode() for h in hashes]

@@ -119,7 +119,7 @@ def parse_erasure(body: bytes) -> tuple[str, str]:
 
 def anonymised(order: Order) -> Order:
     """``order`` without who placed it; its figures, for refunds to reverse, kept."""
-    return dataclasses.replace(order, device=None, user=None, click_id=None)
+    return dataclasses.replace(order, device=None, user=None, click_id=None, customer=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,8 +331,10 @@ class _Swept:
 
 
 def _placed(made: Click | Order, devices: Collection[str], users: Collection[str]) -> bool:
-    """Whether a click or an order was made by one of ``devices`` or ``users``."""
-    return made.device in devices or made.user in users
+    """Whether a click or an order was made by one of ``devices`` or ``users``, or an
+    order is theirs as a customer (a postback naming only the click they made)."""
+    whose = {made.device, made.user, made.customer if isinstance(made, Order) else None}
+    return any(who in devices or who in users for who in whose - {None})
 
 
 async def _read(pipe: Any, names: Sequence[str]) -> list[Any]:
