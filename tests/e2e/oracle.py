@@ -498,6 +498,14 @@ def _identity_cases(
     visits("guest-buyer-1", 2)
     second.append(order(38, anonymous_id="guest-buyer-1"))
     third.append(identify(44, "guest-buyer-1", "new-member-1"))
+    # A postback naming only the click of a device nobody has signed in on yet, and then
+    # somebody does, with a touch of their own before it: the order is theirs, on both
+    # paths (re-credited within the grace), as a customer too.
+    clicked = touch(20, "o-display-1", kind="click", anonymous_id="postback-clicker-0")
+    first.append(clicked)
+    first.append(touch(5, "o-email-1", user_id="postback-member-0"))
+    second.append(order(30, click_id=clicked["click_id"], user_agent=None))
+    third.append(identify(50, "postback-clicker-0", "postback-member-0"))
     # A guest who signs in as a user who bought before: one customer, not two, won by
     # the user's own earlier order, now credited to the guest's touches before it.
     visits("guest-buyer-2", 2, 0, 10, campaign="o-social-1")

@@ -112,7 +112,9 @@ def convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> Non
     if order_id:
         lookups.orders[order_id] = order
         lookups.dirty_orders.add(order_id)
-        for holder in {event.anonymous_id, customer[0]} - {None}:
+        # Under its device and its customer, for the links of either that come after it:
+        # a postback naming an anonymous clicker's click is that device's.
+        for holder in {event.anonymous_id, person} - {None}:
             _remember_order(holder or "", order_id, event.ts, lookups)
 
 
