@@ -311,8 +311,9 @@ class StoreCollector(Collector):
 def lifetime_values(folded: Rows, currency: str) -> Iterator[Metric]:
     """Lifetime value of the customers each campaign and channel acquired."""
     for dimension in ("campaign", "channel"):
-        # A customer moves when an earlier conversion of theirs comes later: the counter
-        # keeps those that left, as revenue's keeps refunds (``_moved`` says how many).
+        # A customer moves when an earlier conversion of theirs comes later, or a guest
+        # signs in as a user who bought before: the counter keeps those that left, as
+        # revenue's keeps refunds (``_moved`` says how many).
         customers = CounterMetricFamily(
             f"tracker_{dimension}_customers",
             f"Customers won per {dimension} by their earliest conversion, ever",
@@ -321,7 +322,8 @@ def lifetime_values(folded: Rows, currency: str) -> Iterator[Metric]:
         moved = CounterMetricFamily(
             f"tracker_{dimension}_customers_moved",
             f"Customers a {dimension} won who moved to another's (an earlier conversion "
-            "of theirs came later); customers less these are the customers it holds",
+            "of theirs came later, a guest signed in as a customer); customers less these "
+            "are the customers it holds",
             labels=[dimension],
         )
         value = GaugeMetricFamily(
