@@ -242,3 +242,11 @@ def test_the_log_has_the_hard_cases() -> None:
     counts = oracle.identity_counts(LOG)
     assert counts["identity_refused_too_many_ids"] == 5, counts
     assert all(counts.values()), counts
+    # Customers: a guest signing in as a user who bought before them (two records, one
+    # customer), and a postback of an anonymous clicker who signs in later.
+    signins = [(e["anonymous_id"], e["user_id"]) for e in LOG.phases[2] if e["type"] == "identify"]
+    buyers = {e.get("anonymous_id") or e.get("user_id") for e in conversions}
+    assert any(device in buyers and user in buyers for device, user in signins)
+    clickers = {e["click_id"]: e.get("anonymous_id") for e in everything if e["type"] == "click"}
+    postbacks = [e for e in conversions if not e.get("anonymous_id") and not e.get("user_id")]
+    assert any(clickers.get(e.get("click_id")) in dict(signins) for e in postbacks)
