@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from harness.processes import http_get, running, wait_for
 from tests.applied import behind
@@ -204,13 +205,21 @@ def check(settings: Settings, log: oracle.Log) -> None:
     for dimension in ("total", "goal"):
         got = kpis(settings, days, "last_click", dimension)
         assert got == expected(reference["last_click"], dimension), dimension
-    assert identity_metrics(settings) == oracle.identity_counts(log)
+    samples = scraped(settings)
+    assert identity_metrics(samples) == oracle.identity_counts(log)
     check_users(settings, log, days)
-    check_lifetime_values(settings, log)
-    check_counters(settings, reference)
+    check_lifetime_values(settings, log, samples)
+    check_counters(reference, samples)
 
 
-def check_lifetime_values(settings: Settings, log: oracle.Log) -> None:
+def scraped(settings: Settings) -> list[Sample]:
+    """Every sample the exporter's /metrics shows now."""
+    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
+    assert status == 200
+    return [s for family in text_string_to_metric_families(body.decode()) for s in family.samples]
+
+
+def check_lifetime_values(settings: Settings, log: oracle.Log, samples: list[Sample]) -> None:
     """/v1/clv's customers and their revenue, by the campaign and channel that won them."""
     reference = oracle.lifetime_values(log)
     for dimension in ("campaign", "channel"):
@@ -229,7 +238,7 @@ def check_lifetime_values(settings: Settings, log: oracle.Log) -> None:
         assert got == want, dimension
         # /metrics: customers ever won, less those that moved away since, are those held.
         won, moved = (
-            metric_values(settings, f"tracker_{dimension}_customers{kind}_total", dimension)
+            metric_values(samples, f"tracker_{dimension}_customers{kind}_total", dimension)
             for kind in ("", "_moved")
         )
         held = {value: won[value] - moved.get(value, 0) for value in won}
@@ -238,16 +247,9 @@ def check_lifetime_values(settings: Settings, log: oracle.Log) -> None:
         }, dimension
 
 
-def metric_values(settings: Settings, name: str, label: str, scale: int = 1) -> dict[str, int]:
-    """``name``'s samples on the exporter's /metrics, times ``scale``, by ``label``."""
-    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
-    assert status == 200
-    return {
-        sample.labels[label]: round(sample.value * scale)
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-        if sample.name == name
-    }
+def metric_values(samples: list[Sample], name: str, label: str, scale: int = 1) -> dict[str, int]:
+    """``name``'s values, times ``scale``, by ``label``."""
+    return {s.labels[label]: round(s.value * scale) for s in samples if s.name == name}
 
 
 TAKEN_BACK = {"conversions": "conversions_reversed", "spend": "spend_revised_down",
@@ -255,7 +257,7 @@ TAKEN_BACK = {"conversions": "conversions_reversed", "spend": "spend_revised_dow
 """Counters are gross: what refunds and lowered spend reports took back, counted apart."""
 
 
-def check_counters(settings: Settings, reference: oracle.Rows) -> None:
+def check_counters(reference: oracle.Rows, samples: list[Sample]) -> None:
     """/metrics' all-time counters per campaign and channel, less what they count as taken
     back, equal the reference's sums over every day (``last_click``)."""
     for dimension in ("campaign", "channel"):
@@ -268,11 +270,11 @@ def check_counters(settings: Settings, reference: oracle.Rows) -> None:
         for metric in METRICS:
             scale = 1 if metric in ("impressions", "clicks", "bots") else 1_000_000
             name = f"tracker_{dimension}_{metric}_total"
-            for value, amount in metric_values(settings, name, dimension, scale).items():
+            for value, amount in metric_values(samples, name, dimension, scale).items():
                 got.setdefault(value, dict.fromkeys(METRICS, 0))[metric] += amount
             if metric in TAKEN_BACK:
                 back = f"tracker_{dimension}_{TAKEN_BACK[metric]}_total"
-                for value, amount in metric_values(settings, back, dimension, scale).items():
+                for value, amount in metric_values(samples, back, dimension, scale).items():
                     got[value][metric] -= amount
         assert got == want, dimension
 
@@ -313,22 +315,17 @@ def check_users(settings: Settings, log: oracle.Log, days: set[int]) -> None:
     assert compared, "no row counted anybody"
 
 
-def identity_metrics(settings: Settings) -> dict[str, int]:
+def identity_metrics(samples: list[Sample]) -> dict[str, int]:
     """The identity counters as the exporter's /metrics shows them."""
-    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
-    assert status == 200
     found: dict[str, int] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == "tracker_identity_refused_total":
-                found[f"identity_refused_{sample.labels['reason']}"] = int(sample.value)
-            elif sample.name in (
-                "tracker_identity_restitched_total",
-                "tracker_identity_late_links_total",
-            ):
-                found[sample.name.removeprefix("tracker_").removesuffix("_total")] = int(
-                    sample.value
-                )
+    for sample in samples:
+        if sample.name == "tracker_identity_refused_total":
+            found[f"identity_refused_{sample.labels['reason']}"] = int(sample.value)
+        elif sample.name in (
+            "tracker_identity_restitched_total",
+            "tracker_identity_late_links_total",
+        ):
+            found[sample.name.removeprefix("tracker_").removesuffix("_total")] = int(sample.value)
     return found
 
 

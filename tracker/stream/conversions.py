@@ -90,11 +90,8 @@ def convert(event: Event, delta: Delta, lookups: Lookups, policy: Policy) -> Non
     person = customer[0] or customer[1]
     if person:
         won = _acquire(person, (event.ts, order_id or event.event_id), credits, delta, lookups)
-        won.revenue += revenue
-        won.count = None if won.count is None else won.count + 1
-        lookups.dirty_customers.add(person)
+        _spend(won, revenue, delta)
         acquisition = won.acquisition
-        _spread_clv(delta, acquisition, customers=0, revenue=revenue)
     goal = event.goal or "conversion"
     order = Order(
         event.ts,
@@ -125,11 +122,12 @@ def _acquire(
     delta: Delta,
     lookups: Lookups,
 ) -> Customer:
-    """``person``'s customer record, won by ``conversion`` (its time and id) with these
-    ``credits`` if it is their earliest: the campaign and channel ``last_click`` credits
-    it to. So who won a customer does not depend on the order their conversions come in
-    (a postback and an order of one person on two partitions): an earlier one coming
-    later moves the customer, and what they spent so far, to its acquisition.
+    """``person``'s customer record with ``conversion`` (its time and id) counted in it,
+    won by it with these ``credits`` if it is their earliest: the campaign and channel
+    ``last_click`` credits it to. So who won a customer does not depend on the order
+    their conversions come in (a postback and an order of one person on two
+    partitions): an earlier one coming later moves the customer, and what they spent so
+    far, to its acquisition.
     """
     won = _won(credits)
     customer = lookups.customers.get(person)
@@ -139,7 +137,16 @@ def _acquire(
     elif customer.first is not None and conversion < customer.first:
         _move(customer, won, delta)
         customer.first = conversion
+    if customer.count is not None:
+        customer.count += 1
+    lookups.dirty_customers.add(person)
     return customer
+
+
+def _spend(customer: Customer, revenue: Micros, delta: Delta) -> None:
+    """Add ``revenue`` (less, if negative) to what ``customer`` spent, where they are."""
+    customer.revenue += revenue
+    _spread_clv(delta, customer.acquisition, customers=0, revenue=revenue)
 
 
 def _won(credits: dict[str, list[Credit]]) -> Acquisition:
@@ -158,11 +165,7 @@ def _move(customer: Customer, won: Acquisition, delta: Delta) -> None:
     """
     before = dimensions(customer.acquisition.campaign, customer.acquisition.channel)
     after = dimensions(won.campaign, won.channel)
-    for dimension, value in before:
-        if (dimension, value) not in after:
-            delta.sums[ALL_TIME, 0, dimension, value, "customers"] -= 1
-            delta.sums[ALL_TIME, 0, dimension, value, "customers_moved"] += 1
-            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] -= customer.revenue
+    _leave(delta, [dim for dim in before if dim not in after], customer.revenue)
     for dimension, value in after:
         if (dimension, value) not in before:
             delta.sums[ALL_TIME, 0, dimension, value, "customers"] += 1
@@ -257,12 +260,10 @@ def _rehome(
             lookups.dirty_customers.add(order.customer)
         else:
             new = _acquire(person, key, order.credits, delta, lookups)
-            new.count = None if new.count is None else new.count + 1
             if old is not None:
                 _take(old, order.customer, order, delta, lookups)
             if not order.reversed:
-                new.revenue += order.revenue
-                _spread_clv(delta, new.acquisition, customers=0, revenue=order.revenue)
+                _spend(new, order.revenue, delta)
         order.customer = person
         lookups.dirty_orders.add(order_id)
         lookups.dirty_customers.add(person)
@@ -275,16 +276,22 @@ def _rehome(
 def _take(customer: Customer, person: str, order: Order, delta: Delta, lookups: Lookups) -> None:
     """Take ``order`` out of ``person``'s customer record, for another's."""
     if not order.reversed:
-        customer.revenue -= order.revenue
-        _spread_clv(delta, customer.acquisition, customers=0, revenue=-order.revenue)
+        _spend(customer, -order.revenue, delta)
     if customer.count is not None:
         customer.count -= 1
         if customer.count == 0:  # no conversion left: no customer
             won = customer.acquisition
-            for dimension, value in dimensions(won.campaign, won.channel):
-                delta.sums[ALL_TIME, 0, dimension, value, "customers"] -= 1
-                delta.sums[ALL_TIME, 0, dimension, value, "customers_moved"] += 1
+            _leave(delta, dimensions(won.campaign, won.channel), 0)
     lookups.dirty_customers.add(person)
+
+
+def _leave(delta: Delta, dims: list[tuple[str, str]], revenue: Micros) -> None:
+    """A customer, and ``revenue`` of theirs, leave ``dims``: counted as moved there."""
+    for dimension, value in dims:
+        delta.sums[ALL_TIME, 0, dimension, value, "customers"] -= 1
+        delta.sums[ALL_TIME, 0, dimension, value, "customers_moved"] += 1
+        if revenue:
+            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] -= revenue
 
 
 def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -> None:
@@ -300,9 +307,8 @@ def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -
     _count_order(delta, order, calendar, sign=-1)
     customer = lookups.customers.get(order.customer) if order.customer else None
     if customer is not None:  # wherever they are now
-        customer.revenue -= order.revenue
+        _spend(customer, -order.revenue, delta)
         lookups.dirty_customers.add(order.customer or "")
-        _spread_clv(delta, customer.acquisition, customers=0, revenue=-order.revenue)
     elif order.acquisition is not None:  # counted before customers kept their revenue
         _spread_clv(delta, order.acquisition, customers=0, revenue=-order.revenue)
     delta.health["reversals"] += 1
