@@ -5,10 +5,12 @@ its own (ports 22501-22506, .run/bench-redis-cluster), as a worker would, and pr
 for each primary, the Redis CPU time and the memory it took, and which one serves the
 store's own slot (every key but the counted ids, :mod:`tracker.seen`, and with
 ``TRACKER_REDIS_SPREAD_SUMS`` the partitions' sums, :func:`tracker.store.tally_prefix`,
-and with ``TRACKER_REDIS_SPREAD_CLICKS`` the clicks, :func:`tracker.store.click_prefix`):
-with everything but the ids in the store's slot, with the sums spread, and with the sums
-and the clicks spread, and the ratios between them. Figures are shares of the cluster's
-whole, measured in the same run; the machine's conditions are printed before and after.
+and with ``TRACKER_REDIS_SPREAD_CLICKS`` the clicks, :func:`tracker.store.click_prefix`,
+and with ``TRACKER_REDIS_SPREAD_PATHS`` the touch paths, :func:`tracker.store.path_prefix`):
+with everything but the ids in the store's slot, with the sums spread, with the sums
+and the clicks spread, and with the paths too, and the ratios between them. Figures are
+shares of the cluster's whole, measured in the same run; the machine's conditions are
+printed before and after.
 
 The store's slot gets a primary of its own first (:func:`harness.redis_cluster.isolate`
 moves the slots of the other hash tags off it), so that primary's Redis CPU is what the
@@ -94,16 +96,18 @@ def main() -> None:
         alone = isolate_store(cluster, Settings(redis_url=cluster.url, redis_prefix=prefix))
         print(f"primary {alone} serves the store's slot and none of its shards' or partitions'")
         runs = []
-        for sums, clicks in ((False, False), (True, False), (True, True)):
+        layouts = ((False, False, False), (True, False, False), (True, True, False), (True,) * 3)
+        for sums, clicks, paths in layouts:
             settings = Settings(
                 redis_url=cluster.url,
                 redis_prefix=prefix,
                 redis_spread_sums=sums,
                 redis_spread_clicks=clicks,
+                redis_spread_paths=paths,
             )
             runs.append(measure(cluster, settings, events, args))
             redis_cluster.forget_keys(settings)
-    still, spread, both = runs
+    still, spread, both, everything = runs
     print(
         f"sums spread against not, same events, same run: events/s "
         f"{spread.rate / still.rate:.2f}x, the cluster's Redis CPU "
@@ -115,6 +119,13 @@ def main() -> None:
         f"clicks spread too, against the sums alone: events/s {both.rate / spread.rate:.2f}x, "
         f"the store's slot's Redis CPU {both.cpu[both.own] / spread.cpu[spread.own]:.2f}x "
         f"and memory {both.memory[both.own] / spread.memory[spread.own]:.2f}x"
+    )
+    print(
+        f"paths spread too, against the sums and clicks: events/s "
+        f"{everything.rate / both.rate:.2f}x, the cluster's Redis CPU "
+        f"{sum(everything.cpu.values()) / sum(both.cpu.values()):.2f}x, the store's slot's "
+        f"{everything.cpu[everything.own] / both.cpu[both.own]:.2f}x and memory "
+        f"{everything.memory[everything.own] / both.memory[both.own]:.2f}x"
     )
     print(describe())
 
@@ -178,7 +189,8 @@ def measure(
     spread = settings.redis_spread_sums
     print(
         f"TRACKER_REDIS_SPREAD_SUMS={int(spread)} "
-        f"TRACKER_REDIS_SPREAD_CLICKS={int(settings.redis_spread_clicks)}: "
+        f"TRACKER_REDIS_SPREAD_CLICKS={int(settings.redis_spread_clicks)} "
+        f"TRACKER_REDIS_SPREAD_PATHS={int(settings.redis_spread_paths)}: "
         f"{args.events:,} events applied in "
         f"{seconds:.1f} s ({args.events / seconds:,.0f} events/s, one sink, "
         f"{PARTITIONS} partitions)"

@@ -182,6 +182,13 @@ class Settings:
         "(README, Running at scale)",
         {WORKER},
     )
+    redis_spread_paths: bool = _setting(
+        False,
+        "worker, on a Redis Cluster: each person's touch path under the click shard their "
+        "id hashes to, shared by the primaries, not in the store's slot; set it once every "
+        "worker is of this version (README, Running at scale)",
+        {WORKER},
+    )
     events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
     dead_letter_topic: str = _setting(
         "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS
@@ -422,7 +429,10 @@ class Settings:
         7.0, "time_decay model: a touch's credit halves this often", {WORKER}, above=0
     )
     path_max_touches: int = _setting(
-        20, "touches remembered per person for attribution", {WORKER}, minimum=1
+        20,
+        "touches remembered per person for attribution (serve: as GET /v1/people shows them)",
+        {WORKER, SERVE},
+        minimum=1,
     )
     max_ids_per_user: int = _setting(
         100,

@@ -40,7 +40,10 @@ partition's sums are: ``P`` itself, or spread over a Redis Cluster
   instead, ``C`` one of 16 hash tags by the click's id (:func:`click_prefix`), given
   through the outbox, and ``C:erased:<hash>``, an erasure's mark that no click of the
   person is written there again (a week).
-- ``P:path:<person>``: JSON list of the person's recent touches, for the lookback.
+- ``P:path:<person>``: JSON list of the person's recent touches, for the lookback;
+  spread over a Redis Cluster (``TRACKER_REDIS_SPREAD_PATHS``) ``C:path:<person>``
+  instead, under the click shard the person's id hashes to (:func:`path_prefix`), given
+  through the outbox and joined with what is there (:data:`PATHS`); readers join both.
 - ``P:cust:<person>``: JSON ``[campaign, channel]`` that acquired the customer.
 - ``P:link:<device>``: JSON ``[[user or null, since ms], ...]``, the device's link
   segments (who it belonged to from when), oldest first; kept 400 days.
@@ -136,6 +139,15 @@ def click_prefix(prefix: str, click_id: str) -> str:
     clicks (of all state, the most: one per click, kept for the lookback); on one Redis
     under the store's ``prefix``."""
     return _spread_prefix(prefix, "c", click_id)
+
+
+def path_prefix(prefix: str, holder: str) -> str:
+    """Where a person's touch path is kept when spread (``TRACKER_REDIS_SPREAD_PATHS``):
+    on a Redis Cluster under the click shard (:func:`click_prefix`) their id hashes to,
+    where an erasure's marks keep out their clicks and paths alike; on one Redis under
+    the store's ``prefix``. Of the state left in the store's slot, paths are the most:
+    one per person or device with a touch, kept for the lookback."""
+    return _spread_prefix(prefix, "c", holder)
 
 
 def click_prefixes(prefix: str) -> list[str]:
@@ -533,6 +545,72 @@ return written
 """Clicks of one hash tag: ``ARGV`` the lookback (s), then per click its key, value,
 and the erasure marks (``C:erased:<hash>``) of its clicker's ids, any of which keeps it
 out. Setting a click again sets the same value: applying twice is harmless."""
+
+
+PATHS = """
+local a, i, written = ARGV, 3, 0
+local ttl, most = tonumber(a[1]), tonumber(a[2])
+local null = cjson.null
+-- By bytes, as Python orders str (code points, UTF-8): Lua's < uses strcoll, and Redis
+-- takes LC_COLLATE from its environment.
+local function before(x, y)
+  for k = 1, math.min(#x, #y) do
+    local p, q = string.byte(x, k), string.byte(y, k)
+    if p ~= q then return p < q end
+  end
+  return #x < #y
+end
+local function older(t, u)  -- tracker.stream.conversions.touch_order
+  if t[1] ~= u[1] then return t[1] < u[1] end
+  local c, d = t[2] == null and '' or t[2], u[2] == null and '' or u[2]
+  if c ~= d then return before(c, d) end
+  if t[3] ~= u[3] then return before(t[3], u[3]) end
+  return t[2] == null and u[2] ~= null
+end
+local function name(t)
+  return t[1] .. '\31' .. (t[2] == null and '\0' or '\1' .. t[2]) .. '\31' .. t[3]
+end
+while i <= #a do
+  local key, value, marks = a[i], a[i + 1], tonumber(a[i + 2])
+  local erased = false
+  for j = i + 3, i + 2 + marks do
+    if redis.call('EXISTS', a[j]) == 1 then erased = true end
+  end
+  i = i + 3 + marks
+  local old = not erased and redis.call('GET', key)
+  if old then
+    local path, ours, theirs = cjson.decode(value), {}, {}
+    for _, t in ipairs(path) do
+      local n = name(t)
+      ours[n] = (ours[n] or 0) + 1
+    end
+    local joined = {unpack(path)}
+    for _, t in ipairs(cjson.decode(old)) do
+      local n = name(t)
+      theirs[n] = (theirs[n] or 0) + 1
+      if theirs[n] > (ours[n] or 0) then joined[#joined + 1] = t end
+    end
+    if #joined > #path then
+      table.sort(joined, older)
+      local kept = {}
+      for k = math.max(1, #joined - most + 1), #joined do kept[#kept + 1] = joined[k] end
+      value = cjson.encode(kept)
+    end
+  end
+  if not erased then
+    redis.call('SET', key, value, 'EX', ttl)
+    written = written + 1
+  end
+end
+return written
+"""
+"""Paths of one hash tag: ``ARGV`` the lookback (s) and the most touches a path keeps,
+then per path its key, value (:func:`tracker.stream.state.dump_path`), and the erasure
+marks (``C:erased:<hash>``) of its holder's id, any of which keeps it out. The path is
+joined with the one there, as :func:`tracker.stream.conversions.joined` does: a batch's
+path holds what the one before had, so joining it again, late (a worker that lost its
+partition delivering its outbox after the next owner), or from another partition,
+loses no touch and counts none twice."""
 
 
 H = TypeVar("H", bound=Hashable)

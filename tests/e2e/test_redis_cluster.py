@@ -23,20 +23,22 @@ CLUSTER = {
 
 
 @pytest.mark.parametrize(
-    "spread", [False, True], ids=["all-in-the-store-slot", "sums-and-clicks-spread"]
+    "spread", [False, True], ids=["all-in-the-store-slot", "sums-clicks-and-paths-spread"]
 )
 def test_kpis_on_a_redis_cluster_equal_the_reference_through_a_failover(
     settings: Settings, spread: bool
 ) -> None:
-    """With the sums and clicks in the store's slot, and spread over the primaries
+    """With the sums, clicks and paths in the store's slot, and spread over the primaries
     (``TRACKER_REDIS_SPREAD_SUMS``, by partition, read back summed and merged;
-    ``TRACKER_REDIS_SPREAD_CLICKS``, by click id, read where the id says)."""
+    ``TRACKER_REDIS_SPREAD_CLICKS``, by click id, read where the id says;
+    ``TRACKER_REDIS_SPREAD_PATHS``, by person, joined with the store's copy)."""
     with redis_cluster.running(CLUSTER) as cluster:
         settings = replace(
             oracle_settings(settings),
             redis_url=cluster.url,
             redis_spread_sums=spread,
             redis_spread_clicks=spread,
+            redis_spread_paths=spread,
         )
         assert settings.key_prefix == f"{{{settings.redis_prefix}}}"
         primary = redis_cluster.primary_of(CLUSTER, settings.key_prefix)

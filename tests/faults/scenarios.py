@@ -344,12 +344,13 @@ def redis_and_workers(stage: Stage) -> Outcome:
     promoted (it may lack the primary's last writes: the workers read those records
     again), the old primary started again as its replica; then a worker SIGKILLed three
     times, each started again at once under its instance id, as the Helm chart's
-    StatefulSet does: the figures stay exact. The partitions' sums and the clicks are
-    spread over the primaries (``TRACKER_REDIS_SPREAD_SUMS``, ``TRACKER_REDIS_SPREAD_CLICKS``),
-    given through their outboxes, which the killed primary holds with the rest of the
-    store: besides the impressions, clicks naming click ids, each of which must be kept."""
+    StatefulSet does: the figures stay exact. The partitions' sums, the clicks and the
+    touch paths are spread over the primaries (``TRACKER_REDIS_SPREAD_SUMS``,
+    ``TRACKER_REDIS_SPREAD_CLICKS``, ``TRACKER_REDIS_SPREAD_PATHS``), given through their
+    outboxes, which the killed primary holds with the rest of the store: besides the
+    impressions, clicks naming click ids, each of which must be kept."""
     outcome = Outcome("6 Redis failover, worker SIGKILL x3")
-    spread = {"redis_spread_sums": True, "redis_spread_clicks": True}
+    spread = {"redis_spread_sums": True, "redis_spread_clicks": True, "redis_spread_paths": True}
     with loaded(stage, outcome, "redis", 2, True, **spread) as (settings, workers, load, progress):
         clicks = Load(
             settings.collector_port, "redis-clicks", 100.0, lanes=1, batch=10, clicks=True

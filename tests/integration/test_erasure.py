@@ -29,7 +29,7 @@ from tracker.export.audit import AuditLog
 from tracker.export.erasure import MAX_BODY_BYTES, REMOVED, ErasureApi
 from tracker.kafka import ensure_topics
 from tracker.settings import Settings
-from tracker.store import Keys, click_prefix
+from tracker.store import Keys, click_prefix, path_prefix
 from tracker.stream import state
 from tracker.stream.identity import Segment
 from tracker.stream.sink import Record, Sink, WatchError
@@ -480,17 +480,22 @@ def test_kafka_keeps_events_for_the_configured_days_and_the_audit_log_for_good(
     }
 
 
-def test_spread_clicks_are_erased_and_one_still_in_an_outbox_is_never_set(
+def test_spread_clicks_and_paths_are_erased_and_those_still_in_an_outbox_never_set(
     settings: Settings,
 ) -> None:
-    """TRACKER_REDIS_SPREAD_CLICKS (a tagged prefix lays the store out as on a Redis
-    Cluster, on one Redis): p-5's first click reached its shard, their second was in an
-    outbox when they were erased; the worker settling that outbox after must not set it."""
+    """TRACKER_REDIS_SPREAD_CLICKS and TRACKER_REDIS_SPREAD_PATHS (a tagged prefix lays the
+    store out as on a Redis Cluster, on one Redis): p-5's first click and their path
+    reached their shards, their second click and path were in an outbox when they were
+    erased; the worker settling that outbox after must not set them."""
     spread = dataclasses.replace(
-        settings, redis_prefix=f"{{{settings.redis_prefix}}}", redis_spread_clicks=True
+        settings,
+        redis_prefix=f"{{{settings.redis_prefix}}}",
+        redis_spread_clicks=True,
+        redis_spread_paths=True,
     )
     keys = Keys(spread.key_prefix)
     shard = {k: Keys(click_prefix(keys.prefix, k)).click(k) for k in ("k-5", "k-6", "k-7")}
+    paths = {h: Keys(path_prefix(keys.prefix, h)).path(h) for h in ("p-5", "d-7")}
     first = hit("a", anonymous_id="p-5", click_id="k-5")
     second = hit("b", anonymous_id="p-5", click_id="k-6")
     other = hit("c", anonymous_id="d-7", click_id="k-7")
@@ -499,13 +504,16 @@ def test_spread_clicks_are_erased_and_one_still_in_an_outbox_is_never_set(
         await Sink(redis, spread).apply([Record("t", 0, 0, [first, other])])
         with pytest.raises(ConnectionError):
             await UntalliedSink(redis, spread).apply([Record("t", 0, 1, [second])])
+        assert await redis.exists(*paths.values()) == 2
         status, answer = await post(redis, spread, b'{"anonymous_id": "p-5"}')
-        assert (status, answer["removed"]["clicks"]) == (200, 1)
+        assert (status, answer["removed"]["clicks"], answer["removed"]["paths"]) == (200, 1, 1)
         await Sink(redis, spread).apply([Record("t", 1, 0, [hit("d", anonymous_id="d-8")])])
         await Sink(redis, spread).apply([Record("t", 0, 2, [hit("e", anonymous_id="d-9")])])
         five, six, seven = await redis.mget(*shard.values())
         assert (five, six) == (None, None)
         assert loaded(state.load_click, seven).device == "d-7"
+        assert await redis.exists(paths["p-5"], keys.path("p-5")) == 0
+        assert loaded(state.load_path, await redis.get(paths["d-7"]))
 
     with_redis(spread, body)
 

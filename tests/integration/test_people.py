@@ -40,7 +40,7 @@ def ask(settings: Settings, writes: dict[str, bytes], **query: str) -> tuple[int
             scope: dict[str, Any] = {"method": "GET", "path": "/v1/people", "headers": []}
             scope["query_string"] = urlencode(query).encode()
             try:
-                response = await PeopleApi(redis, settings).people(Request(scope, _no_body))
+                response = await PeopleApi(redis, redis, settings).people(Request(scope, _no_body))
             except HTTPError as exc:
                 return exc.status, {"error": exc.reason}
             return response.status, orjson.loads(response.body)

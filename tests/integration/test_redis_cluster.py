@@ -39,6 +39,7 @@ from tests.exporter import exporter
 from tracker.events import Event
 from tracker.export.audit import AuditLog
 from tracker.export.erasure import ErasureApi
+from tracker.export.people import PeopleApi
 from tracker.redis_clients import NotReplicated, async_client, async_reader
 from tracker.rulebook import Rulebook
 from tracker.seen import GENERATION_S, SHARDS, seen_digest, shard_of, shard_prefix
@@ -46,6 +47,7 @@ from tracker.settings import Settings
 from tracker.store import (
     Keys,
     click_prefix,
+    path_prefix,
     people_prefix,
     read_buckets,
     read_uniques,
@@ -603,27 +605,48 @@ def test_a_tallys_primary_killed_mid_stream_its_replica_takes_over_and_each_sum_
     redis_cluster.forget_keys(settings)
 
 
-def test_spread_clicks_are_on_their_primaries_and_a_replica_and_an_erasure_finds_them(
+def test_spread_clicks_and_paths_are_on_their_primaries_and_a_replica_and_an_erasure_finds_them(
     cluster: Cluster,
 ) -> None:
-    """With ``TRACKER_REDIS_SPREAD_CLICKS``, clicks under their own tags on more than one
-    primary, each on a replica when ``apply`` returned; ``POST /v1/erasure`` deletes one
+    """With ``TRACKER_REDIS_SPREAD_CLICKS`` and ``TRACKER_REDIS_SPREAD_PATHS``, clicks and
+    paths under their own tags on more than one primary, each on a replica when ``apply``
+    returned, and ``GET /v1/people`` finds a path there; ``POST /v1/erasure`` deletes one
     person's from every primary (through ``RedisCluster``) and leaves the others'."""
-    settings = Settings(redis_url=cluster.url, redis_prefix="test-clicks", redis_spread_clicks=True)
+    settings = Settings(
+        redis_url=cluster.url,
+        redis_prefix="test-clicks",
+        redis_spread_clicks=True,
+        redis_spread_paths=True,
+    )
     redis_cluster.forget_keys(settings)  # of a run that failed before its end
     keys = Keys(settings.key_prefix)
     ids = [f"k{i}" for i in range(24)]
+    devices = [f"d{i}" for i in range(6)]
     clicks = [
-        msgspec.structs.replace(click(f"c{i}"), anonymous_id=f"d{i % 2}", click_id=click_id)
+        msgspec.structs.replace(click(f"c{i}"), anonymous_id=f"d{i % 6}", click_id=click_id)
         for i, click_id in enumerate(ids)
     ]
     assert asyncio.run(applied(settings, [Record("t", 0, 0, clicks)])) == 24
     where = {k: Keys(click_prefix(keys.prefix, k)).click(k) for k in ids}
+    where |= {d: Keys(path_prefix(keys.prefix, d)).path(d) for d in devices}
     owners = {k: redis_cluster.primary_of(ENVIRONMENT, name) for k, name in where.items()}
-    assert len(set(owners.values())) == 3
+    assert len({owners[k] for k in ids}) == 3
+    assert len({owners[d] for d in devices}) > 1
     for k, name in where.items():
         replica = asyncio.run(replica_of(cluster, owners[k]))
         assert asyncio.run(raw_on(cluster, replica, name)) is not None
+
+    async def path_shown(device: str) -> list[dict[str, Any]]:
+        client, reader = async_client(settings), async_reader(settings)
+        try:
+            found = await PeopleApi(client, reader, settings)._device(device, 0)
+            assert found is not None
+            return list(found["path"])
+        finally:
+            await client.aclose()
+            await reader.aclose()
+
+    assert len(asyncio.run(path_shown("d1"))) == 4
 
     async def erase() -> dict[str, Any]:
         client, reader = async_client(settings), async_reader(settings)
@@ -636,7 +659,8 @@ def test_spread_clicks_are_on_their_primaries_and_a_replica_and_an_erasure_finds
             await client.aclose()
             await reader.aclose()
 
-    assert asyncio.run(erase())["clicks"] == 12
+    removed = asyncio.run(erase())
+    assert (removed["clicks"], removed["paths"]) == (4, 1)
 
     async def left() -> list[str]:
         reader = async_reader(settings)
@@ -645,7 +669,7 @@ def test_spread_clicks_are_on_their_primaries_and_a_replica_and_an_erasure_finds
         finally:
             await reader.aclose()
 
-    assert asyncio.run(left()) == ids[1::2]  # d1's
+    assert asyncio.run(left()) == [k for k in ids if int(k[1:]) % 6] + devices[1:]
     redis_cluster.forget_keys(settings)
 
 

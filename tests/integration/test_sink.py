@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+import orjson
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as settings_of
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from harness.isolation import isolated_settings
+from tracker.attribution import Touch
 from tracker.events import Event
 from tracker.seen import (
     GENERATION_S,
@@ -24,17 +30,20 @@ from tracker.seen import (
 )
 from tracker.settings import Settings
 from tracker.store import (
+    PATHS,
     Keys,
     Writes,
     click_prefix,
     parse_bucket,
+    path_prefix,
     people_prefix,
     read_buckets,
     read_uniques,
     tally_prefix,
 )
+from tracker.stream.conversions import joined, trimmed
 from tracker.stream.sink import Record, Rewind, Sink, WatchError
-from tracker.stream.state import Lookups
+from tracker.stream.state import Lookups, dump_path, load_path
 from tracker.windows import ALL_TIME
 
 pytestmark = pytest.mark.services
@@ -138,7 +147,9 @@ class FailingSink(Sink):
 
     failing = True
 
-    def _write_lookups(self, writes: Writes, lookups: Lookups) -> dict[str, list[Any]]:
+    def _write_lookups(
+        self, writes: Writes, lookups: Lookups
+    ) -> tuple[dict[str, list[Any]], set[str]]:
         if self.failing:
             raise ConnectionError("the worker died before its transaction")
         return super()._write_lookups(writes, lookups)
@@ -529,3 +540,126 @@ def test_clicks_a_worker_died_before_giving_their_shards_are_given_from_the_outb
         assert spring["conversions@last_click"] == 1_000_000
 
     run(clicks_spread, body)
+
+
+# With TRACKER_REDIS_SPREAD_PATHS, each person's touch path under the click shard their id
+# hashes to, given through their partition's outbox and joined with the path there.
+
+
+@pytest.fixture
+def paths_spread(settings: Settings) -> Settings:
+    return dataclasses.replace(
+        settings, redis_prefix=f"{{{settings.redis_prefix}}}", redis_spread_paths=True
+    )
+
+
+def touched(event_id: str, device: str, ts: int, campaign: str) -> Event:
+    return msgspec.structs.replace(click(event_id, ts, campaign), anonymous_id=device)
+
+
+def bought(event_id: str, device: str, ts: int) -> Event:
+    return Event(event_id=event_id, type="conversion", ts=ts, received_at=ts, channel="search",
+                 anonymous_id=device, order_id=event_id, value=2_000_000)  # fmt: skip
+
+
+async def path_of(redis: Redis, settings: Settings, holder: str) -> tuple[list[Touch], bool]:
+    """The path spread under the holder's tag, and whether the store's slot has one."""
+    keys = Keys(settings.key_prefix)
+    shard = Keys(path_prefix(keys.prefix, holder))
+    assert shard.prefix != keys.prefix
+    raw = await redis.get(shard.path(holder))
+    return (load_path(raw) if raw else []), bool(await redis.exists(keys.path(holder)))
+
+
+def test_spread_paths_are_under_their_own_tags_and_credit_conversions(
+    paths_spread: Settings,
+) -> None:
+    async def body(redis: Redis, sink: Sink) -> None:
+        await sink.apply([Record("t", 0, 0, [touched("t1", "a1", MINUTE, "spring")])])
+        await sink.apply([Record("t", 0, 1, [touched("t2", "a1", MINUTE + 1, "summer")])])
+        both = [Touch(MINUTE, "spring", "search"), Touch(MINUTE + 1, "summer", "search")]
+        assert await path_of(redis, paths_spread, "a1") == (both, False)
+        await Sink(redis, paths_spread).apply([Record("t", 0, 2, [bought("o1", "a1", MINUTE + 2)])])
+        spring = await campaign(redis, paths_spread, "all", 0)
+        assert spring["conversions@first_click"] == 1_000_000
+        assert "conversions@last_click" not in spring  # the summer click was last
+
+    run(paths_spread, body)
+
+
+def test_a_spread_path_given_late_from_an_old_outbox_loses_no_touch(
+    paths_spread: Settings,
+) -> None:
+    """A worker that lost its partition may deliver its last outbox after the next owner
+    delivered newer ones: the path is joined, not overwritten."""
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        keys = Keys(paths_spread.key_prefix)
+        with pytest.raises(ConnectionError):
+            await UntalliedSink(redis, paths_spread).apply(
+                [Record("t", 0, 0, [touched("t1", "a1", MINUTE, "spring")])]
+            )
+        assert await path_of(redis, paths_spread, "a1") == ([], False)  # in the outbox only
+        old = orjson.loads(await redis.get(keys.outbox("t", 0)) or b"null")
+        await sink.apply([Record("t", 0, 1, [touched("t2", "a1", MINUTE + 1, "summer")])])
+        await Sink(redis, paths_spread)._deliver({("t", 0): old})  # the zombie, late
+        got, _ = await path_of(redis, paths_spread, "a1")
+        assert got == [Touch(MINUTE, "spring", "search"), Touch(MINUTE + 1, "summer", "search")]
+
+    run(paths_spread, body)
+
+
+def test_paths_spread_and_then_not_are_read_joined(paths_spread: Settings) -> None:
+    """Workers told to spread paths, then not (a rolling restart either way): each reads
+    the store's copy and the spread one joined, so no touch is lost between them."""
+    still = dataclasses.replace(paths_spread, redis_spread_paths=False)
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        await Sink(redis, still).apply([Record("t", 0, 0, [touched("t1", "a1", MINUTE, "spring")])])
+        await sink.apply([Record("t", 0, 1, [touched("t2", "a1", MINUTE + 1, "summer")])])
+        await Sink(redis, still).apply([Record("t", 0, 2, [touched("t3", "a1", MINUTE + 2, "x")])])
+        spread, in_store = await path_of(redis, paths_spread, "a1")
+        assert in_store
+        assert [t.campaign for t in spread] == ["spring", "summer"]
+        stored = load_path(await redis.get(Keys(paths_spread.key_prefix).path("a1")) or b"[]")
+        assert [t.campaign for t in stored] == ["spring", "summer", "x"]
+
+    run(paths_spread, body)
+
+
+touches = st.builds(
+    Touch,
+    st.integers(MINUTE, MINUTE + 3),
+    st.sampled_from([None, "", "spring", "Spring", "sprïng", "spring2", "été"]),
+    st.sampled_from(["search", "social", "email"]),
+)
+
+
+@settings_of(max_examples=60, deadline=None)
+@given(
+    ours=st.lists(touches, max_size=8),
+    theirs=st.lists(touches, max_size=8),
+    most=st.integers(1, 6),
+)
+@example(ours=[Touch(MINUTE, "", "search")], theirs=[Touch(MINUTE, None, "search")], most=2)
+def test_the_paths_script_joins_as_the_worker_does(
+    servers: tuple[str, str], ours: list[Touch], theirs: list[Touch], most: int
+) -> None:
+    """:data:`tracker.store.PATHS` in Redis gives :func:`joined`'s path, touch for touch,
+    with equal milliseconds, campaigns told apart by case, accent, null and blank."""
+    ours = trimmed(ours, most)
+
+    async def main() -> list[Touch]:
+        redis = Redis.from_url(servers[1])
+        key = f"test-paths-{uuid.uuid4().hex}"
+        try:
+            if theirs:
+                await redis.set(key, dump_path(theirs))
+            await redis.eval(PATHS, 0, 60, most, key, dump_path(ours).decode(), 1, f"{key}:mark")
+            raw = await redis.get(key)
+            return load_path(raw) if raw else []
+        finally:
+            await redis.delete(key)
+            await redis.aclose()
+
+    assert asyncio.run(main()) == joined(ours, theirs, most)

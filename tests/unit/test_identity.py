@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.unit.test_aggregate import DAY, HOUR, MINUTE, T0, conversion, credits, event, run
 from tracker.attribution import ONE, Touch
 from tracker.events import Event
+from tracker.stream.conversions import joined, trimmed
 from tracker.stream.identity import Segment, junk, owner, path_of, relinked, who
 from tracker.stream.state import Lookups
 
@@ -175,3 +179,30 @@ def test_a_sign_in_sent_by_a_server_client_flagged_as_bot_still_links() -> None:
     delta = run([sign_in], lookups)
     assert delta.health["identity_links"] == 1
     assert lookups.devices == {"u1": ["a1"]}
+
+
+_touches = st.lists(
+    st.builds(
+        Touch,
+        st.integers(0, 5),
+        st.sampled_from([None, "", "a", "b"]),
+        st.sampled_from(["search", "email"]),
+    ),
+    max_size=12,
+)
+
+
+@given(stream=_touches, most=st.integers(1, 5), data=st.data())
+def test_a_paths_copies_joined_in_any_order_are_its_newest(
+    stream: list[Touch], most: int, data: st.DataObject
+) -> None:
+    """Where paths are spread, each batch's copy of a path is joined with the one there,
+    and may arrive late (a worker that lost its partition): any copies, joined in any
+    order, any number of times, give the newest copy."""
+    copies = [trimmed(stream[:k], most) for k in range(len(stream) + 1)]
+    order = data.draw(st.lists(st.sampled_from(copies), min_size=1))
+    got: list[Touch] = []
+    for copy in [*order, copies[-1]]:
+        got = joined(got, copy, most)
+    assert got == copies[-1]
+    assert joined(copies[-1], got, most) == got

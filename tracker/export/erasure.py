@@ -9,7 +9,8 @@ Erased from Redis (the keys of :mod:`tracker.store`):
 - clicks (``P:click:*``) made by one of the erased ids: deleted; spread over a Redis
   Cluster (``TRACKER_REDIS_SPREAD_CLICKS``), each click shard is first marked, so that
   no worker sets a click of the person there again (one may still hold one in an
-  outbox), and then walked;
+  outbox), and then walked; the touch paths spread there
+  (``TRACKER_REDIS_SPREAD_PATHS``) are deleted by name after the marks too;
 - orders (``P:order:*``) placed by one of them: kept, so a refund by order id still
   reverses the revenue, but without who placed them (device, user and click id
   cleared);
@@ -58,7 +59,7 @@ from tracker.export.people import parse_person
 from tracker.kafka import KafkaUnavailable
 from tracker.redis_clients import Reader, replicated
 from tracker.settings import Settings
-from tracker.store import Keys, click_prefixes, tag_of_its_own
+from tracker.store import Keys, click_prefixes, path_prefix, tag_of_its_own
 from tracker.stream.state import (
     Click,
     Order,
@@ -212,7 +213,7 @@ class ErasureApi:
         removed: Counter[str] = Counter()
         # Before the transaction: a worker that credits one of these clicks meanwhile
         # credits it before the erasure, as one that read it earlier would.
-        await self._erase_spread_clicks([who for who in ids if who not in swept.ids], swept)
+        await self._erase_spread([who for who in ids if who not in swept.ids], swept)
         removed["clicks"] = swept.clicks
         deletes: list[str] = []
         puts: dict[str, bytes] = {}
@@ -234,6 +235,8 @@ class ErasureApi:
             found = [name for name in group if present[name] is not None]
             removed[what] += len(found)
             deletes += found
+        # A path kept both in the store's slot and spread counts once.
+        removed["paths"] += len(swept.paths - {h for h in holders if present[keys.path(h)]})
         fresh = [who for who, flag in zip(ids, values[len(names) :], strict=True) if not flag]
 
         # Other users whose devices lists name an erased device.
@@ -291,10 +294,10 @@ class ErasureApi:
         await pipe.execute()
         return Erased({what: removed[what] for what in REMOVED}, [kind for kind, _ in fresh])
 
-    async def _erase_spread_clicks(self, ids: list[tuple[str, str]], swept: _Swept) -> None:
-        """Mark every click shard against the clicks of ``ids``, then delete those the
-        shards hold, noting both in ``swept``. Nothing off a Redis Cluster, where no
-        click is spread, or for no id: each walk reads every key of every primary."""
+    async def _erase_spread(self, ids: list[tuple[str, str]], swept: _Swept) -> None:
+        """Mark every click shard against the clicks and paths of ``ids``, then delete
+        those the shards hold, noting them in ``swept``. Nothing off a Redis Cluster,
+        where none is spread, or for no id: each walk reads every key of every primary."""
         shards = click_prefixes(self._keys.prefix)[1:]
         if not (shards and ids):
             return
@@ -317,17 +320,28 @@ class ErasureApi:
         ]
         if clicks:
             await reader.unlink(*clicks)
+        paths = {name: Keys(path_prefix(self._keys.prefix, name)).path(name) for _, name in ids}
+        async with reader.pipeline(transaction=False) as held:
+            for key in paths.values():
+                held.exists(key)
+            found = [name for name, n in zip(paths, await held.execute(), strict=True) if n]
+        if found:
+            await reader.unlink(*(paths[name] for name in found))
         swept.ids.update(ids)
         swept.clicks += len(clicks)
+        swept.paths.update(found)
 
 
 @dataclass(slots=True)
 class _Swept:
-    """The ids whose spread clicks one erasure deleted, over its attempts, and how many:
+    """The ids whose spread clicks and paths one erasure deleted, over its attempts, and
+    how many:
     an attempt that failed on a watched key walks the shards again only for new ids."""
 
     ids: set[tuple[str, str]] = field(default_factory=set)
     clicks: int = 0
+    paths: set[str] = field(default_factory=set)
+    """The holders whose spread paths it deleted."""
 
 
 def _placed(made: Click | Order, devices: Collection[str], users: Collection[str]) -> bool:

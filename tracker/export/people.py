@@ -29,9 +29,11 @@ from tracker.asgi import HTTPError, Request, Response
 from tracker.attribution import Touch
 from tracker.export.api import known_query
 from tracker.money import to_number
+from tracker.redis_clients import Reader
 from tracker.rows import count
 from tracker.settings import Settings
-from tracker.store import Keys
+from tracker.store import Keys, path_prefix
+from tracker.stream.conversions import joined
 from tracker.stream.identity import Segment, owner
 from tracker.stream.state import (
     Customer,
@@ -192,10 +194,14 @@ def _orders(orders: Mapping[str, Order]) -> list[dict[str, Any]]:
 class PeopleApi:
     """Reads a person's state from Redis and answers it; read-only."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, reader: Reader, settings: Settings) -> None:
+        """``reader`` reaches every primary (the click shards', where paths may be spread),
+        ``redis`` the store's."""
         self._redis = redis
+        self._reader = reader
         self._keys = Keys(settings.key_prefix)
         self._currency = settings.base_currency.upper()
+        self._most = settings.path_max_touches
 
     async def people(self, request: Request) -> Response:
         name, person = parse_person(known_query(request, PARAMETERS))
@@ -224,10 +230,11 @@ class PeopleApi:
             )
         )
         links = {device: _segments(next(found)) for device in devices}
-        held = {device: _path(next(found)) for device in devices}
+        held = await self._spread({device: _path(next(found)) for device in devices})
         orders = _present(order_ids, found, load_order)
         customer = load_customer(customer_raw) if customer_raw else None
-        return user_view(user, links, _path(own_raw), held, customer, orders, now)
+        own = (await self._spread({user: _path(own_raw)}))[user]
+        return user_view(user, links, own, held, customer, orders, now)
 
     async def _device(self, device: str, now: EpochMs) -> dict[str, Any] | None:
         keys = self._keys
@@ -238,7 +245,19 @@ class PeopleApi:
         found = iter(await self._get(list(map(keys.order, order_ids))))
         orders = _present(order_ids, found, load_order)
         customer = load_customer(customer_raw) if customer_raw else None
-        return device_view(device, _segments(link_raw), _path(path_raw), customer, orders, now)
+        path = (await self._spread({device: _path(path_raw)}))[device]
+        return device_view(device, _segments(link_raw), path, customer, orders, now)
+
+    async def _spread(self, paths: dict[str, list[Touch]]) -> dict[str, list[Touch]]:
+        """``paths`` (by holder, as the store's slot has them) joined with their copies
+        under the click shards, on a Redis Cluster (``TRACKER_REDIS_SPREAD_PATHS``)."""
+        prefix = self._keys.prefix
+        spread = {h: Keys(at).path(h) for h in paths if (at := path_prefix(prefix, h)) != prefix}
+        if not spread:
+            return paths
+        mget = getattr(self._reader, "mget_nonatomic", self._reader.mget)
+        found = dict(zip(spread, await mget(list(spread.values())), strict=True))
+        return {h: joined(path, _path(found.get(h)), self._most) for h, path in paths.items()}
 
     async def _get(self, names: list[str]) -> list[Raw]:
         """The values of ``names``, in one round trip (``None`` for a missing key)."""

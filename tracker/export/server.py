@@ -41,7 +41,7 @@ def build(settings: Settings) -> asgi.App:
     registry.register(store)
     api = KpiApi(reader, settings)
     decisions = DecisionApi(reader, settings)
-    people = PeopleApi(redis_async, settings)
+    people = PeopleApi(redis_async, reader, settings)
     audit = AuditLog(settings)
     erasure = ErasureApi(redis_async, reader, settings, audit)
     spend = SpendApi(settings)

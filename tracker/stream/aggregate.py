@@ -155,8 +155,7 @@ def _remember_touch(event: Event, lookups: Lookups, policy: Policy) -> None:
     if holder:
         path = lookups.paths.setdefault(holder, [])
         path.append(touch)
-        path.sort(key=conversions.touch_order)
-        del path[: -policy.path_max]
+        conversions.trimmed(path, policy.path_max)
         lookups.dirty_paths.add(holder)
 
 

@@ -6,6 +6,8 @@ each conversion, identify and reset, updating its :class:`Lookups` and :class:`D
 
 from __future__ import annotations
 
+from collections import Counter
+
 from tracker import money
 from tracker.attribution import MODELS, ONE, Touch, split, weights
 from tracker.events import Event
@@ -19,10 +21,28 @@ RECENT_ORDERS = 20
 """Orders remembered per device and per user, for links that come after them."""
 
 
-def touch_order(touch: Touch) -> tuple[EpochMs, str, str]:
+def touch_order(touch: Touch) -> tuple[EpochMs, str, str, bool]:
     """Oldest first; touches of the same millisecond by name, not by arrival, so the
-    order partitions interleave in never decides who is first or last."""
-    return (touch.ts, touch.campaign or "", touch.channel)
+    order partitions interleave in never decides who is first or last. A total order,
+    which :data:`tracker.store.PATHS` follows too."""
+    return (touch.ts, touch.campaign or "", touch.channel, touch.campaign is not None)
+
+
+def trimmed(path: list[Touch], most: int) -> list[Touch]:
+    """``path`` in :func:`touch_order`, its newest ``most`` touches."""
+    path.sort(key=touch_order)
+    del path[:-most]
+    return path
+
+
+def joined(path: list[Touch], other: list[Touch], most: int) -> list[Touch]:
+    """Two copies of one person's path as one: each touch as often as the copy that has
+    it most often, the newest ``most`` kept. Joining a copy again, or an older one,
+    changes nothing, so copies may be joined in any order (:data:`tracker.store.PATHS`
+    does the same where the paths are spread)."""
+    extra = Counter(other)
+    extra.subtract(path)
+    return trimmed([*path, *(t for t, n in extra.items() for _ in range(n) if n > 0)], most)
 
 
 def _touches(

@@ -28,7 +28,14 @@ Otherwise, the default, the sums go in the ``MULTI``. With
 ``TRACKER_REDIS_SPREAD_CLICKS`` the batch's new clicks go the same way, to one of 16
 hash tags by their id (:func:`tracker.store.click_prefix`): a click is written once, by
 the batch of its own click, and only read after, so setting it again is harmless and
-nothing needs watching but erasures (:meth:`Sink._spread`).
+nothing needs watching but erasures (:meth:`Sink._spread`). With
+``TRACKER_REDIS_SPREAD_PATHS`` the changed touch paths go to the click shard of their
+holder's id (:func:`tracker.store.path_prefix`), through the outbox of the partition
+whose events touched them (their partition key), which a worker settles before it reads
+them: there each is joined with the path it finds (:data:`tracker.store.PATHS`), so a
+late or repeated delivery loses no touch and counts none twice. Readers join the
+store's copy, left from before, with it. Paths are read by other partitions unwatched,
+as they were: a person's touch on one device and their conversion on another may race.
 
 The store, not Kafka's committed offsets, says what was applied. A Redis Cluster
 replica promoted after its primary died may lack the primary's last writes (replication
@@ -65,6 +72,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from tracker.attribution import Touch
 from tracker.channels import CHANNELS
 from tracker.events import Event
 from tracker.redis_clients import Call, Script
@@ -73,6 +81,7 @@ from tracker.settings import Settings
 from tracker.store import (
     CAMPAIGN_SUM,
     CLICKS,
+    PATHS,
     PEOPLE,
     TALLY,
     Audience,
@@ -80,15 +89,17 @@ from tracker.store import (
     Writes,
     click_prefix,
     group_people,
+    path_prefix,
     people_args,
     people_by_prefix,
     tally_prefix,
 )
 from tracker.stream import state
 from tracker.stream.aggregate import LINKS, convertible, fold, spend_key
+from tracker.stream.conversions import joined
 from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Click, Lookups
-from tracker.suppression import Suppressions, erased_hash, person_ids
+from tracker.suppression import KINDS, Suppressions, erased_hash, person_ids
 from tracker.types import EpochMs
 from tracker.windows import ALL_TIME
 
@@ -168,10 +179,14 @@ class Sink:
         self._spread_clicks = settings.redis_spread_clicks and self._outboxes
         """New clicks go under hash tags of their own (:func:`click_prefix`), through the
         outbox (asked for, on a Redis Cluster)."""
-        self._boxed = self._split or self._spread_clicks
+        self._spread_paths = settings.redis_spread_paths and self._outboxes
+        """Changed touch paths go under the click shards (:func:`path_prefix`), through the
+        outbox, joined with what is there (asked for, on a Redis Cluster)."""
+        self._boxed = self._split or self._spread_clicks or self._spread_paths
         """Every batch writes its partitions' outboxes."""
         self._tally = Script(settings, redis, TALLY)
         self._clicks = Script(settings, redis, CLICKS)
+        self._paths = Script(settings, redis, PATHS)
         self._people = Script(settings, redis, PEOPLE)
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
@@ -179,7 +194,14 @@ class Sink:
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
-        for made in (self._claims, self._tally, self._clicks, self._people, self._beat):
+        for made in (
+            self._claims,
+            self._tally,
+            self._clicks,
+            self._paths,
+            self._people,
+            self._beat,
+        ):
             await made.aclose()
 
     async def apply(
@@ -276,9 +298,12 @@ class Sink:
                 if self._split:
                     boxes[source]["args"] = tally.args()
                     writes.member(keys.tallies, tag)
-            spread = self._write_lookups(writes, lookups)
+            spread, paths = self._write_lookups(writes, lookups)
             if spread:  # the batch's clicks, whichever partition made them, in one outbox
                 next(iter(boxes.values()))["clicks"] = spread
+            if paths:  # each path in its partition's, which settles it before reading it
+                for source, holders in _owners(by_source, kept, paths, next(iter(boxes))).items():
+                    boxes[source]["paths"] = self._path_args(lookups, holders)
             if people:  # and its people, each once, with the audiences they are in
                 next(iter(boxes.values()))["people"] = group_people(people)
             for source, box in boxes.items():
@@ -327,7 +352,8 @@ class Sink:
 
         Clicks are set, not added: setting one twice changes nothing, and an erasure
         marks each click shard first, so that a click of the person it settles late is
-        not set again (:data:`tracker.store.CLICKS`).
+        not set again (:data:`tracker.store.CLICKS`). Paths are joined, which those marks
+        keep out alike (:data:`tracker.store.PATHS`).
         """
         unsettled = [
             source
@@ -371,13 +397,22 @@ class Sink:
             for box in boxes.values()
             for prefix, args in box.get("clicks", {}).items()
         ]
+        most = self._policy.path_max
+        paths = [
+            Call(prefix, [], [self._lookback_s, most, *args], f"the paths under {prefix}")
+            for box in boxes.values()
+            for prefix, args in box.get("paths", {}).items()
+        ]
         people = [
             Call(prefix, [], people_args(groups), f"the people under {prefix}")
             for box in boxes.values()
             for prefix, groups in people_by_prefix(self._keys.prefix, box.get("people", [])).items()
         ]
         await asyncio.gather(
-            self._tally.run(tallies), self._clicks.run(clicks), self._people.run(people)
+            self._tally.run(tallies),
+            self._clicks.run(clicks),
+            self._paths.run(paths),
+            self._people.run(people),
         )
         for source, box in boxes.items():
             self._tallied[source] = box["offset"]
@@ -535,41 +570,58 @@ class Sink:
         lookups.spend |= _loaded(spends, found, state.load_spend)
         lookups.orders |= _loaded(orders, found, state.load_order)
         lookups.clicks |= _loaded(clicks, found, state.load_click)
-        if self._outboxes:  # on a Redis Cluster: a click not in the store's slot may be spread
-            lookups.clicks |= await self._spread(c for c in clicks if c not in lookups.clicks)
         lookups.paths |= _loaded(people, found, state.load_path)
+        if self._outboxes:  # on a Redis Cluster: clicks and paths may be spread
+            spread, paths = await self._spread(
+                [c for c in clicks if c not in lookups.clicks], people
+            )
+            lookups.clicks |= spread
+            most = self._policy.path_max
+            for holder, path in paths.items():
+                lookups.paths[holder] = joined(lookups.paths.get(holder, []), path, most)
         lookups.customers |= _loaded(customers, found, state.load_customer)
         lookups.recent |= _loaded(people, found, state.load_recent)
         lookups.links |= _loaded(devices, found, state.load_link)
         lookups.devices |= _loaded(users, found, state.load_devices)
 
-    async def _spread(self, click_ids: Iterable[str]) -> dict[str, Click]:
-        """The clicks of ``click_ids`` found under their own hash tags, by id.
+    async def _spread(
+        self, click_ids: list[str], holders: list[str]
+    ) -> tuple[dict[str, Click], dict[str, list[Touch]]]:
+        """The clicks of ``click_ids`` and the paths of ``holders`` found under the click
+        shards, by id: one ``MGET`` a shard.
 
         Not watched (another slot): an erasure deletes them just before its transaction,
         which bumps the count of erasures this batch watches, so a batch that read one of
         them fails its ``EXEC``; applied again, it leaves out a click whose clicker the
-        suppression list (caught up before the read) names.
+        suppression list (caught up before the read) names, and finds no path of theirs.
         """
-        by_prefix: dict[str, list[str]] = {}
-        for click_id in click_ids:
-            prefix = click_prefix(self._keys.prefix, click_id)
+        wanted = [(click_prefix(self._keys.prefix, c), "click", c) for c in click_ids]
+        wanted += [(path_prefix(self._keys.prefix, h), "path", h) for h in holders]
+        by_prefix: dict[str, list[tuple[str, str]]] = {}
+        for prefix, kind, name in wanted:
             if prefix != self._keys.prefix:
-                by_prefix.setdefault(prefix, []).append(click_id)
+                by_prefix.setdefault(prefix, []).append((kind, name))
         answers = await asyncio.gather(
             *(
-                self._clicks.client(prefix).mget([Keys(prefix).click(c) for c in ids])
-                for prefix, ids in by_prefix.items()
+                self._clicks.client(prefix).mget(
+                    [getattr(Keys(prefix), kind)(name) for kind, name in names]  # click, path
+                )
+                for prefix, names in by_prefix.items()
             )
         )
-        found: dict[str, Click] = {}
-        for ids, values in zip(by_prefix.values(), answers, strict=True):
-            for click_id, raw in zip(ids, values, strict=True):
-                if raw is not None:
+        clicks: dict[str, Click] = {}
+        paths: dict[str, list[Touch]] = {}
+        for names, values in zip(by_prefix.values(), answers, strict=True):
+            for (kind, name), raw in zip(names, values, strict=True):
+                if raw is None:
+                    continue
+                if kind == "path":
+                    paths[name] = state.load_path(raw)
+                else:
                     click = state.load_click(raw)
                     if not self._suppressions.erased(click.device, click.user):
-                        found[click_id] = click
-        return found
+                        clicks[name] = click
+        return clicks, paths
 
     def _write_delta(
         self,
@@ -605,9 +657,12 @@ class Sink:
         for (campaign, period), figure in delta.spend.items():
             writes.put(self._keys.spend(campaign, period), state.dump_spend(figure))
 
-    def _write_lookups(self, writes: Writes, lookups: Lookups) -> dict[str, list[Any]]:
-        """The changed state to ``writes``; the new clicks too, unless spread: those are
-        returned, as :data:`tracker.store.CLICKS` arguments by hash tag, for the outbox."""
+    def _write_lookups(
+        self, writes: Writes, lookups: Lookups
+    ) -> tuple[dict[str, list[Any]], set[str]]:
+        """The changed state to ``writes``; the new clicks and the changed paths too, unless
+        spread: those are returned, for the outbox, the clicks as :data:`tracker.store.CLICKS`
+        arguments by hash tag, the paths as their holders."""
         keys, ttl = self._keys, self._lookback_s
         spread: dict[str, list[Any]] = {}
         for click_id in lookups.dirty_clicks:
@@ -624,8 +679,9 @@ class Sink:
             )
         for order_id in lookups.dirty_orders:
             writes.put(keys.order(order_id), state.dump_order(lookups.orders[order_id]), ttl)
-        for person in lookups.dirty_paths:
-            writes.put(keys.path(person), state.dump_path(lookups.paths[person]), ttl)
+        if not self._spread_paths:
+            for person in lookups.dirty_paths:
+                writes.put(keys.path(person), state.dump_path(lookups.paths[person]), ttl)
         for person in lookups.dirty_customers:
             # Lifetime value is for the customer's lifetime: no expiry.
             writes.put(keys.customer(person), state.dump_customer(lookups.customers[person]))
@@ -635,7 +691,20 @@ class Sink:
             writes.put(keys.devices(user), state.dump_devices(lookups.devices[user]), _LINK_TTL_S)
         for holder in lookups.dirty_recent:
             writes.put(keys.recent(holder), state.dump_recent(lookups.recent[holder]), ttl)
-        return spread
+        return spread, lookups.dirty_paths if self._spread_paths else set()
+
+    def _path_args(self, lookups: Lookups, holders: Iterable[str]) -> dict[str, list[Any]]:
+        """The paths of ``holders`` as :data:`tracker.store.PATHS` arguments by hash tag."""
+        by_prefix: dict[str, list[Any]] = {}
+        for holder in holders:
+            shard = Keys(path_prefix(self._keys.prefix, holder))
+            # Either kind: the store keeps one path a name (tracker.export.erasure).
+            marks = [shard.erased(erased_hash(kind, holder)) for kind in KINDS]
+            value = state.dump_path(lookups.paths[holder]).decode()
+            by_prefix.setdefault(shard.prefix, []).extend(
+                [shard.path(holder), value, len(marks), *marks]
+            )
+        return by_prefix
 
     def _expiry(self, window: str, start: EpochMs, now_s: int) -> int | None:
         """When a bucket of ``window`` expires (epoch s); 0 (never) for all-time totals;
@@ -706,6 +775,25 @@ def _loaded(names: list[K], found: Iterator[Any], load: Callable[[Any], V]) -> d
     """The next ``len(names)`` values of ``found``, those present loaded, by name."""
     values = [next(found) for _ in names]
     return {name: load(raw) for name, raw in zip(names, values, strict=True) if raw}
+
+
+def _owners(
+    by_source: dict[tuple[str, int], list[Record]],
+    kept: list[list[Event]],
+    holders: set[str],
+    fallback: tuple[str, int],
+) -> dict[tuple[str, int], list[str]]:
+    """``holders`` by the partition whose events touched them: their partition key
+    (:func:`tracker.records.partition_key`) puts a device's, or a user's, there."""
+    owner: dict[str, tuple[str, int]] = {}
+    for source, events in zip(by_source, kept, strict=True):
+        for event in events:
+            if (holder := event.anonymous_id or event.user_id) in holders:
+                owner[holder] = source
+    found: dict[tuple[str, int], list[str]] = {}
+    for holder in holders:
+        found.setdefault(owner.get(holder, fallback), []).append(holder)
+    return found
 
 
 def _source_state(raw: bytes | str | None) -> SourceState:
