@@ -43,7 +43,8 @@ partition's sums are: ``P`` itself, or spread over a Redis Cluster
 - ``P:path:<person>``: JSON list of the person's recent touches, for the lookback;
   spread over a Redis Cluster (``TRACKER_REDIS_SPREAD_PATHS``) ``C:path:<person>``
   instead, under the click shard the person's id hashes to (:func:`path_prefix`), given
-  through the outbox and joined with what is there (:data:`PATHS`); readers join both.
+  through the outbox and joined with what is there (:data:`TOUCHES`); readers join both
+  once ``P:paths:spread`` says a worker spread one.
 - ``P:cust:<person>``: JSON ``[campaign, channel]`` that acquired the customer.
 - ``P:link:<device>``: JSON ``[[user or null, since ms], ...]``, the device's link
   segments (who it belonged to from when), oldest first; kept 400 days.
@@ -241,6 +242,12 @@ class Keys:
     def sharded_since(self) -> str:
         """When the counted ids moved to shards (epoch s; 0: a store that began so)."""
         return f"{self.prefix}:dedup:sharded"
+
+    @property
+    def paths_spread(self) -> str:
+        """Set once a worker spread a path (``TRACKER_REDIS_SPREAD_PATHS``): from then on
+        every worker reads the spread paths too."""
+        return f"{self.prefix}:paths:spread"
 
     def legacy_seen(self, event_id: str) -> str:
         """A key per counted id, as the layout before generations kept them for 48 hours:
@@ -525,31 +532,9 @@ local a, i = ARGV, 2"""
 """A partition's sums of one batch, given as :meth:`Writes.args` after the batch's last
 offset, applied unless its tally (``KEYS[1]``, ``T:src:...``) holds that offset already."""
 
-CLICKS = """
-local a, i, written = ARGV, 2, 0
-local ttl = tonumber(a[1])
-while i <= #a do
-  local key, value, marks = a[i], a[i + 1], tonumber(a[i + 2])
-  local erased = false
-  for j = i + 3, i + 2 + marks do
-    if redis.call('EXISTS', a[j]) == 1 then erased = true end
-  end
-  i = i + 3 + marks
-  if not erased then
-    redis.call('SET', key, value, 'EX', ttl)
-    written = written + 1
-  end
-end
-return written
-"""
-"""Clicks of one hash tag: ``ARGV`` the lookback (s), then per click its key, value,
-and the erasure marks (``C:erased:<hash>``) of its clicker's ids, any of which keeps it
-out. Setting a click again sets the same value: applying twice is harmless."""
-
-
-PATHS = """
-local a, i, written = ARGV, 3, 0
-local ttl, most = tonumber(a[1]), tonumber(a[2])
+TOUCHES = """
+local a, written = ARGV, 0
+local ttl, most, paths = tonumber(a[1]), tonumber(a[2]), 4 + tonumber(a[3])
 local null = cjson.null
 -- By bytes, as Python orders str (code points, UTF-8): Lua's < uses strcoll, and Redis
 -- takes LC_COLLATE from its environment.
@@ -570,47 +555,52 @@ end
 local function name(t)
   return t[1] .. '\31' .. (t[2] == null and '\0' or '\1' .. t[2]) .. '\31' .. t[3]
 end
+local function joined(value, old)  -- tracker.stream.conversions.joined
+  local path, ours, theirs = cjson.decode(value), {}, {}
+  for _, t in ipairs(path) do
+    local n = name(t)
+    ours[n] = (ours[n] or 0) + 1
+  end
+  local all = {unpack(path)}
+  for _, t in ipairs(cjson.decode(old)) do
+    local n = name(t)
+    theirs[n] = (theirs[n] or 0) + 1
+    if theirs[n] > (ours[n] or 0) then all[#all + 1] = t end
+  end
+  if #all == #path then return value end
+  table.sort(all, older)
+  local kept = {}
+  for k = math.max(1, #all - most + 1), #all do kept[#kept + 1] = all[k] end
+  return cjson.encode(kept)
+end
+local i = 4
 while i <= #a do
   local key, value, marks = a[i], a[i + 1], tonumber(a[i + 2])
   local erased = false
   for j = i + 3, i + 2 + marks do
     if redis.call('EXISTS', a[j]) == 1 then erased = true end
   end
+  local path = i >= paths
   i = i + 3 + marks
-  local old = not erased and redis.call('GET', key)
-  if old then
-    local path, ours, theirs = cjson.decode(value), {}, {}
-    for _, t in ipairs(path) do
-      local n = name(t)
-      ours[n] = (ours[n] or 0) + 1
-    end
-    local joined = {unpack(path)}
-    for _, t in ipairs(cjson.decode(old)) do
-      local n = name(t)
-      theirs[n] = (theirs[n] or 0) + 1
-      if theirs[n] > (ours[n] or 0) then joined[#joined + 1] = t end
-    end
-    if #joined > #path then
-      table.sort(joined, older)
-      local kept = {}
-      for k = math.max(1, #joined - most + 1), #joined do kept[#kept + 1] = joined[k] end
-      value = cjson.encode(kept)
-    end
-  end
   if not erased then
-    redis.call('SET', key, value, 'EX', ttl)
+    local old = path and redis.call('GET', key)
+    redis.call('SET', key, old and joined(value, old) or value, 'EX', ttl)
     written = written + 1
   end
 end
 return written
 """
-"""Paths of one hash tag: ``ARGV`` the lookback (s) and the most touches a path keeps,
-then per path its key, value (:func:`tracker.stream.state.dump_path`), and the erasure
-marks (``C:erased:<hash>``) of its holder's id, any of which keeps it out. The path is
-joined with the one there, as :func:`tracker.stream.conversions.joined` does: a batch's
-path holds what the one before had, so joining it again, late (a worker that lost its
-partition delivering its outbox after the next owner), or from another partition,
-loses no touch and counts none twice."""
+"""Clicks and paths of one click shard: ``ARGV`` the lookback (s), the most touches a
+path keeps and how many arguments the clicks take, then per click, then per path, its
+key, value and the erasure marks (``C:erased:<hash>``) of its clicker's or holder's ids,
+any of which keeps it out.
+
+A click is set: setting it again sets the same value. A path
+(:func:`tracker.stream.state.dump_path`) is joined with the one there, as
+:func:`tracker.stream.conversions.joined` does: a batch's path holds what the one
+before had, so joining it again, late (a worker that lost its partition delivering its
+outbox after the next owner), or from another partition, loses no touch and counts none
+twice. Either way applying twice is harmless."""
 
 
 H = TypeVar("H", bound=Hashable)

@@ -30,7 +30,7 @@ from tracker.seen import (
 )
 from tracker.settings import Settings
 from tracker.store import (
-    PATHS,
+    TOUCHES,
     Keys,
     Writes,
     click_prefix,
@@ -645,7 +645,7 @@ touches = st.builds(
 def test_the_paths_script_joins_as_the_worker_does(
     servers: tuple[str, str], ours: list[Touch], theirs: list[Touch], most: int
 ) -> None:
-    """:data:`tracker.store.PATHS` in Redis gives :func:`joined`'s path, touch for touch,
+    """:data:`tracker.store.TOUCHES` in Redis gives :func:`joined`'s path, touch for touch,
     with equal milliseconds, campaigns told apart by case, accent, null and blank."""
     ours = trimmed(ours, most)
 
@@ -655,7 +655,8 @@ def test_the_paths_script_joins_as_the_worker_does(
         try:
             if theirs:
                 await redis.set(key, dump_path(theirs))
-            await redis.eval(PATHS, 0, 60, most, key, dump_path(ours).decode(), 1, f"{key}:mark")
+            path: list[str | int] = [key, dump_path(ours).decode(), 1, f"{key}:mark"]
+            await redis.eval(TOUCHES, 0, 60, most, 0, *path)
             raw = await redis.get(key)
             return load_path(raw) if raw else []
         finally:

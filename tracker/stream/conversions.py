@@ -24,7 +24,7 @@ RECENT_ORDERS = 20
 def touch_order(touch: Touch) -> tuple[EpochMs, str, str, bool]:
     """Oldest first; touches of the same millisecond by name, not by arrival, so the
     order partitions interleave in never decides who is first or last. A total order,
-    which :data:`tracker.store.PATHS` follows too."""
+    which :data:`tracker.store.TOUCHES` follows too."""
     return (touch.ts, touch.campaign or "", touch.channel, touch.campaign is not None)
 
 
@@ -38,7 +38,7 @@ def trimmed(path: list[Touch], most: int) -> list[Touch]:
 def joined(path: list[Touch], other: list[Touch], most: int) -> list[Touch]:
     """Two copies of one person's path as one: each touch as often as the copy that has
     it most often, the newest ``most`` kept. Joining a copy again, or an older one,
-    changes nothing, so copies may be joined in any order (:data:`tracker.store.PATHS`
+    changes nothing, so copies may be joined in any order (:data:`tracker.store.TOUCHES`
     does the same where the paths are spread)."""
     extra = Counter(other)
     extra.subtract(path)

@@ -32,7 +32,7 @@ nothing needs watching but erasures (:meth:`Sink._spread`). With
 ``TRACKER_REDIS_SPREAD_PATHS`` the changed touch paths go to the click shard of their
 holder's id (:func:`tracker.store.path_prefix`), through the outbox of the partition
 whose events touched them (their partition key), which a worker settles before it reads
-them: there each is joined with the path it finds (:data:`tracker.store.PATHS`), so a
+them: there each is joined with the path it finds (:data:`tracker.store.TOUCHES`), so a
 late or repeated delivery loses no touch and counts none twice. Readers join the
 store's copy, left from before, with it. Paths are read by other partitions unwatched,
 as they were: a person's touch on one device and their conversion on another may race.
@@ -80,10 +80,9 @@ from tracker.seen import GENERATION_S, Claim, Claims, read_with_seen, seen_expir
 from tracker.settings import Settings
 from tracker.store import (
     CAMPAIGN_SUM,
-    CLICKS,
-    PATHS,
     PEOPLE,
     TALLY,
+    TOUCHES,
     Audience,
     Keys,
     Writes,
@@ -182,11 +181,13 @@ class Sink:
         self._spread_paths = settings.redis_spread_paths and self._outboxes
         """Changed touch paths go under the click shards (:func:`path_prefix`), through the
         outbox, joined with what is there (asked for, on a Redis Cluster)."""
+        self._paths_spread = False
+        """Paths may be spread (the store says a worker spread one): read there too. The
+        reads cost a sink 5-8% of its time, so a store that never spread pays none."""
         self._boxed = self._split or self._spread_clicks or self._spread_paths
         """Every batch writes its partitions' outboxes."""
         self._tally = Script(settings, redis, TALLY)
-        self._clicks = Script(settings, redis, CLICKS)
-        self._paths = Script(settings, redis, PATHS)
+        self._touches = Script(settings, redis, TOUCHES)
         self._people = Script(settings, redis, PEOPLE)
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
@@ -197,8 +198,7 @@ class Sink:
         for made in (
             self._claims,
             self._tally,
-            self._clicks,
-            self._paths,
+            self._touches,
             self._people,
             self._beat,
         ):
@@ -230,11 +230,13 @@ class Sink:
         now_s = int(self._clock())
 
         async with self._redis.pipeline(transaction=True) as pipe:
-            # Offsets and the count of erasures in one read, watched (module docstring).
-            await pipe.watch(*source_keys, keys.erasure_count)
-            raw = await pipe.mget(*source_keys, keys.erasure_count)
-            states = [_source_state(item) for item in raw[:-1]]
-            erasures = int(raw[-1] or 0)
+            # Offsets and the count of erasures in one read, watched (module docstring);
+            # so is whether paths were spread: a path spread meanwhile fails this batch.
+            await pipe.watch(*source_keys, keys.erasure_count, keys.paths_spread)
+            raw = await pipe.mget(*source_keys, keys.erasure_count, keys.paths_spread)
+            states = [_source_state(item) for item in raw[:-2]]
+            erasures = int(raw[-2] or 0)
+            self._paths_spread = self._paths_spread or raw[-1] is not None
             if erasures != suppressions.known:
                 await suppressions.catch_up(pipe, erasures)
             fresh = [
@@ -299,6 +301,8 @@ class Sink:
                     boxes[source]["args"] = tally.args()
                     writes.member(keys.tallies, tag)
             spread, paths = self._write_lookups(writes, lookups)
+            if paths and not self._paths_spread:
+                writes.put(keys.paths_spread, b"1")
             if spread:  # the batch's clicks, whichever partition made them, in one outbox
                 next(iter(boxes.values()))["clicks"] = spread
             if paths:  # each path in its partition's, which settles it before reading it
@@ -352,8 +356,8 @@ class Sink:
 
         Clicks are set, not added: setting one twice changes nothing, and an erasure
         marks each click shard first, so that a click of the person it settles late is
-        not set again (:data:`tracker.store.CLICKS`). Paths are joined, which those marks
-        keep out alike (:data:`tracker.store.PATHS`).
+        not set again; paths are joined, and those marks keep them out alike
+        (:data:`tracker.store.TOUCHES`).
         """
         unsettled = [
             source
@@ -392,16 +396,21 @@ class Sink:
             for source, box in boxes.items()
             if "args" in box
         ]
-        clicks = [
-            Call(prefix, [], [self._lookback_s, *args], f"the clicks under {prefix}")
-            for box in boxes.values()
-            for prefix, args in box.get("clicks", {}).items()
-        ]
+        # One call a click shard, for the clicks and paths of every box.
+        shards: dict[str, tuple[list[Any], list[Any]]] = {}
+        for box in boxes.values():
+            for kind, made in enumerate(("clicks", "paths")):
+                for prefix, args in box.get(made, {}).items():
+                    shards.setdefault(prefix, ([], []))[kind].extend(args)
         most = self._policy.path_max
-        paths = [
-            Call(prefix, [], [self._lookback_s, most, *args], f"the paths under {prefix}")
-            for box in boxes.values()
-            for prefix, args in box.get("paths", {}).items()
+        touches = [
+            Call(
+                prefix,
+                [],
+                [self._lookback_s, most, len(clicks), *clicks, *paths],
+                f"the clicks and paths under {prefix}",
+            )
+            for prefix, (clicks, paths) in shards.items()
         ]
         people = [
             Call(prefix, [], people_args(groups), f"the people under {prefix}")
@@ -410,8 +419,7 @@ class Sink:
         ]
         await asyncio.gather(
             self._tally.run(tallies),
-            self._clicks.run(clicks),
-            self._paths.run(paths),
+            self._touches.run(touches),
             self._people.run(people),
         )
         for source, box in boxes.items():
@@ -573,7 +581,8 @@ class Sink:
         lookups.paths |= _loaded(people, found, state.load_path)
         if self._outboxes:  # on a Redis Cluster: clicks and paths may be spread
             spread, paths = await self._spread(
-                [c for c in clicks if c not in lookups.clicks], people
+                [c for c in clicks if c not in lookups.clicks],
+                people if self._paths_spread else [],
             )
             lookups.clicks |= spread
             most = self._policy.path_max
@@ -603,7 +612,7 @@ class Sink:
                 by_prefix.setdefault(prefix, []).append((kind, name))
         answers = await asyncio.gather(
             *(
-                self._clicks.client(prefix).mget(
+                self._touches.client(prefix).mget(
                     [getattr(Keys(prefix), kind)(name) for kind, name in names]  # click, path
                 )
                 for prefix, names in by_prefix.items()
@@ -661,7 +670,7 @@ class Sink:
         self, writes: Writes, lookups: Lookups
     ) -> tuple[dict[str, list[Any]], set[str]]:
         """The changed state to ``writes``; the new clicks and the changed paths too, unless
-        spread: those are returned, for the outbox, the clicks as :data:`tracker.store.CLICKS`
+        spread: those are returned, for the outbox, the clicks as :data:`tracker.store.TOUCHES`
         arguments by hash tag, the paths as their holders."""
         keys, ttl = self._keys, self._lookback_s
         spread: dict[str, list[Any]] = {}
@@ -694,7 +703,7 @@ class Sink:
         return spread, lookups.dirty_paths if self._spread_paths else set()
 
     def _path_args(self, lookups: Lookups, holders: Iterable[str]) -> dict[str, list[Any]]:
-        """The paths of ``holders`` as :data:`tracker.store.PATHS` arguments by hash tag."""
+        """The paths of ``holders`` as :data:`tracker.store.TOUCHES` arguments by hash tag."""
         by_prefix: dict[str, list[Any]] = {}
         for holder in holders:
             shard = Keys(path_prefix(self._keys.prefix, holder))
