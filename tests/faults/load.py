@@ -37,6 +37,11 @@ def hot_partition(partitions: int) -> int:
     return (murmur2(HOT_VISITOR.encode()) & 0x7FFFFFFF) % partitions
 
 
+def batch_visitor(event_id: str) -> str:
+    """The anonymous id of an event sent in a batch: its own, one event a visitor."""
+    return f"v-{event_id}"
+
+
 def cost_of(lane: int, n: int) -> int:
     """The cost in micro-units of the ``n``-th event of ``lane``: 1 to 997, varied, so that
     a loss and a double count cannot cancel out in the spend."""
@@ -62,6 +67,8 @@ class Lane:
     acknowledged: dict[str, int] = field(default_factory=dict)
     costs: dict[str, int] = field(default_factory=dict)
     """Every event id made, acknowledged or not, with its cost."""
+    pixels: set[str] = field(default_factory=set)
+    """The event ids sent as pixel hits (:data:`HOT_VISITOR`'s), not in batches."""
     answers: list[Answer] = field(default_factory=list)
     error: BaseException | None = None
 
@@ -135,6 +142,11 @@ class Load:
         """Each event id made, answered 2xx or not, with its cost."""
         return {k: v for lane in self._lanes for k, v in lane.costs.items()}
 
+    def visitor(self, event_id: str) -> str:
+        """The anonymous id ``event_id`` was sent with."""
+        pixel = any(event_id in lane.pixels for lane in self._lanes)
+        return HOT_VISITOR if pixel else batch_visitor(event_id)
+
     def answers(self) -> list[Answer]:
         """Every answer so far, in the order they came."""
         return sorted((a for lane in self._lanes for a in list(lane.answers)), key=lambda a: a.at)
@@ -163,6 +175,8 @@ class Load:
                         lane.costs[event_id] = cost_of(lane.number, made + i)
                     made += count
                     pending = (kind, ids)
+                    if kind == "pixel":
+                        lane.pixels.update(ids)
                 if connection is None:
                     connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=30)
                 kind, ids = pending
@@ -210,7 +224,7 @@ class Load:
                 query = urllib.parse.urlencode(event(ids[0], HOT_VISITOR))
                 connection.request("GET", f"/p.gif?{query}", headers=headers)
             else:
-                body = orjson.dumps([event(i, f"v-{i}") for i in ids])
+                body = orjson.dumps([event(i, batch_visitor(i)) for i in ids])
                 headers["content-type"] = "application/json"
                 connection.request("POST", "/v1/events", body, headers)
             answer = connection.getresponse()

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.kafka_cluster import describe
 from harness.processes import wait_for
-from tests.faults.load import Answer, Load, hot_partition
+from tests.faults.load import HOT_VISITOR, Answer, Load, hot_partition
 from tests.faults.progress import Progress
 from tests.faults.stage import (
     CUT,
@@ -35,7 +35,8 @@ from tests.kafka import configs, group
 from tracker.kafka import ensure_topics
 from tracker.redis_clients import async_reader
 from tracker.settings import Settings
-from tracker.store import Keys, click_prefix
+from tracker.store import Keys, click_prefix, path_prefix
+from tracker.stream.state import load_path
 
 DRAIN = 150_000
 """Events each drain counts: the same number for 1, 2 and 4 workers."""
@@ -390,14 +391,16 @@ def redis_and_workers(stage: Stage) -> Outcome:
 
 
 def kept(outcome: Outcome, settings: Settings, clicks: Load) -> None:
-    """Every acknowledged click is held under its click id's own tag, once the workers
-    applied it; those that are not count as lost."""
+    """Every acknowledged click is held under its click id's own tag, and in its
+    visitor's path under theirs, once the workers applied it; those that are not count
+    as lost. Batches send each click as a visitor of its own, whose path holds it
+    alone; the pixel hits' visitor's path holds the last few."""
     acknowledged = list(clicks.acknowledged)
     missing = acknowledged
 
     def all_held() -> bool:
         nonlocal missing
-        missing = asyncio.run(not_held(settings, missing))
+        missing = asyncio.run(not_held(settings, missing, clicks.visitor))
         return not missing
 
     with contextlib.suppress(TimeoutError):
@@ -405,21 +408,29 @@ def kept(outcome: Outcome, settings: Settings, clicks: Load) -> None:
     outcome.lost += len(missing)
     outcome.check(not missing, f"{len(missing)} acknowledged clicks not held, e.g. {missing[:3]}")
     outcome.notes.append(
-        f"{len(acknowledged):,} clicks acknowledged, each held under its own tag "
-        f"({len(acknowledged) - len(missing):,})"
+        f"{len(acknowledged):,} clicks acknowledged, each held under its own tag and in its "
+        f"visitor's path under theirs ({len(acknowledged) - len(missing):,})"
     )
 
 
-async def not_held(settings: Settings, click_ids: list[str]) -> list[str]:
-    """Those of ``click_ids`` whose click the store does not hold (spread by id)."""
+async def not_held(
+    settings: Settings, click_ids: list[str], visitor: Callable[[str], str]
+) -> list[str]:
+    """Those of ``click_ids`` whose click the store does not hold (spread by id), or, sent
+    in a batch, whose visitor's path (spread by their id) does not hold it alone."""
     reader = async_reader(settings)
     prefix = Keys(settings.key_prefix).prefix
+
+    async def held(click_id: str) -> bool:
+        if await reader.get(Keys(click_prefix(prefix, click_id)).click(click_id)) is None:
+            return False
+        if (who := visitor(click_id)) == HOT_VISITOR:
+            return True
+        path = await reader.get(Keys(path_prefix(prefix, who)).path(who))
+        return path is not None and len(load_path(path)) == 1
+
     try:
-        return [
-            click_id
-            for click_id in click_ids
-            if await reader.get(Keys(click_prefix(prefix, click_id)).click(click_id)) is None
-        ]
+        return [click_id for click_id in click_ids if not await held(click_id)]
     finally:
         await reader.aclose()
 
