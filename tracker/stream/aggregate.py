@@ -121,7 +121,7 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         counts[event.type + "s"] += 1
         if event.cost and event.type in ("impression", "click"):
             counts["spend"] += money.convert(event.cost, event.currency, policy.rates)
-        if event.type == "click" or (event.type == "pageview" and event.campaign):
+        if is_touch(event):
             _remember_touch(event, lookups, policy)
     for (minute, campaign, channel), (counts, people) in cells.items():
         dims = dimensions(campaign, channel)
@@ -145,10 +145,20 @@ def _count_late(delta: Delta, behind_ms: int) -> None:
     delta.health[f"late_le_{bound}" if bound else "late_le_inf"] += 1
 
 
+def is_touch(event: Event) -> bool:
+    """A click, or a campaign's pageview: what a conversion may be credited to."""
+    return event.type == "click" or (event.type == "pageview" and bool(event.campaign))
+
+
+def holder_of(event: Event) -> str | None:
+    """Whose path a touch joins: its device, else its user (its partition key's)."""
+    return event.anonymous_id or event.user_id
+
+
 def _remember_touch(event: Event, lookups: Lookups, policy: Policy) -> None:
-    """Remember a touch on its device (else its user), and a click by its id."""
+    """Remember a touch on its holder's path, and a click by its id."""
     touch = Touch(event.ts, event.campaign, event.channel)
-    holder = event.anonymous_id or event.user_id
+    holder = holder_of(event)
     if event.click_id and event.click_id not in lookups.clicks:
         lookups.clicks[event.click_id] = Click(touch, event.anonymous_id, event.user_id)
         lookups.dirty_clicks.add(event.click_id)

@@ -94,7 +94,7 @@ from tracker.store import (
     tally_prefix,
 )
 from tracker.stream import state
-from tracker.stream.aggregate import LINKS, convertible, fold, spend_key
+from tracker.stream.aggregate import LINKS, convertible, fold, holder_of, is_touch, spend_key
 from tracker.stream.conversions import joined
 from tracker.stream.delta import Delta, Policy
 from tracker.stream.state import Click, Lookups
@@ -494,6 +494,10 @@ class Sink:
             both = e.anonymous_id and e.user_id
             if e.bot or e.type == "spend" or (e.type == "impression" and not both):
                 continue  # nothing of who is who to read for these
+            if not both and e.type not in LINKS and e.type != "conversion":
+                if is_touch(e) and (holder := holder_of(e)):
+                    wanted.paths.add(holder)  # to add the touch to
+                continue  # nothing else: most traffic, and what is not read is not watched
             wanted.person(e.anonymous_id, e.user_id)
             if e.type == "conversion":
                 if e.order_id:
@@ -546,6 +550,7 @@ class Sink:
         orders, clicks = list(wanted.orders), list(wanted.clicks)
         devices, users = list(wanted.devices), list(wanted.users)
         people = devices + users
+        holders = people + list(wanted.paths - wanted.devices - wanted.users)
         customers = list(wanted.customer_devices | wanted.customer_users | wanted.customers)
         shared = [
             *(keys.spend(*k) for k in spends),
@@ -564,7 +569,7 @@ class Sink:
                 *(keys.spend(*k) for k in spends),
                 *map(keys.order, orders),
                 *map(keys.click, clicks),
-                *map(keys.path, people),
+                *map(keys.path, holders),
                 *map(keys.customer, customers),
                 *map(keys.recent, people),
                 *map(keys.link, devices),
@@ -578,11 +583,11 @@ class Sink:
         lookups.spend |= _loaded(spends, found, state.load_spend)
         lookups.orders |= _loaded(orders, found, state.load_order)
         lookups.clicks |= _loaded(clicks, found, state.load_click)
-        lookups.paths |= _loaded(people, found, state.load_path)
+        lookups.paths |= _loaded(holders, found, state.load_path)
         if self._outboxes:  # on a Redis Cluster: clicks and paths may be spread
             spread, paths = await self._spread(
                 [c for c in clicks if c not in lookups.clicks],
-                people if self._paths_spread else [],
+                holders if self._paths_spread else [],
             )
             lookups.clicks |= spread
             most = self._policy.path_max
@@ -751,6 +756,8 @@ class _Wanted:
     """Users whose devices' touches a conversion may need."""
     customers: set[str] = field(default_factory=set)
     """Customers whose records a refund or a re-credit of their order changes."""
+    paths: set[str] = field(default_factory=set)
+    """Devices and users whose touch paths alone a touch of theirs needs."""
 
     def person(self, device: str | None, user: str | None) -> None:
         if device:
@@ -797,7 +804,7 @@ def _owners(
     owner: dict[str, tuple[str, int]] = {}
     for source, events in zip(by_source, kept, strict=True):
         for event in events:
-            if (holder := event.anonymous_id or event.user_id) in holders:
+            if (holder := holder_of(event)) in holders and holder:
                 owner[holder] = source
     found: dict[tuple[str, int], list[str]] = {}
     for holder in holders:
