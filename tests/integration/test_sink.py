@@ -42,7 +42,7 @@ from tracker.store import (
     tally_prefix,
 )
 from tracker.stream.conversions import joined, trimmed
-from tracker.stream.sink import Record, Rewind, Sink, WatchError
+from tracker.stream.sink import Record, Rewind, Sink, WatchError, unpacked
 from tracker.stream.state import Lookups, dump_path, load_path
 from tracker.windows import ALL_TIME
 
@@ -457,6 +457,26 @@ def test_sums_a_worker_died_before_giving_its_tally_count_once_from_the_outbox(
     run(tagged, body)
 
 
+def test_an_outbox_a_worker_of_the_version_before_left_as_json_counts_once(
+    tagged: Settings,
+) -> None:
+    """Outboxes were JSON before they were deflated (:func:`packed`): one left so by a
+    worker that died is given to the tally all the same."""
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        outbox = Keys(tagged.key_prefix).outbox("t", 0)
+        with pytest.raises(ConnectionError):
+            await UntalliedSink(redis, tagged).apply([Record("t", 0, 0, [by("anna", "a")])])
+        raw = await redis.get(outbox)
+        assert isinstance(raw, bytes)
+        assert len(raw) < len(orjson.dumps(unpacked(raw)))
+        await redis.set(outbox, orjson.dumps(unpacked(raw)), keepttl=True)
+        await sink.apply([Record("t", 0, 1, [by("ben", "b")])])
+        assert await clicks_and_people(redis, tagged) == (2, 2)
+
+    run(tagged, body)
+
+
 def test_a_worker_keeping_the_sums_in_the_store_counts_what_one_spreading_them_left(
     tagged: Settings,
 ) -> None:
@@ -600,7 +620,9 @@ def test_a_spread_path_given_late_from_an_old_outbox_loses_no_touch(
                 [Record("t", 0, 0, [touched("t1", "a1", MINUTE, "spring")])]
             )
         assert await path_of(redis, paths_spread, "a1") == ([], False)  # in the outbox only
-        old = orjson.loads(await redis.get(keys.outbox("t", 0)) or b"null")
+        raw = await redis.get(keys.outbox("t", 0))
+        assert isinstance(raw, bytes)
+        old = unpacked(raw)
         await sink.apply([Record("t", 0, 1, [touched("t2", "a1", MINUTE + 1, "summer")])])
         await Sink(redis, paths_spread)._deliver({("t", 0): old})  # the zombie, late
         got, _ = await path_of(redis, paths_spread, "a1")

@@ -61,7 +61,9 @@ not credit a click (and write its clicker's state) that is gone.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -311,7 +313,7 @@ class Sink:
             if people:  # and its people, each once, with the audiences they are in
                 next(iter(boxes.values()))["people"] = group_people(people)
             for source, box in boxes.items():
-                writes.put(keys.outbox(*source), orjson.dumps(box))
+                writes.put(keys.outbox(*source), packed(box))
             # The previous transaction's duration rides along with this one: a
             # transaction cannot record how long it took itself, nor one that failed
             # that it did.
@@ -377,7 +379,7 @@ class Sink:
             if box is None:  # a store written before outboxes: its sums are under P
                 self._tallied[source] = states[source].offset
             else:
-                boxes[source] = orjson.loads(box)
+                boxes[source] = unpacked(box)
         await self._deliver(boxes)
 
     async def _give(self, boxes: dict[tuple[str, int], dict[str, Any]]) -> None:
@@ -810,6 +812,22 @@ def _owners(
     for holder in holders:
         found.setdefault(owner.get(holder, fallback), []).append(holder)
     return found
+
+
+def packed(box: dict[str, Any]) -> bytes:
+    """An outbox as the store keeps it: JSON, deflated (zlib, level 1), in base64 as the
+    writes script takes text. Its sums repeat their keys' and fields' names, so it takes
+    about a quarter of the bytes, and the store's slot, which takes eight a transaction,
+    0.56-0.59x the Redis CPU (``make bench-shards``' traffic, everything spread)."""
+    return base64.b64encode(zlib.compress(orjson.dumps(box), 1))
+
+
+def unpacked(raw: bytes) -> dict[str, Any]:
+    """An outbox as :func:`packed` made it, or as JSON, as workers wrote them before."""
+    box: dict[str, Any] = orjson.loads(
+        raw if raw[:1] == b"{" else zlib.decompress(base64.b64decode(raw))
+    )
+    return box
 
 
 def _source_state(raw: bytes | str | None) -> SourceState:
