@@ -21,8 +21,22 @@ from tracker.store import Keys
 pytestmark = pytest.mark.services
 
 
-def test_worker_killed_with_sigkill_mid_stream_and_restarted(settings: Settings) -> None:
+@pytest.mark.parametrize("spread", [False, True], ids=["store", "everything-spread"])
+def test_worker_killed_with_sigkill_mid_stream_and_restarted(
+    settings: Settings, spread: bool
+) -> None:
+    """Spread, the prefix a hash tag lays the store out as on a Redis Cluster, on one
+    Redis: the killed worker's last outboxes (sums, people, clicks, paths) are given by
+    the next, and paths it gave already are joined again, changing nothing."""
     settings = oracle_settings(settings)
+    if spread:
+        settings = replace(
+            settings,
+            redis_prefix=f"{{{settings.redis_prefix}}}",
+            redis_spread_sums=True,
+            redis_spread_clicks=True,
+            redis_spread_paths=True,
+        )
     with running(settings, "collector", "serve"), ExitStack() as workers:
         first = workers.enter_context(tracker("worker", settings, health_url(settings, "worker")))
 
