@@ -212,7 +212,7 @@ def shard_prefixes(prefix: str) -> list[str]:
 
 def forget_keys(settings: Settings) -> None:
     """Delete the keys of ``settings``' prefix, of its shards, of its partitions' sums and
-    of its clicks, on the cluster its URL names."""
+    of its clicks and paths, on the cluster its URL names."""
     prefixes = shard_prefixes(settings.key_prefix)
     with sync_client(settings) as store:
         prefixes += [name.decode() for name in store.smembers(Keys(settings.key_prefix).tallies)]

@@ -335,8 +335,8 @@ class ErasureApi:
 @dataclass(slots=True)
 class _Swept:
     """The ids whose spread clicks and paths one erasure deleted, over its attempts, and
-    how many:
-    an attempt that failed on a watched key walks the shards again only for new ids."""
+    what it deleted: an attempt that failed on a watched key walks the shards again only
+    for new ids."""
 
     ids: set[tuple[str, str]] = field(default_factory=set)
     clicks: int = 0
