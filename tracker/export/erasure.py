@@ -320,13 +320,14 @@ class ErasureApi:
         ]
         if clicks:
             await reader.unlink(*clicks)
-        paths = {name: Keys(path_prefix(self._keys.prefix, name)).path(name) for _, name in ids}
-        async with reader.pipeline(transaction=False) as held:
-            for key in paths.values():
-                held.exists(key)
-            found = [name for name, n in zip(paths, await held.execute(), strict=True) if n]
-        if found:
-            await reader.unlink(*(paths[name] for name in found))
+        names = [name for _, name in ids]
+        async with reader.pipeline(transaction=False) as paths:  # one UNLINK each: which were
+            for name in names:
+                # Not .unlink(): a cluster pipeline splits that one by slot, unqueued.
+                paths.execute_command(
+                    "UNLINK", Keys(path_prefix(self._keys.prefix, name)).path(name)
+                )
+            found = [name for name, gone in zip(names, await paths.execute(), strict=True) if gone]
         swept.ids.update(ids)
         swept.clicks += len(clicks)
         swept.paths.update(found)

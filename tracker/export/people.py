@@ -230,11 +230,13 @@ class PeopleApi:
             )
         )
         links = {device: _segments(next(found)) for device in devices}
-        held = await self._spread({device: _path(next(found)) for device in devices})
+        paths = await self._spread(
+            {user: _path(own_raw), **{device: _path(next(found)) for device in devices}}
+        )
         orders = _present(order_ids, found, load_order)
         customer = load_customer(customer_raw) if customer_raw else None
-        own = (await self._spread({user: _path(own_raw)}))[user]
-        return user_view(user, links, own, held, customer, orders, now)
+        held = {device: paths[device] for device in devices}
+        return user_view(user, links, paths[user], held, customer, orders, now)
 
     async def _device(self, device: str, now: EpochMs) -> dict[str, Any] | None:
         keys = self._keys

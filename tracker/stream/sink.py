@@ -611,24 +611,24 @@ class Sink:
         them fails its ``EXEC``; applied again, it leaves out a click whose clicker the
         suppression list (caught up before the read) names, and finds no path of theirs.
         """
-        wanted = [(click_prefix(self._keys.prefix, c), "click", c) for c in click_ids]
-        wanted += [(path_prefix(self._keys.prefix, h), "path", h) for h in holders]
-        by_prefix: dict[str, list[tuple[str, str]]] = {}
-        for prefix, kind, name in wanted:
-            if prefix != self._keys.prefix:
-                by_prefix.setdefault(prefix, []).append((kind, name))
+        root = self._keys.prefix
+        wanted = [(Keys(click_prefix(root, c)), "click", c) for c in click_ids]
+        wanted += [(Keys(path_prefix(root, h)), "path", h) for h in holders]
+        by_prefix: dict[str, list[tuple[str, str, str]]] = {}
+        for shard, kind, name in wanted:
+            if shard.prefix != root:
+                key = shard.click(name) if kind == "click" else shard.path(name)
+                by_prefix.setdefault(shard.prefix, []).append((kind, name, key))
         answers = await asyncio.gather(
             *(
-                self._touches.client(prefix).mget(
-                    [getattr(Keys(prefix), kind)(name) for kind, name in names]  # click, path
-                )
+                self._touches.client(prefix).mget([key for _, _, key in names])
                 for prefix, names in by_prefix.items()
             )
         )
         clicks: dict[str, Click] = {}
         paths: dict[str, list[Touch]] = {}
         for names, values in zip(by_prefix.values(), answers, strict=True):
-            for (kind, name), raw in zip(names, values, strict=True):
+            for (kind, name, _), raw in zip(names, values, strict=True):
                 if raw is None:
                     continue
                 if kind == "path":
@@ -709,13 +709,15 @@ class Sink:
             writes.put(keys.recent(holder), state.dump_recent(lookups.recent[holder]), ttl)
         return spread, lookups.dirty_paths if self._spread_paths else set()
 
-    def _path_args(self, lookups: Lookups, holders: Iterable[str]) -> dict[str, list[Any]]:
-        """The paths of ``holders`` as :data:`tracker.store.TOUCHES` arguments by hash tag."""
+    def _path_args(
+        self, lookups: Lookups, holders: Iterable[tuple[str, Sequence[str]]]
+    ) -> dict[str, list[Any]]:
+        """The paths of ``holders`` (each with the kinds of id it may be) as
+        :data:`tracker.store.TOUCHES` arguments by hash tag."""
         by_prefix: dict[str, list[Any]] = {}
-        for holder in holders:
+        for holder, kinds in holders:
             shard = Keys(path_prefix(self._keys.prefix, holder))
-            # Either kind: the store keeps one path a name (tracker.export.erasure).
-            marks = [shard.erased(erased_hash(kind, holder)) for kind in KINDS]
+            marks = [shard.erased(erased_hash(kind, holder)) for kind in kinds]
             value = state.dump_path(lookups.paths[holder]).decode()
             by_prefix.setdefault(shard.prefix, []).extend(
                 [shard.path(holder), value, len(marks), *marks]
@@ -800,17 +802,20 @@ def _owners(
     kept: list[list[Event]],
     holders: set[str],
     fallback: tuple[str, int],
-) -> dict[tuple[str, int], list[str]]:
-    """``holders`` by the partition whose events touched them: their partition key
-    (:func:`tracker.records.partition_key`) puts a device's, or a user's, there."""
-    owner: dict[str, tuple[str, int]] = {}
+) -> dict[tuple[str, int], list[tuple[str, Sequence[str]]]]:
+    """``holders`` by the partition whose events touched them (their partition key,
+    :func:`tracker.records.partition_key`, puts a device's, or a user's, there), each with
+    the kind of id it is there, whose erasure marks keep its path out. One no event names
+    (none should be) goes to ``fallback``, kept out by the marks of either kind."""
+    owner: dict[str, tuple[tuple[str, int], Sequence[str]]] = {}
     for source, events in zip(by_source, kept, strict=True):
         for event in events:
-            if (holder := holder_of(event)) in holders and holder:
-                owner[holder] = source
-    found: dict[tuple[str, int], list[str]] = {}
+            if (holder := holder_of(event)) in holders:
+                owner[holder] = (source, ("anonymous_id" if event.anonymous_id else "user_id",))
+    found: dict[tuple[str, int], list[tuple[str, Sequence[str]]]] = {}
     for holder in holders:
-        found.setdefault(owner.get(holder, fallback), []).append(holder)
+        source, kinds = owner.get(holder, (fallback, KINDS))
+        found.setdefault(source, []).append((holder, kinds))
     return found
 
 
