@@ -15,11 +15,24 @@ RUNS: set[str] = set()
 :func:`forgotten` (or the tests' session) to delete at the end."""
 
 
+_GIVEN: set[int] = set()
+"""Ports :func:`free_port` handed out in this process, never handed out twice."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on now and this process was not given before.
+
+    The kernel may give the same free port to two ``bind(0)`` calls in a row: a run's
+    worker and its exporter once got one port, so the exporter's health check was
+    answered by the worker and the exporter's tests by the worker's 404s.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def isolated_settings(servers: tuple[str, str], kind: str = "test") -> Settings:

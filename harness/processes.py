@@ -87,6 +87,10 @@ def tracker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``tracker <command> <args>``; wait until ``health_url`` answers 200; SIGTERM at
     the end."""
+    if health_url and _answers(health_url):
+        # Its health check would pass on whatever holds the port, and the tests would
+        # talk to that.
+        raise RuntimeError(f"tracker {command}: something already answers {health_url}")
     log_path = Path(tempfile.mkdtemp(prefix="tracker-")) / f"{command}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -116,6 +120,14 @@ def tracker(
     finally:
         stop(process)
         log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        http_get(url, timeout=2)
+    except OSError:  # refused: nothing listens there
+        return False
+    return True
 
 
 def health_url(settings: Settings, command: str) -> str:
