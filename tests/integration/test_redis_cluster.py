@@ -42,7 +42,7 @@ from tracker.export.erasure import ErasureApi
 from tracker.export.people import PeopleApi
 from tracker.redis_clients import NotReplicated, async_client, async_reader
 from tracker.rulebook import Rulebook
-from tracker.seen import GENERATION_S, SHARDS, seen_digest, shard_of, shard_prefix
+from tracker.seen import GENERATION_S, SHARDS, Claim, Claims, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
 from tracker.store import (
     Keys,
@@ -697,3 +697,66 @@ def test_isolate_leaves_a_primary_serving_one_slot_of_the_keys_given(cluster: Cl
     assert redis_cluster.isolate(cluster, keep, others) == primary  # nothing more to move
     redis_cluster.wait_ok(ENVIRONMENT)  # every slot still served
     assert asyncio.run(on_cluster(write=False)) == [keep, *others]
+
+
+def test_a_scripts_calls_go_one_pipeline_a_primary_and_follow_a_slot_moved_alone(
+    cluster: Cluster,
+) -> None:
+    """64 deduplication shards' calls wait for a replica once a primary, not once a shard;
+    a shard's slot moved to another primary (resharding) after the script learnt where
+    the slots were still gets its calls, with the ids it held before."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+    ids = [f"e{i}" for i in range(2_000)]
+    first, second = ids[:1_000], ids[1_000:]
+    prefixes = [shard_prefix(settings.key_prefix, s) for s in range(SHARDS)]
+    assert {shard_of(seen_digest(i)) for i in first} == set(range(SHARDS))
+
+    async def run() -> None:
+        client = async_client(settings)
+        claims = Claims(settings, client)
+        try:
+            now = int(time.time())
+            # Each primary loads the script on its first call (NOSCRIPT, then once more).
+            await claims.claim([Claim("t", 9, -1, {f"warm{i}": 1 for i in range(1_000)})], now)
+            before = await waits(cluster)
+            assert await claims.claim([Claim("t", 0, -1, dict.fromkeys(first, 1))], now) == [set()]
+            after = await waits(cluster)
+            assert {node: after[node] - before[node] for node in after} == dict.fromkeys(after, 1)
+
+            moving = prefixes[shard_of(seen_digest(first[0]))]
+            home = redis_cluster.primary_of(ENVIRONMENT, moving)
+            keep = next(
+                p
+                for p in prefixes
+                if p != moving and redis_cluster.primary_of(ENVIRONMENT, p) == home
+            )
+            redis_cluster.isolate(cluster, keep, [moving])
+            assert redis_cluster.primary_of(ENVIRONMENT, moving) != home
+
+            again = [
+                Claim("t", 1, -1, dict.fromkeys(first, 5)),
+                Claim("t", 2, -1, dict.fromkeys(second, 5)),
+            ]
+            assert await claims.claim(again, now) == [set(first), set()]
+        finally:
+            await claims.aclose()
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        redis_cluster.forget_keys(settings)
+
+
+async def waits(cluster: Cluster) -> dict[int, int]:
+    """Each primary's number -> the ``WAIT`` commands it has answered."""
+    counts = {}
+    for node in range(1, len(cluster.ports) + 1):
+        client = node_client(cluster, node)
+        try:
+            if (await client.info("replication"))["role"] == "master":
+                stats = await client.info("commandstats")
+                counts[node] = int(stats.get("cmdstat_wait", {}).get("calls", 0))
+        finally:
+            await client.aclose()
+    return counts
