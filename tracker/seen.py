@@ -169,8 +169,10 @@ _CLAIM = (
     + """
 -- KEYS[1]: the generation written. ARGV: its expiry, CLAIMS_KEPT_S, how many generations
 -- are searched, their names, then for each partition: its claims key, the offset the
--- store holds of it, how many ids, and each id's digest and offset.
--- Returns the positions (from 1, over all partitions) of the duplicates.
+-- store holds of it, its ids' 16-byte digests end to end, and their offsets, in the same
+-- order, as decimals separated by spaces.
+-- Returns the positions (from 1, over all partitions, in the order given) of the
+-- duplicates.
 local a, i = ARGV, 1
 local function take() local v = a[i]; i = i + 1; return v end
 local written, expire_at, kept = KEYS[1], tonumber(take()), tonumber(take())
@@ -180,7 +182,7 @@ local generations = generations_of(names)
 local now = tonumber(redis.call('TIME')[1])
 local new, fresh, duplicates, at = {}, {}, {}, 0
 while i <= #a do
-  local claims, stored, n = take(), take(), tonumber(take())
+  local claims, stored, digests, listed = take(), take(), take(), take()
   local marks = claims .. ':marks'
   -- Claims at or below an offset the store held CLAIMS_KEPT_S ago are needed no more.
   local cut = nil
@@ -197,7 +199,11 @@ while i <= #a do
   -- A partition's ids are distinct: their claims are read, and its new ones made, a
   -- thousand to a call, not one call an id.
   local ds, offsets, scores, claiming = {}, {}, {}, {}
-  for j = 1, n do ds[j], offsets[j] = take(), tonumber(take()) end
+  local n = 0
+  for offset in string.gmatch(listed, '%d+') do
+    n = n + 1
+    ds[n], offsets[n] = string.sub(digests, n * 16 - 15, n * 16), tonumber(offset)
+  end
   for first = 1, n, 1000 do
     local found = redis.call('ZMSCORE', claims, unpack(ds, first, math.min(first + 999, n)))
     for j, score in ipairs(found) do scores[first + j - 1] = score end
@@ -363,20 +369,30 @@ class Claims:
         searched = list(reversed(seen_generations(now_s)))
         calls: dict[int, _Call] = {}
         for index, claim in enumerate(claims):
-            by_shard: dict[int, list[tuple[str, bytes, int]]] = {}
+            # A shard's ids go as two arguments, their digests end to end and their
+            # offsets as text: redis-py encodes each argument in Python.
+            by_shard: dict[int, tuple[list[str], list[bytes], list[str]]] = {}
             for event_id, offset in claim.firsts.items():
                 digest = seen_digest(event_id)
-                by_shard.setdefault(shard_of(digest), []).append((event_id, digest, offset))
-            for shard, items in by_shard.items():
+                items = by_shard.get(shard := shard_of(digest))
+                if items is None:
+                    items = by_shard[shard] = ([], [], [])
+                items[0].append(event_id)
+                items[1].append(digest)
+                items[2].append(str(offset))
+            for shard, (named, digests, offsets) in by_shard.items():
                 keys = self._keys[shard]
                 if shard not in calls:
                     head = [seen_expiry(generation), CLAIMS_KEPT_S, len(searched)]
                     calls[shard] = _Call(keys.seen(generation), [*head, *map(keys.seen, searched)])
                 call = calls[shard]
-                call.args += [keys.claims(claim.topic, claim.partition), claim.stored, len(items)]
-                for event_id, digest, offset in items:
-                    call.args += [digest, offset]
-                    call.named.append((index, event_id))
+                call.args += [
+                    keys.claims(claim.topic, claim.partition),
+                    claim.stored,
+                    b"".join(digests),
+                    " ".join(offsets),
+                ]
+                call.named += [(index, event_id) for event_id in named]
         found = await self._script.run(
             [
                 Call(self._keys[shard].prefix, [c.written], c.args, f"deduplication shard {shard}")

@@ -6,6 +6,7 @@ them fit in 24 MiB."""
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -108,6 +109,30 @@ def test_a_batch_claimed_again_counts_once_and_another_record_never(settings: Se
         # Two partitions bringing one new id in one call: the first takes it.
         both = [Claim("t", 2, -1, {"e": 0}), Claim("t", 3, -1, {"e": 0})]
         assert await claims.claim(both, MIDNIGHT) == [set(), {"e"}]
+
+    with_claims(settings, body)
+
+
+def test_the_duplicates_of_a_batch_are_exactly_the_ids_counted_before(settings: Settings) -> None:
+    """Ids of many records in every shard, some counted before and some not, mixed within
+    each record: each id is told apart, whichever record and shard it is in."""
+    rng = random.Random(5)
+    ids = [f"mix-{n}" for n in range(4_000)]
+    counted = set(rng.sample(ids, 1_500))
+    rng.shuffle(ids)
+
+    async def body(redis: Redis, claims: Claims) -> None:
+        before = Claim(
+            "t", 0, -1, {event_id: n // 50 for n, event_id in enumerate(sorted(counted))}
+        )
+        assert await claims.claim([before], MIDNIGHT) == [set()]
+        half = len(ids) // 2
+        batch = [
+            Claim("t", 1, -1, {event_id: n // 40 for n, event_id in enumerate(ids[:half])}),
+            Claim("t", 2, -1, {event_id: n // 40 for n, event_id in enumerate(ids[half:])}),
+        ]
+        found = await claims.claim(batch, MIDNIGHT)
+        assert found == [counted & set(ids[:half]), counted & set(ids[half:])]
 
     with_claims(settings, body)
 
