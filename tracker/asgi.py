@@ -10,7 +10,6 @@ it, so both HTTP services run on this small layer, served by granian (see :func:
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import signal
 import sys
@@ -24,7 +23,7 @@ from granian import Granian
 from granian.constants import Interfaces, Loops
 from granian.log import LogLevels
 
-from tracker import logs
+from tracker import heap, logs
 
 log = structlog.get_logger(__name__)
 
@@ -196,16 +195,7 @@ class App:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                # What lives once the app has started (modules, clients, caches' owners)
-                # lives as long as the process: out of the cyclic GC's sight, full
-                # collections walk only what requests leave behind (14-25 ms pauses
-                # every second or two otherwise, at 10,000 pixel hits/s).
-                gc.freeze()
-                # Young collections only find what requests in flight hold (the rest
-                # is freed by reference counting), so rarer ones find about as much
-                # each: the cyclic GC went from 1.6-1.8% of the collector's CPU under
-                # load to 0.1-0.2% (perf, two rounds each).
-                gc.set_threshold(10_000, 10, 10)
+                heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._on_shutdown:

@@ -20,6 +20,7 @@ import structlog
 from faust.types import TP
 from redis.exceptions import RedisError
 
+from tracker import heap
 from tracker.records import decode_events, encode_dead_letter
 from tracker.redis_clients import async_client
 from tracker.settings import Settings
@@ -78,6 +79,10 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
     @app.timer(Rewinds.AGAIN_AFTER_S)  # type: ignore[untyped-decorator]  # Faust ships no types
     async def seek_again() -> None:  # a partition skipped whole by Faust brings no batch
         await rewinds.again()
+
+    @app.task  # type: ignore[untyped-decorator]  # run once the worker has started
+    async def settle_heap() -> None:
+        heap.settle()
 
     @app.agent(events)
     async def apply_records(stream: Any) -> None:
