@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from collector import bots
 from collector.segment_messages import message_event
 from tests.e2e import oracle, protocols
+from tests.unit.test_aggregate import uniques
 from tracker import goals
 from tracker.attribution import ONE
 from tracker.events import Context, Event, Rules, parse_event
@@ -172,7 +173,7 @@ def test_the_folds_people_are_the_references(seed: int, timezone: str) -> None:
     }
     got: dict[oracle.Key, set[str]] = defaultdict(set)
     for delta in folded(events_of(log), timezone):
-        for (window, day, dimension, value), people in delta.uniques.items():
+        for (window, day, dimension, value), people in uniques(delta).items():
             if window == "1d":
                 got[day, dimension, value] |= people
     want = oracle.unique_people(log)

@@ -92,7 +92,7 @@ def test_identify_is_not_traffic() -> None:
     assert delta.health["identity_links"] == 1
     assert delta.health["events"] == 1
     assert not [cell for cell, amount in delta.sums.items() if amount]
-    assert not delta.uniques
+    assert not delta.crowds
 
 
 def test_a_shared_device_gives_each_account_its_own_touches() -> None:

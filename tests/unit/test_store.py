@@ -4,6 +4,8 @@ import hashlib
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
@@ -26,6 +28,7 @@ from tracker.store import (
     StoreUnavailable,
     click_prefix,
     click_prefixes,
+    group_people,
     people_by_prefix,
     people_prefix,
     people_prefixes,
@@ -151,3 +154,26 @@ def test_clicks_spread_by_id_over_sixteen_tags_of_their_own_only_on_a_cluster() 
     assert click_prefixes("tracker") == ["tracker"]
     slots = {key_slot(prefix.encode()) for prefix in prefixes}
     assert len(slots) == CLICK_SHARDS  # each tag a slot, which the primaries share
+
+
+@given(
+    st.dictionaries(
+        st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=5, unique=True).map(tuple),
+        st.sets(st.sampled_from([f"p{n}" for n in range(12)]), min_size=1),
+        max_size=6,
+    )
+)
+def test_people_are_grouped_once_each_with_every_hyperloglog_of_their_crowds(
+    crowds: dict[tuple[str, ...], set[str]],
+) -> None:
+    want: dict[str, set[str]] = {}
+    for targets, people in crowds.items():
+        for person in people:
+            want.setdefault(person, set()).update(targets)
+    got: dict[str, set[str]] = {}
+    for targets, members in group_people(crowds):
+        assert len(set(targets)) == len(targets)  # each HyperLogLog named once a group
+        for person in members:
+            assert person not in got  # each person once
+            got[person] = set(targets)
+    assert got == want

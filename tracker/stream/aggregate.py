@@ -127,12 +127,13 @@ def fold(events: Iterable[Event], lookups: Lookups, *, watermark: EpochMs, polic
         dims = dimensions(campaign, channel)
         spread(delta, minute, dims, counts, policy.calendar)
         if people:
-            for window in SPREAD_WINDOWS:
-                start = policy.calendar.bucket_start(minute, window)
-                for dimension, value in dims:
-                    delta.uniques.setdefault((window, start, dimension, value), set()).update(
-                        people
-                    )
+            audiences = tuple(
+                (window, start, dimension, value)
+                for window in SPREAD_WINDOWS
+                for start in [policy.calendar.bucket_start(minute, window)]
+                for dimension, value in dims
+            )
+            delta.crowds.setdefault(audiences, set()).update(people)
     return delta
 
 

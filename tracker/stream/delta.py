@@ -51,10 +51,13 @@ class Policy:
 
 @dataclass(slots=True)
 class Delta:
-    """What one batch adds: bucket sums, unique users, health counters."""
+    """What one batch adds: bucket sums, unique people, health counters."""
 
     sums: Counter[Cell] = field(default_factory=Counter)
-    uniques: dict[Audience, set[str]] = field(default_factory=dict)
+    crowds: dict[tuple[Audience, ...], set[str]] = field(default_factory=dict)
+    """Unique people: the audiences (HyperLogLogs) the events of a minute, campaign and
+    channel count in, and the people among them (:func:`tracker.store.group_people`
+    gives each person's audiences once)."""
     spend: dict[tuple[str, str], SpendFigure] = field(default_factory=dict)
     """(campaign, period) -> the figure that now stands."""
     health: Counter[str] = field(default_factory=Counter)

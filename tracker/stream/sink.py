@@ -290,7 +290,9 @@ class Sink:
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             writes = Writes(keys)
             boxes: dict[tuple[str, int], dict[str, Any]] = {}
-            people: dict[tuple[Audience, int], set[str]] | None = {} if self._split else None
+            people: dict[tuple[tuple[Audience, int], ...], set[str]] | None = (
+                {} if self._split else None
+            )
             for source, new_state, delta in deltas:
                 source_key, tag = keys.source(*source), tally_prefix(keys.prefix, source[1])
                 tally = Writes(Keys(tag)) if self._split else writes
@@ -645,7 +647,7 @@ class Sink:
         tally: Writes,
         delta: Delta,
         now_s: int,
-        people: dict[tuple[Audience, int], set[str]] | None,
+        people: dict[tuple[tuple[Audience, int], ...], set[str]] | None,
     ) -> None:
         """``delta``'s sums to ``tally``, its unique people too unless ``people`` takes
         them (the sums spread: :func:`tracker.store.people_prefix` says why), the rest to
@@ -662,14 +664,18 @@ class Sink:
                 tally.add(summed, keys.field(*CAMPAIGN_SUM, metric), amount, expire_at)
                 if window == ALL_TIME:  # every campaign is ranked, by spend
                     writes.rank(value, amount if metric == "spend" else 0)
-        for (window, start, dimension, value), who in delta.uniques.items():
-            expire_at = self._expiry(window, start, now_s)
-            if expire_at is None:
+        for audiences, who in delta.crowds.items():
+            kept = tuple(
+                (audience, expire_at)
+                for audience in audiences
+                if (expire_at := self._expiry(audience[0], audience[1], now_s)) is not None
+            )
+            if not kept:
                 continue
             if people is None:
-                tally.count_people(keys.uniques(window, start, dimension, value), who, expire_at)
+                tally.count_people(tuple((keys.uniques(*a), at) for a, at in kept), who)
             else:
-                people.setdefault(((window, start, dimension, value), expire_at), set()).update(who)
+                people.setdefault(kept, set()).update(who)
         for (campaign, period), figure in delta.spend.items():
             writes.put(self._keys.spend(campaign, period), state.dump_spend(figure))
 
