@@ -295,7 +295,8 @@ class Script:
                 self._queue(pipe, call)
             pipe.wait(1, waited)
 
-        role, *answers, confirmed = await self._pipelined(self._leader(node, calls), queue)
+        leader = self._leader(node, calls[0].prefix)
+        role, *answers, confirmed = await self._pipelined(leader, queue)
         replicas = len(role[2])
         if replicas == 0 and self._replicas.get(node, 1):
             log.warning("no replica; its primary alone keeps its writes", of=what)
@@ -304,13 +305,14 @@ class Script:
             raise NotReplicated(f"no replica of {what} confirmed its writes within {waited} ms")
         return answers
 
-    def _leader(self, node: str, calls: list[Call]) -> redis.asyncio.Redis:
+    def _leader(self, node: str, prefix: str) -> redis.asyncio.Redis:
         """The client of a prefix whose slot ``node`` serves: the one used before, if the
-        cluster still says so, so that a run of other calls opens no new connection."""
+        cluster still says so (a run of other calls then opens no new connection), else
+        ``prefix``'s."""
         assert self._owners is not None
         leader = self._leaders.get(node)
         if leader is None or self._owners.node(leader) != node:
-            leader = self._leaders[node] = calls[0].prefix
+            leader = self._leaders[node] = prefix
         return self.client(leader)
 
 
