@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +174,95 @@ class Call:
     """What it writes, for messages: ``deduplication shard 3``."""
 
 
-class Script:
+class Primaries:
+    """Clients of the primaries that serve hash tags of their own; on a Redis Cluster,
+    commands for many tags go one pipeline a primary.
+
+    Which primary serves a slot is asked of the cluster (``CLUSTER SLOTS``) once, and
+    again after a pipeline failed: a pipeline goes on the connection of one of its
+    commands' slots, which follows that slot's primary, so a failover (a replica takes
+    over all of its primary's slots) moves the pipeline whole; a slot moved alone
+    (resharding) answers ``MOVED``, which fails the pipeline: the commands are sent once
+    more, after asking again. Off a cluster (one Redis) the store's client reaches every
+    tag.
+    """
+
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis) -> None:
+        """``client`` reaches every slot off a cluster; on one, each slot gets its own."""
+        self._settings = settings
+        self._client = client
+        self._cluster = settings.redis_is_cluster
+        self._clients: dict[str, redis.asyncio.Redis] = {}
+        self._owners: _Owners | None = None
+        self._leaders: dict[str, str] = {}
+        """Each primary's node id -> the prefix whose client's connection reaches it."""
+
+    def client(self, prefix: str) -> redis.asyncio.Redis:
+        """A client of the primary of ``prefix``'s slot (the store's, off a cluster)."""
+        if not self._cluster:
+            return self._client
+        if prefix not in self._clients:
+            self._clients[prefix] = async_client(self._settings, following=prefix)
+        return self._clients[prefix]
+
+    async def mget(self, reads: Sequence[tuple[str, list[str]]]) -> list[list[Any]]:
+        """The values of each read's keys, all under its prefix's hash tag."""
+        if not reads:
+            return []
+        if not self._cluster:
+            values = iter(await self._client.mget([k for _, keys in reads for k in keys]))
+            return [[next(values) for _ in keys] for _, keys in reads]
+
+        async def send(node: str, ats: list[int]) -> list[Any]:
+            async with self._leader(node, reads[ats[0]][0]).pipeline(transaction=False) as pipe:
+                for at in ats:
+                    pipe.mget(reads[at][1])
+                return list(await pipe.execute())
+
+        return await self._each_primary([prefix for prefix, _ in reads], send)
+
+    async def aclose(self) -> None:
+        """Close the clients made for the slots."""
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def _each_primary(
+        self, prefixes: Sequence[str], send: Callable[[str, list[int]], Awaitable[list[Any]]]
+    ) -> list[Any]:
+        """The answers ``send`` gives, for each primary's node id, to the positions of
+        ``prefixes`` whose slots it serves, put back in order."""
+        for again in (False, True):
+            if self._owners is None:
+                self._owners = _Owners.of(await self._client.cluster("SLOTS"))
+            by_node: dict[str, list[int]] = {}
+            for at, prefix in enumerate(prefixes):
+                by_node.setdefault(self._owners.node(prefix), []).append(at)
+            try:
+                answered = await asyncio.gather(*(send(n, ats) for n, ats in by_node.items()))
+                break
+            except (ConnectionError, TimeoutError):
+                self._owners = None
+                if again:
+                    raise
+        answers: list[Any] = [None] * len(prefixes)
+        for ats, answer in zip(by_node.values(), answered, strict=True):
+            for at, one in zip(ats, answer, strict=True):
+                answers[at] = one
+        return answers
+
+    def _leader(self, node: str, prefix: str) -> redis.asyncio.Redis:
+        """The client of a prefix whose slot ``node`` serves: the one used before, if the
+        cluster still says so (a run of other commands then opens no new connection),
+        else ``prefix``'s."""
+        assert self._owners is not None
+        leader = self._leaders.get(node)
+        if leader is None or self._owners.node(leader) != node:
+            leader = self._leaders[node] = prefix
+        return self.client(leader)
+
+
+class Script(Primaries):
     """A Lua script run under hash tags of their own, each call on its slot's primary and
     on a replica too before it counts.
 
@@ -187,14 +275,10 @@ class Script:
     from it) has none to fail over to: its writes are as safe as they can be, are taken
     unconfirmed, and its next ``WAIT`` does not wait.
 
-    Which primary serves a slot is asked of the cluster (``CLUSTER SLOTS``) once, and
-    again after a pipeline failed: a pipeline goes on the connection of one of its calls'
-    slots, which follows that slot's primary, so a failover (a replica takes over all of
-    its primary's slots) moves the pipeline whole; a slot moved alone (resharding)
-    answers ``MOVED``, which fails the pipeline: the calls are sent once more, after
-    asking again. One pipeline a primary rather than one a call: for the deduplication
-    shards' 64 calls a batch, on three primaries, the worker's CPU went from 6.4 to 1.7
-    ms a batch of 64 ids and from 17 to 7 ms for 2,000 (same run, alternated).
+    One pipeline a primary (:class:`Primaries`) rather than one a call: for the
+    deduplication shards' 64 calls a batch, on three primaries, the worker's CPU went
+    from 6.4 to 1.7 ms a batch of 64 ids and from 17 to 7 ms for 2,000 (same run,
+    alternated).
 
     A call is sent by the script's digest alone (``EVALSHA``), and the script loaded and
     the pipeline sent again only when the node answers that it lacks it (a node new to
@@ -203,27 +287,12 @@ class Script:
     """
 
     def __init__(self, settings: Settings, client: redis.asyncio.Redis, source: str) -> None:
-        """``client`` reaches every slot off a cluster; on one, each slot gets its own."""
-        self._settings = settings
-        self._client = client
-        self._cluster = settings.redis_is_cluster
-        self._clients: dict[str, redis.asyncio.Redis] = {}
-        self._owners: _Owners | None = None
-        self._leaders: dict[str, str] = {}
-        """Each primary's node id -> the prefix whose client's connection reaches it."""
+        super().__init__(settings, client)
         self._replicas: dict[str, int] = {}
         """Each primary's replicas (by node id), as its last pipeline saw them."""
         self._source = source
         # The name Redis gives a script (EVALSHA), not a safeguard.
         self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    def client(self, prefix: str) -> redis.asyncio.Redis:
-        """A client of the primary of ``prefix``'s slot (the store's, off a cluster)."""
-        if not self._cluster:
-            return self._client
-        if prefix not in self._clients:
-            self._clients[prefix] = async_client(self._settings, following=prefix)
-        return self._clients[prefix]
 
     async def run(self, calls: Sequence[Call]) -> list[Any]:
         """Each call's answer, in order.
@@ -240,29 +309,10 @@ class Script:
                     self._queue(pipe, call)
 
             return await self._pipelined(self._client, queue)
-        for again in (False, True):
-            if self._owners is None:
-                self._owners = _Owners.of(await self._client.cluster("SLOTS"))
-            by_node: dict[str, list[int]] = {}
-            for at, call in enumerate(calls):
-                by_node.setdefault(self._owners.node(call.prefix), []).append(at)
-            try:
-                answered = await asyncio.gather(
-                    *(
-                        self._replicated(node, [calls[at] for at in ats])
-                        for node, ats in by_node.items()
-                    )
-                )
-                break
-            except (ConnectionError, TimeoutError):
-                self._owners = None
-                if again:
-                    raise
-        answers: list[Any] = [None] * len(calls)
-        for ats, answer in zip(by_node.values(), answered, strict=True):
-            for at, one in zip(ats, answer, strict=True):
-                answers[at] = one
-        return answers
+        return await self._each_primary(
+            [call.prefix for call in calls],
+            lambda node, ats: self._replicated(node, [calls[at] for at in ats]),
+        )
 
     def _queue(self, pipe: Any, call: Call) -> None:
         pipe.evalsha(self._sha, len(call.keys), *call.keys, *call.args)
@@ -277,12 +327,6 @@ class Script:
         except NoScriptError:
             await client.script_load(self._source)
             return await _sent(client, queue)
-
-    async def aclose(self) -> None:
-        """Close the clients made for the slots."""
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
 
     async def _replicated(self, node: str, calls: list[Call]) -> list[Any]:
         """The answers of ``calls``, all on the primary ``node``, once a replica has them."""
@@ -304,16 +348,6 @@ class Script:
         if confirmed < 1 and replicas:
             raise NotReplicated(f"no replica of {what} confirmed its writes within {waited} ms")
         return answers
-
-    def _leader(self, node: str, prefix: str) -> redis.asyncio.Redis:
-        """The client of a prefix whose slot ``node`` serves: the one used before, if the
-        cluster still says so (a run of other calls then opens no new connection), else
-        ``prefix``'s."""
-        assert self._owners is not None
-        leader = self._leaders.get(node)
-        if leader is None or self._owners.node(leader) != node:
-            leader = self._leaders[node] = prefix
-        return self.client(leader)
 
 
 async def _sent(client: redis.asyncio.Redis, queue: Callable[[Any], None]) -> list[Any]:
@@ -483,6 +517,7 @@ __all__ = [
     "REPLICATED_WITHIN_MS",
     "Call",
     "NotReplicated",
+    "Primaries",
     "Reader",
     "Script",
     "Topology",

@@ -40,11 +40,12 @@ from tracker.events import Event
 from tracker.export.audit import AuditLog
 from tracker.export.erasure import ErasureApi
 from tracker.export.people import PeopleApi
-from tracker.redis_clients import NotReplicated, async_client, async_reader
+from tracker.redis_clients import NotReplicated, Primaries, async_client, async_reader
 from tracker.rulebook import Rulebook
 from tracker.seen import GENERATION_S, SHARDS, Claim, Claims, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
 from tracker.store import (
+    CLICK_SHARDS,
     Keys,
     click_prefix,
     path_prefix,
@@ -723,15 +724,7 @@ def test_a_scripts_calls_go_one_pipeline_a_primary_and_follow_a_slot_moved_alone
             after = await waits(cluster)
             assert {node: after[node] - before[node] for node in after} == dict.fromkeys(after, 1)
 
-            moving = prefixes[shard_of(seen_digest(first[0]))]
-            home = redis_cluster.primary_of(ENVIRONMENT, moving)
-            keep = next(
-                p
-                for p in prefixes
-                if p != moving and redis_cluster.primary_of(ENVIRONMENT, p) == home
-            )
-            redis_cluster.isolate(cluster, keep, [moving])
-            assert redis_cluster.primary_of(ENVIRONMENT, moving) != home
+            move_alone(cluster, prefixes[shard_of(seen_digest(first[0]))], prefixes)
 
             again = [
                 Claim("t", 1, -1, dict.fromkeys(first, 5)),
@@ -746,6 +739,77 @@ def test_a_scripts_calls_go_one_pipeline_a_primary_and_follow_a_slot_moved_alone
         asyncio.run(run())
     finally:
         redis_cluster.forget_keys(settings)
+
+
+def test_spread_reads_go_one_pipeline_a_primary_and_follow_a_slot_moved_alone(
+    cluster: Cluster,
+) -> None:
+    """Keys under the 16 click shards, on three primaries, are read with a connection a
+    primary, not a shard; a shard's slot moved to another primary after the reader learnt
+    where the slots were is still read, with what it held."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+    root = settings.key_prefix
+    by_prefix: dict[str, list[str]] = {}
+    for n in itertools.count():
+        by_prefix.setdefault(click_prefix(root, f"c{n}"), []).append(f"c{n}")
+        if len(by_prefix) == CLICK_SHARDS and min(map(len, by_prefix.values())) > 1:
+            break
+    reads = [
+        (p, [Keys(p).click(c) for c in ids] + [Keys(p).click("none")])
+        for p, ids in by_prefix.items()
+    ]
+    wanted = [[c.encode() for c in ids] + [None] for ids in by_prefix.values()]
+    primaries = {redis_cluster.primary_of(ENVIRONMENT, p) for p in by_prefix}
+    assert len(primaries) == 3
+    shards = [shard_prefix(root, s) for s in range(SHARDS)]  # to keep one where it is
+
+    async def run() -> None:
+        reader = async_reader(settings)
+        for (_, keys), ids in zip(reads, by_prefix.values(), strict=True):
+            for key, c in zip(keys, ids, strict=False):
+                await reader.set(key, c)
+        await reader.aclose()
+        client = async_client(settings)
+        spread = Primaries(settings, client)
+        try:
+            before = await connected(cluster)
+            assert await spread.mget(reads) == wanted
+            assert await connected(cluster) - before == len(primaries) + 1  # and the store's
+
+            move_alone(cluster, next(iter(by_prefix)), [*by_prefix, *shards])
+            assert await spread.mget(reads) == wanted
+        finally:
+            await spread.aclose()
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        redis_cluster.forget_keys(settings)
+
+
+def move_alone(cluster: Cluster, moving: str, others: list[str]) -> None:
+    """``moving``'s slot to another primary, as resharding moves one, with one of
+    ``others`` that shares its primary kept there."""
+    home = redis_cluster.primary_of(ENVIRONMENT, moving)
+    keep = next(
+        p for p in others if p != moving and redis_cluster.primary_of(ENVIRONMENT, p) == home
+    )
+    redis_cluster.isolate(cluster, keep, [moving])
+    assert redis_cluster.primary_of(ENVIRONMENT, moving) != home
+
+
+async def connected(cluster: Cluster) -> int:
+    """The connections the primaries hold open, the asking one's apart."""
+    total = 0
+    for node in range(1, len(cluster.ports) + 1):
+        client = node_client(cluster, node)
+        try:
+            if (await client.info("replication"))["role"] == "master":
+                total += int((await client.info("clients"))["connected_clients"]) - 1
+        finally:
+            await client.aclose()
+    return total
 
 
 async def waits(cluster: Cluster) -> dict[int, int]:

@@ -606,7 +606,7 @@ class Sink:
         self, click_ids: list[str], holders: list[str]
     ) -> tuple[dict[str, Click], dict[str, list[Touch]]]:
         """The clicks of ``click_ids`` and the paths of ``holders`` found under the click
-        shards, by id: one ``MGET`` a shard.
+        shards, by id: one ``MGET`` a shard, one pipeline a primary.
 
         Not watched (another slot): an erasure deletes them just before its transaction,
         which bumps the count of erasures this batch watches, so a batch that read one of
@@ -621,11 +621,8 @@ class Sink:
             if shard.prefix != root:
                 key = shard.click(name) if kind == "click" else shard.path(name)
                 by_prefix.setdefault(shard.prefix, []).append((kind, name, key))
-        answers = await asyncio.gather(
-            *(
-                self._touches.client(prefix).mget([key for _, _, key in names])
-                for prefix, names in by_prefix.items()
-            )
+        answers = await self._touches.mget(
+            [(prefix, [key for _, _, key in names]) for prefix, names in by_prefix.items()]
         )
         clicks: dict[str, Click] = {}
         paths: dict[str, list[Touch]] = {}
