@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -29,10 +30,21 @@ def taken() -> Iterator[int]:
     server.server_close()
 
 
-def test_a_process_is_not_started_on_a_port_something_answers(taken: int) -> None:
-    url = f"http://127.0.0.1:{taken}/healthz"
+@pytest.fixture
+def silent() -> Iterator[int]:
+    """A port whose listener accepts no connection: a request there times out."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+@pytest.mark.parametrize("holder", ["taken", "silent"])
+def test_a_process_is_not_started_on_a_port_something_listens_on(
+    holder: str, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue(holder)
+    url = f"http://127.0.0.1:{port}/healthz"
     with (
-        pytest.raises(RuntimeError, match="already answers"),
-        tracker("serve", Settings(exporter_port=taken), url),
+        pytest.raises(RuntimeError, match="already listens"),
+        tracker("serve", Settings(exporter_port=port), url),
     ):
         pass
