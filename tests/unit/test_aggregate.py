@@ -215,14 +215,20 @@ def test_late_beyond_grace_counted_as_late_and_in_its_own_buckets() -> None:
 
 def test_lateness_histogram() -> None:
     delta = run(
-        [event("a", ts=T0 - 2 * HOUR), event("b", ts=T0 - 8 * DAY), event("c", ts=T0 - 40 * DAY)],
+        [
+            event("a", ts=T0 - 2 * HOUR),
+            event("b", ts=T0 - 8 * DAY),
+            event("c", ts=T0 - 40 * DAY),
+            event("d", ts=T0 - 6 * HOUR),
+        ],
         watermark=T0,
     )
-    assert delta.health["late"] == 3
+    assert delta.health["late"] == 4
     assert delta.health["late_le_10800"] == 1  # 2 h: within 3 h
+    assert delta.health["late_le_21600"] == 1  # on a bound: within it, as Prometheus's le says
     assert delta.health["late_le_2592000"] == 1  # 8 days: within 30
     assert delta.health["late_le_inf"] == 1
-    assert delta.health["late_ms"] == (2 * HOUR + 8 * DAY + 40 * DAY)
+    assert delta.health["late_ms"] == (2 * HOUR + 8 * DAY + 40 * DAY + 6 * HOUR)
 
 
 def test_a_week_old_history_counts_in_its_day_while_live_traffic_flows() -> None:

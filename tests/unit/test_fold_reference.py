@@ -142,6 +142,8 @@ def test_the_fold_equals_the_reference(seed: int, timezone: str) -> None:
     want = {key: nonzero_sums(sums) for key, sums in oracle.lifetime_values(log).items()}
     assert len(want) > 5
     assert lifetime_values(deltas) == want
+    # Readers read the all-time totals from its one bucket: a sum anywhere else is lost.
+    assert {start for d in deltas for (window, start, *_) in d.sums if window == ALL_TIME} == {0}
 
 
 def lifetime_values(deltas: list[Delta]) -> dict[tuple[str, str], dict[str, int]]:

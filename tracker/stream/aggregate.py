@@ -25,7 +25,7 @@ from tracker.stream import conversions
 from tracker.stream.delta import SPREAD_WINDOWS, Delta, Policy, dimensions, spread
 from tracker.stream.state import Click, Lookups, SpendFigure
 from tracker.types import EpochMs
-from tracker.windows import ALL_TIME, MINUTE, Calendar
+from tracker.windows import MINUTE, Calendar
 
 LATENESS_BUCKETS_S = (
     3600,
@@ -186,5 +186,4 @@ def _upsert_spend(event: Event, delta: Delta, lookups: Lookups, policy: Policy) 
         dims = dimensions(event.campaign, event.channel)
         spread(delta, start, dims, {"spend": change}, policy.calendar)
         if change < 0:  # see conversions._count_order: counters need a gross figure
-            for dimension, value in dims:
-                delta.sums[ALL_TIME, 0, dimension, value, "spend_revised_down"] -= change
+            delta.add_all_time(dims, "spend_revised_down", -change)

@@ -15,7 +15,7 @@ from tracker.stream import identity
 from tracker.stream.delta import DIRECT, TOTAL, Delta, Policy, dimensions, spread
 from tracker.stream.state import Acquisition, Credit, Customer, Lookups, Order
 from tracker.types import EpochMs, Micros
-from tracker.windows import ALL_TIME, Calendar
+from tracker.windows import Calendar
 
 RECENT_ORDERS = 20
 """Orders remembered per device and per user, for links that come after them."""
@@ -186,10 +186,9 @@ def _move(customer: Customer, won: Acquisition, delta: Delta) -> None:
     before = dimensions(customer.acquisition.campaign, customer.acquisition.channel)
     after = dimensions(won.campaign, won.channel)
     _leave(delta, [dim for dim in before if dim not in after], customer.revenue)
-    for dimension, value in after:
-        if (dimension, value) not in before:
-            delta.sums[ALL_TIME, 0, dimension, value, "customers"] += 1
-            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] += customer.revenue
+    joined = [dim for dim in after if dim not in before]
+    delta.add_all_time(joined, "customers", 1)
+    delta.add_all_time(joined, "customer_revenue", customer.revenue)
     customer.acquisition = won
 
 
@@ -307,11 +306,10 @@ def _take(customer: Customer, person: str, order: Order, delta: Delta, lookups: 
 
 def _leave(delta: Delta, dims: list[tuple[str, str]], revenue: Micros) -> None:
     """A customer, and ``revenue`` of theirs, leave ``dims``: counted as moved there."""
-    for dimension, value in dims:
-        delta.sums[ALL_TIME, 0, dimension, value, "customers"] -= 1
-        delta.sums[ALL_TIME, 0, dimension, value, "customers_moved"] += 1
-        if revenue:
-            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] -= revenue
+    delta.add_all_time(dims, "customers", -1)
+    delta.add_all_time(dims, "customers_moved", 1)
+    if revenue:
+        delta.add_all_time(dims, "customer_revenue", -revenue)
 
 
 def _reverse(event: Event, delta: Delta, lookups: Lookups, calendar: Calendar) -> None:
@@ -370,17 +368,14 @@ def _count_order(
         metrics = {f"conversions{suffix}": sign * conversions, f"revenue{suffix}": sign * revenue}
         spread(delta, order.ts, dims, metrics, calendar)
         if sign < 0:
-            for dimension, value in dims:
-                delta.sums[ALL_TIME, 0, dimension, value, f"conversions_reversed{suffix}"] += (
-                    conversions
-                )
-                delta.sums[ALL_TIME, 0, dimension, value, f"revenue_reversed{suffix}"] += revenue
+            delta.add_all_time(dims, f"conversions_reversed{suffix}", conversions)
+            delta.add_all_time(dims, f"revenue_reversed{suffix}", revenue)
 
 
 def _spread_clv(delta: Delta, acquisition: Acquisition, customers: int, revenue: Micros) -> None:
     """Customer lifetime value lives in all-time totals, per acquisition campaign/channel."""
-    for dimension, value in dimensions(acquisition.campaign, acquisition.channel):
-        if customers:
-            delta.sums[ALL_TIME, 0, dimension, value, "customers"] += customers
-        if revenue:
-            delta.sums[ALL_TIME, 0, dimension, value, "customer_revenue"] += revenue
+    dims = dimensions(acquisition.campaign, acquisition.channel)
+    if customers:
+        delta.add_all_time(dims, "customers", customers)
+    if revenue:
+        delta.add_all_time(dims, "customer_revenue", revenue)

@@ -8,7 +8,7 @@ puts one amount in every window's bucket and every dimension it counts under.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tracker.stream.state import SpendFigure
@@ -65,6 +65,12 @@ class Delta:
     """Ids of events in a currency without a configured rate: skipped, not counted."""
     watermark: EpochMs = 0
     newest: EpochMs = 0
+
+    def add_all_time(self, dims: Iterable[tuple[str, str]], metric: str, amount: int) -> None:
+        """``amount`` to ``metric``'s all-time total under each of ``dims``: the one
+        bucket of :data:`ALL_TIME`, which starts at 0 and is what readers read."""
+        for dimension, value in dims:
+            self.sums[ALL_TIME, 0, dimension, value, metric] += amount
 
 
 def dimensions(campaign: str | None, channel: str) -> list[tuple[str, str]]:
