@@ -515,11 +515,41 @@ def test_a_named_click_is_credited_whatever_the_clocks_say() -> None:
     assert credits(delta, "channel", "conversions@last_click") == {"social": ONE}
 
 
-def test_the_lookback_of_a_named_click_is_on_the_absolute_gap() -> None:
-    for gap in (-2 * DAY, 2 * DAY):
-        lookups = Lookups(clicks={"g1": Click(Touch(T0 + gap, "b", "social"), None)})
-        delta = run([conversion("v", click_id="g1")], lookups, lookback={"social": DAY})
-        assert credits(delta, "channel", "conversions@last_click") == {"direct": ONE}, gap
+@pytest.mark.parametrize(
+    ("gap", "credited"),
+    [
+        (-2 * DAY, "direct"),
+        (2 * DAY, "direct"),
+        (-DAY, "social"),
+        (DAY, "social"),
+        (DAY + 1, "direct"),
+    ],
+)
+def test_the_lookback_of_a_named_click_is_on_the_absolute_gap(gap: int, credited: str) -> None:
+    # A whole lookback away is still in it, as for any touch; a millisecond more is not.
+    lookups = Lookups(clicks={"g1": Click(Touch(T0 + gap, "b", "social"), None)})
+    delta = run([conversion("v", click_id="g1")], lookups, lookback={"social": DAY})
+    assert credits(delta, "channel", "conversions@last_click") == {credited: ONE}
+
+
+def test_the_touches_before_a_named_click_count_back_from_it_within_their_lookback() -> None:
+    clicked = T0 - HOUR
+    named = Touch(clicked, "b", "social")
+    path = [
+        Touch(clicked - 30 * DAY - 1, "old", "search"),  # 1 ms beyond the lookback
+        Touch(clicked - 30 * DAY, "edge", "search"),  # a whole lookback before: in
+        Touch(clicked, "same", "email"),  # the click's own millisecond: before it
+        named,
+        Touch(clicked + MINUTE, "after", "display"),  # after the click: not what led to it
+    ]
+    lookups = Lookups(paths={"u1": path}, clicks={"g1": Click(named, "u1")})
+    delta = run([conversion("v", user_id="u1", click_id="g1")], lookups)
+    assert credits(delta, "campaign", "conversions@first_click") == {"edge": ONE}
+    assert credits(delta, "campaign", "conversions@linear") == {
+        "edge": 333_334,
+        "same": 333_333,
+        "b": 333_333,
+    }
 
 
 @pytest.mark.parametrize("first", ["early", "late"])
