@@ -94,6 +94,7 @@ def test_bucket_end(start: int, window: str, end: int) -> None:
         (NOW, NOW + MINUTE, "1m", [NOW]),  # the end is exclusive
         (NOW, NOW + MINUTE + 1, "1m", [NOW, NOW + MINUTE]),
         (NOW, NOW, "1m", []),  # empty range
+        (NOW + 1, NOW + 1, "1m", []),  # empty, within a bucket: not that bucket
         (NOW + 1, NOW, "1m", []),  # reversed range
         (NOW - 1, NOW + 1, "1d", [DAY]),
     ],
