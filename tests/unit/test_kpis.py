@@ -31,9 +31,11 @@ def test_roas() -> None:
     assert Totals(spend=10_000_000, revenue=45_000_000).roas() == 4.5
 
 
-def test_cpc_of_odd_amounts() -> None:
-    # 19.99 over 7 clicks = 2.855714...
-    assert Totals(clicks=7, spend=19_990_000).cpc() == pytest.approx(2.855714285714)
+def test_money_per_unit_is_rounded_to_the_micro_unit() -> None:
+    # 19.99 over 7 clicks = 2.855714285...; 10.00 over 3 conversions = 3.333333...
+    assert Totals(clicks=7, spend=19_990_000).cpc() == 2.855714
+    assert Totals(conversions=3 * ONE, spend=10_000_000).cpa() == 3.333333
+    assert Totals(clicks=3, spend=2_000_000).cpc() == 0.666667
 
 
 def test_zero_denominators_are_none() -> None:
