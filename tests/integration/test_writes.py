@@ -99,6 +99,8 @@ def test_sums_values_and_ranks_are_written_exactly_however_large(settings: Setti
     for name, amount in amounts.items():
         writes.add(keys.health, name, amount)
         writes.add(keys.health, name, amount)  # summed before it is sent
+    odd = 2**53 + 1  # the first integer a double does not hold
+    writes.add(keys.health, "odd", odd)
     writes.put(keys.path("anna"), value, 3_600)
     writes.rank("spring", 2**60 + 1)
 
@@ -119,7 +121,8 @@ def test_sums_values_and_ranks_are_written_exactly_however_large(settings: Setti
 
     sums, stored, ttl, rank = asyncio.run(main())
     assert {k.decode(): int(v) for k, v in sums.items()} == {
-        name: 2 * amount for name, amount in amounts.items()
+        "odd": odd,
+        **{name: 2 * amount for name, amount in amounts.items()},
     }
     assert stored == value
     assert 0 < ttl <= 3_600
