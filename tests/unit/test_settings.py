@@ -22,6 +22,7 @@ from tracker.settings import (
     flag_name,
     load,
 )
+from tracker.stream.sink import policy_of
 
 ROOT = Path(__file__).resolve().parents[2]
 # What each command needs besides settings for its parser to accept a command line.
@@ -381,6 +382,28 @@ def test_a_channel_lookback_is_above_zero(lookbacks: str) -> None:
     assert load(None, {"TRACKER_LOOKBACK_BY_CHANNEL": "display=0.5"}).lookback_overrides() == {
         "display": 0.5
     }
+
+
+def test_the_workers_rules_take_the_settings_days_and_seconds_in_milliseconds() -> None:
+    policy = policy_of(
+        load(
+            None,
+            {
+                "TRACKER_LOOKBACK_DAYS": "30",
+                "TRACKER_LOOKBACK_BY_CHANNEL": "display=0.5",
+                "TRACKER_HALF_LIFE_DAYS": "7",
+                "TRACKER_GRACE_S": "3600",
+                "TRACKER_CLOCK_SKEW_S": "120",
+            },
+        )
+    )
+    assert policy.lookback_ms("search") == 30 * 86_400_000
+    assert policy.lookback_ms("display") == 43_200_000
+    assert (policy.half_life_ms, policy.grace_ms, policy.skew_ms) == (
+        7 * 86_400_000,
+        3_600_000,
+        120_000,
+    )
 
 
 # --- what each command reads, found in its code ---------------------------------
