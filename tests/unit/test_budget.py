@@ -7,12 +7,20 @@ daily budget of 700 is best split 300 / 400 (both at marginal ROAS 0.625).
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tracker.decide.budget import (
+    Allocation,
     BudgetError,
     Rules,
     Unit,
+    _moves,
+    _rounded,
     parse_limits,
     parse_period,
     plan,
@@ -185,3 +193,70 @@ def test_the_terminal_names_the_history_in_local_days() -> None:
     assert history_span(found) == ("2024-05-01", "2024-05-21")
     first_line = render(found).splitlines()[0]
     assert first_line.endswith("curves fitted on the days 2024-05-01 to 2024-05-21 (Asia/Kolkata)")
+
+
+# --- the two steps every plan ends with, on any input ---------------------------------
+
+
+def allocation(name: str, change: int, marginal: float) -> Allocation:
+    return Allocation(
+        name, 0, 1_000, 1_000 + change, 0, 2_000, None, None, marginal, None, None, None
+    )
+
+
+@given(st.lists(st.tuples(st.integers(-50, 50), st.floats(0, 10)), min_size=1, max_size=8))
+def test_moves_carry_every_cut_to_the_raises_lowest_return_to_highest_first(
+    drawn: list[tuple[int, float]],
+) -> None:
+    changes = [change for change, _ in drawn]
+    drawn = [*drawn, (-sum(changes), 5.0)]  # a plan's changes add up to nothing
+    units = [allocation(f"u{i}", change, marginal) for i, (change, marginal) in enumerate(drawn)]
+    moves = _moves(units)
+    assert all(move.amount > 0 for move in moves)
+    given_by, taken_by = Counter[str](), Counter[str]()
+    for move in moves:
+        given_by[move.source] += move.amount
+        taken_by[move.target] += move.amount
+    assert given_by == {u.name: -u.change for u in units if u.change < 0}
+    assert taken_by == {u.name: u.change for u in units if u.change > 0}
+    # Each source is drained before the next, in order of their return at the start.
+    sources = [units[int(move.source[1:])] for move in moves]
+    assert sources == sorted(sources, key=lambda u: (u.marginal_start, u.name))
+    targets = [units[int(move.target[1:])] for move in moves]
+    assert targets == sorted(targets, key=lambda u: (-(u.marginal_start or 0.0), u.name))
+
+
+@st.composite
+def amounts_within_bounds(draw: st.DrawFn) -> tuple[list[float], list[tuple[int, int]]]:
+    bounds = [
+        (lo, lo + draw(st.integers(0, 5)))
+        for lo in draw(st.lists(st.integers(0, 20), min_size=1, max_size=8))
+    ]
+    amounts = [draw(st.floats(lo, hi)) for lo, hi in bounds]
+    return amounts, bounds
+
+
+@given(amounts_within_bounds(), st.floats(0, 1))
+def test_rounding_reaches_any_total_the_bounds_allow_and_stays_within_them(
+    drawn: tuple[list[float], list[tuple[int, int]]], where: float
+) -> None:
+    amounts, bounds = drawn
+    least, most = sum(lo for lo, _ in bounds), sum(hi for _, hi in bounds)
+    total = least + round(where * (most - least))
+    parts = _rounded(amounts, bounds, total)
+    assert sum(parts) == total
+    assert all(lo <= part <= hi for part, (lo, hi) in zip(parts, bounds, strict=True))
+
+
+@given(amounts_within_bounds())
+def test_rounding_the_amounts_own_total_moves_each_by_less_than_one_largest_fractions_up(
+    drawn: tuple[list[float], list[tuple[int, int]]],
+) -> None:
+    amounts, bounds = drawn
+    total = round(sum(amounts))
+    parts = _rounded(amounts, bounds, total)
+    assert sum(parts) == total
+    assert all(abs(part - amount) < 1 for part, amount in zip(parts, amounts, strict=True))
+    raised = [a - math.floor(a) for p, a in zip(parts, amounts, strict=True) if p > math.floor(a)]
+    kept = [a - math.floor(a) for p, a in zip(parts, amounts, strict=True) if p == math.floor(a)]
+    assert not raised or not kept or min(raised) >= max(kept)
