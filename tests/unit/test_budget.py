@@ -116,6 +116,13 @@ def test_too_little_data_recommends_nothing_and_says_why() -> None:
     )
 
 
+def test_a_unit_with_exactly_the_days_needed_has_a_curve() -> None:
+    units = [history("a", A, [350.0], days=14), history("b", B, [350.0], days=13)]
+    a, b = plan(units, Rules(total=700 * M, period_days=1)).allocations
+    assert (a.kept_because, a.fit is not None) == (None, True)
+    assert b.kept_because == "only 13 days with spend in its history, 14 needed"
+
+
 def test_no_recent_spend_recommends_nothing() -> None:
     quiet = Unit("a", [5 * M] * 10 + [0] * 7, [10.0] * 10 + [0.0] * 7)
     found = plan([quiet], Rules(total=100 * M, period_days=7))
@@ -158,16 +165,17 @@ def test_helpers() -> None:
     assert quantum_of(1) == 1
     assert proportional(10, [1, 1, 1]) == [4, 3, 3]
     assert proportional(100, [700, 4200]) == [14, 86]
-    assert parse_period("7d") == 7
+    assert [parse_period(p) for p in ("7d", "1d", "366d")] == [7, 1, 366]
     assert parse_limits("search=500, display=12.50") == {
         "search": 500 * M,
         "display": 12_500_000,
     }
-    for bad in ("7", "0d", "1w", "400d"):
+    for bad in ("7", "0d", "1w", "400d", "367d"):
         with pytest.raises(ValueError, match="period"):
             parse_period(bad)
-    with pytest.raises(ValueError, match="name=amount"):
-        parse_limits("search")
+    for bad in ("search", "=5", " =5"):
+        with pytest.raises(ValueError, match="name=amount"):
+            parse_limits(bad)
     with pytest.raises(ValueError, match="search: must not be negative"):
         parse_limits("search=-1")
 
