@@ -118,9 +118,13 @@ def test_too_little_data_recommends_nothing_and_says_why() -> None:
 
 def test_a_unit_with_exactly_the_days_needed_has_a_curve() -> None:
     units = [history("a", A, [350.0], days=14), history("b", B, [350.0], days=13)]
-    a, b = plan(units, Rules(total=700 * M, period_days=1)).allocations
+    found = plan(units, Rules(total=700 * M, period_days=1))
+    a, b = found.allocations
     assert (a.kept_because, a.fit is not None) == (None, True)
     assert b.kept_because == "only 13 days with spend in its history, 14 needed"
+    # b keeps its start, so a must keep the rest of the total: its own start.
+    assert found.moves == []
+    assert found.nothing_because == "only a has a response curve: there is nothing to move"
 
 
 def test_no_recent_spend_recommends_nothing() -> None:
