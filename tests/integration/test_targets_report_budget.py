@@ -1,4 +1,4 @@
-"""``tracker report`` and ``tracker budget --targets`` on a real Redis, against saved targets.
+"""``tracker report``, ``tracker budget --targets`` and ``/metrics`` against saved targets.
 
 Four weeks of day buckets are written in the store's own layout, from curves known
 exactly: search earns 1000 s / (s + 100) a day and display 1000 s / (s + 400), one
@@ -15,6 +15,7 @@ ROAS 1.78, off a total ROAS target of 3.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -31,11 +32,13 @@ from tracker.asgi import Message, Request, Response
 from tracker.attribution import ONE
 from tracker.decide.curves import Curve
 from tracker.export.decisions import DecisionApi
+from tracker.export.metrics import StoreCollector
+from tracker.redis_clients import sync_client
 from tracker.rulebook import Rulebook
 from tracker.settings import Settings
 from tracker.store import Keys
 from tracker.targets import TargetSet, parse
-from tracker.windows import WINDOWS, calendar, rfc3339
+from tracker.windows import ALL_TIME, WINDOWS, calendar, rfc3339
 
 pytestmark = pytest.mark.services
 
@@ -217,3 +220,40 @@ def recommendations(settings: Settings, **query: Any) -> dict[str, Any]:
     assert answer.status == 200, answer.body
     found: dict[str, Any] = orjson.loads(answer.body)
     return found
+
+
+def test_a_campaign_with_a_target_keeps_its_name_in_metrics_whatever_it_spends(
+    settings: Settings,
+) -> None:
+    """Past ``top_campaigns`` a campaign is summed under ``other``, unless it has a target:
+    its CPA alert compares its own figures with it."""
+    settings = dataclasses.replace(settings, top_campaigns=1)
+    spent = {"big": 900 * M, "small": 3 * M}
+
+    async def body(redis: Redis, keys: Keys) -> None:
+        await redis.zadd(keys.rank, dict(spent))
+        await redis.hset(
+            keys.bucket(ALL_TIME, 0, "campaign"),
+            mapping={
+                keys.field("campaign", name, "spend"): amount for name, amount in spent.items()
+            },
+        )
+
+    with_redis(settings, body)
+
+    def spending() -> set[str]:
+        """The campaign labels of spend: its alerts' figures, not the target's own gauge."""
+        client = sync_client(settings)
+        try:
+            return {
+                sample.labels["campaign"]
+                for family in StoreCollector(client, settings).collect()
+                if family.name == "tracker_campaign_spend"
+                for sample in family.samples
+            }
+        finally:
+            client.close()
+
+    assert spending() == {"big", "other"}
+    save(settings, {"targets": [{"dimension": "campaign", "value": "small", "cpa_max": 40}]})
+    assert spending() == {"big", "small", "other"}
