@@ -115,9 +115,30 @@ def test_records_past_the_stored_offset_are_read_again_not_skipped(settings: Set
         again = [Record("t", 0, offset, [click(f"r{offset}")]) for offset in (11, 12, 13)]
         await sink.apply([*again, *later])
         assert (await campaign(redis, settings, "1m", MINUTE))["clicks"] == 7
+        # One record lost is read again as three are.
+        with pytest.raises(Rewind) as rewind:
+            await sink.apply([Record("t", 1, 7, [click("g")])])
+        assert rewind.value.offsets == {("t", 1): 6}
+        await sink.apply([Record("t", 1, 6, [click("f")]), Record("t", 1, 7, [click("g")])])
+        assert (await campaign(redis, settings, "1m", MINUTE))["clicks"] == 9
         # Gone from Kafka too: let through when the worker says so.
         await sink.apply([Record("t", 0, 20, [click("e")])], gaps={("t", 0)})
-        assert (await campaign(redis, settings, "1m", MINUTE))["clicks"] == 8
+        assert (await campaign(redis, settings, "1m", MINUTE))["clicks"] == 10
+
+    run(settings, body)
+
+
+def test_campaigns_are_ranked_by_their_spend_alone(settings: Settings) -> None:
+    """The exporter names the top campaigns of this ranking in /metrics."""
+
+    async def body(redis: Redis, sink: Sink) -> None:
+        events = [click("a"), click("b")] + [
+            click(f"s{i}", campaign="summer", cost=10_000) for i in range(3)
+        ]
+        await sink.apply([Record("t", 0, 0, events)])
+        rank = Keys(settings.redis_prefix).rank
+        scores = [await redis.zscore(rank, name) for name in ("spring", "summer")]
+        assert scores == [500_000, 30_000]
 
     run(settings, body)
 
