@@ -76,6 +76,15 @@ def in_sync(bootstrap: str, topic: str, brokers: tuple[int, ...] = BROKERS) -> b
     return True
 
 
+def known(bootstrap: str, topic: str) -> bool:
+    """Every broker knows ``topic``, each partition with a leader and its replicas."""
+    return all(
+        (partitions := describe(bootstrap, topic, broker))
+        and all(p.leader in BROKERS and p.replicas for p in partitions.values())
+        for broker in BROKERS
+    )
+
+
 def first_2xx(answers: list[Answer], after: float) -> float | None:
     """When the first 2xx came after ``after``."""
     return next((a.at for a in answers if a.at > after and 200 <= a.status < 300), None)
@@ -150,9 +159,14 @@ def cluster_checks(stage: Stage) -> Outcome:
     try:
         asyncio.run(ensure_topics(settings))
         bootstrap = settings.kafka_bootstrap
+        topics = (settings.events_topic, settings.dead_letter_topic, settings.audit_topic)
+        # Topics just made reach each broker's metadata in its own time: one asked at once
+        # may not know them yet. Checked as they stand after that, or after the deadline.
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: all(known(bootstrap, t) for t in topics), 60, "topics everywhere")
         events = describe(bootstrap, settings.events_topic)
         outcome.check(len(events) == PARTITIONS, f"{len(events)} partitions, not {PARTITIONS}")
-        for topic in (settings.events_topic, settings.dead_letter_topic, settings.audit_topic):
+        for topic in topics:
             partitions = describe(bootstrap, topic)
             outcome.check(
                 bool(partitions)
