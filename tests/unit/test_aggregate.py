@@ -376,10 +376,11 @@ def test_unique_users_of_other_minutes() -> None:
     delta = run(
         [event("c1", user_id="u1"), event("c2", ts=T0 + MINUTE, user_id="u2")],
     )
-    assert uniques(delta)["1m", T0, "total", "total"] == {"u1"}
-    assert uniques(delta)["1m", T0 + MINUTE, "total", "total"] == {"u2"}
-    assert uniques(delta)["1h", T0, "total", "total"] == {"u1", "u2"}
-    assert uniques(delta)["all", 0, "campaign", "spring"] == {"u1", "u2"}
+    found = uniques(delta)
+    assert found["1m", T0, "total", "total"] == {"u1"}
+    assert found["1m", T0 + MINUTE, "total", "total"] == {"u2"}
+    assert found["1h", T0, "total", "total"] == {"u1", "u2"}
+    assert found["all", 0, "campaign", "spring"] == {"u1", "u2"}
 
 
 # conversions: total and goal carry plain counts, campaign and channel attributed ones
