@@ -42,10 +42,20 @@ def _collector(config: settings.Settings, args: argparse.Namespace) -> int:
 
 def _worker(config: settings.Settings, args: argparse.Namespace) -> int:
     import faust
+    from redis.exceptions import RedisError
 
     from tracker.kafka import ensure_topics
+    from tracker.redis_nodes import store_refusal
     from tracker.stream.app import build_app
 
+    try:
+        refused = asyncio.run(store_refusal(config))
+    except (RedisError, OSError) as exc:  # its sink checks again once Redis answers
+        log.warning("could not ask Redis whether it may evict keys", error=str(exc))
+    else:
+        if refused:
+            print(f"tracker worker: {refused}", file=sys.stderr)
+            return 2
     asyncio.run(ensure_topics(config))
     # Tables live in memory, yet Faust makes its data directory (relative to the
     # working directory by default) and never removes it; keep it out of the way.

@@ -429,6 +429,15 @@ def _connection(settings: Settings, following: str | None = None) -> tuple[str, 
     return url, Topology(slot, seeds, auth)
 
 
+def async_node_client(settings: Settings, address: str, timeout_s: float) -> redis.asyncio.Redis:
+    """A client of the one node of a Redis Cluster at ``address`` (``host:port``),
+    authenticated as the URL says: for what only that node can tell, as its memory."""
+    host, port = _node(address)
+    return redis.asyncio.Redis(
+        host=host, port=port, socket_timeout=timeout_s, **_seeds(settings)[1]
+    )
+
+
 def _seeds(settings: Settings) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     """The nodes a cluster's URL names, and its user name and password."""
     parts = urlsplit(settings.redis_url)

@@ -161,6 +161,9 @@ appendfsync always
 # No RDB snapshots: the AOF is the only persistence (and six nodes forking
 # snapshot copies would crowd a small machine).
 save ""
+# Redis's default, said so: a counted id evicted would let its duplicate count
+# again, and the workers refuse a store that may evict (tracker/redis_nodes.py).
+maxmemory-policy noeviction
 EOF
 }
 

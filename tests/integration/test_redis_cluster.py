@@ -36,11 +36,13 @@ from harness.processes import http_get, wait_for
 from harness.redis_cluster import Cluster
 from harness.services import ROOT
 from tests.exporter import exporter
+from tracker import redis_nodes
 from tracker.events import Event
 from tracker.export.audit import AuditLog
 from tracker.export.erasure import ErasureApi
 from tracker.export.people import PeopleApi
 from tracker.redis_clients import NotReplicated, Primaries, async_client, async_reader
+from tracker.redis_nodes import Guard, MayEvict
 from tracker.rulebook import Rulebook
 from tracker.seen import GENERATION_S, SHARDS, Claim, Claims, seen_digest, shard_of, shard_prefix
 from tracker.settings import Settings
@@ -112,6 +114,33 @@ def test_three_primaries_each_with_one_replica_serve_every_slot(cluster: Cluster
         assert sorted(served) == list(range(SLOTS)), f"node {node}: slots missing or served twice"
         members = {member["port"] for shard in seen for member in shard["nodes"]}
         assert members == set(cluster.ports), node
+
+
+def test_every_node_may_stop_the_workers_a_replica_too(cluster: Cluster) -> None:
+    """A replica's policy is checked as a primary's: a failover would promote it."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=f"test-{uuid.uuid4().hex[:10]}")
+
+    async def main() -> None:
+        client = async_client(settings)
+        try:
+            nodes = await redis_nodes.read(settings, client)
+            assert sorted(n.address for n in nodes) == [f"127.0.0.1:{p}" for p in cluster.ports]
+            assert sorted(n.primary for n in nodes) == [False] * 3 + [True] * 3
+            await Guard(settings, client).check()
+            replica = next(n for n in nodes if not n.primary)
+            plain = Redis.from_url(f"redis://{replica.address}")
+            await plain.config_set("maxmemory-policy", "allkeys-lfu")
+            try:
+                with pytest.raises(MayEvict, match=f"{replica.address} has maxmemory-policy"):
+                    await Guard(settings, client).check()
+            finally:
+                await plain.config_set("maxmemory-policy", "noeviction")
+                await plain.aclose()
+            await Guard(settings, client).check()
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
 
 
 async def write(cluster: Cluster, values: dict[str, str], primary: int, fence: str) -> int:

@@ -45,6 +45,9 @@ EXPORTER_LITERALS = (
     "tracker_campaigns_folded",
     "tracker_pipeline_newest_event_timestamp_seconds",
     "tracker_pipeline_consumer_lag_records",
+    "tracker_store_memory_used_bytes",
+    "tracker_store_memory_max_bytes",
+    "tracker_store_may_evict",
 )
 # The KPI targets (PUT /v1/targets) and the day's spend their budgets bound: per
 # campaign, per channel, and unlabelled for the total (tracker_target_cpa_max).

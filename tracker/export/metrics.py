@@ -25,6 +25,7 @@ from tracker import rulebook, targets
 from tracker.attribution import ONE
 from tracker.channels import CHANNELS
 from tracker.money import to_number
+from tracker.redis_nodes import Node
 from tracker.rows import totals
 from tracker.settings import Settings
 from tracker.store import CAMPAIGN_SUM, Keys, tally_keys
@@ -110,6 +111,8 @@ class StoreCollector(Collector):
         self._events_topic = settings.events_topic
         self.end_offsets: dict[int, int] | None = None
         """Set before each scrape from Kafka (see ``lag.py``); None when Kafka is away."""
+        self.nodes: list[Node] | None = None
+        """Set before each scrape (:mod:`tracker.redis_nodes`); None when Redis is away."""
 
     def collect(self) -> Iterator[Metric]:
         keys = self._keys
@@ -172,6 +175,8 @@ class StoreCollector(Collector):
         yield from self._health(health, progress)
         yield from self._lag(source_keys, progress)
         yield from lifetime_values(rows[ALL_TIME], self._currency)
+        if self.nodes is not None:
+            yield from store_nodes(self.nodes)
 
     def _counters(self, folded: Rows) -> Iterator[Metric]:
         for dimension in ("campaign", "channel"):
@@ -343,6 +348,33 @@ def lifetime_values(folded: Rows, currency: str) -> Iterator[Metric]:
         yield customers
         yield moved
         yield value
+
+
+def store_nodes(nodes: list[Node]) -> Iterator[Metric]:
+    """Each Redis server of the store: how full, and whether it may evict keys."""
+    used, limit = (
+        GaugeMetricFamily(name, meaning, labels=["node"])
+        for name, meaning in (
+            ("tracker_store_memory_used_bytes", "Memory the Redis server uses (used_memory)"),
+            ("tracker_store_memory_max_bytes", "Its maxmemory: 0 for no limit"),
+        )
+    )
+    may_evict = GaugeMetricFamily(
+        "tracker_store_may_evict",
+        "1 when its maxmemory-policy (the label) is not noeviction: workers apply nothing",
+        labels=["node", "policy"],
+    )
+    evicted = CounterMetricFamily(
+        "tracker_store_evicted_keys",
+        "Keys the Redis server evicted since it started",
+        labels=["node"],
+    )
+    for node in nodes:
+        used.add_metric([node.address], node.used_bytes)
+        limit.add_metric([node.address], node.max_bytes)
+        may_evict.add_metric([node.address, node.policy], int(node.may_evict))
+        evicted.add_metric([node.address], node.evicted_keys)
+    yield from (used, limit, may_evict, evicted)
 
 
 def _lateness(counts: Mapping[str, int]) -> Metric:

@@ -11,10 +11,11 @@ import asyncio
 
 import redis
 import redis.asyncio
+import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from tracker import asgi
+from tracker import asgi, redis_nodes
 from tracker.asgi import Handler, Request, Response
 from tracker.export.access import ADMIN, READ, Access
 from tracker.export.api import KpiApi
@@ -28,7 +29,12 @@ from tracker.export.rules import GOALS, TARGETS, RulesApi
 from tracker.export.spend import SpendApi
 from tracker.openapi import Description
 from tracker.redis_clients import async_client, async_reader, sync_reader
+from tracker.redis_nodes import Node
 from tracker.settings import Settings
+
+log = structlog.get_logger(__name__)
+NODES_WITHIN_S = 5.0
+"""A scrape waits this long for the store's nodes to say how full they are."""
 
 
 def build(settings: Settings) -> asgi.App:
@@ -51,9 +57,17 @@ def build(settings: Settings) -> asgi.App:
 
     async def metrics(request: Request) -> Response:
         store.end_offsets = ends.latest
+        store.nodes = await nodes()
         # collect() talks to Redis synchronously: keep it off the event loop.
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, content_type=CONTENT_TYPE_LATEST.encode())
+
+    async def nodes() -> list[Node] | None:
+        try:
+            return await asyncio.wait_for(redis_nodes.read(settings, redis_async), NODES_WITHIN_S)
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not read the store's nodes", error=str(exc))
+            return None
 
     async def healthz(request: Request) -> Response:
         return Response.json({"status": "ok"})

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from tracker import heap
 from tracker.records import decode_events, encode_dead_letter
 from tracker.redis_clients import async_client
+from tracker.redis_nodes import MayEvict
 from tracker.settings import Settings
 from tracker.stream.sink import Record, Rewind, Sink, WatchError
 
@@ -146,6 +147,8 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
                 continue
             except WatchError:
                 log.info("offsets moved during the batch; applying again")
+            except MayEvict as exc:
+                log.error("applying nothing to a store that may evict keys", error=str(exc))
             except RedisError as exc:
                 log.warning("redis unavailable, retrying", error=str(exc), retry_in=delay)
             else:

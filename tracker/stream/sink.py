@@ -13,7 +13,8 @@ State that batches of other partitions may also change (spend figures, orders,
 customers, a user's devices and recent orders) is read under ``WATCH`` too: a
 concurrent change fails the ``EXEC``, and the batch is applied again on fresh state.
 This relies on Redis keeping acknowledged writes across its own restarts
-(``appendfsync always``).
+(``appendfsync always``), and every key until it expires: the sink applies nothing to
+a store with a node that may evict (:mod:`tracker.redis_nodes`).
 
 Spread over a Redis Cluster (``TRACKER_REDIS_SPREAD_SUMS``), a partition's sums (its
 buckets, most of the writes) are under the partition's own hash tag
@@ -78,6 +79,7 @@ from tracker.attribution import Touch
 from tracker.channels import CHANNELS
 from tracker.events import Event
 from tracker.redis_clients import Call, Script
+from tracker.redis_nodes import Guard
 from tracker.seen import GENERATION_S, Claim, Claims, read_with_seen, seen_expiry
 from tracker.settings import Settings
 from tracker.store import (
@@ -194,6 +196,7 @@ class Sink:
         self._beat = Script(settings, redis, _BEAT)
         self._tallied: dict[tuple[str, int], int] = {}
         """Each partition's offset whose outbox this sink saw delivered (sums, clicks, people)."""
+        self._guard = Guard(settings, redis)
 
     async def aclose(self) -> None:
         """Close the clients the sink made itself (the shards' on a Redis Cluster)."""
@@ -215,6 +218,9 @@ class Sink:
         meanwhile (the partition is no longer ours), or state the batch read changed,
         or a person was erased: nothing was written, and applying again is safe.
 
+        Raises :class:`tracker.redis_nodes.MayEvict` while a node of the store may evict
+        keys, and Redis's ``OutOfMemoryError`` while it is full: nothing was written.
+
         Raises :class:`Rewind` when a partition's records start past the one after its
         stored offset: the store lost writes that Kafka's committed offsets had counted
         on (a failover to a replica that had not received them, a store restored from a
@@ -230,6 +236,7 @@ class Sink:
         source_keys = [keys.source(topic, partition) for topic, partition in by_source]
         suppressions = self._suppressions
         now_s = int(self._clock())
+        await self._guard.check()
 
         async with self._redis.pipeline(transaction=True) as pipe:
             # Offsets and the count of erasures in one read, watched (module docstring);

@@ -1,0 +1,193 @@
+"""A store that may evict keys is refused, and a full one stops the figures, not skews
+them: on a real Redis server of the test's own, whose memory settings it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
+
+from harness.isolation import free_port, isolated_settings
+from harness.processes import command, http_get, wait_for
+from tests.exporter import exporter
+from tracker.events import Event
+from tracker.redis_nodes import Guard, MayEvict
+from tracker.settings import Settings
+from tracker.store import Keys, parse_bucket
+from tracker.stream.sink import Record, Sink
+from tracker.windows import ALL_TIME
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server"),
+]
+T = TypeVar("T")
+NOW = int(time.time() * 1000) - 3_600_000
+
+
+def clicks(prefix: str, count: int) -> list[Event]:
+    return [
+        Event(
+            event_id=f"{prefix}{i}",
+            type="click",
+            ts=NOW,
+            received_at=NOW,
+            channel="search",
+            campaign="spring",
+            cost=250_000,
+            anonymous_id=f"v{prefix}{i}",
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server no other test uses, with Redis's defaults (noeviction, no limit)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        plain = redis.Redis(port=port)
+        wait_for(plain.ping, 30, "the test's own redis-server")
+        plain.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture
+def settings(servers: tuple[str, str], own_redis: str) -> Settings:
+    return dataclasses.replace(isolated_settings(servers, "nodes"), redis_url=own_redis)
+
+
+def run(settings: Settings, body: Callable[[Redis, Sink], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = Redis.from_url(settings.redis_url)
+        sink = Sink(client, settings)
+        try:
+            return await body(client, sink)
+        finally:
+            await sink.aclose()
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_the_worker_will_not_start_on_a_store_that_may_evict(settings: Settings) -> None:
+    redis.Redis.from_url(settings.redis_url).config_set("maxmemory-policy", "volatile-lru")
+    done = command(settings, "worker", timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    port = settings.redis_url.rsplit(":", 1)[1].split("/")[0]
+    assert f"127.0.0.1:{port} has maxmemory-policy volatile-lru" in done.stderr
+    assert "CONFIG SET maxmemory-policy noeviction" in done.stderr
+
+
+def test_a_sink_applies_nothing_while_a_node_may_evict(settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+
+    async def body(client: Redis, sink: Sink) -> None:
+        await client.config_set("maxmemory-policy", "allkeys-lru")
+        with pytest.raises(MayEvict, match="allkeys-lru"):
+            await sink.apply([Record("t", 0, 0, clicks("a", 5))])
+        assert await client.dbsize() == 0  # nothing at all was written
+        # Fixed, a sink applies the batch, once: the refusal was read at its first batch
+        # and is read again every minute.
+        await client.config_set("maxmemory-policy", "noeviction")
+        fresh = Sink(client, settings)
+        try:
+            assert (await fresh.apply([Record("t", 0, 0, clicks("a", 5))]))["events"] == 5
+        finally:
+            await fresh.aclose()
+        assert await client.hget(keys.health, "events") == b"5"
+
+    run(settings, body)
+
+
+def test_a_running_guard_reads_the_policy_again(settings: Settings) -> None:
+    async def main() -> None:
+        client = Redis.from_url(settings.redis_url)
+        try:
+            every_time, hourly = Guard(settings, client, every_s=0), Guard(settings, client, 3600)
+            await every_time.check()
+            await hourly.check()
+            await client.config_set("maxmemory-policy", "volatile-ttl")
+            with pytest.raises(MayEvict, match="volatile-ttl"):
+                await every_time.check()
+            await hourly.check()  # read an hour ago at most: not yet
+            await client.config_set("maxmemory-policy", "noeviction")
+            await every_time.check()
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_full_store_applies_nothing_then_everything_once(settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+
+    async def body(client: Redis, sink: Sink) -> None:
+        first = Record("t", 0, 0, clicks("a", 20))
+        assert (await sink.apply([first]))["events"] == 20
+        before = sorted(await client.keys("*"))
+        stored = {key: await client.dump(key) for key in before}
+        # Full: under noeviction Redis refuses writes that need memory, and the batch
+        # (its ids' claims, its transaction) is refused whole, however often tried.
+        await client.config_set("maxmemory", "1")
+        second = [first, Record("t", 0, 1, clicks("b", 30)), Record("t", 1, 0, clicks("c", 10))]
+        for _ in range(3):
+            with pytest.raises(OutOfMemoryError):
+                await sink.apply(second)
+        assert sorted(await client.keys("*")) == before
+        assert {key: await client.dump(key) for key in before} == stored
+        # Room again: the same batch (Kafka redelivers it) counts each event once.
+        await client.config_set("maxmemory", "0")
+        applied = await sink.apply(second)
+        assert (applied["events"], applied["skipped_records"]) == (40, 1)
+        assert await client.hget(keys.health, "events") == b"60"
+        cells = parse_bucket(await client.hgetall(keys.bucket(ALL_TIME, 0, "campaign")))
+        assert cells[("campaign", "spring")] == {"clicks": 60, "spend": 60 * 250_000}
+
+    run(settings, body)
+
+
+def test_the_exporter_reports_the_stores_memory_and_policy(
+    settings: Settings, tmp_path: Path
+) -> None:
+    plain = redis.Redis.from_url(settings.redis_url)
+    plain.config_set("maxmemory", str(1 << 30))
+    plain.config_set("maxmemory-policy", "allkeys-lru")
+    address = settings.redis_url.removeprefix("redis://").split("/")[0]
+    with exporter(settings, tmp_path / "exporter.log") as running:
+        status, body = http_get(f"{running.base}/metrics")
+    assert status == 200
+    lines = body.decode().splitlines()
+    used = f'tracker_store_memory_used_bytes{{node="{address}"}} '
+    assert [float(line.removeprefix(used)) > 0 for line in lines if line.startswith(used)] == [True]
+    assert f'tracker_store_memory_max_bytes{{node="{address}"}} 1.073741824e+09' in lines
+    assert f'tracker_store_may_evict{{node="{address}",policy="allkeys-lru"}} 1.0' in lines
+    assert f'tracker_store_evicted_keys_total{{node="{address}"}} 0.0' in lines

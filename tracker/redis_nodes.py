@@ -1,0 +1,166 @@
+"""The Redis servers the store is on, checked to keep every key until it expires.
+
+The figures rest on Redis keeping what the workers wrote: the ids counted in the last
+48 hours (an evicted one lets its duplicate count again), each partition's offset, the
+sums and the state. Redis evicts keys, silently, once it reaches ``maxmemory`` under
+any ``maxmemory-policy`` but ``noeviction``: the ``volatile-*`` ones, managed
+services' default, choose among keys with an expiry, which the counted ids are. So
+the worker refuses a store with a node that may evict, whatever memory is left
+(``maxmemory`` can be set at any time): it will not start, and while it runs it stops
+applying until the policy is fixed, rechecking every :data:`CHECK_EVERY_S`. A number
+that is missing is better than one that is wrong.
+
+Under ``noeviction`` a full Redis refuses writes instead (``OOM``): a batch's
+transaction, and each script before the first write it makes, are refused whole, and
+the worker applies the batch again until Redis has room. The figures stop, they do
+not go wrong, and Kafka keeps the events meanwhile.
+
+The exporter reports each node's memory, limit, policy and evictions
+(``tracker_store_*``) for the alerts ``StoreMayEvict`` and ``StoreMemoryHigh``. On a
+Redis Cluster every node is checked, replicas too: a replica promoted in a failover
+keeps its own policy. A node that does not answer is left out (it evicts nothing
+while it is down) and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+import structlog
+from redis.exceptions import RedisError
+
+from tracker.redis_clients import async_client, async_node_client
+from tracker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+KEEPS_EVERY_KEY = "noeviction"
+CHECK_EVERY_S = 60
+_ASK_TIMEOUT_S = 2.0
+_SECTIONS = ("memory", "stats", "replication")
+
+
+class MayEvict(RedisError):
+    """A node of the store may evict keys: nothing is applied until it may not."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """What one Redis server says of its memory."""
+
+    address: str
+    primary: bool
+    used_bytes: int
+    max_bytes: int
+    """``maxmemory``; 0: no limit."""
+    policy: str
+    evicted_keys: int
+    """Keys evicted since the server started."""
+
+    @property
+    def may_evict(self) -> bool:
+        return self.policy != KEEPS_EVERY_KEY
+
+
+def node(address: str, info: Mapping[str, Any]) -> Node:
+    """A node from its ``INFO memory stats replication``."""
+    return Node(
+        address,
+        info.get("role") == "master",
+        int(info["used_memory"]),
+        int(info["maxmemory"]),
+        str(info["maxmemory_policy"]),
+        int(info["evicted_keys"]),
+    )
+
+
+def refusal(nodes: Iterable[Node]) -> str | None:
+    """Why the store cannot be trusted with the figures, or None when it can."""
+    evicting = [n for n in nodes if n.may_evict]
+    if not evicting:
+        return None
+    named = ", ".join(f"{n.address} has maxmemory-policy {n.policy}" for n in evicting)
+    return (
+        f"Redis may evict the store's keys ({named}): an evicted counted id lets its "
+        f"duplicate count again. Set maxmemory-policy {KEEPS_EVERY_KEY} on every node "
+        f"(CONFIG SET maxmemory-policy {KEEPS_EVERY_KEY}, and in its configuration)"
+    )
+
+
+def cluster_addresses(reply: str) -> list[str]:
+    """The ``host:port`` of every node ``CLUSTER NODES`` names that is not known to be
+    failing or without an address."""
+    addresses = []
+    for line in reply.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        flags = set(fields[2].split(","))
+        if flags & {"fail", "noaddr", "handshake"}:
+            continue
+        addresses.append(fields[1].split("@")[0])
+    return sorted(addresses)
+
+
+async def read(settings: Settings, client: redis.asyncio.Redis) -> list[Node]:
+    """Every node of the store that answers: ``client``'s server, or on a Redis Cluster
+    each node it knows of (``client`` follows the store's slot, as
+    :func:`tracker.redis_clients.async_client` makes it)."""
+    if not settings.redis_is_cluster:
+        kwargs = client.connection_pool.connection_kwargs
+        address = f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return [node(address, await client.info(*_SECTIONS))]
+    # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
+    reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    answers = await asyncio.gather(
+        *(_ask(settings, address) for address in cluster_addresses(text))
+    )
+    return [n for n in answers if n is not None]
+
+
+async def _ask(settings: Settings, address: str) -> Node | None:
+    client = async_node_client(settings, address, _ASK_TIMEOUT_S)
+    try:
+        return node(address, await client.info(*_SECTIONS))
+    except (RedisError, OSError) as exc:
+        log.warning("a node of the store did not answer", node=address, error=str(exc))
+        return None
+    finally:
+        await client.aclose()
+
+
+async def store_refusal(settings: Settings) -> str | None:
+    """:func:`refusal` of the store's nodes, read once."""
+    client = async_client(settings)
+    try:
+        return refusal(await read(settings, client))
+    finally:
+        await client.aclose()
+
+
+class Guard:
+    """Refuses a store with a node that may evict, read again every ``every_s``."""
+
+    def __init__(
+        self, settings: Settings, client: redis.asyncio.Redis, every_s: float = CHECK_EVERY_S
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._every_s = every_s
+        self._checked = float("-inf")
+        self._refused: str | None = None
+
+    async def check(self) -> None:
+        """Raise :class:`MayEvict` while a node may evict, as last read."""
+        now = time.monotonic()
+        if now - self._checked >= self._every_s:
+            self._refused = refusal(await read(self._settings, self._client))
+            self._checked = now
+        if self._refused:
+            raise MayEvict(self._refused)
