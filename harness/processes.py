@@ -137,6 +137,15 @@ def _listened(url: str) -> bool:
     return True
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie has closed its files, listening sockets too."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
 def health_url(settings: Settings, command: str) -> str:
     """Where ``tracker <command>`` (worker, collector or serve) answers its health check."""
     ports = {

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from harness.processes import health_url, tracker, wait_for
+from harness.processes import alive, health_url, tracker, wait_for
 from tests.platforms import PLATFORMS, Platforms, collect, forwarded, forwarder_url, purchase
 from tracker.settings import Settings
 
@@ -68,12 +68,15 @@ def test_a_restart_sends_nothing_twice(
                 what="the upload taken while the retraction is retried",
             )
             assert not forwarded(settings, "google_ads")  # that batch is held, uncommitted
-            if stop == signal.SIGKILL:
-                for child in children(first.pid):  # the worker first: else granian's
-                    os.kill(child, signal.SIGKILL)  # parent stops it gracefully
+            killed = children(first.pid) if stop == signal.SIGKILL else []
+            for child in killed:  # the worker first: else granian's parent stops it
+                os.kill(child, signal.SIGKILL)  # gracefully
             first.send_signal(stop)
             code = first.wait(timeout=30)
             assert code == (0 if stop == signal.SIGTERM else -signal.SIGKILL)
+            # SIGKILL is delivered, not done, when kill() returns: the worker may hold
+            # the shared listening socket a moment after its parent was reaped.
+            wait_for(lambda: not any(map(alive, killed)), 30, "the killed worker gone")
         stand_in.calm()  # Google takes retractions again
         with tracker("forward", settings, forwarder_url(settings)):
             wait_for(

@@ -95,14 +95,6 @@ def staged() -> Iterator[Stage]:
         yield Stage(cluster, store.url, netns)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
 def cpu_seconds(pid: int) -> float:
     """CPU time (user and system) of process ``pid`` and its children, from /proc."""
     try:
