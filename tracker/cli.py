@@ -40,22 +40,31 @@ def _collector(config: settings.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(config: settings.Settings, args: argparse.Namespace) -> int:
-    import faust
+def _may_evict(config: settings.Settings, command: str) -> bool:
+    """Whether the store may evict keys ``command`` relies on (said on stderr); when
+    Redis does not answer yet, the command's own check runs once it does."""
     from redis.exceptions import RedisError
 
-    from tracker.kafka import ensure_topics
     from tracker.redis_nodes import store_refusal
-    from tracker.stream.app import build_app
 
     try:
         refused = asyncio.run(store_refusal(config))
-    except (RedisError, OSError) as exc:  # its sink checks again once Redis answers
+    except (RedisError, OSError) as exc:
         log.warning("could not ask Redis whether it may evict keys", error=str(exc))
-    else:
-        if refused:
-            print(f"tracker worker: {refused}", file=sys.stderr)
-            return 2
+        return False
+    if refused:
+        print(f"tracker {command}: {refused}", file=sys.stderr)
+    return refused is not None
+
+
+def _worker(config: settings.Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from tracker.kafka import ensure_topics
+    from tracker.stream.app import build_app
+
+    if _may_evict(config, "worker"):
+        return 2
     asyncio.run(ensure_topics(config))
     # Tables live in memory, yet Faust makes its data directory (relative to the
     # working directory by default) and never removes it; keep it out of the way.
@@ -189,6 +198,8 @@ def _forward(config: settings.Settings, args: argparse.Namespace) -> int:
             "TRACKER_TIKTOK_PIXEL_CODE and TRACKER_TIKTOK_ACCESS_TOKEN",
             file=sys.stderr,
         )
+        return 2
+    if _may_evict(config, "forward"):
         return 2
     process.serve(config, chosen)
     return 0

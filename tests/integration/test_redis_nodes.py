@@ -21,6 +21,7 @@ from harness.isolation import free_port, isolated_settings
 from harness.processes import command, http_get, wait_for
 from tests.exporter import exporter
 from tracker.events import Event
+from tracker.forward.marks import SENT, Marks
 from tracker.redis_nodes import Guard, MayEvict
 from tracker.settings import Settings
 from tracker.store import Keys, parse_bucket
@@ -98,10 +99,18 @@ def run(settings: Settings, body: Callable[[Redis, Sink], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def test_the_worker_will_not_start_on_a_store_that_may_evict(settings: Settings) -> None:
+@pytest.mark.parametrize("name", ["worker", "forward"])
+def test_no_command_that_relies_on_the_store_starts_on_one_that_may_evict(
+    settings: Settings, name: str
+) -> None:
+    """The worker's counted ids, the forwarder's sent marks: both expire, so both are
+    what volatile-lru evicts first."""
+    stand_in = "stand-in"  # a destination set up: the forwarder's start goes that far
+    settings = dataclasses.replace(settings, meta_pixel_id="1", meta_access_token=stand_in)
     redis.Redis.from_url(settings.redis_url).config_set("maxmemory-policy", "volatile-lru")
-    done = command(settings, "worker", timeout=60)
+    done = command(settings, name, timeout=60)
     assert done.returncode == 2, done.stderr[-2000:]
+    assert f"tracker {name}: Redis may evict" in done.stderr
     port = settings.redis_url.rsplit(":", 1)[1].split("/")[0]
     assert f"127.0.0.1:{port} has maxmemory-policy volatile-lru" in done.stderr
     assert "CONFIG SET maxmemory-policy noeviction" in done.stderr
@@ -124,6 +133,23 @@ def test_a_sink_applies_nothing_while_a_node_may_evict(settings: Settings) -> No
         finally:
             await fresh.aclose()
         assert await client.hget(keys.health, "events") == b"5"
+
+    run(settings, body)
+
+
+def test_the_forwarder_sends_nothing_while_a_node_may_evict(settings: Settings) -> None:
+    conversion = Event(
+        event_id="c1", type="conversion", ts=NOW, received_at=NOW, channel="search", order_id="o1"
+    )
+
+    async def body(client: Redis, sink: Sink) -> None:
+        marks = Marks(client, settings, "meta")
+        await marks.mark([conversion], SENT)
+        assert await marks.states([conversion]) == [SENT]
+        await client.config_set("maxmemory-policy", "volatile-ttl")
+        later = Marks(client, settings, "meta")  # as a forwarder started now reads them
+        with pytest.raises(MayEvict, match="volatile-ttl"):
+            await later.states([conversion])
 
     run(settings, body)
 

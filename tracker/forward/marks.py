@@ -17,6 +17,8 @@ for good: an order id it has is answered ``ORDER_ID_ALREADY_IN_USE``, counted ta
 
 A mark lives for the platform's deduplication window or the events' retention in Kafka
 (``events_retention_days``), whichever is longer: as long as a record could be read again.
+Marks expire, so a Redis that may evict would pick them first: nothing is sent while
+one may (:mod:`tracker.redis_nodes`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from tracker.events import Event
+from tracker.redis_nodes import Guard
 from tracker.settings import Settings
 
 SENT: Final = b"sent"
@@ -62,15 +65,20 @@ class Marks:
         self._prefix = f"{settings.key_prefix}:fwd:{destination}:"
         retention_s = settings.events_retention_days * DAY_S
         self._ttl_s = max(WINDOW_S.get(destination, 0), retention_s)
+        self._guard = Guard(settings, redis)
 
     def name(self, event: Event) -> str:
         """The Redis key of ``event``'s mark."""
         return self._prefix + key(event)
 
     async def states(self, events: Sequence[Event]) -> list[bytes | None]:
-        """Each event's mark (:data:`SENT`, :data:`DEAD`), None where it has none."""
+        """Each event's mark (:data:`SENT`, :data:`DEAD`), None where it has none.
+
+        Raises :class:`tracker.redis_nodes.MayEvict` while a node of the store may evict
+        keys: a mark evicted would send its conversion again."""
         if not events:
             return []
+        await self._guard.check()
         found = await self._redis.mget([self.name(e) for e in events])
         # bytes: the client does not decode (redis-py types say str too)
         return [state.encode() if isinstance(state, str) else state for state in found]
