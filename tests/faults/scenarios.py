@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
+
+from harness import redis_cluster
 from harness.kafka_cluster import describe
 from harness.processes import wait_for
 from tests.faults.load import HOT_VISITOR, Answer, Load, hot_partition
@@ -24,6 +27,7 @@ from tests.faults.progress import Progress
 from tests.faults.stage import (
     CUT,
     PARTITIONS,
+    REDIS_CLUSTER,
     Stage,
     Workers,
     collector,
@@ -56,6 +60,7 @@ BACK_WITHIN_S = 30.0
 SETTLE_S = 180.0
 """Long enough for a SIGKILLed worker's partitions: Faust's session timeout is 60 s."""
 BROKERS = (1, 2, 3)
+FULL_S = 15.0
 
 
 def since(start: float) -> float:
@@ -487,6 +492,43 @@ def cut_off(stage: Stage) -> Outcome:
     return verdict(stage, outcome, settings, "cut", load)
 
 
+def store_full(stage: Stage) -> Outcome:
+    """The Redis primary holding the scenario's keys full for 15 s under load (its
+    ``maxmemory`` set below what it uses): it refuses the workers' writes whole, so the
+    store stands still while the collector keeps acknowledging (Kafka holds the events);
+    given room again, every acknowledged event counts once."""
+    outcome = Outcome(f"8 the store's Redis full {FULL_S:.0f} s")
+    with loaded(stage, outcome, "full", workers=2) as (settings, _, load, progress):
+        time.sleep(3)
+        node = redis_cluster.primary_of(REDIS_CLUSTER, settings.key_prefix)
+        primary = redis.Redis(port=int(REDIS_CLUSTER["TRACKER_REDIS_CLUSTER_PORT"]) + node - 1)
+        full = time.monotonic()
+        primary.config_set("maxmemory", "1")
+        try:
+            time.sleep(FULL_S)
+        finally:
+            primary.config_set("maxmemory", "0")
+            primary.close()
+        roomy = time.monotonic()
+        wait_for(lambda: progress.moved_after(roomy), 60, "the store moving again")
+        resumed = since(roomy)
+        time.sleep(2)
+    # A transaction past EXEC when the limit came may land just after it.
+    moved = [t for moves in progress.moves for t in moves if full + 1 < t < roomy]
+    taken = [a for a in load.answers() if full < a.at < roomy and 200 <= a.status < 300]
+    stall = progress.stall(full, roomy)
+    outcome.check(not moved, f"the store moved {len(moved)} times while full")
+    outcome.check(bool(taken), "no 2xx while the store was full: Kafka should take them")
+    outcome.pauses = f"store {stall.seconds:.1f}s"
+    outcome.recovery = f"applying {resumed:.1f}s after room"
+    outcome.notes.append(
+        f"node {node}, the slot's primary, full for {roomy - full:.0f} s: the store stood "
+        f"still {stall.seconds:.1f} s while the collector answered {len(taken):,} requests "
+        f"2xx; every partition applying again {resumed:.1f} s after it had room"
+    )
+    return verdict(stage, outcome, settings, "full", load)
+
+
 SCENARIOS: tuple[Callable[[Stage], Outcome], ...] = (
     cluster_checks,
     drain,
@@ -495,4 +537,5 @@ SCENARIOS: tuple[Callable[[Stage], Outcome], ...] = (
     two_paused,
     redis_and_workers,
     cut_off,
+    store_full,
 )

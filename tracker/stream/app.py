@@ -18,7 +18,7 @@ from typing import Any
 import faust
 import structlog
 from faust.types import TP
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from tracker import heap
 from tracker.records import decode_events, encode_dead_letter
@@ -149,6 +149,8 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
                 log.info("offsets moved during the batch; applying again")
             except MayEvict as exc:
                 log.error("applying nothing to a store that may evict keys", error=str(exc))
+            except OutOfMemoryError as exc:
+                log.error("the store is full: applying nothing until it has room", error=str(exc))
             except RedisError as exc:
                 log.warning("redis unavailable, retrying", error=str(exc), retry_in=delay)
             else:
