@@ -86,6 +86,7 @@ DASHBOARD_METRICS = (
     "tracker_pipeline_bots",
     "tracker_pipeline_newest_event_timestamp_seconds",
     "tracker_pipeline_consumer_lag_records",
+    "tracker_store_memory_used_bytes",
     # KPI targets (PUT /v1/targets) and the day's spend their budgets bound: per
     # campaign, per channel, and for the total with a plain "tracker_" prefix.
     "tracker_campaign_target_cpa_max",
