@@ -19,7 +19,8 @@ The exporter reports each node's memory, limit, policy and evictions
 (``tracker_store_*``) for the alerts ``StoreMayEvict`` and ``StoreMemoryHigh``. On a
 Redis Cluster every node is checked, replicas too: a replica promoted in a failover
 keeps its own policy. A node that does not answer is left out (it evicts nothing
-while it is down) and logged.
+while it is down), and so is one that refuses ``INFO`` (renamed or denied, as
+hardened servers do: its operator chose so); each is logged, every time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import redis.asyncio
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from tracker.redis_clients import async_client, async_node_client
 from tracker.settings import Settings
@@ -43,6 +44,7 @@ KEEPS_EVERY_KEY = "noeviction"
 CHECK_EVERY_S = 60
 _ASK_TIMEOUT_S = 2.0
 _SECTIONS = ("memory", "stats", "replication")
+_UNREAD = "could not read whether a node of the store may evict keys: see it is noeviction"
 
 
 class MayEvict(RedisError):
@@ -114,7 +116,11 @@ async def read(settings: Settings, client: redis.asyncio.Redis) -> list[Node]:
     if not settings.redis_is_cluster:
         kwargs = client.connection_pool.connection_kwargs
         address = f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return [node(address, await client.info(*_SECTIONS))]
+        try:
+            return [node(address, await client.info(*_SECTIONS))]
+        except ResponseError as exc:  # INFO renamed or denied: a choice, unlike an outage
+            log.warning(_UNREAD, node=address, error=str(exc))
+            return []
     # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
     reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
@@ -129,7 +135,7 @@ async def _ask(settings: Settings, address: str) -> Node | None:
     try:
         return node(address, await client.info(*_SECTIONS))
     except (RedisError, OSError) as exc:
-        log.warning("a node of the store did not answer", node=address, error=str(exc))
+        log.warning(_UNREAD, node=address, error=str(exc))
         return None
     finally:
         await client.aclose()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
+from structlog.testing import capture_logs
 
 from harness.isolation import free_port, isolated_settings
 from harness.processes import command, http_get, wait_for
@@ -52,22 +54,14 @@ def clicks(prefix: str, count: int) -> list[Event]:
     ]
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[str]:
-    """A redis-server no other test uses, with Redis's defaults (noeviction, no limit)."""
+@contextmanager
+def redis_server(folder: Path, *options: str) -> Iterator[str]:
+    """A redis-server no other test uses, with Redis's defaults (noeviction, no limit)
+    but for ``options``; its URL."""
     port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)]
     process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
+        ["redis-server", *arguments, *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -79,6 +73,12 @@ def own_redis(tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    with redis_server(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -171,6 +171,20 @@ def test_a_running_guard_reads_the_policy_again(settings: Settings) -> None:
             await client.aclose()
 
     asyncio.run(main())
+
+
+def test_a_server_that_refuses_info_is_not_taken_for_one_that_may_evict(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Hardened servers rename INFO away: their operator chose so, and is told."""
+    with redis_server(tmp_path, "--rename-command", "INFO", "") as url:
+        hardened = dataclasses.replace(settings, redis_url=url)
+        with capture_logs() as logs:
+            applied = run(hardened, lambda _, sink: sink.apply([Record("t", 0, 0, clicks("h", 3))]))
+    assert applied["events"] == 3
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [
+        "could not read whether a node of the store may evict keys: see it is noeviction"
+    ]
 
 
 def test_a_full_store_applies_nothing_then_everything_once(settings: Settings) -> None:
