@@ -7,7 +7,8 @@ any ``maxmemory-policy`` but ``noeviction``: the ``volatile-*`` ones, managed
 services' default, choose among keys with an expiry, which the counted ids are. So
 the worker refuses a store with a node that may evict, whatever memory is left
 (``maxmemory`` can be set at any time): it will not start, and while it runs it stops
-applying until the policy is fixed, rechecking every :data:`CHECK_EVERY_S`. A number
+applying until the policy is fixed, rechecking every :data:`CHECK_EVERY_S`. So does
+the forwarder, whose sent marks expire too. A number
 that is missing is better than one that is wrong.
 
 Under ``noeviction`` a full Redis refuses writes instead (``OOM``): a batch's
@@ -19,8 +20,8 @@ The exporter reports each node's memory, limit, policy and evictions
 (``tracker_store_*``) for the alerts ``StoreMayEvict`` and ``StoreMemoryHigh``. On a
 Redis Cluster every node is checked, replicas too: a replica promoted in a failover
 keeps its own policy. A node that does not answer is left out (it evicts nothing
-while it is down), and so is one that refuses ``INFO`` (renamed or denied, as
-hardened servers do: its operator chose so); each is logged, every time.
+while it is down; logged each time), and so is one that refuses ``INFO`` (renamed or
+denied, as hardened servers do: its operator chose so; logged once).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ CHECK_EVERY_S = 60
 _ASK_TIMEOUT_S = 2.0
 _SECTIONS = ("memory", "stats", "replication")
 _UNREAD = "could not read whether a node of the store may evict keys: see it is noeviction"
+_REFUSED_INFO: set[str] = set()
 
 
 class MayEvict(RedisError):
@@ -118,8 +120,8 @@ async def read(settings: Settings, client: redis.asyncio.Redis) -> list[Node]:
         address = f"{kwargs.get('host')}:{kwargs.get('port')}"
         try:
             return [node(address, await client.info(*_SECTIONS))]
-        except ResponseError as exc:  # INFO renamed or denied: a choice, unlike an outage
-            log.warning(_UNREAD, node=address, error=str(exc))
+        except ResponseError as exc:
+            _unread(address, exc)
             return []
     # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
     reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
@@ -135,7 +137,7 @@ async def _ask(settings: Settings, address: str) -> Node | None:
     try:
         return node(address, await client.info(*_SECTIONS))
     except (RedisError, OSError) as exc:
-        log.warning(_UNREAD, node=address, error=str(exc))
+        _unread(address, exc)
         return None
     finally:
         await client.aclose()
@@ -148,6 +150,16 @@ async def store_refusal(settings: Settings) -> str | None:
         return refusal(await read(settings, client))
     finally:
         await client.aclose()
+
+
+def _unread(address: str, error: Exception) -> None:
+    # INFO renamed or denied is a choice, said once (the exporter asks every scrape);
+    # a node away may be back next time, and is said each time.
+    if isinstance(error, ResponseError):
+        if address in _REFUSED_INFO:
+            return
+        _REFUSED_INFO.add(address)
+    log.warning(_UNREAD, node=address, error=str(error))
 
 
 class Guard:
