@@ -42,16 +42,20 @@ def _collector(config: settings.Settings, args: argparse.Namespace) -> int:
 
 def _may_evict(config: settings.Settings, command: str) -> bool:
     """Whether the store may evict keys ``command`` relies on (said on stderr); when
-    Redis does not answer yet, the command's own check runs once it does."""
+    Redis does not answer yet, the command's own check runs once it does. A store that
+    may lose writes in a restart is only warned of: Kafka's retention covers events."""
     from redis.exceptions import RedisError
 
-    from tracker.redis_nodes import store_refusal
+    from tracker.redis_nodes import forgetful, refusal, store_nodes
 
     try:
-        refused = asyncio.run(store_refusal(config))
+        nodes = asyncio.run(store_nodes(config))
     except (RedisError, OSError) as exc:
         log.warning("could not ask Redis whether it may evict keys", error=str(exc))
         return False
+    if lossy := forgetful(nodes):
+        log.warning(lossy)
+    refused = refusal(nodes)
     if refused:
         print(f"tracker {command}: {refused}", file=sys.stderr)
     return refused is not None

@@ -44,7 +44,7 @@ log = structlog.get_logger(__name__)
 KEEPS_EVERY_KEY = "noeviction"
 CHECK_EVERY_S = 60
 _ASK_TIMEOUT_S = 2.0
-_SECTIONS = ("memory", "stats", "replication")
+_SECTIONS = ("memory", "stats", "replication", "persistence")
 _UNREAD = "could not read whether a node of the store may evict keys: see it is noeviction"
 _REFUSED_INFO: set[str] = set()
 
@@ -65,6 +65,9 @@ class Node:
     policy: str
     evicted_keys: int
     """Keys evicted since the server started."""
+    append_only: bool = True
+    """It writes an append-only file (``appendonly yes``): a restart keeps what it
+    acknowledged (all of it with ``appendfsync always``, which ``INFO`` does not tell)."""
 
     @property
     def may_evict(self) -> bool:
@@ -80,6 +83,7 @@ def node(address: str, info: Mapping[str, Any]) -> Node:
         int(info["maxmemory"]),
         str(info["maxmemory_policy"]),
         int(info["evicted_keys"]),
+        bool(int(info.get("aof_enabled", 0))),
     )
 
 
@@ -143,11 +147,24 @@ async def _ask(settings: Settings, address: str) -> Node | None:
         await client.aclose()
 
 
-async def store_refusal(settings: Settings) -> str | None:
-    """:func:`refusal` of the store's nodes, read once."""
+def forgetful(nodes: Iterable[Node]) -> str | None:
+    """What a restart of nodes without an append-only file loses, or None when none is."""
+    named = ", ".join(n.address for n in nodes if not n.append_only)
+    if not named:
+        return None
+    return (
+        f"Redis writes no append-only file on {named}: a restart there loses what it "
+        "acknowledged since its last snapshot. The workers read those events from Kafka "
+        "again (within its retention), but erasures and saved goals and targets are lost. "
+        "Set appendonly yes and appendfsync always"
+    )
+
+
+async def store_nodes(settings: Settings) -> list[Node]:
+    """:func:`read`, on a client of its own."""
     client = async_client(settings)
     try:
-        return refusal(await read(settings, client))
+        return await read(settings, client)
     finally:
         await client.aclose()
 

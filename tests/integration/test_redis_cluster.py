@@ -126,6 +126,7 @@ def test_every_node_may_stop_the_workers_a_replica_too(cluster: Cluster) -> None
             nodes = await redis_nodes.read(settings, client)
             assert sorted(n.address for n in nodes) == [f"127.0.0.1:{p}" for p in cluster.ports]
             assert sorted(n.primary for n in nodes) == [False] * 3 + [True] * 3
+            assert all(n.append_only for n in nodes)  # as deploy/local/redis-cluster.sh runs them
             await Guard(settings, client).check()
             replica = next(n for n in nodes if not n.primary)
             plain = Redis.from_url(f"redis://{replica.address}")

@@ -112,6 +112,8 @@ def test_no_command_that_relies_on_the_store_starts_on_one_that_may_evict(
     done = command(settings, name, timeout=60)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"tracker {name}: Redis may evict" in done.stderr
+    # The test's server writes no append-only file, as Redis by default: said, not refused.
+    assert "writes no append-only file on 127.0.0.1:" in done.stdout + done.stderr
     port = settings.redis_url.rsplit(":", 1)[1].split("/")[0]
     assert f"127.0.0.1:{port} has maxmemory-policy volatile-lru" in done.stderr
     assert "CONFIG SET maxmemory-policy noeviction" in done.stderr
@@ -236,3 +238,4 @@ def test_the_exporter_reports_the_stores_memory_and_policy(
     assert f'tracker_store_memory_max_bytes{{node="{address}"}} 1.073741824e+09' in lines
     assert f'tracker_store_may_evict{{node="{address}",policy="allkeys-lru"}} 1.0' in lines
     assert f'tracker_store_evicted_keys_total{{node="{address}"}} 0.0' in lines
+    assert f'tracker_store_append_only{{node="{address}"}} 0.0' in lines

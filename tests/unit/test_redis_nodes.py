@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
 from tracker.export.metrics import store_nodes
-from tracker.redis_nodes import Node, cluster_addresses, node, refusal
+from tracker.redis_nodes import Node, cluster_addresses, forgetful, node, refusal
 
 # As redis-py parses INFO memory stats replication (abridged).
 INFO = {
@@ -17,6 +17,7 @@ INFO = {
     "maxmemory_policy": "noeviction",
     "evicted_keys": 0,
     "role": "master",
+    "aof_enabled": 1,
 }
 
 # CLUSTER NODES of a cluster mid-failover: a primary failed, its replica promoted, one
@@ -35,7 +36,7 @@ bb22 :0@0 master,noaddr - 0 0 0 disconnected
 
 def test_a_node_is_read_from_its_info() -> None:
     assert node("10.0.0.5:6379", INFO) == Node(
-        "10.0.0.5:6379", True, 1_958_960, 4_294_967_296, "noeviction", 0
+        "10.0.0.5:6379", True, 1_958_960, 4_294_967_296, "noeviction", 0, True
     )
     replica = node("10.0.0.6:6379", {**INFO, "role": "slave", "evicted_keys": 12})
     assert (replica.primary, replica.evicted_keys) == (False, 12)
@@ -69,6 +70,13 @@ def test_every_evicting_node_is_named() -> None:
     assert "n:1 has maxmemory-policy volatile-lru, n:2 has" in reason
 
 
+def test_nodes_that_write_no_append_only_file_are_named() -> None:
+    nodes = [node("a:1", INFO), node("b:2", {**INFO, "aof_enabled": 0}), node("c:3", INFO)]
+    assert "on b:2:" in (forgetful(nodes) or "")
+    assert forgetful([node("a:1", INFO)]) is None
+    assert not node("d:4", {k: v for k, v in INFO.items() if k != "aof_enabled"}).append_only
+
+
 def test_every_node_of_a_cluster_but_failing_or_unreachable_ones_is_asked() -> None:
     assert cluster_addresses(CLUSTER_NODES) == [
         f"127.0.0.1:{port}" for port in (7001, 7003, 7004, 7005, 7006)
@@ -87,7 +95,10 @@ class _Fixed(Collector):
 def test_the_exporter_reports_each_node() -> None:
     nodes = [
         node("10.0.0.5:6379", {**INFO, "used_memory": 3_000_000_000}),
-        node("10.0.0.6:6379", {**INFO, "maxmemory_policy": "allkeys-lru", "evicted_keys": 7}),
+        node(
+            "10.0.0.6:6379",
+            {**INFO, "maxmemory_policy": "allkeys-lru", "evicted_keys": 7, "aof_enabled": 0},
+        ),
     ]
     registry = CollectorRegistry()
     registry.register(_Fixed(nodes))
@@ -99,5 +110,7 @@ def test_the_exporter_reports_each_node() -> None:
         'tracker_store_may_evict{node="10.0.0.6:6379",policy="allkeys-lru"} 1.0',
         'tracker_store_evicted_keys_total{node="10.0.0.6:6379"} 7.0',
         'tracker_store_evicted_keys_total{node="10.0.0.5:6379"} 0.0',
+        'tracker_store_append_only{node="10.0.0.5:6379"} 1.0',
+        'tracker_store_append_only{node="10.0.0.6:6379"} 0.0',
     ):
         assert line in text.splitlines()

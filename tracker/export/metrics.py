@@ -364,6 +364,11 @@ def store_nodes(nodes: list[Node]) -> Iterator[Metric]:
         "1 when its maxmemory-policy (the label) is not noeviction: workers apply nothing",
         labels=["node", "policy"],
     )
+    append_only = GaugeMetricFamily(
+        "tracker_store_append_only",
+        "1 when it writes an append-only file (appendonly yes): a restart keeps its writes",
+        labels=["node"],
+    )
     evicted = CounterMetricFamily(
         "tracker_store_evicted_keys",
         "Keys the Redis server evicted since it started",
@@ -374,7 +379,8 @@ def store_nodes(nodes: list[Node]) -> Iterator[Metric]:
         limit.add_metric([node.address], node.max_bytes)
         may_evict.add_metric([node.address, node.policy], int(node.may_evict))
         evicted.add_metric([node.address], node.evicted_keys)
-    yield from (used, limit, may_evict, evicted)
+        append_only.add_metric([node.address], int(node.append_only))
+    yield from (used, limit, may_evict, evicted, append_only)
 
 
 def _lateness(counts: Mapping[str, int]) -> Metric:
