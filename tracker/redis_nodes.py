@@ -8,16 +8,17 @@ services' default, choose among keys with an expiry, which the counted ids are. 
 the worker refuses a store with a node that may evict, whatever memory is left
 (``maxmemory`` can be set at any time): it will not start, and while it runs it stops
 applying until the policy is fixed, rechecking every :data:`CHECK_EVERY_S`. So does
-the forwarder, whose sent marks expire too. A number
-that is missing is better than one that is wrong.
+the forwarder, whose sent marks expire too. A number that is missing is better than
+one that is wrong.
 
 Under ``noeviction`` a full Redis refuses writes instead (``OOM``): a batch's
 transaction, and each script before the first write it makes, are refused whole, and
 the worker applies the batch again until Redis has room. The figures stop, they do
 not go wrong, and Kafka keeps the events meanwhile.
 
-The exporter reports each node's memory, limit, policy and evictions
-(``tracker_store_*``) for the alerts ``StoreMayEvict`` and ``StoreMemoryHigh``. On a
+The exporter reports each node's memory, limit, policy, evictions and append-only file
+(``tracker_store_*``) for the alerts ``StoreMayEvict``, ``StoreMemoryHigh`` and
+``StoreFillingUp``. On a
 Redis Cluster every node is checked, replicas too: a replica promoted in a failover
 keeps its own policy. A node that does not answer is left out (it evicts nothing
 while it is down; logged each time), and so is one that refuses ``INFO`` (renamed or
