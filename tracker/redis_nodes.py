@@ -18,11 +18,11 @@ not go wrong, and Kafka keeps the events meanwhile.
 
 The exporter reports each node's memory, limit, policy, evictions and append-only file
 (``tracker_store_*``) for the alerts ``StoreMayEvict``, ``StoreMemoryHigh`` and
-``StoreFillingUp``. On a
-Redis Cluster every node is checked, replicas too: a replica promoted in a failover
-keeps its own policy. A node that does not answer is left out (it evicts nothing
-while it is down; logged each time), and so is one that refuses ``INFO`` (renamed or
-denied, as hardened servers do: its operator chose so; logged once).
+``StoreFillingUp``. On a Redis Cluster every node is checked, replicas too: a replica
+promoted in a failover keeps its own policy. A node that does not answer is left out
+(it evicts nothing while it is down; logged each time), and so is one that refuses
+``INFO`` (renamed or denied, as hardened servers do: its operator chose so; logged
+once).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Node:
     policy: str
     evicted_keys: int
     """Keys evicted since the server started."""
-    append_only: bool = True
+    append_only: bool
     """It writes an append-only file (``appendonly yes``): a restart keeps what it
     acknowledged (all of it with ``appendfsync always``, which ``INFO`` does not tell)."""
 
@@ -76,7 +76,7 @@ class Node:
 
 
 def node(address: str, info: Mapping[str, Any]) -> Node:
-    """A node from its ``INFO memory stats replication``."""
+    """A node from its ``INFO`` (:data:`_SECTIONS`)."""
     return Node(
         address,
         info.get("role") == "master",

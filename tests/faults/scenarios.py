@@ -22,6 +22,7 @@ import redis
 from harness import redis_cluster
 from harness.kafka_cluster import describe
 from harness.processes import wait_for
+from harness.redis_cluster import Cluster
 from tests.faults.load import HOT_VISITOR, Answer, Load, hot_partition
 from tests.faults.progress import Progress
 from tests.faults.stage import (
@@ -501,7 +502,7 @@ def store_full(stage: Stage) -> Outcome:
     with loaded(stage, outcome, "full", workers=2) as (settings, _, load, progress):
         time.sleep(3)
         node = redis_cluster.primary_of(REDIS_CLUSTER, settings.key_prefix)
-        primary = redis.Redis(port=int(REDIS_CLUSTER["TRACKER_REDIS_CLUSTER_PORT"]) + node - 1)
+        primary = redis.Redis(port=Cluster.from_url(stage.redis_url).port(node))
         full = time.monotonic()
         primary.config_set("maxmemory", "1")
         try:
