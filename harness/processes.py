@@ -89,10 +89,8 @@ def tracker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``tracker <command> <args>``; wait until ``health_url`` answers 200; SIGTERM at
     the end."""
-    if health_url and _listened(health_url):
-        # Its health check would pass on whatever holds the port, and the tests would
-        # talk to that.
-        raise RuntimeError(f"tracker {command}: something already listens at {health_url}")
+    if health_url:
+        _wait_closed(command, health_url)
     log_path = Path(tempfile.mkdtemp(prefix="tracker-")) / f"{command}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -124,6 +122,20 @@ def tracker(
         log.close()
 
 
+def _wait_closed(command: str, url: str) -> None:
+    """Return once nothing listens at ``url``'s port; fail if something keeps listening.
+
+    Its health check would pass on whatever holds the port, and the tests would talk to
+    that. A killed server's listening socket may outlive every process a moment: the
+    kernel finishes closing it later (CI once saw one accept a connection with no
+    process holding it, after the killed forwarder and its worker were both gone).
+    """
+    try:
+        wait_for(lambda: not _listened(url), timeout=5, what=f"{url} closed")
+    except TimeoutError:
+        raise RuntimeError(f"tracker {command}: something already listens at {url}") from None
+
+
 def _listened(url: str) -> bool:
     """Whether something accepts connections at ``url``'s port: a server that answers,
     and one too busy or too broken to (its health check would time out, not fail)."""
@@ -135,15 +147,6 @@ def _listened(url: str) -> bool:
     except TimeoutError:  # on loopback: a listener whose backlog is full
         pass
     return True
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs: a zombie has closed its files, listening sockets too."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 def health_url(settings: Settings, command: str) -> str:
