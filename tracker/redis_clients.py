@@ -54,7 +54,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from tracker.settings import CLUSTER_SCHEME, Settings
+from tracker.settings import CLUSTER_SCHEME, TLS_CLUSTER_SCHEME, Settings
 
 log = structlog.get_logger(__name__)
 _RETRIED = [ConnectionError, TimeoutError]
@@ -85,7 +85,7 @@ def async_client(settings: Settings, following: str | None = None) -> redis.asyn
         url,
         retry=AsyncRetry(_backoff(), _ATTEMPTS),
         retry_on_error=_RETRIED,
-        **_primary_of(_AsyncPrimary, extra),
+        **_primary_of((_AsyncPrimary, _AsyncTLSPrimary), extra),
     )
 
 
@@ -96,7 +96,7 @@ def sync_client(settings: Settings, following: str | None = None) -> redis.Redis
         url,
         retry=Retry(_backoff(), _ATTEMPTS),
         retry_on_error=_RETRIED,
-        **_primary_of(_SyncPrimary, extra),
+        **_primary_of((_SyncPrimary, _SyncTLSPrimary), extra),
     )
 
 
@@ -112,18 +112,18 @@ def async_reader(settings: Settings) -> Reader:
     failover go through :func:`async_client` and :func:`replicated`."""
     if not settings.redis_is_cluster:
         return async_client(settings)
-    seeds, auth = _seeds(settings)
+    seeds, options = _seeds(settings)
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in seeds]
-    return redis.asyncio.RedisCluster(startup_nodes=nodes, **auth)
+    return redis.asyncio.RedisCluster(startup_nodes=nodes, **options)
 
 
 def sync_reader(settings: Settings) -> redis.Redis | redis.RedisCluster:
     """:func:`async_reader`'s synchronous twin."""
     if not settings.redis_is_cluster:
         return sync_client(settings)
-    seeds, auth = _seeds(settings)
+    seeds, options = _seeds(settings)
     nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
-    return redis.RedisCluster(startup_nodes=nodes, **auth)
+    return redis.RedisCluster(startup_nodes=nodes, **options)
 
 
 @asynccontextmanager
@@ -140,7 +140,7 @@ async def replicated(client: redis.asyncio.Redis) -> AsyncIterator[redis.asyncio
     no replica) ``client`` itself is given.
     """
     pool = client.connection_pool
-    if not issubclass(pool.connection_class, _AsyncPrimary):
+    if not issubclass(pool.connection_class, _AsyncFollowing):
         yield client
         return
     own = redis.asyncio.Redis.from_pool(
@@ -356,9 +356,12 @@ async def _sent(client: redis.asyncio.Redis, queue: Callable[[Any], None]) -> li
         return list(await pipe.execute())
 
 
-def _primary_of(connection: type, topology: Topology | None) -> dict[str, Any]:
-    """redis-py's arguments for connections to the slot's primary; none off a cluster."""
-    return {"connection_class": connection, "topology": topology} if topology else {}
+def _primary_of(classes: tuple[type, type], topology: Topology | None) -> dict[str, Any]:
+    """redis-py's arguments for connections to the slot's primary, of ``classes``' first
+    or over TLS its second; none off a cluster."""
+    if topology is None:
+        return {}
+    return {"connection_class": classes[topology.tls], "topology": topology}
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,12 +393,18 @@ class Topology:
     slot: int
     nodes: list[tuple[str, int]]
     """Nodes to ask, the URL's first, then every node the last answer named."""
-    auth: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # a password too
+    """Of every connection, as :func:`_seeds` reads them from the URL."""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.options.get("ssl"))
 
     def asking(self, node: tuple[str, int]) -> dict[str, Any]:
         """Arguments of a connection that asks ``node`` where the slot is."""
         timeout = {"socket_timeout": _ASK_TIMEOUT_S, "socket_connect_timeout": _ASK_TIMEOUT_S}
-        return {"host": node[0], "port": node[1], **timeout, **self.auth}
+        options = {name: value for name, value in self.options.items() if name != "ssl"}
+        return {"host": node[0], "port": node[1], **timeout, **options}
 
     def learn(self, asked: tuple[str, int], reply: Sequence[Any]) -> tuple[str, int]:
         """The primary of :attr:`slot` in a ``CLUSTER SLOTS`` reply from ``asked``; every
@@ -421,12 +430,11 @@ def _connection(settings: Settings, following: str | None = None) -> tuple[str, 
         return settings.redis_url, None
     parts = urlsplit(settings.redis_url)
     userinfo = parts.netloc.rpartition("@")[0]
-    seeds, auth = _seeds(settings)
+    seeds, options = _seeds(settings)
     first = f"{userinfo}@" * bool(userinfo) + f"{seeds[0][0]}:{seeds[0][1]}"
-    scheme = "redis" if parts.scheme == CLUSTER_SCHEME else parts.scheme
-    url = urlunsplit((scheme, first, parts.path, parts.query, parts.fragment))
+    url = urlunsplit((_scheme(parts.scheme), first, parts.path, parts.query, parts.fragment))
     slot = key_slot((following or settings.key_prefix).encode())
-    return url, Topology(slot, seeds, auth)
+    return url, Topology(slot, seeds, options)
 
 
 def async_node_client(settings: Settings, address: str, timeout_s: float) -> redis.asyncio.Redis:
@@ -439,11 +447,26 @@ def async_node_client(settings: Settings, address: str, timeout_s: float) -> red
 
 
 def _seeds(settings: Settings) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """The nodes a cluster's URL names, and its user name and password."""
+    """The nodes a cluster's URL names, and what it says of every connection but where
+    it goes: the user name and password and, for ``rediss+cluster`` (or ``rediss`` with
+    the flag), TLS with redis-py's ``ssl_*`` query arguments (``?ssl_ca_certs=<file>``),
+    read by redis-py's own parser as one node's URL."""
     parts = urlsplit(settings.redis_url)
-    hosts = parts.netloc.rpartition("@")[2]
-    auth = {"username": parts.username, "password": parts.password}
-    return [_node(host) for host in hosts.split(",")], {k: v for k, v in auth.items() if v}
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    # Where is the seeds', not this URL's: its host is only there to make it a URL.
+    netloc = f"{userinfo}@" * bool(userinfo) + "node"
+    one = urlunsplit((_scheme(parts.scheme), netloc, "", parts.query, ""))
+    options: dict[str, Any] = redis.connection.parse_url(one)  # type: ignore[no-untyped-call]
+    for where in ("host", "port", "db"):
+        options.pop(where, None)
+    if issubclass(options.pop("connection_class", redis.Connection), redis.SSLConnection):
+        options["ssl"] = True  # as redis-py's clients of a cluster, and of one node, take it
+    return [_node(host) for host in hosts.split(",")], options
+
+
+def _scheme(scheme: str) -> str:
+    """The scheme redis-py knows for one node of a cluster named with ``scheme``."""
+    return {CLUSTER_SCHEME: "redis", TLS_CLUSTER_SCHEME: "rediss"}.get(scheme, scheme)
 
 
 def _node(text: str) -> tuple[str, int]:
@@ -455,15 +478,21 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class _AsyncPrimary(redis.asyncio.Connection):
+class _AsyncFollowing(redis.asyncio.connection.AbstractConnection):
+    """A connection to the primary that serves the topology's slot now, asked each time
+    it connects (:class:`_AsyncPrimary`, or over TLS :class:`_AsyncTLSPrimary`)."""
+
     def __init__(self, *, topology: Topology, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._topology = topology
 
     async def _connect(self) -> None:
         failures = []
+        asking_class = (
+            redis.asyncio.SSLConnection if self._topology.tls else redis.asyncio.Connection
+        )
         for node in list(self._topology.nodes):
-            asking = redis.asyncio.Connection(**self._topology.asking(node))
+            asking = asking_class(**self._topology.asking(node))
             try:
                 await asking.send_command("CLUSTER", "SLOTS")
                 self.host, self.port = self._topology.learn(node, await asking.read_response())
@@ -474,7 +503,8 @@ class _AsyncPrimary(redis.asyncio.Connection):
                 await asking.disconnect()
         else:
             raise _unanswered(failures)
-        await super()._connect()  # type: ignore[no-untyped-call]
+        # The connection class after this one in the MRO connects (plain or TLS).
+        await super()._connect()  # type: ignore[safe-super,no-untyped-call]
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -484,16 +514,27 @@ class _AsyncPrimary(redis.asyncio.Connection):
             raise _gone(self, exc) from exc
 
 
+class _AsyncPrimary(_AsyncFollowing, redis.asyncio.Connection):
+    pass
+
+
+class _AsyncTLSPrimary(_AsyncFollowing, redis.asyncio.SSLConnection):
+    pass
+
+
 # redis-py leaves its synchronous connection untyped.
-class _SyncPrimary(redis.Connection):
+class _SyncFollowing(redis.connection.AbstractConnection):
+    """:class:`_AsyncFollowing`'s synchronous twin."""
+
     def __init__(self, *, topology: Topology, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(**kwargs)
         self._topology = topology
 
     def _connect(self) -> Any:
         failures = []
+        asking_class = redis.SSLConnection if self._topology.tls else redis.Connection
         for node in list(self._topology.nodes):
-            asking = redis.Connection(**self._topology.asking(node))  # type: ignore[no-untyped-call]
+            asking = asking_class(**self._topology.asking(node))
             try:
                 asking.send_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
                 self.host, self.port = self._topology.learn(node, asking.read_response())
@@ -504,7 +545,7 @@ class _SyncPrimary(redis.Connection):
                 asking.disconnect()  # type: ignore[no-untyped-call]
         else:
             raise _unanswered(failures)
-        return super()._connect()  # type: ignore[no-untyped-call]
+        return super()._connect()  # type: ignore[safe-super,no-untyped-call]
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -512,6 +553,14 @@ class _SyncPrimary(redis.Connection):
         except _MOVED as exc:
             self.disconnect()  # type: ignore[no-untyped-call]
             raise _gone(self, exc) from exc
+
+
+class _SyncPrimary(_SyncFollowing, redis.Connection):
+    pass
+
+
+class _SyncTLSPrimary(_SyncFollowing, redis.SSLConnection):
+    pass
 
 
 def _unanswered(failures: list[str]) -> ConnectionError:

@@ -39,6 +39,8 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MAX_PORT = 65535
 CLUSTER_SCHEME = "redis+cluster"
 """A Redis URL of this scheme names a node of a Redis Cluster (tracker/redis_clients.py)."""
+TLS_CLUSTER_SCHEME = "rediss+cluster"
+"""The same, over TLS, as ``rediss`` is ``redis`` over TLS."""
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 # The subcommands of tracker/cli.py, which declares one parser each.
@@ -155,7 +157,7 @@ class Settings:
     # The collector reads the day's cookieless salt and the suppression list there.
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
-        "Redis URL of the KPI store",
+        "Redis URL of the KPI store; rediss:// for TLS (README, Running at scale)",
         STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
     redis_prefix: str = _setting(
@@ -165,7 +167,8 @@ class Settings:
     )
     redis_cluster: bool = _setting(
         False,
-        f"the Redis URL names a node of a Redis Cluster (as {CLUSTER_SCHEME}:// URLs do)",
+        f"the Redis URL names a node of a Redis Cluster (as {CLUSTER_SCHEME}:// and "
+        f"{TLS_CLUSTER_SCHEME}:// URLs do)",
         STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
     redis_spread_sums: bool = _setting(
@@ -599,7 +602,18 @@ class Settings:
 
     @property
     def redis_is_cluster(self) -> bool:
-        return self.redis_cluster or self.redis_url.startswith(f"{CLUSTER_SCHEME}://")
+        scheme = self.redis_url.partition("://")[0]
+        return self.redis_cluster or scheme in (CLUSTER_SCHEME, TLS_CLUSTER_SCHEME)
+
+    @property
+    def redis_shown(self) -> str:
+        """The Redis URL as errors and logs show it: its password starred out."""
+        userinfo, at, hosts = self.redis_url.partition("://")[2].rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if not colon:
+            return self.redis_url
+        scheme = self.redis_url.partition("://")[0]
+        return f"{scheme}://{user}:***{at}{hosts}"
 
     @property
     def key_prefix(self) -> str:

@@ -469,7 +469,7 @@ def read_once(settings: Settings, read: Callable[[C], Awaitable[T]], make: Calla
     try:
         return asyncio.run(main())
     except RedisError as exc:
-        raise StoreUnavailable(f"Redis at {settings.redis_url} did not answer: {exc}") from exc
+        raise StoreUnavailable(f"Redis at {settings.redis_shown} did not answer: {exc}") from exc
 
 
 _TAKE = """

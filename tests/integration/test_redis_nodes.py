@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,8 +18,9 @@ from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 from structlog.testing import capture_logs
 
-from harness.isolation import free_port, isolated_settings
-from harness.processes import command, http_get, wait_for
+from harness.isolation import isolated_settings
+from harness.processes import command, http_get
+from harness.redis_servers import redis_server
 from tests.exporter import exporter
 from tracker.events import Event
 from tracker.forward.marks import SENT, Marks
@@ -55,30 +54,9 @@ def clicks(prefix: str, count: int) -> list[Event]:
     ]
 
 
-@contextmanager
-def redis_server(folder: Path, *options: str) -> Iterator[str]:
-    """A redis-server no other test uses, with Redis's defaults (noeviction, no limit)
-    but for ``options``; its URL."""
-    port = free_port()
-    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)]
-    process = subprocess.Popen(
-        ["redis-server", *arguments, *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        plain = redis.Redis(port=port)
-        wait_for(plain.ping, 30, "the test's own redis-server")
-        plain.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[str]:
-    with redis_server(tmp_path) as url:
+    with redis_server(tmp_path) as (url, _):
         yield url
 
 
@@ -180,7 +158,7 @@ def test_a_server_that_refuses_info_is_not_taken_for_one_that_may_evict(
     settings: Settings, tmp_path: Path
 ) -> None:
     """Hardened servers rename INFO away: their operator chose so, and is told."""
-    with redis_server(tmp_path, "--rename-command", "INFO", "") as url:
+    with redis_server(tmp_path, "--rename-command", "INFO", "") as (url, _):
         hardened = dataclasses.replace(settings, redis_url=url)
         with capture_logs() as logs:
             for offset in (0, 1):  # a sink each, each reading the nodes: said once

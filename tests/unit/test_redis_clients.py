@@ -24,9 +24,37 @@ def test_a_cluster_url_names_every_seed_and_puts_the_keys_in_one_slot() -> None:
     assert url == "redis://me:secret@h1:7001/0"
     assert topology is not None
     assert topology.nodes == [("h1", 7001), ("h2", 7002), ("h3", 6379)]
-    assert topology.auth == {"username": "me", "password": "secret"}
+    assert topology.options == {"username": "me", "password": "secret"}
     assert settings.key_prefix == "{tracker}"
     assert topology.slot == key_slot(b"{tracker}") == key_slot(b"{tracker}:b:1h:0:total")
+
+
+def test_a_password_is_read_unquoted_as_redis_py_reads_the_url_of_one_node() -> None:
+    settings = Settings(redis_url="redis+cluster://me:p%40ss%3Aword@h1:7001/0")
+    _, topology = _connection(settings)
+    assert topology is not None
+    assert topology.options == {"username": "me", "password": "p@ss:word"}
+    assert "p@ss" not in repr(topology)
+
+
+def test_a_tls_cluster_url_makes_every_connection_speak_tls_trusting_what_it_names() -> None:
+    settings = Settings(
+        redis_url="rediss+cluster://h1:7001,h2:7002/0?ssl_ca_certs=/etc/ca.pem&ssl_check_hostname=false"
+    )
+    assert settings.redis_is_cluster
+    url, topology = _connection(settings)
+    assert url == "rediss://h1:7001/0?ssl_ca_certs=/etc/ca.pem&ssl_check_hostname=false"
+    assert topology is not None
+    assert topology.tls
+    assert topology.options == {
+        "ssl": True,
+        "ssl_ca_certs": "/etc/ca.pem",
+        "ssl_check_hostname": False,
+    }
+    asking = topology.asking(("h2", 7002))
+    assert "ssl" not in asking  # the connection's class says it
+    assert asking["ssl_ca_certs"] == "/etc/ca.pem"
+    assert not Topology(1, [], {"username": "me"}).tls
 
 
 def test_the_flag_makes_a_redis_url_a_cluster_one_and_a_tag_in_the_prefix_is_kept() -> None:

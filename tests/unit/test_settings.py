@@ -615,3 +615,16 @@ def test_the_holder_check_can_fail() -> None:
         "def f(cfg: Settings) -> None: ...\nalias = self._settings\ngetattr(settings, name)"
     )
     assert len(list(_unknown_holders(code))) == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("rediss://:pw@h:6380/0", "rediss://:***@h:6380/0"),
+        ("redis+cluster://me:p@ss@h1:1,h2:2/0", "redis+cluster://me:***@h1:1,h2:2/0"),
+        ("redis://me@h/0", "redis://me@h/0"),
+    ],
+)
+def test_the_redis_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert Settings(redis_url=url).redis_shown == shown
