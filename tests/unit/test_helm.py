@@ -39,12 +39,17 @@ TOKEN_SECRET = "tracker-api-token"  # noqa: S105  # the Secret's name, not a tok
 # The chart's kubeVersion floor (the collector's preStop sleep action) and the newest
 # schema kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
+REDIS_CA = "/etc/tracker/redis-tls/ca.crt"
 # Every switch of values.yaml turned away from its default at once.
 EVERYTHING: dict[str, Any] = {
     "image": {"repository": "registry.example/tracker", "tag": "0.1.0"},
     "imagePullSecrets": [{"name": "registry"}],
     "config": {"TRACKER_TIMEZONE": "Europe/Berlin", "TRACKER_GRACE_S": 600},
     "envFromSecrets": ["tracker-redis-url"],
+    "redis": {
+        "url": f"rediss+cluster://redis-0:6379/0?ssl_ca_certs={REDIS_CA}",
+        "tlsSecret": "redis-ca",
+    },
     "spreadAcrossNodes": False,
     "collector": {
         "env": {"TRACKER_COLLECTOR_WORKERS": 2, "TRACKER_REDIRECT_ALLOW": "shop.example"},
@@ -307,6 +312,26 @@ def test_each_container_runs_a_real_command_with_settings_the_loader_accepts(var
     assert components == expected
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_pod_mounts_the_redis_tls_secret_where_the_url_finds_it(variant: str) -> None:
+    docs = _rendered(variant)
+    named = VARIANTS[variant].get("redis", {}).get("tlsSecret")
+    for component, pod in _pods(docs):
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        mounts = {m["name"]: m for m in _container(pod)["volumeMounts"]}
+        if not named:
+            assert "redis-tls" not in volumes, component
+            assert "redis-tls" not in mounts, component
+            continue
+        assert volumes["redis-tls"]["secret"] == {"secretName": named, "defaultMode": 0o440}
+        assert pod["spec"]["securityContext"]["fsGroup"] == 10001  # the image's user reads it
+        assert mounts["redis-tls"]["readOnly"] is True, component
+        url = _environ(docs, _container(pod), "pod-0")["TRACKER_REDIS_URL"]
+        assert settings.Settings(redis_url=url).redis_is_cluster
+        ca = url.partition("ssl_ca_certs=")[2]
+        assert Path(ca).parent == Path(mounts["redis-tls"]["mountPath"]), component
+
+
 def test_services_route_to_their_component_and_port() -> None:
     docs = _rendered("everything")
     for service in (doc for doc in docs if doc["kind"] == "Service"):
@@ -426,7 +451,7 @@ def test_the_chart_holds_no_token() -> None:
         docs = _rendered(variant)
         assert "Secret" not in {doc["kind"] for doc in docs}
         pod = _one(docs, "Deployment", "exporter")["spec"]["template"]
-        (volume,) = (v for v in pod["spec"]["volumes"] if "secret" in v)
+        (volume,) = (v for v in pod["spec"]["volumes"] if v["name"] == "api-token")
         assert volume["secret"]["secretName"] == TOKEN_SECRET
         # Root's, readable by the image's user through the pod's fsGroup, not by others.
         assert volume["secret"]["defaultMode"] == 0o440

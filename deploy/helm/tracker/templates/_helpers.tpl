@@ -114,19 +114,32 @@ envFrom:
   {{- include "tracker.envFrom" . | nindent 2 }}
 {{- end }}
 
-{{/* Writable places on a read-only root: /tmp and the image's working directory. */}}
-{{- define "tracker.scratchMounts" -}}
+{{/* Writable places on a read-only root (/tmp and the image's working directory), and
+the Redis TLS Secret when one is named. */}}
+{{- define "tracker.mounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: work
   mountPath: /var/lib/tracker
+{{- if .root.Values.redis.tlsSecret }}
+- name: redis-tls
+  mountPath: /etc/tracker/redis-tls
+  readOnly: true
+{{- end }}
 {{- end }}
 
-{{- define "tracker.scratchVolumes" -}}
+{{- define "tracker.volumes" -}}
 - name: tmp
   emptyDir: {}
 - name: work
   emptyDir: {}
+{{- with .root.Values.redis.tlsSecret }}
+- name: redis-tls
+  secret:
+    secretName: {{ . }}
+    # Group-readable (a client's key may be in it): the pod's fsGroup is the image's user.
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 
 {{/* A PodDisruptionBudget from {enabled, minAvailable, maxUnavailable}: one of the two. */}}
