@@ -48,6 +48,7 @@ from redis.exceptions import (
     ConnectionError,
     NoScriptError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     TimeoutError,
     TryAgainError,
@@ -114,16 +115,32 @@ def async_reader(settings: Settings) -> Reader:
         return async_client(settings)
     seeds, options = _seeds(settings)
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in seeds]
-    return redis.asyncio.RedisCluster(startup_nodes=nodes, **options)
+    return _AsyncClusterReader(startup_nodes=nodes, **options)
+
+
+class _AsyncClusterReader(redis.asyncio.RedisCluster):
+    """redis-py's ``RedisCluster``, whose failure to reach any node is a
+    ``ConnectionError``, as every other client's: callers catch ``RedisError``, and
+    redis-py raises ``RedisClusterUnreachableError``, which is none (``tracker report``
+    printed a traceback where, on one Redis, it says the store did not answer)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> redis.asyncio.RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ConnectionError(str(exc)) from exc
 
 
 def sync_reader(settings: Settings) -> redis.Redis | redis.RedisCluster:
-    """:func:`async_reader`'s synchronous twin."""
+    """:func:`async_reader`'s synchronous twin; it reaches the cluster when made."""
     if not settings.redis_is_cluster:
         return sync_client(settings)
     seeds, options = _seeds(settings)
     nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
-    return redis.RedisCluster(startup_nodes=nodes, **options)
+    try:
+        return redis.RedisCluster(startup_nodes=nodes, **options)
+    except RedisClusterException as exc:  # as _AsyncClusterReader says
+        raise ConnectionError(str(exc)) from exc
 
 
 @asynccontextmanager

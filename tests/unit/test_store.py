@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError
 
 from tracker.channels import CHANNELS
-from tracker.redis_clients import async_client
+from tracker.redis_clients import Reader, async_client, async_reader, sync_reader
 from tracker.seen import (
     GENERATION_S,
     SEEN_TTL_S,
@@ -37,16 +38,25 @@ from tracker.store import (
 )
 
 
-async def _ping(client: Redis) -> bool:
+async def _ping(client: Reader) -> bool:
     return bool(await client.ping())
 
 
-def test_read_once_names_the_redis_that_did_not_answer_but_not_its_password() -> None:
-    url = "redis://me:secret@127.0.0.1:1/0"  # nothing listens on port 1
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+def test_read_once_names_the_redis_that_did_not_answer_but_not_its_password(
+    scheme: str,
+) -> None:
+    url = f"{scheme}://me:secret@127.0.0.1:1/0"  # nothing listens on port 1
     with pytest.raises(StoreUnavailable) as refused:
-        read_once(Settings(redis_url=url), _ping, async_client)
-    assert str(refused.value).startswith("Redis at redis://me:***@127.0.0.1:1/0 did not answer: ")
+        read_once(Settings(redis_url=url), _ping, async_reader)
+    shown = f"Redis at {scheme}://me:***@127.0.0.1:1/0 did not answer: "
+    assert str(refused.value).startswith(shown)
     assert "secret" not in str(refused.value)
+
+
+def test_a_cluster_no_node_of_which_answers_is_a_connection_error() -> None:
+    with pytest.raises(ConnectionError, match="Redis Cluster cannot be connected"):
+        sync_reader(Settings(redis_url="redis+cluster://127.0.0.1:1/0"))
 
 
 def test_read_once_lets_the_reads_own_errors_pass() -> None:
