@@ -18,6 +18,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tracker.settings import Settings, env_name
 
 T = TypeVar("T")
@@ -81,6 +83,18 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
             return answer.status, answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def sample(url: str, name: str, **labels: str) -> float | None:
+    """Sample ``name`` (with at least ``labels``) of the ``/metrics`` page at ``url``;
+    None when the page has none."""
+    status, page = http_get(url)
+    assert status == 200, page[:500]
+    for family in text_string_to_metric_families(page.decode()):
+        for found in family.samples:
+            if found.name == name and labels.items() <= found.labels.items():
+                return float(found.value)
+    return None
 
 
 @contextmanager

@@ -42,10 +42,9 @@ from typing import Any, Final, Literal
 
 import orjson
 from google.protobuf import json_format
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness.isolation import free_port
-from harness.processes import http_get
+from harness.processes import sample
 from tests.kafka import caught_up
 from tracker.forward import google, meta, tiktok
 from tracker.settings import Settings
@@ -353,13 +352,7 @@ def forwarder_url(settings: Settings, path: str = "/healthz") -> str:
 
 def metric(settings: Settings, name: str, **labels: str) -> float | None:
     """A sample of the running forwarder's ``/metrics``; None when it has none."""
-    status, page = http_get(forwarder_url(settings, "/metrics"))
-    assert status == 200
-    for family in text_string_to_metric_families(page.decode()):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return None
+    return sample(forwarder_url(settings, "/metrics"), name, **labels)
 
 
 def key_of(platform: str, item: Mapping[str, Any]) -> str:

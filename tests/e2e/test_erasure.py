@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from harness.processes import health_url, http_get, running, tracker, wait_for
+from harness.processes import health_url, http_get, running, sample, tracker, wait_for
 from tests.e2e.test_oracle import settled
 from tests.e2e.test_pipeline import kpis, post
 from tests.kafka import records
@@ -110,13 +109,10 @@ def expected(*counted: Traffic) -> tuple[int, int, float]:
 
 def suppressed(settings: Settings) -> int:
     """``tracker_pipeline_suppressed_total`` as the exporter shows it."""
-    status, body = http_get(f"http://127.0.0.1:{settings.exporter_port}/metrics")
-    assert status == 200
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == "tracker_pipeline_suppressed_total":
-                return int(sample.value)
-    raise AssertionError("no tracker_pipeline_suppressed_total in /metrics")
+    url = f"http://127.0.0.1:{settings.exporter_port}/metrics"
+    found = sample(url, "tracker_pipeline_suppressed_total")
+    assert found is not None, "no tracker_pipeline_suppressed_total in /metrics"
+    return int(found)
 
 
 def people(settings: Settings, **person: str) -> tuple[int, Any]:
