@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from tracker.events import Event
+from tracker.kafka import client_options
 from tracker.records import encode_records, partition_of
 from tracker.settings import Settings
 
@@ -85,7 +86,7 @@ def kafka_producer(settings: Settings) -> AIOKafkaProducer:
     """The collector's Kafka client (not started): nothing is lost once acknowledged."""
     compression = settings.kafka_compression
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=0,  # we batch ourselves; aiokafka should send at once

@@ -53,7 +53,7 @@ from collector import postback, redirect, segment_messages, snowplow_events, val
 from collector.cookieless import Salts
 from collector.producer import kafka_producer
 from tracker.events import Context, Event, InvalidEvent, Rules, parse_event
-from tracker.kafka import KafkaUnavailable, ensure_topics
+from tracker.kafka import KafkaUnavailable, client_options, ensure_topics
 from tracker.records import decode_dead_letter, encode_records, partition_of
 from tracker.redis_clients import async_client
 from tracker.settings import Settings
@@ -203,7 +203,7 @@ async def replay(settings: Settings, since_ms: EpochMs | None, dry_run: bool) ->
     allowed = redirect.AllowList.from_settings(settings)
     consumer = letters_consumer(settings)
     producer = kafka_producer(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     salt = await todays_salt(settings)
     try:
         await ensure_topics(settings)
@@ -255,7 +255,7 @@ def letters_consumer(settings: Settings) -> AIOKafkaConsumer:
     """A consumer for reading a dead-letter topic from its start, committing nothing:
     what was replayed is kept in a topic of its own."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=READ_BATCH,

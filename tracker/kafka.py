@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
 
 from tracker.settings import Settings
 
@@ -21,6 +23,35 @@ MIN_INSYNC = "min.insync.replicas"
 AUDIT_RETENTION_MS = "-1"
 _DYNAMIC_TOPIC_CONFIG = 1
 """DescribeConfigs' source of a value set on the topic itself (not a default)."""
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """What every Kafka client tracker makes is given, as aiokafka's arguments: where the
+    brokers are, and how they are reached (TLS, SASL)."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = tls_context(settings)
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of a client of brokers that speak TLS: their certificates checked
+    against the machine's authorities, or the file named; a certificate of its own
+    shown when one is set."""
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.kafka_ssl_ca_file or None,
+        certfile=settings.kafka_ssl_cert_file or None,
+        keyfile=settings.kafka_ssl_key_file or None,
+    )
+    return context
 
 
 class KafkaUnavailable(RuntimeError):
@@ -62,7 +93,7 @@ async def ensure_topics(
     ``more``: a command's own topics (the forwarder's dead letters) with their configs,
     made with one partition and kept to those configs like the events topic.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     more = more or {}
     configs = {**topic_configs(settings), **more}
     try:

@@ -42,6 +42,9 @@ CLUSTER_SCHEME = "redis+cluster"
 TLS_CLUSTER_SCHEME = "rediss+cluster"
 """The same, over TLS, as ``rediss`` is ``redis`` over TLS."""
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+"""How a client reaches Kafka, as Kafka names it (``security.protocol``)."""
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 # The subcommands of tracker/cli.py, which declares one parser each.
 COLLECTOR = "collector"
@@ -117,7 +120,7 @@ class Declaration:
         if self.choices:
             # Any case, as people type it; stored as declared, as the code compares it.
             for choice in self.choices:
-                if value.lower() == choice:
+                if value.lower() == choice.lower():
                     return choice
             raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
         for words, limit in self.bounds():
@@ -154,6 +157,31 @@ class Settings:
     kafka_bootstrap: str = _setting(
         "127.0.0.1:9092", "Kafka bootstrap servers, comma separated", KAFKA
     )
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT",
+        "how every Kafka client reaches the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT "
+        "or SASL_SSL (README, Running at scale)",
+        KAFKA,
+        choices=KAFKA_PROTOCOLS,
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "PLAIN",
+        "with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        KAFKA,
+        choices=SASL_MECHANISMS,
+    )
+    kafka_sasl_username: str = _setting("", "with SASL: the user name", KAFKA)
+    kafka_sasl_password: str = _setting("", "with SASL: the password", KAFKA, secret=True)
+    kafka_ssl_ca_file: str = _setting(
+        "",
+        "with TLS: a PEM file of the authorities the brokers' certificates are checked "
+        "against; empty: the machine's",
+        KAFKA,
+    )
+    kafka_ssl_cert_file: str = _setting(
+        "", "with TLS: a PEM certificate (chain) shown to brokers that ask for one", KAFKA
+    )
+    kafka_ssl_key_file: str = _setting("", "with TLS: that certificate's PEM key", KAFKA)
     # The collector reads the day's cookieless salt and the suppression list there.
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
@@ -853,6 +881,17 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{named('topic_min_insync_replicas')}: must be at most {named('topic_replicas')} "
             f"({settings.topic_replicas}); Kafka would refuse every event"
+        )
+    if settings.kafka_security_protocol.startswith("SASL_") and not (
+        settings.kafka_sasl_username and settings.kafka_sasl_password
+    ):
+        raise SettingsError(
+            f"{named('kafka_security_protocol')} {settings.kafka_security_protocol} needs "
+            f"{named('kafka_sasl_username')} and {named('kafka_sasl_password')}"
+        )
+    if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
+        raise SettingsError(
+            f"{named('kafka_ssl_cert_file')} and {named('kafka_ssl_key_file')} go together"
         )
     if settings.budget_min_days > settings.budget_history_days:
         raise SettingsError(

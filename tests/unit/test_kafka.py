@@ -1,11 +1,16 @@
-"""What tracker's topics are made with: replicas in sync, and its setting's bounds."""
+"""What tracker's topics are made with (replicas in sync, and its setting's bounds), and
+how every client reaches the brokers (TLS, SASL)."""
 
 from __future__ import annotations
 
-import pytest
+import ssl
 
-from tracker.kafka import creation_configs
+import pytest
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+from tracker.kafka import client_options, creation_configs
 from tracker.settings import Settings, SettingsError, load
+from tracker.stream.app import _credentials
 
 
 def test_min_insync_replicas_is_the_brokers_unless_set() -> None:
@@ -35,4 +40,71 @@ def test_min_insync_replicas_out_of_range_names_the_variable(
     environ: dict[str, str], error: str
 ) -> None:
     with pytest.raises(SettingsError, match=rf"^TRACKER_TOPIC_MIN_INSYNC_REPLICAS: {error}"):
+        load(None, environ)
+
+
+def test_every_client_is_given_the_brokers_and_plain_text_by_default() -> None:
+    assert client_options(Settings(kafka_bootstrap="k1:9092,k2:9092")) == {
+        "bootstrap_servers": "k1:9092,k2:9092",
+        "security_protocol": "PLAINTEXT",
+    }
+    assert _credentials(Settings()) is None
+
+
+def test_sasl_over_tls_gives_every_client_the_login_and_a_context_that_checks() -> None:
+    settings = load(
+        None,
+        {
+            "TRACKER_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",  # as people type it
+            "TRACKER_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "TRACKER_KAFKA_SASL_USERNAME": "tracker",
+            "TRACKER_KAFKA_SASL_PASSWORD": "pw",
+        },
+    )
+    options = client_options(settings)
+    context = options.pop("ssl_context")
+    assert options == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "tracker",
+        "sasl_plain_password": "pw",
+    }
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert "pw" not in repr(settings)
+    faust_side = credentials_to_aiokafka_auth(_credentials(settings))
+    assert {k: v for k, v in faust_side.items() if k != "ssl_context"} == {
+        k: v for k, v in options.items() if k != "bootstrap_servers"
+    }
+
+
+def test_tls_alone_gives_a_context_and_no_login() -> None:
+    options = client_options(Settings(kafka_security_protocol="SSL"))
+    assert options["security_protocol"] == "SSL"
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert "sasl_mechanism" not in options
+    assert (
+        credentials_to_aiokafka_auth(_credentials(Settings(kafka_security_protocol="SSL")))[
+            "security_protocol"
+        ]
+        == "SSL"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "error"),
+    [
+        (
+            {"TRACKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TRACKER_KAFKA_SASL_USERNAME": "u"},
+            "SASL_SSL needs TRACKER_KAFKA_SASL_USERNAME and TRACKER_KAFKA_SASL_PASSWORD",
+        ),
+        ({"TRACKER_KAFKA_SSL_CERT_FILE": "/c.pem"}, "TRACKER_KAFKA_SSL_KEY_FILE go together"),
+        ({"TRACKER_KAFKA_SECURITY_PROTOCOL": "TLS"}, "expected one of PLAINTEXT, SSL"),
+    ],
+)
+def test_a_security_setting_that_cannot_work_is_refused(
+    environ: dict[str, str], error: str
+) -> None:
+    with pytest.raises(SettingsError, match=error):
         load(None, environ)

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from tracker.kafka import client_options
 from tracker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,12 +42,9 @@ class EndOffsets:
 
     async def start(self) -> None:
         # No group: this consumer never joins the workers' group, it only asks.
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap, request_timeout_ms=5000
-        )
-        self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._settings.kafka_bootstrap, request_timeout_ms=5000
-        )
+        options = client_options(self._settings)
+        self._consumer = AIOKafkaConsumer(**options, request_timeout_ms=5000)
+        self._admin = AIOKafkaAdminClient(**options, request_timeout_ms=5000)
         try:
             await self._consumer.start()
             await self._admin.start()

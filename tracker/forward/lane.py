@@ -43,6 +43,7 @@ from tracker.forward.destinations import Destination
 from tracker.forward.exchange import Failure
 from tracker.forward.marks import DEAD, SENT, Marks, unique
 from tracker.forward.metrics import Metrics
+from tracker.kafka import client_options
 from tracker.records import decode_events
 from tracker.settings import Settings
 
@@ -114,7 +115,7 @@ class Lane:
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             self._settings.events_topic,
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **client_options(self._settings),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

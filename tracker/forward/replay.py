@@ -34,7 +34,7 @@ from tracker.forward.destinations import Destination
 from tracker.forward.exchange import Failure
 from tracker.forward.marks import SENT, Marks
 from tracker.forward.transport import HttpTransport
-from tracker.kafka import KafkaUnavailable, ensure_topics
+from tracker.kafka import KafkaUnavailable, client_options, ensure_topics
 from tracker.redis_clients import async_client
 from tracker.settings import Settings
 from tracker.store import StoreUnavailable
@@ -85,7 +85,7 @@ async def replay(
     summary = Summary(topic, since_ms, dry_run)
     consumer = letters_consumer(settings)
     producer = kafka_producer(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     redis = async_client(settings)
     marks = Marks(redis, settings, name)
     transport = HttpTransport(settings)

@@ -20,7 +20,7 @@ import structlog
 from faust.types import TP
 from redis.exceptions import OutOfMemoryError, RedisError
 
-from tracker import heap
+from tracker import heap, kafka
 from tracker.records import decode_events, encode_dead_letter
 from tracker.redis_clients import async_client
 from tracker.redis_nodes import MayEvict
@@ -30,6 +30,20 @@ from tracker.stream.sink import Record, Rewind, Sink, WatchError
 log = structlog.get_logger(__name__)
 
 
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's form of :func:`tracker.kafka.client_options`' TLS and SASL."""
+    protocol = settings.kafka_security_protocol
+    context = kafka.tls_context(settings) if protocol in ("SSL", "SASL_SSL") else None
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    return faust.SSLCredentials(context) if context else None
+
+
 def build_app(settings: Settings, datadir: Path) -> faust.App:
     """A Faust app consuming ``settings.events_topic`` into Redis; ``datadir`` is Faust's
     own directory (empty: tables are in memory)."""
@@ -37,6 +51,7 @@ def build_app(settings: Settings, datadir: Path) -> faust.App:
         settings.app_id,
         datadir=datadir,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=_credentials(settings),
         store="memory://",
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
