@@ -11,6 +11,11 @@
 #                                  first entry is used. Controller = port + 1.
 #   TRACKER_KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
 #   TRACKER_KAFKA_HEAP_OPTS        JVM heap flags (default -Xms256m -Xmx1g)
+#   TRACKER_KAFKA_RUN_DIR          pid, logs, config and data (default .run/kafka):
+#                                  another folder runs another broker beside it
+#   TRACKER_KAFKA_PROPERTIES       a properties file appended to the broker's, whose
+#                                  keys win (more listeners, TLS, SASL: see
+#                                  harness/secure_kafka.py)
 #   TRACKER_CACHE_DIR, TRACKER_PYTHON   see _kafka.sh
 #
 # Files: jars in .cache/kafka-<version>/libs (see _kafka.sh), pid/logs/config
@@ -26,7 +31,7 @@ source "$ROOT/deploy/local/_common.sh"
 source "$ROOT/deploy/local/_kafka.sh"
 
 TEMPLATE="$ROOT/deploy/kafka/server.properties"
-RUN="$ROOT/.run/kafka"
+RUN="${TRACKER_KAFKA_RUN_DIR:-$ROOT/.run/kafka}"
 DATA="$RUN/data"
 PIDFILE="$RUN/kafka.pid"
 OUT="$RUN/kafka.out"
@@ -58,6 +63,10 @@ write_props() {
         printf 'advertised.listeners=PLAINTEXT://%s:%s,CONTROLLER://%s:%s\n' "$HOST" "$PORT" "$HOST" "$CONTROLLER_PORT"
         printf 'controller.quorum.bootstrap.servers=%s:%s\n' "$HOST" "$CONTROLLER_PORT"
         printf 'log.dirs=%s\n' "$DATA"
+        if [[ -n ${TRACKER_KAFKA_PROPERTIES:-} ]]; then
+            printf '\n# ---- from %s ----\n' "$TRACKER_KAFKA_PROPERTIES"
+            cat "$TRACKER_KAFKA_PROPERTIES"
+        fi
     } >"$PROPS"
 }
 
@@ -101,7 +110,7 @@ cmd_start() {
     take_lock "$RUN"
     PROBE_PY=$(pick_python || true)
     if pid=$(pid_of "$PIDFILE" kafka.Kafka); then
-        # One broker per checkout: .run/kafka holds a single pid and data dir.
+        # One broker per run folder (.run/kafka by default): one pid, one data dir.
         if [[ $(cat "$RUN/bootstrap" 2>/dev/null) != "$BOOTSTRAP" ]]; then
             die "this checkout's Kafka (pid $pid) serves $(cat "$RUN/bootstrap" 2>/dev/null || echo '?'), not $BOOTSTRAP; run '$0 stop' first"
         fi

@@ -1,0 +1,103 @@
+"""A Kafka broker that takes clients over TLS with a SASL login (SASL_SSL, PLAIN), as
+managed Kafka services do, beside the session's broker: for tests of tracker's Kafka
+security settings.
+
+``deploy/local/kafka.sh`` runs it in a folder of its own, with properties appended to
+the usual ones: a SASL_SSL listener for the clients, its certificate signed by a test's
+own authority. The script's plaintext listener stays, on another port, for its
+readiness probe and the controller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.isolation import free_port
+from harness.redis_servers import Certificates
+from harness.services import ROOT
+from tracker.settings import Settings
+
+SCRIPT = ROOT / "deploy/local/kafka.sh"
+USER = "tracker"
+PASSWORD = "broker-test-password"  # noqa: S105  # a test broker's, made here
+
+
+@dataclass(frozen=True, slots=True)
+class SecureKafka:
+    bootstrap: str
+    """Its SASL_SSL listener, ``127.0.0.1:<port>``."""
+    ca: Path
+
+    def settings(self, settings: Settings, password: str = PASSWORD) -> Settings:
+        """``settings`` reaching this broker as a client must: TLS trusting the test's
+        authority, and the user's login (or another ``password``)."""
+        return dataclasses.replace(
+            settings,
+            kafka_bootstrap=self.bootstrap,
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_username=USER,
+            kafka_sasl_password=password,
+            kafka_ssl_ca_file=str(self.ca),
+        )
+
+
+def _two_free_ports() -> int:
+    """A port whose next one is free too (the script's controller listens there)."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+@contextmanager
+def secure_kafka(folder: Path, tls: Certificates) -> Iterator[SecureKafka]:
+    """A broker in ``folder`` whose clients speak SASL_SSL, signed by ``tls``'s authority."""
+    plain, secure = _two_free_ports(), free_port()
+    keystore = folder / "keystore.pem"  # Kafka reads a PEM key store: the key, then the chain
+    keystore.write_text(tls.key.read_text() + tls.cert.read_text())
+    listeners = (
+        f"PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{plain + 1},"
+        f"SASL_SSL://127.0.0.1:{secure}"
+    )
+    module = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    login = f'{module} required user_{USER}="{PASSWORD}";'
+    properties = folder / "secure.properties"
+    properties.write_text(
+        f"listeners={listeners}\n"
+        f"advertised.listeners={listeners}\n"
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL\n"
+        "sasl.enabled.mechanisms=PLAIN\n"
+        f"listener.name.sasl_ssl.plain.sasl.jaas.config={login}\n"
+        "ssl.keystore.type=PEM\n"
+        f"ssl.keystore.location={keystore}\n"
+    )
+    environment = {
+        **os.environ,
+        "TRACKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{plain}",
+        "TRACKER_KAFKA_RUN_DIR": str(folder / "kafka"),
+        "TRACKER_KAFKA_PROPERTIES": str(properties),
+        "TRACKER_KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+    }
+
+    def script(action: str) -> None:
+        done = subprocess.run(
+            ["bash", str(SCRIPT), action], env=environment, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"kafka.sh {action}:\n{done.stderr[-4000:]}"
+
+    script("start")
+    try:
+        yield SecureKafka(f"127.0.0.1:{secure}", tls.ca)
+    finally:
+        script("stop")
