@@ -40,11 +40,18 @@ TOKEN_SECRET = "tracker-api-token"  # noqa: S105  # the Secret's name, not a tok
 # schema kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 REDIS_CA = "/etc/tracker/redis-tls/ca.crt"
+KAFKA_CA = "/etc/tracker/kafka-tls/ca.crt"
 # Every switch of values.yaml turned away from its default at once.
 EVERYTHING: dict[str, Any] = {
     "image": {"repository": "registry.example/tracker", "tag": "0.1.0"},
     "imagePullSecrets": [{"name": "registry"}],
-    "config": {"TRACKER_TIMEZONE": "Europe/Berlin", "TRACKER_GRACE_S": 600},
+    "config": {
+        "TRACKER_TIMEZONE": "Europe/Berlin",
+        "TRACKER_GRACE_S": 600,
+        "TRACKER_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "TRACKER_KAFKA_SSL_CA_FILE": KAFKA_CA,
+    },
+    "kafka": {"tlsSecret": "tracker-cluster-ca-cert"},
     "envFromSecrets": ["tracker-redis-url"],
     "redis": {
         "url": f"rediss+cluster://redis-0:6379/0?ssl_ca_certs={REDIS_CA}",
@@ -312,24 +319,32 @@ def test_each_container_runs_a_real_command_with_settings_the_loader_accepts(var
     assert components == expected
 
 
+def _ca_file(service: str, environ: dict[str, str]) -> str:
+    """Where a container's settings look for ``service``'s TLS authority."""
+    if service == "kafka":
+        return environ["TRACKER_KAFKA_SSL_CA_FILE"]
+    assert settings.Settings(redis_url=environ["TRACKER_REDIS_URL"]).redis_is_cluster
+    return environ["TRACKER_REDIS_URL"].partition("ssl_ca_certs=")[2]
+
+
+@pytest.mark.parametrize("service", ["kafka", "redis"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_every_pod_mounts_the_redis_tls_secret_where_the_url_finds_it(variant: str) -> None:
+def test_every_pod_mounts_a_tls_secret_where_its_settings_look(variant: str, service: str) -> None:
     docs = _rendered(variant)
-    named = VARIANTS[variant].get("redis", {}).get("tlsSecret")
+    named = VARIANTS[variant].get(service, {}).get("tlsSecret")
+    volume = f"{service}-tls"
     for component, pod in _pods(docs):
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         mounts = {m["name"]: m for m in _container(pod)["volumeMounts"]}
         if not named:
-            assert "redis-tls" not in volumes, component
-            assert "redis-tls" not in mounts, component
+            assert volume not in volumes, component
+            assert volume not in mounts, component
             continue
-        assert volumes["redis-tls"]["secret"] == {"secretName": named, "defaultMode": 0o440}
+        assert volumes[volume]["secret"] == {"secretName": named, "defaultMode": 0o440}
         assert pod["spec"]["securityContext"]["fsGroup"] == 10001  # the image's user reads it
-        assert mounts["redis-tls"]["readOnly"] is True, component
-        url = _environ(docs, _container(pod), "pod-0")["TRACKER_REDIS_URL"]
-        assert settings.Settings(redis_url=url).redis_is_cluster
-        ca = url.partition("ssl_ca_certs=")[2]
-        assert Path(ca).parent == Path(mounts["redis-tls"]["mountPath"]), component
+        assert mounts[volume]["readOnly"] is True, component
+        ca = _ca_file(service, _environ(docs, _container(pod), "pod-0"))
+        assert Path(ca).parent == Path(mounts[volume]["mountPath"]), component
 
 
 def test_services_route_to_their_component_and_port() -> None:

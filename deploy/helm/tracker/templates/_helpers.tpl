@@ -115,16 +115,18 @@ envFrom:
 {{- end }}
 
 {{/* Writable places on a read-only root (/tmp and the image's working directory), and
-the Redis TLS Secret when one is named. */}}
+the Kafka and Redis TLS Secrets that are named. */}}
 {{- define "tracker.mounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: work
   mountPath: /var/lib/tracker
-{{- if .root.Values.redis.tlsSecret }}
-- name: redis-tls
-  mountPath: /etc/tracker/redis-tls
+{{- range $service := list "kafka" "redis" }}
+{{- if (index $.root.Values $service).tlsSecret }}
+- name: {{ $service }}-tls
+  mountPath: /etc/tracker/{{ $service }}-tls
   readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -133,12 +135,14 @@ the Redis TLS Secret when one is named. */}}
   emptyDir: {}
 - name: work
   emptyDir: {}
-{{- with .root.Values.redis.tlsSecret }}
-- name: redis-tls
+{{- range $service := list "kafka" "redis" }}
+{{- with (index $.root.Values $service).tlsSecret }}
+- name: {{ $service }}-tls
   secret:
     secretName: {{ . }}
     # Group-readable (a client's key may be in it): the pod's fsGroup is the image's user.
     defaultMode: 0440
+{{- end }}
 {{- end }}
 {{- end }}
 
