@@ -247,7 +247,7 @@ def test_a_campaign_with_a_target_keeps_its_name_in_metrics_whatever_it_spends(
         try:
             return {
                 sample.labels["campaign"]
-                for family in StoreCollector(client, settings).collect()
+                for family in StoreCollector(lambda: client, settings).collect()
                 if family.name == "tracker_campaign_spend"
                 for sample in family.samples
             }

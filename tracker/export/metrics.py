@@ -8,7 +8,7 @@ summed under ``campaign="other"``. Ratios with a zero denominator are left out.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -102,8 +102,11 @@ def _rows(wanted: list[tuple[str, str]], raw: list[int | None], fold: bool) -> R
 
 
 class StoreCollector(Collector):
-    def __init__(self, redis: Redis | RedisCluster, settings: Settings) -> None:
-        self._redis = redis
+    def __init__(self, reader: Callable[[], Redis | RedisCluster], settings: Settings) -> None:
+        """``reader`` gives the client of each scrape: on a Redis Cluster it is made when
+        first given (redis-py reaches the cluster then), so the exporter starts, and
+        answers its probes, while the cluster is down, as on one Redis."""
+        self._reader = reader
         self._keys = Keys(settings.key_prefix)
         self._top = settings.top_campaigns
         self._calendar = settings.calendar()
@@ -118,7 +121,8 @@ class StoreCollector(Collector):
         keys = self._keys
         now = int(time.time() * 1000)
         buckets = [(ALL_TIME, 0)] + [(w, self._calendar.bucket_start(now, w)) for w in WINDOWS]
-        pipe = self._redis.pipeline(transaction=False)
+        redis = self._reader()
+        pipe = redis.pipeline(transaction=False)
         pipe.zrevrange(keys.rank, 0, self._top - 1)
         pipe.zcard(keys.rank)
         pipe.hgetall(keys.health)
@@ -142,7 +146,7 @@ class StoreCollector(Collector):
             for d in dimensions
         }
         source_keys = sorted(sources)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = redis.pipeline(transaction=False)
         for window, start in buckets:
             for dimension in dimensions:
                 for tally in tallies:

@@ -8,6 +8,7 @@ open, ``/metrics`` too unless ``TRACKER_METRICS_AUTH``.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import redis
 import redis.asyncio
@@ -41,8 +42,9 @@ def build(settings: Settings) -> asgi.App:
     redis_async = async_client(settings)
     # The sums may be under many hash tags (a Redis Cluster): their readers fan out.
     reader = async_reader(settings)
-    reader_sync = sync_reader(settings)
     registry = CollectorRegistry()
+    # Made at the first scrape that reaches the store, and kept (a failure is not).
+    reader_sync = functools.cache(lambda: sync_reader(settings))
     store = StoreCollector(reader_sync, settings)
     registry.register(store)
     api = KpiApi(reader, settings)
@@ -84,7 +86,8 @@ def build(settings: Settings) -> asgi.App:
         await audit.stop()
         await redis_async.aclose()
         await reader.aclose()
-        reader_sync.close()
+        if reader_sync.cache_info().currsize:
+            reader_sync().close()
 
     # Aggregates are read, targets too (they are drawn next to them); what is held about
     # one person is personal data, spend imports change every spend KPI, and goals
