@@ -21,6 +21,10 @@ time one connects: after a failover, a dead or demoted primary's connections fai
 answer ``MOVED``), are dropped, and the retry connects to the promoted replica.
 redis-py's ``RedisCluster`` routes by key instead, and its transactions run each command
 read under ``WATCH`` in a thread of its own: the sink reads most of its state that way.
+
+Over TLS (``rediss://``, ``rediss+cluster://``) every connection made here speaks TLS,
+with what the URL says of it (:func:`_seeds`): those to the slot's primary, those that
+ask a node where a slot is, the readers' and those to one node.
 """
 
 from __future__ import annotations
