@@ -51,7 +51,7 @@ EVERYTHING: dict[str, Any] = {
         "TRACKER_KAFKA_SECURITY_PROTOCOL": "SSL",
         "TRACKER_KAFKA_SSL_CA_FILE": KAFKA_CA,
     },
-    "kafka": {"tlsSecret": "tracker-cluster-ca-cert"},
+    "kafka": {"bootstrap": "tracker-kafka-bootstrap:9093", "tlsSecret": "tracker-cluster-ca-cert"},
     "envFromSecrets": ["tracker-redis-url"],
     "redis": {
         "url": f"rediss+cluster://redis-0:6379/0?ssl_ca_certs={REDIS_CA}",
@@ -603,6 +603,18 @@ def test_strimzi_topics_are_trackers_topics_as_tracker_makes_them() -> None:
         assert str(spec["config"]["retention.ms"]) == made[name][kafka.RETENTION]
     assert topics[defaults.events_topic]["spec"]["partitions"] >= 8
     assert topics[defaults.audit_topic]["spec"]["partitions"] == 1  # one ordered log
+
+
+def test_over_tls_the_chart_reaches_strimzis_tls_listener_trusting_its_ca() -> None:
+    shared = _configmap(_rendered("everything"))
+    assert shared["TRACKER_KAFKA_SECURITY_PROTOCOL"] == "SSL"
+    cluster = _kafka()
+    (tls,) = (one for one in cluster["spec"]["kafka"]["listeners"] if one["tls"])
+    name = cluster["metadata"]["name"]
+    assert shared["TRACKER_KAFKA_BOOTSTRAP"] == f"{name}-kafka-bootstrap:{tls['port']}"
+    # The Secret Strimzi makes with its cluster's CA certificate (ca.crt).
+    assert EVERYTHING["kafka"]["tlsSecret"] == f"{name}-cluster-ca-cert"
+    assert shared["TRACKER_KAFKA_SSL_CA_FILE"].endswith("/ca.crt")
 
 
 def test_the_charts_kafka_is_the_strimzi_cluster_and_topics() -> None:
