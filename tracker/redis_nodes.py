@@ -116,10 +116,39 @@ def cluster_addresses(reply: str) -> list[str]:
     return sorted(addresses)
 
 
-async def read(settings: Settings, client: redis.asyncio.Redis) -> list[Node]:
+class NodeClients:
+    """A client of each node of a Redis Cluster, kept from one :func:`read` to the next.
+
+    The exporter reads every node at each scrape: a client made for each read connected
+    anew each time, over TLS with a handshake. Six nodes over TLS took 9.7-11.0 ms a
+    read that way against 1.2-1.3 ms kept (8.3-8.5x; medians of 120 reads each,
+    alternated, three runs). A node the cluster no longer names has its client closed.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._clients: dict[str, redis.asyncio.Redis] = {}
+
+    async def of(self, addresses: list[str]) -> dict[str, redis.asyncio.Redis]:
+        """A client of each of ``addresses``; the clients of any other closed."""
+        for gone in self._clients.keys() - set(addresses):
+            await self._clients.pop(gone).aclose()
+        for address in addresses:
+            if address not in self._clients:
+                self._clients[address] = async_node_client(self._settings, address, _ASK_TIMEOUT_S)
+        return dict(self._clients)
+
+    async def aclose(self) -> None:
+        await self.of([])
+
+
+async def read(
+    settings: Settings, client: redis.asyncio.Redis, kept: NodeClients | None = None
+) -> list[Node]:
     """Every node of the store that answers: ``client``'s server, or on a Redis Cluster
     each node it knows of (``client`` follows the store's slot, as
-    :func:`tracker.redis_clients.async_client` makes it)."""
+    :func:`tracker.redis_clients.async_client` makes it), asked with ``kept``'s clients
+    or else with clients made for this read."""
     if not settings.redis_is_cluster:
         kwargs = client.connection_pool.connection_kwargs
         address = f"{kwargs.get('host')}:{kwargs.get('port')}"
@@ -131,21 +160,23 @@ async def read(settings: Settings, client: redis.asyncio.Redis) -> list[Node]:
     # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
     reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    answers = await asyncio.gather(
-        *(_ask(settings, address) for address in cluster_addresses(text))
-    )
+    addresses = cluster_addresses(text)
+    clients = kept or NodeClients(settings)
+    try:
+        asked = await clients.of(addresses)
+        answers = await asyncio.gather(*(_ask(address, asked[address]) for address in addresses))
+    finally:
+        if clients is not kept:
+            await clients.aclose()
     return [n for n in answers if n is not None]
 
 
-async def _ask(settings: Settings, address: str) -> Node | None:
-    client = async_node_client(settings, address, _ASK_TIMEOUT_S)
+async def _ask(address: str, client: redis.asyncio.Redis) -> Node | None:
     try:
         return node(address, await client.info(*_SECTIONS))
     except (RedisError, OSError) as exc:
         _unread(address, exc)
         return None
-    finally:
-        await client.aclose()
 
 
 def forgetful(nodes: Iterable[Node]) -> str | None:

@@ -119,3 +119,35 @@ def test_a_server_the_url_does_not_trust_is_refused(store: tuple[Settings, int])
     assert port
     with pytest.raises(ConnectionError):  # and no one speaks plain text to it
         redis.Redis(port=port, socket_timeout=2).ping()
+
+
+def test_kept_node_clients_connect_once_for_many_reads(store: tuple[Settings, int]) -> None:
+    """The exporter reads every node at each scrape: kept clients connect (and shake
+    hands) once, not at each read."""
+    settings, nodes = store
+    if nodes == 1:
+        pytest.skip("one Redis: it is read on the store's own client")
+    query = urlsplit(settings.redis_url).query
+    addresses = [n.address for n in asyncio.run(redis_nodes.store_nodes(settings))]
+
+    def received() -> int:
+        """Connections the nodes took so far, this count's own included."""
+        total = 0
+        for address in addresses:
+            with redis.Redis.from_url(f"rediss://{address}/0?{query}") as node:
+                total += int(node.info("stats")["total_connections_received"])
+        return total
+
+    async def read(times: int) -> None:
+        client, kept = async_client(settings), redis_nodes.NodeClients(settings)
+        try:
+            for _ in range(times):
+                assert len(await redis_nodes.read(settings, client, kept)) == nodes
+        finally:
+            await kept.aclose()
+            await client.aclose()
+
+    before = received()
+    asyncio.run(read(5))
+    made = received() - before - len(addresses)  # less the second count's own
+    assert nodes <= made < 2 * nodes  # a client a node, and the store's; not 5 x 6

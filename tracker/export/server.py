@@ -56,6 +56,7 @@ def build(settings: Settings) -> asgi.App:
     goals = RulesApi(redis_async, settings, GOALS)
     targets = RulesApi(redis_async, settings, TARGETS)
     ends = EndOffsets(settings)
+    node_clients = redis_nodes.NodeClients(settings)
 
     async def metrics(request: Request) -> Response:
         store.end_offsets = ends.latest
@@ -66,7 +67,8 @@ def build(settings: Settings) -> asgi.App:
 
     async def nodes() -> list[Node] | None:
         try:
-            return await asyncio.wait_for(redis_nodes.read(settings, redis_async), NODES_WITHIN_S)
+            read = redis_nodes.read(settings, redis_async, node_clients)
+            return await asyncio.wait_for(read, NODES_WITHIN_S)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             log.warning("could not read the store's nodes", error=str(exc))
             return None
@@ -86,6 +88,7 @@ def build(settings: Settings) -> asgi.App:
         await audit.stop()
         await redis_async.aclose()
         await reader.aclose()
+        await node_clients.aclose()
         if reader_sync.cache_info().currsize:
             reader_sync().close()
 
