@@ -1,7 +1,8 @@
 """tracker on a Kafka that takes clients over TLS with a SASL login only, as managed
 services do: every process's Kafka clients (the collector's producer, the worker's
-Faust consumer and producer, the exporter's end-offset reader, each one's topic setup)
-reach it with the TRACKER_KAFKA_SECURITY_* settings, and a wrong login is refused."""
+Faust consumer and producer, the exporter's end-offset reader, the forwarder's
+consumer, each one's topic setup) reach it with the TRACKER_KAFKA_SECURITY_* settings,
+and a wrong login is refused."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from harness.processes import command, health_url, http_get, sample, tracker, wait_for
 from harness.redis_servers import certificates
 from harness.secure_kafka import SecureKafka, secure_kafka
+from tests.platforms import AGENT, Platforms, collect, forwarder_url, purchase
 from tracker.settings import Settings
 
 pytestmark = [
@@ -49,34 +51,38 @@ def lag(settings: Settings) -> float | None:
     return sample(url, "tracker_pipeline_consumer_lag_records")
 
 
-def test_every_process_counts_over_sasl_ssl(settings: Settings, broker: SecureKafka) -> None:
-    settings = broker.settings(settings)
+def test_every_process_counts_and_forwards_over_sasl_ssl(
+    settings: Settings, broker: SecureKafka
+) -> None:
     campaign = f"secure-{uuid.uuid4().hex[:6]}"
-    collector = f"http://127.0.0.1:{settings.collector_port}"
-    with (
-        tracker("collector", settings, health_url(settings, "collector")),
-        tracker("worker", settings, health_url(settings, "worker")),
-        tracker("serve", settings, health_url(settings, "serve")),
-    ):
-        assert http_get(f"{collector}/readyz")[0] == 200
-        batch = [
-            {"type": "click", "campaign": campaign, "channel": "search", "event_id": f"c{i}"}
-            for i in range(40)
-        ]
-        request = urllib.request.Request(
-            f"{collector}/v1/events",
-            data=orjson.dumps(batch + batch[:10]),  # ten sent twice
-            headers={"user-agent": "Mozilla/5.0 test"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert answer.status == 200
-        row = wait_for(
-            lambda: (r := kpi_row(settings, campaign)) and r["clicks"] == 40 and r,
-            timeout=60,
-            what="the clicks counted through the secured broker",
-        )
-        assert row["clicks"] == 40
-        assert wait_for(lambda: lag(settings) == 0, 60, "the exporter's lag read from Kafka")
+    clicks = [
+        {"type": "click", "campaign": campaign, "event_id": f"c{i}", "user_agent": AGENT}
+        for i in range(40)
+    ]
+    with Platforms() as stand_in:
+        settings = stand_in.settings(broker.settings(settings), "meta")
+        with (
+            tracker("collector", settings, health_url(settings, "collector")),
+            tracker("worker", settings, health_url(settings, "worker")),
+            tracker("serve", settings, health_url(settings, "serve")),
+            tracker("forward", settings, forwarder_url(settings)),
+        ):
+            collector = f"http://127.0.0.1:{settings.collector_port}"
+            assert http_get(f"{collector}/readyz")[0] == 200
+            collect(settings, clicks + clicks[:10])  # ten sent twice
+            collect(settings, [purchase("o-secure", anonymous_id="v1")])
+            row = wait_for(
+                lambda: (r := kpi_row(settings, campaign)) and r["clicks"] == 40 and r,
+                timeout=60,
+                what="the clicks counted through the secured broker",
+            )
+            assert row["clicks"] == 40
+            assert wait_for(lambda: lag(settings) == 0, 60, "the exporter's lag read from Kafka")
+            wait_for(
+                lambda: stand_in.keys("meta") == ["o-secure"],
+                timeout=60,
+                what="the conversion read from the secured broker and sent to Meta",
+            )
 
 
 def test_a_wrong_login_is_refused(settings: Settings, broker: SecureKafka) -> None:
