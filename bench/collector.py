@@ -136,7 +136,7 @@ def _set_affinity(pid: int, cores: set[int]) -> dict[int, set[int]]:
 
 
 @contextmanager
-def broker_on(core: int) -> Iterator[str]:
+def broker_on(core: int, pidfile: Path = BROKER_PIDFILE) -> Iterator[str]:
     """The local broker's threads on ``core`` (the load's) while measuring, then as before.
 
     Left to roam, the broker's threads also run on the server's core and take turns
@@ -144,10 +144,10 @@ def broker_on(core: int) -> Iterator[str]:
     collector answered 5-7% more pixel hits, with 3 us less CPU a request (two rounds
     each way). Yields what was done, for the report.
     """
-    if not pinned(core) or not BROKER_PIDFILE.exists():
+    if not pinned(core) or not pidfile.exists():
         yield "broker: not this project's local one, left where it runs"
         return
-    pid = int(BROKER_PIDFILE.read_text())
+    pid = int(pidfile.read_text())
     command = Path(f"/proc/{pid}/cmdline")
     if not command.exists() or b"kafka.Kafka" not in command.read_bytes():  # stale pid file
         yield "broker: not running from this project's pid file, left where it runs"

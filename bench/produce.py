@@ -18,6 +18,10 @@ When ``confluent-kafka`` (librdkafka) is importable, the same flushes also go th
 it (``produce`` per record, then ``flush``), as the alternative client with the least
 Python per request. It is not a dependency of the project: ``pip install
 confluent-kafka`` to compare.
+
+``--secure``: what TLS and a SASL login cost instead. A broker of its own
+(harness/secure_kafka.py) takes the same flushes on its PLAINTEXT listener and on its
+SASL_SSL one (``TRACKER_KAFKA_SECURITY_PROTOCOL=SASL_SSL``), in turn.
 """
 
 from __future__ import annotations
@@ -25,20 +29,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvloop
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.collector import LOAD_CORE, SERVER_CORE, broker_on
+from bench.collector import BROKER_PIDFILE, LOAD_CORE, SERVER_CORE, broker_on
 from bench.conditions import describe, settle
 from collector.producer import kafka_producer
 from collector.validation import rules
+from harness.redis_servers import certificates
+from harness.secure_kafka import secure_kafka
 from harness.services import kafka_bootstrap
 from tracker import simulate
 from tracker.events import Context, parse_event
@@ -88,9 +97,8 @@ def timed(flush: Callable[[], Any], flushes: int) -> Cost:
 class Aiokafka:
     """The collector's client, configured as ``collector/producer.py`` configures it."""
 
-    name = "aiokafka"
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, name: str = "aiokafka") -> None:
+        self.name = name
         self._loop = uvloop.new_event_loop()
         self._topic = settings.events_topic
         self._producer = self._loop.run_until_complete(self._start(settings))
@@ -157,12 +165,11 @@ async def delete_topics(settings: Settings) -> None:
         await admin.close()
 
 
-def measure(settings: Settings, args: argparse.Namespace) -> dict[str, dict[Shape, Cost]]:
-    clients: list[Aiokafka | Librdkafka] = [Aiokafka(settings)]
-    try:
-        clients.append(Librdkafka(settings))
-    except ImportError:
-        print("confluent-kafka not installed: aiokafka only")
+def measure(
+    clients: list[Aiokafka | Librdkafka], args: argparse.Namespace
+) -> dict[str, dict[Shape, Cost]]:
+    """The best cost of each shape for each of ``clients`` (closed after), the first's
+    the reference."""
     records = {events: record(events) for events in {e for _, e in SHAPES}}
     best: dict[str, dict[Shape, Cost]] = {client.name: {} for client in clients}
     try:
@@ -183,20 +190,21 @@ def measure(settings: Settings, args: argparse.Namespace) -> dict[str, dict[Shap
 
 
 def report(best: dict[str, dict[Shape, Cost]], compression: str) -> None:
-    reference = best["aiokafka"][REFERENCE]
+    first = next(iter(best))
+    reference = best[first][REFERENCE]
     print(
         f"\nCPU of this process per acknowledged flush (acks=all, idempotent, {compression}); "
-        f"ratios against aiokafka at {REFERENCE[0]} records of {REFERENCE[1]} events"
+        f"ratios against {first} at {REFERENCE[0]} records of {REFERENCE[1]} events"
     )
     print(
-        f"{'client':<16}{'records':>8}{'events':>8}{'us/flush':>10}{'user':>7}{'sys':>6}"
+        f"{'client':<20}{'records':>8}{'events':>8}{'us/flush':>10}{'user':>7}{'sys':>6}"
         f"{'us/event':>10}{'vs ref':>8}{'flushes/s':>11}"
     )
     for name, shapes in best.items():
         for (count, events), cost in shapes.items():
             per_event = cost.cpu_us / (count * events)
             print(
-                f"{name:<16}{count:>8}{events:>8}{cost.cpu_us:>10.0f}{cost.user_us:>7.0f}"
+                f"{name:<20}{count:>8}{events:>8}{cost.cpu_us:>10.0f}{cost.user_us:>7.0f}"
                 f"{cost.system_us:>6.0f}{per_event:>10.2f}{cost.cpu_us / reference.cpu_us:>7.2f}x"
                 f"{cost.flushes_per_s:>11,.0f}"
             )
@@ -206,14 +214,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--flushes", type=int, default=2000, help="per shape and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--secure", action="store_true", help="plain text against TLS with a SASL login"
+    )
     args = parser.parse_args()
 
     print(describe())
     print(settle())
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {SERVER_CORE})
-    with kafka_bootstrap() as bootstrap, broker_on(LOAD_CORE) as broker:
-        print(broker)
+    with ExitStack() as stack:
+        if args.secure:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            secure = stack.enter_context(secure_kafka(folder, certificates(folder)))
+            bootstrap, pidfile = secure.plain, secure.pidfile
+        else:
+            bootstrap, pidfile = stack.enter_context(kafka_bootstrap()), BROKER_PIDFILE
+        print(stack.enter_context(broker_on(LOAD_CORE, pidfile)))
         run = f"bench-produce-{uuid.uuid4().hex[:8]}"
         settings = Settings(
             kafka_bootstrap=bootstrap,
@@ -222,8 +239,16 @@ def main() -> None:
             topic_partitions=max(count for count, _ in SHAPES),
         )
         asyncio.run(ensure_topics(settings))
+        clients: list[Aiokafka | Librdkafka] = [Aiokafka(settings)]
+        if args.secure:
+            clients.append(Aiokafka(secure.settings(settings), "aiokafka SASL_SSL"))
+        else:
+            try:
+                clients.append(Librdkafka(settings))
+            except ImportError:
+                print("confluent-kafka not installed: aiokafka only")
         try:
-            best = measure(settings, args)
+            best = measure(clients, args)
         finally:
             asyncio.run(delete_topics(settings))
     report(best, settings.kafka_compression)

@@ -34,6 +34,9 @@ class SecureKafka:
     bootstrap: str
     """Its SASL_SSL listener, ``127.0.0.1:<port>``."""
     ca: Path
+    plain: str
+    """Its PLAINTEXT listener: the same broker without TLS or a login, to compare."""
+    pidfile: Path
 
     def settings(self, settings: Settings, password: str = PASSWORD) -> Settings:
         """``settings`` reaching this broker as a client must: TLS trusting the test's
@@ -98,6 +101,7 @@ def secure_kafka(folder: Path, tls: Certificates) -> Iterator[SecureKafka]:
 
     script("start")
     try:
-        yield SecureKafka(f"127.0.0.1:{secure}", tls.ca)
+        pidfile = folder / "kafka" / "kafka.pid"
+        yield SecureKafka(f"127.0.0.1:{secure}", tls.ca, f"127.0.0.1:{plain}", pidfile)
     finally:
         script("stop")
