@@ -28,14 +28,13 @@ _DYNAMIC_TOPIC_CONFIG = 1
 def client_options(settings: Settings) -> dict[str, Any]:
     """What every Kafka client tracker makes is given, as aiokafka's arguments: where the
     brokers are, and how they are reached (TLS, SASL)."""
-    protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": protocol,
+        "security_protocol": settings.kafka_security_protocol,
     }
-    if protocol in ("SSL", "SASL_SSL"):
+    if settings.kafka_tls:
         options["ssl_context"] = tls_context(settings)
-    if protocol.startswith("SASL_"):
+    if settings.kafka_sasl:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = settings.kafka_sasl_password

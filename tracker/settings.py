@@ -634,6 +634,16 @@ class Settings:
         return self.redis_cluster or scheme in (CLUSTER_SCHEME, TLS_CLUSTER_SCHEME)
 
     @property
+    def kafka_tls(self) -> bool:
+        """Whether the Kafka clients speak TLS (SSL, SASL_SSL)."""
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def kafka_sasl(self) -> bool:
+        """Whether the Kafka clients log in (SASL_PLAINTEXT, SASL_SSL)."""
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
     def redis_shown(self) -> str:
         """The Redis URL as errors and logs show it: its password starred out."""
         userinfo, at, hosts = self.redis_url.partition("://")[2].rpartition("@")
@@ -882,9 +892,7 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             f"{named('topic_min_insync_replicas')}: must be at most {named('topic_replicas')} "
             f"({settings.topic_replicas}); Kafka would refuse every event"
         )
-    if settings.kafka_security_protocol.startswith("SASL_") and not (
-        settings.kafka_sasl_username and settings.kafka_sasl_password
-    ):
+    if settings.kafka_sasl and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
         raise SettingsError(
             f"{named('kafka_security_protocol')} {settings.kafka_security_protocol} needs "
             f"{named('kafka_sasl_username')} and {named('kafka_sasl_password')}"

@@ -32,9 +32,8 @@ log = structlog.get_logger(__name__)
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """Faust's form of :func:`tracker.kafka.client_options`' TLS and SASL."""
-    protocol = settings.kafka_security_protocol
-    context = kafka.tls_context(settings) if protocol in ("SSL", "SASL_SSL") else None
-    if protocol.startswith("SASL_"):
+    context = kafka.tls_context(settings) if settings.kafka_tls else None
+    if settings.kafka_sasl:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
             password=settings.kafka_sasl_password,
