@@ -1,6 +1,6 @@
-"""A Kafka broker that takes clients over TLS with a SASL login (SASL_SSL, PLAIN), as
-managed Kafka services do, beside the session's broker: for tests of tracker's Kafka
-security settings.
+"""A Kafka broker that takes clients over TLS with a SASL login (SASL_SSL: PLAIN,
+SCRAM-SHA-256 or SCRAM-SHA-512), as managed Kafka services do, beside the session's
+broker: for tests of tracker's Kafka security settings.
 
 ``deploy/local/kafka.sh`` runs it in a folder of its own, with properties appended to
 the usual ones: a SASL_SSL listener for the clients, its certificate signed by a test's
@@ -27,6 +27,14 @@ from tracker.settings import Settings
 SCRIPT = ROOT / "deploy/local/kafka.sh"
 USER = "tracker"
 PASSWORD = "broker-test-password"  # noqa: S105  # a test broker's, made here
+SCRAM = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+_MODULES = "org.apache.kafka.common.security"
+
+
+def password_of(mechanism: str) -> str:
+    """The user's password with ``mechanism``: each its own, so that a client which logs
+    in with another mechanism than it was told is refused."""
+    return PASSWORD if mechanism == "PLAIN" else f"{PASSWORD}-{mechanism.lower()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +46,18 @@ class SecureKafka:
     """Its PLAINTEXT listener: the same broker without TLS or a login, to compare."""
     pidfile: Path
 
-    def settings(self, settings: Settings, password: str = PASSWORD) -> Settings:
+    def settings(
+        self, settings: Settings, password: str | None = None, mechanism: str = "PLAIN"
+    ) -> Settings:
         """``settings`` reaching this broker as a client must: TLS trusting the test's
-        authority, and the user's login (or another ``password``)."""
+        authority, and the user's login with ``mechanism`` (or another ``password``)."""
         return dataclasses.replace(
             settings,
             kafka_bootstrap=self.bootstrap,
             kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism=mechanism,
             kafka_sasl_username=USER,
-            kafka_sasl_password=password,
+            kafka_sasl_password=password or password_of(mechanism),
             kafka_ssl_ca_file=str(self.ca),
         )
 
@@ -73,16 +84,20 @@ def secure_kafka(folder: Path, tls: Certificates) -> Iterator[SecureKafka]:
         f"PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{plain + 1},"
         f"SASL_SSL://127.0.0.1:{secure}"
     )
-    module = "org.apache.kafka.common.security.plain.PlainLoginModule"
-    login = f'{module} required user_{USER}="{PASSWORD}";'
+    plain_login = f'{_MODULES}.plain.PlainLoginModule required user_{USER}="{PASSWORD}";'
+    scram_login = f"{_MODULES}.scram.ScramLoginModule required;"  # users: the format's
     properties = folder / "secure.properties"
     properties.write_text(
         f"listeners={listeners}\n"
         f"advertised.listeners={listeners}\n"
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL\n"
-        "sasl.enabled.mechanisms=PLAIN\n"
-        f"listener.name.sasl_ssl.plain.sasl.jaas.config={login}\n"
-        "ssl.keystore.type=PEM\n"
+        f"sasl.enabled.mechanisms=PLAIN,{','.join(SCRAM)}\n"
+        f"listener.name.sasl_ssl.plain.sasl.jaas.config={plain_login}\n"
+        + "".join(
+            f"listener.name.sasl_ssl.{name.lower()}.sasl.jaas.config={scram_login}\n"
+            for name in SCRAM
+        )
+        + "ssl.keystore.type=PEM\n"
         f"ssl.keystore.location={keystore}\n"
     )
     environment = {
@@ -91,6 +106,9 @@ def secure_kafka(folder: Path, tls: Certificates) -> Iterator[SecureKafka]:
         "TRACKER_KAFKA_RUN_DIR": str(folder / "kafka"),
         "TRACKER_KAFKA_PROPERTIES": str(properties),
         "TRACKER_KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+        "TRACKER_KAFKA_FORMAT_ARGS": " ".join(
+            f"--add-scram {name}=[name={USER},password={password_of(name)}]" for name in SCRAM
+        ),
     }
 
     def script(action: str) -> None:

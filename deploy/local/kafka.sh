@@ -16,6 +16,8 @@
 #   TRACKER_KAFKA_PROPERTIES       a properties file appended to the broker's, whose
 #                                  keys win (more listeners, TLS, SASL: see
 #                                  harness/secure_kafka.py)
+#   TRACKER_KAFKA_FORMAT_ARGS      more arguments of the storage format, the first
+#                                  start only (--add-scram for SASL SCRAM users)
 #   TRACKER_CACHE_DIR, TRACKER_PYTHON   see _kafka.sh
 #
 # Files: jars in .cache/kafka-<version>/libs (see _kafka.sh), pid/logs/config
@@ -134,7 +136,9 @@ cmd_start() {
     printf '%s\n' "$BOOTSTRAP" >"$RUN/bootstrap"
     cid=$(cluster_id "$CLUSTER_ID_FILE")
     # --standalone: this node is the whole controller quorum (KIP-853).
-    format_storage_once "$DATA" "$PROPS" "$cid" "$OUT" --standalone
+    local -a format_args
+    read -r -a format_args <<<"${TRACKER_KAFKA_FORMAT_ARGS:-}"
+    format_storage_once "$DATA" "$PROPS" "$cid" "$OUT" --standalone "${format_args[@]}"
     : >"$OUT"
     LOG_OFFSET=$(stat -c %s "$SERVER_LOG" 2>/dev/null || echo 0)
     pid=$(spawn_daemon "$PIDFILE" "$OUT" kafka.Kafka "${JAVA_CMD[@]}" kafka.Kafka "$PROPS")

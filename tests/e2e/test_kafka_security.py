@@ -20,7 +20,7 @@ import pytest
 
 from harness.processes import command, health_url, http_get, sample, tracker, wait_for
 from harness.redis_servers import certificates
-from harness.secure_kafka import SecureKafka, secure_kafka
+from harness.secure_kafka import SCRAM, SecureKafka, secure_kafka
 from tests.platforms import AGENT, Platforms, collect, forwarder_url, purchase
 from tracker.settings import Settings
 
@@ -85,8 +85,14 @@ def test_every_process_counts_and_forwards_over_sasl_ssl(
             )
 
 
-def test_a_wrong_login_is_refused(settings: Settings, broker: SecureKafka) -> None:
-    wrong = broker.settings(settings, password="not-the-password")  # noqa: S106
+@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM])
+def test_each_mechanism_logs_in_and_a_wrong_password_is_refused(
+    settings: Settings, broker: SecureKafka, mechanism: str
+) -> None:
+    right = broker.settings(settings, mechanism=mechanism)
+    done = command(right, "replay-dead-letters", "--dry-run", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrong = broker.settings(settings, password="not-the-password", mechanism=mechanism)  # noqa: S106
     done = command(wrong, "replay-dead-letters", "--dry-run", timeout=120)
     assert done.returncode != 0
     assert "Authentication failed" in done.stderr
