@@ -25,6 +25,13 @@ read under ``WATCH`` in a thread of its own: the sink reads most of its state th
 Over TLS (``rediss://``, ``rediss+cluster://``) every connection made here speaks TLS,
 with what the URL says of it (:func:`_seeds`): those to the slot's primary, those that
 ask a node where a slot is, the readers' and those to one node.
+
+Under Redis Sentinel (a ``redis+sentinel://`` URL) a client's connections go to the
+primary the Sentinels name, asked each time one connects (redis-py's
+``SentinelConnectionPool``): after a failover the old primary's connections fail, or
+answer that it is a replica now, and the retry connects to the one promoted. One
+primary holds every key, as a single Redis does; what it had not yet passed to its
+replica is lost with it, and the worker reads those batches again from Kafka.
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
+import redis.sentinel
 import structlog
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -59,7 +68,16 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from tracker.settings import CLUSTER_SCHEME, TLS_CLUSTER_SCHEME, Settings
+from tracker.settings import (
+    CLUSTER_SCHEME,
+    SENTINEL_PASSWORD,
+    SENTINEL_PORT,
+    SENTINEL_SCHEME,
+    TLS_CLUSTER_SCHEME,
+    TLS_SENTINEL_SCHEME,
+    Settings,
+    sentinel_service,
+)
 
 log = structlog.get_logger(__name__)
 _RETRIED = [ConnectionError, TimeoutError]
@@ -84,11 +102,17 @@ def _backoff() -> ExponentialWithJitterBackoff:
 def async_client(settings: Settings, following: str | None = None) -> redis.asyncio.Redis:
     """A client of the store; on a Redis Cluster, of the primary of the slot of
     ``following`` (a key or hash tag), by default the one every key of
-    :attr:`Settings.key_prefix` is in."""
+    :attr:`Settings.key_prefix` is in; under Sentinel, of the primary they name."""
+    retry = AsyncRetry(_backoff(), _ATTEMPTS)
+    if settings.redis_is_sentinel:
+        client: redis.asyncio.Redis = _watched(
+            settings, redis.asyncio.sentinel.Sentinel, _AsyncWatched, retry
+        )
+        return client
     url, extra = _connection(settings, following)
     return redis.asyncio.Redis.from_url(
         url,
-        retry=AsyncRetry(_backoff(), _ATTEMPTS),
+        retry=retry,
         retry_on_error=_RETRIED,
         **_primary_of((_AsyncPrimary, _AsyncTLSPrimary), extra),
     )
@@ -96,13 +120,55 @@ def async_client(settings: Settings, following: str | None = None) -> redis.asyn
 
 def sync_client(settings: Settings, following: str | None = None) -> redis.Redis:
     """:func:`async_client`'s synchronous twin."""
+    retry = Retry(_backoff(), _ATTEMPTS)
+    if settings.redis_is_sentinel:
+        client: redis.Redis = _watched(settings, redis.sentinel.Sentinel, _SyncWatched, retry)
+        return client
     url, extra = _connection(settings, following)
     return redis.Redis.from_url(
         url,
-        retry=Retry(_backoff(), _ATTEMPTS),
+        retry=retry,
         retry_on_error=_RETRIED,
         **_primary_of((_SyncPrimary, _SyncTLSPrimary), extra),
     )
+
+
+def _watched(
+    settings: Settings, sentinel: Callable[..., Any], client: type[Any], retry: Any
+) -> Any:
+    """A ``client`` of the primary the URL's Sentinels name, asked through ``sentinel``
+    (redis-py's ``Sentinel``, asynchronous or not). The Sentinels are asked with the
+    URL's login and TLS too, or with ``?sentinel_password=`` (empty: none) where theirs
+    differs."""
+    sentinels, options = _seeds(settings, SENTINEL_PORT)
+    asking = {}
+    for name, value in parse_qsl(urlsplit(settings.redis_url).query, keep_blank_values=True):
+        if name == SENTINEL_PASSWORD:
+            asking = {"username": None, "password": value or None}
+    service, db = sentinel_service(settings.redis_url)
+    quick = {"socket_timeout": _ASK_TIMEOUT_S, "socket_connect_timeout": _ASK_TIMEOUT_S}
+    return sentinel(
+        sentinels, sentinel_kwargs={**options, **asking, **quick}, **options
+    ).master_for(service, redis_class=client, db=db, retry=retry, retry_on_error=_RETRIED)
+
+
+class _AsyncWatched(redis.asyncio.Redis):
+    """A client of the primary Sentinels name that, closed, closes its connections to
+    the Sentinels too: redis-py's leaves them open."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            await sentinel.aclose()
+
+
+class _SyncWatched(redis.Redis):
+    """:class:`_AsyncWatched`'s synchronous twin."""
+
+    def close(self) -> None:
+        super().close()
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            sentinel.close()
 
 
 Reader = redis.asyncio.Redis | redis.asyncio.RedisCluster
@@ -157,11 +223,13 @@ async def replicated(client: redis.asyncio.Redis) -> AsyncIterator[redis.asyncio
     (:class:`tracker.stream.app.Rewinds`); nothing would redo what a person asked for (an
     erasure, goals saved), so those wait for a replica (``WAIT``). ``WAIT`` counts the
     writes of its own connection: the block gets one connection of its own, never
-    retried on a new one, where ``WAIT`` would count no write. Off a cluster (one Redis,
+    retried on a new one, where ``WAIT`` would count no write. Under Sentinel the same, as
+    its primary passes writes to its replicas as a cluster's does. Off both (one Redis,
     no replica) ``client`` itself is given.
     """
     pool = client.connection_pool
-    if not issubclass(pool.connection_class, _AsyncFollowing):
+    failing_over = (_AsyncFollowing, redis.asyncio.sentinel.SentinelManagedConnection)
+    if not issubclass(pool.connection_class, failing_over):
         yield client
         return
     own = redis.asyncio.Redis.from_pool(
@@ -467,32 +535,46 @@ def async_node_client(settings: Settings, address: str, timeout_s: float) -> red
     )
 
 
-def _seeds(settings: Settings) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """The nodes a cluster's URL names, and what it says of every connection but where
-    it goes: the user name and password and, for ``rediss+cluster`` (or ``rediss`` with
-    the flag), TLS with redis-py's ``ssl_*`` query arguments (``?ssl_ca_certs=<file>``),
-    read by redis-py's own parser as one node's URL."""
+def _seeds(settings: Settings, port: int = 6379) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The nodes a cluster's (or Sentinels') URL names, ``port`` where it names none, and
+    what it says of every connection but where it goes: the user name and password and,
+    for ``rediss+cluster`` (or ``rediss`` with the flag), TLS with redis-py's ``ssl_*``
+    query arguments (``?ssl_ca_certs=<file>``), read by redis-py's own parser as one
+    node's URL."""
     parts = urlsplit(settings.redis_url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     # Where is the seeds', not this URL's: its host is only there to make it a URL.
     netloc = f"{userinfo}@" * bool(userinfo) + "node"
-    one = urlunsplit((_scheme(parts.scheme), netloc, "", parts.query, ""))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = urlencode([(name, value) for name, value in query if name != SENTINEL_PASSWORD])
+    one = urlunsplit((_scheme(parts.scheme), netloc, "", kept, ""))
     options: dict[str, Any] = redis.connection.parse_url(one)  # type: ignore[no-untyped-call]
     for where in ("host", "port", "db"):
         options.pop(where, None)
     if issubclass(options.pop("connection_class", redis.Connection), redis.SSLConnection):
         options["ssl"] = True  # as redis-py's clients of a cluster, and of one node, take it
-    return [_node(host) for host in hosts.split(",")], options
+    return [_node(host, port) for host in hosts.split(",")], options
+
+
+_ONE_NODE = {
+    CLUSTER_SCHEME: "redis",
+    TLS_CLUSTER_SCHEME: "rediss",
+    SENTINEL_SCHEME: "redis",
+    TLS_SENTINEL_SCHEME: "rediss",
+}
 
 
 def _scheme(scheme: str) -> str:
-    """The scheme redis-py knows for one node of a cluster named with ``scheme``."""
-    return {CLUSTER_SCHEME: "redis", TLS_CLUSTER_SCHEME: "rediss"}.get(scheme, scheme)
+    """The scheme redis-py knows for one node of a cluster (or one Sentinel) named with
+    ``scheme``."""
+    return _ONE_NODE.get(scheme, scheme)
 
 
-def _node(text: str) -> tuple[str, int]:
+def _node(text: str, default_port: int = 6379) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return (host or "127.0.0.1", int(port)) if port.isdigit() else (text or "127.0.0.1", 6379)
+    if port.isdigit():
+        return host or "127.0.0.1", int(port)
+    return text or "127.0.0.1", default_port
 
 
 def _text(value: bytes | str) -> str:

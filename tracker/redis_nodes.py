@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio.sentinel
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
@@ -150,13 +151,12 @@ async def read(
     :func:`tracker.redis_clients.async_client` makes it), asked with ``kept``'s clients
     or else with clients made for this read."""
     if not settings.redis_is_cluster:
-        kwargs = client.connection_pool.connection_kwargs
-        address = f"{kwargs.get('host')}:{kwargs.get('port')}"
         try:
-            return [node(address, await client.info(*_SECTIONS))]
+            answer = await client.info(*_SECTIONS)  # first: it connects, asking Sentinels
         except ResponseError as exc:
-            _unread(address, exc)
+            _unread(_address(client), exc)
             return []
+        return [node(_address(client), answer)]
     # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
     reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
@@ -169,6 +169,16 @@ async def read(
         if clients is not kept:
             await clients.aclose()
     return [n for n in answers if n is not None]
+
+
+def _address(client: redis.asyncio.Redis) -> str:
+    """Where ``client``'s server is; under Sentinel, the primary they named last."""
+    pool = client.connection_pool
+    if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) and pool.master_address:
+        host, port = pool.master_address
+    else:
+        host, port = pool.connection_kwargs.get("host"), pool.connection_kwargs.get("port")
+    return f"{host}:{port}"
 
 
 async def _ask(address: str, client: redis.asyncio.Redis) -> Node | None:

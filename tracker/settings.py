@@ -19,6 +19,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from tracker.channels import CHANNELS
 from tracker.windows import Calendar, calendar
@@ -41,6 +42,16 @@ CLUSTER_SCHEME = "redis+cluster"
 """A Redis URL of this scheme names a node of a Redis Cluster (tracker/redis_clients.py)."""
 TLS_CLUSTER_SCHEME = "rediss+cluster"
 """The same, over TLS, as ``rediss`` is ``redis`` over TLS."""
+SENTINEL_SCHEME = "redis+sentinel"
+"""A Redis URL of this scheme names Redis Sentinels and the primary they watch:
+``redis+sentinel://[user:password@]host:26379[,host:port...]/<service>[/<db>]``."""
+TLS_SENTINEL_SCHEME = "rediss+sentinel"
+"""The same, over TLS."""
+SENTINEL_PORT = 26379
+SENTINEL_PASSWORD = "sentinel_password"  # noqa: S105 (a name, not a password)
+"""The query argument of a Sentinel URL giving the Sentinels' password, where theirs
+differs from the primary's."""
+_SENTINEL_PASSWORD_GIVEN = re.compile(rf"([?&]{SENTINEL_PASSWORD}=)[^&#]+")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 """How a client reaches Kafka, as Kafka names it (``security.protocol``)."""
@@ -185,7 +196,9 @@ class Settings:
     # The collector reads the day's cookieless salt and the suppression list there.
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
-        "Redis URL of the KPI store; rediss:// for TLS (README, Running at scale)",
+        "Redis URL of the KPI store; rediss:// for TLS, redis+cluster:// for a Redis "
+        "Cluster, redis+sentinel://host:26379,.../<service> for a primary Sentinels fail "
+        "over (README, Running at scale)",
         STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
     )
     redis_prefix: str = _setting(
@@ -634,6 +647,10 @@ class Settings:
         return self.redis_cluster or scheme in (CLUSTER_SCHEME, TLS_CLUSTER_SCHEME)
 
     @property
+    def redis_is_sentinel(self) -> bool:
+        return self.redis_url.partition("://")[0] in (SENTINEL_SCHEME, TLS_SENTINEL_SCHEME)
+
+    @property
     def kafka_tls(self) -> bool:
         """Whether the Kafka clients speak TLS (SSL, SASL_SSL)."""
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")
@@ -645,13 +662,13 @@ class Settings:
 
     @property
     def redis_shown(self) -> str:
-        """The Redis URL as errors and logs show it: its password starred out."""
-        userinfo, at, hosts = self.redis_url.partition("://")[2].rpartition("@")
+        """The Redis URL as errors and logs show it: its passwords (the Sentinels' own
+        too) starred out."""
+        url = _SENTINEL_PASSWORD_GIVEN.sub(r"\1***", self.redis_url)
+        scheme, _, rest = url.partition("://")
+        userinfo, at, hosts = rest.rpartition("@")
         user, colon, _ = userinfo.partition(":")
-        if not colon:
-            return self.redis_url
-        scheme = self.redis_url.partition("://")[0]
-        return f"{scheme}://{user}:***{at}{hosts}"
+        return f"{scheme}://{user}:***{at}{hosts}" if colon else url
 
     @property
     def key_prefix(self) -> str:
@@ -901,11 +918,36 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{named('kafka_ssl_cert_file')} and {named('kafka_ssl_key_file')} go together"
         )
+    if settings.redis_is_sentinel:
+        if settings.redis_cluster:
+            raise SettingsError(
+                f"{named('redis_cluster')}: {named('redis_url')} names Sentinels, "
+                "which watch one primary, not a Redis Cluster"
+            )
+        try:
+            sentinel_service(settings.redis_url)
+        except ValueError as exc:
+            raise SettingsError(f"{named('redis_url')}: {exc}") from exc
     if settings.budget_min_days > settings.budget_history_days:
         raise SettingsError(
             f"{named('budget_min_days')}: must be at most {named('budget_history_days')} "
             f"({settings.budget_history_days})"
         )
+
+
+def sentinel_service(url: str) -> tuple[str, int]:
+    """The primary a Sentinel URL names (the name its Sentinels know it by, as in their
+    ``sentinel monitor``), and the database number."""
+    path = urlsplit(url).path.strip("/")
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError(
+            f"a {SENTINEL_SCHEME}:// URL names the primary its Sentinels watch: "
+            f"{SENTINEL_SCHEME}://host:{SENTINEL_PORT}/<service>[/<db>]"
+        )
+    if db and not db.isdigit():
+        raise ValueError(f"the database after the service {service!r} is a number, not {db!r}")
+    return service, int(db or 0)
 
 
 def documented() -> Sequence[tuple[str, str, str, str, str]]:

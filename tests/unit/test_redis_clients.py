@@ -1,14 +1,17 @@
-"""Where a Redis Cluster's slot is asked, and which node serves it, from what nodes say."""
+"""Where a Redis Cluster's slot is asked, and which node serves it, from what nodes say;
+what a Sentinel URL makes of the clients."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+import redis.asyncio
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError
 
-from tracker.redis_clients import Topology, _connection, async_client, replicated
+from tracker.redis_clients import Topology, _connection, async_client, replicated, sync_client
 from tracker.settings import Settings
 
 
@@ -101,3 +104,50 @@ def test_off_a_cluster_writes_that_must_last_use_the_client_itself() -> None:
             await client.aclose()
 
     assert asyncio.run(given())
+
+
+def sentinels_of(client: Any) -> list[dict[str, Any]]:
+    """What each Sentinel a client asks is reached with."""
+    manager = client.connection_pool.sentinel_manager
+    return [sentinel.connection_pool.connection_kwargs for sentinel in manager.sentinels]
+
+
+@pytest.mark.parametrize("make", [async_client, sync_client])
+def test_a_sentinel_url_names_the_sentinels_the_primary_and_its_database(make: Any) -> None:
+    settings = Settings(redis_url="redis+sentinel://me:p%40ss@s1,s2:26380/orders/2")
+    assert settings.redis_is_sentinel
+    assert not settings.redis_is_cluster
+    assert settings.key_prefix == "tracker"  # one primary holds every key: no hash tag
+    client = make(settings)
+    pool = client.connection_pool
+    assert pool.service_name == "orders"
+    assert pool.is_master
+    primary = pool.connection_kwargs
+    assert (primary["db"], primary["username"], primary["password"]) == (2, "me", "p@ss")
+    assert primary["retry"].get_retries() == 3  # a failover's dead connections are retried
+    asked = sentinels_of(client)
+    assert [(s["host"], s["port"]) for s in asked] == [("s1", 26379), ("s2", 26380)]
+    assert all((s["username"], s["password"]) == ("me", "p@ss") for s in asked)
+    assert all(s["socket_timeout"] == 1.0 for s in asked)  # the next is asked soon
+    assert "db" not in asked[0] or asked[0]["db"] == 0  # a Sentinel has no database 2
+
+
+def test_the_sentinels_password_may_differ_from_the_primarys_or_be_none() -> None:
+    for given, expected in (("s3cret", "s3cret"), ("", None)):
+        url = f"redis+sentinel://:node-pass@s1/orders?sentinel_password={given}"
+        client = sync_client(Settings(redis_url=url))
+        assert client.connection_pool.connection_kwargs["password"] == "node-pass"  # noqa: S105
+        assert "sentinel_password" not in client.connection_pool.connection_kwargs
+        (asked,) = sentinels_of(client)
+        assert (asked["username"], asked["password"]) == (None, expected)
+
+
+def test_a_tls_sentinel_url_speaks_tls_to_the_sentinels_and_the_primary() -> None:
+    client = async_client(Settings(redis_url="rediss+sentinel://s1/orders?ssl_ca_certs=/ca.pem"))
+    pool = client.connection_pool
+    assert issubclass(pool.connection_class, redis.asyncio.SSLConnection)
+    assert pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
+    manager: Any = pool.sentinel_manager  # type: ignore[attr-defined]
+    (asked,) = manager.sentinels
+    assert issubclass(asked.connection_pool.connection_class, redis.asyncio.SSLConnection)
+    assert asked.connection_pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"

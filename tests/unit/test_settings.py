@@ -624,7 +624,37 @@ def test_the_holder_check_can_fail() -> None:
         ("rediss://:pw@h:6380/0", "rediss://:***@h:6380/0"),
         ("redis+cluster://me:p@ss@h1:1,h2:2/0", "redis+cluster://me:***@h1:1,h2:2/0"),
         ("redis://me@h/0", "redis://me@h/0"),
+        (
+            "redis+sentinel://:a@s1,s2/m/0?sentinel_password=b@c&ssl_ca_certs=/ca",
+            "redis+sentinel://:***@s1,s2/m/0?sentinel_password=***&ssl_ca_certs=/ca",
+        ),
+        ("redis+sentinel://s1/m?sentinel_password=", "redis+sentinel://s1/m?sentinel_password="),
     ],
 )
 def test_the_redis_url_is_shown_without_its_password(url: str, shown: str) -> None:
     assert Settings(redis_url=url).redis_shown == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("redis+sentinel://s1:26379", "names the primary its Sentinels watch"),
+        ("redis+sentinel://s1:26379/", "names the primary its Sentinels watch"),
+        ("rediss+sentinel://s1/orders/two", "is a number, not 'two'"),
+    ],
+)
+def test_a_sentinel_url_names_its_primary_and_a_numbered_database(url: str, error: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^TRACKER_REDIS_URL: .*{error}"):
+        load(environ={"TRACKER_REDIS_URL": url})
+    good = load(environ={"TRACKER_REDIS_URL": "redis+sentinel://s1,s2/orders/3"})
+    assert good.redis_is_sentinel
+
+
+def test_sentinels_and_a_redis_cluster_exclude_each_other() -> None:
+    with pytest.raises(SettingsError, match=r"^TRACKER_REDIS_CLUSTER: TRACKER_REDIS_URL names"):
+        load(
+            environ={
+                "TRACKER_REDIS_URL": "redis+sentinel://s1/orders",
+                "TRACKER_REDIS_CLUSTER": "1",
+            }
+        )
