@@ -1,6 +1,7 @@
 """The store over TLS, as managed Redis services serve it: every client tracker makes
-speaks TLS to a redis-server, and to a Redis Cluster, that serve TLS only, trusting the
-authority the URL names (``?ssl_ca_certs=``), and refuses a server it cannot trust."""
+speaks TLS to a redis-server, to a Redis Cluster and to Redis Sentinels and their
+primary, that serve TLS only, trusting the authority the URL names
+(``?ssl_ca_certs=``), and refuses a server it cannot trust."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError
 
+from harness import redis_sentinel
 from harness.redis_servers import Certificates, certificates, redis_server, tls_cluster
 from tracker import redis_nodes
 from tracker.events import Event
@@ -40,7 +42,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return certificates(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
+@pytest.fixture(scope="module", params=["single", "cluster", "sentinel"])
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls: Certificates
 ) -> Iterator[tuple[Settings, int]]:
@@ -49,10 +51,13 @@ def store(
     if request.param == "single":
         with redis_server(folder, tls=tls) as (url, _):
             yield Settings(redis_url=url), 1
-    else:
+    elif request.param == "cluster":
         with tls_cluster(folder, tls) as ports:
             url = f"{TLS_CLUSTER_SCHEME}://127.0.0.1:{ports[0]}/0?ssl_ca_certs={tls.ca}"
             yield Settings(redis_url=url), len(ports)
+    else:
+        with redis_sentinel.running(folder, redis_sentinel.Access(tls=tls)) as sentinels:
+            yield Settings(redis_url=sentinels.url), 1
 
 
 def click(event_id: str) -> Event:
@@ -113,10 +118,9 @@ def test_a_server_the_url_does_not_trust_is_refused(store: tuple[Settings, int])
     for make in (sync_client, sync_reader):
         with pytest.raises(ConnectionError, match="certificate verify failed"):
             make(untrusting(settings)).ping()
-    port = urlsplit(settings.redis_url).port
-    assert port
+    first = urlsplit(settings.redis_url).netloc.split(",")[0]  # a seed, or a Sentinel
     with pytest.raises(ConnectionError):  # and no one speaks plain text to it
-        redis.Redis(port=port, socket_timeout=2).ping()
+        redis.Redis(port=int(first.rpartition(":")[2]), socket_timeout=2).ping()
 
 
 @pytest.mark.parametrize("store", ["cluster"], indirect=True)  # one Redis: its own client

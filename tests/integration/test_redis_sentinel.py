@@ -1,0 +1,133 @@
+"""The store under Redis Sentinel: every client tracker makes reaches the primary the
+Sentinels name, with or without passwords (the Sentinels' own or the primary's), follows
+it through a failover, and waits for its replica where a write must outlive one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.exceptions import ConnectionError
+
+from harness import redis_sentinel
+from harness.processes import wait_for
+from harness.redis_sentinel import Access, Sentinels
+from tracker import redis_nodes
+from tracker.redis_clients import (
+    NotReplicated,
+    async_client,
+    async_reader,
+    replicated,
+    sync_client,
+    sync_reader,
+)
+from tracker.settings import Settings
+
+pytestmark = pytest.mark.skipif(redis_sentinel.unstartable() is not None, reason="no redis-server")
+
+ACCESSES = {
+    "no-passwords": lambda: Access(),
+    "one-password": lambda: Access(
+        password=(shared := secrets.token_urlsafe(12)), sentinel_password=shared
+    ),
+    "passwords-of-their-own": lambda: Access(
+        password=secrets.token_urlsafe(12) + "@:/", sentinel_password=secrets.token_urlsafe(12)
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(ACCESSES))
+def sentinels(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sentinels]:
+    with redis_sentinel.running(
+        tmp_path_factory.mktemp(request.param), ACCESSES[request.param]()
+    ) as setup:
+        yield setup
+
+
+def test_every_client_reaches_the_primary_the_sentinels_name(sentinels: Sentinels) -> None:
+    settings = Settings(redis_url=sentinels.url)
+    primary = sentinels.primary()
+    key = f"{settings.key_prefix}:sentinel"
+    sync_client(settings).set(key, "sync")
+    assert sync_reader(settings).get(key) == b"sync"
+
+    async def main() -> tuple[object, object, list[str]]:
+        client, reader = async_client(settings), async_reader(settings)
+        try:
+            async with replicated(client) as confirmed:  # its replica has it
+                await confirmed.set(key, "async")
+            nodes = await redis_nodes.read(settings, client)
+            return await reader.get(key), await client.get(key), [n.address for n in nodes]
+        finally:
+            await client.aclose()
+            await reader.aclose()
+
+    assert asyncio.run(main()) == (b"async", b"async", [f"127.0.0.1:{primary}"])
+    assert sentinels.nodes[primary].client.get(key) == "async"
+
+
+def test_a_write_that_must_last_waits_for_the_replica(sentinels: Sentinels) -> None:
+    """An erasure or goals saved is answered once the replica holds it: with the replica
+    stopped, the primary's write is refused as unconfirmed, not taken as safe."""
+    settings = Settings(redis_url=sentinels.url)
+    (replica,) = set(sentinels.nodes) - {sentinels.primary()}
+
+    async def save() -> None:
+        client = async_client(settings)
+        try:
+            async with replicated(client) as confirmed:
+                await confirmed.set(f"{settings.key_prefix}:goals", "saved")
+        finally:
+            await client.aclose()
+
+    os.kill(sentinels.pid(replica), signal.SIGSTOP)
+    try:
+        with pytest.raises(NotReplicated, match="no replica confirmed"):
+            asyncio.run(save())
+    finally:
+        os.kill(sentinels.pid(replica), signal.SIGCONT)
+    asyncio.run(save())
+
+
+def test_clients_made_before_a_failover_reach_the_promoted_primary(tmp_path: Path) -> None:
+    with redis_sentinel.running(tmp_path) as setup:
+        settings = Settings(redis_url=setup.url)
+        key = f"{settings.key_prefix}:failover"
+        old = setup.primary()
+        blocking = sync_client(settings)
+        blocking.set(key, "before")
+
+        async def main() -> tuple[str, str]:
+            client = async_client(settings)
+            try:
+                await client.set(key, "before")  # a connection to the old primary, pooled
+                setup.kill(old)
+                new = setup.failed_over(old)
+
+                async def written() -> bool:
+                    try:
+                        return bool(await client.set(key, "after"))
+                    except ConnectionError:  # while the Sentinels still name the dead one
+                        return False
+
+                deadline = asyncio.get_running_loop().time() + 30
+                while not await written():
+                    assert asyncio.get_running_loop().time() < deadline, "no write took"
+                    await asyncio.sleep(0.1)
+                nodes = await redis_nodes.read(settings, client)
+                return f"127.0.0.1:{new}", nodes[0].address
+            finally:
+                await client.aclose()
+
+        promoted, read_at = asyncio.run(main())
+        assert read_at == promoted != f"127.0.0.1:{old}"
+        assert wait_for(lambda: blocking.get(key), 30, "the blocking client's read") == b"after"
+        setup.start(old)  # back as the promoted one's replica
+        assert setup.nodes[old].client.role()[0] == "slave"
