@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up down status test lint faults bench bench-collector bench-shards bench-kafka clean demo-reset
+.PHONY: install up down status test lint faults bench bench-collector bench-shards bench-kafka bench-failover clean demo-reset
 
 install: $(VENV)/.installed
 
@@ -74,6 +74,10 @@ bench-shards: install
 bench-kafka: install
 	bash deploy/local/services.sh start kafka
 	$(BIN)/python -m bench.kafka_replication
+
+## How long the store stands still when Redis Sentinel fails its primary over (own Redis).
+bench-failover: install
+	$(BIN)/python -m bench.failover
 
 clean: down
 	rm -rf .run
