@@ -18,8 +18,9 @@ not go wrong, and Kafka keeps the events meanwhile.
 
 The exporter reports each node's memory, limit, policy, evictions and append-only file
 (``tracker_store_*``) for the alerts ``StoreMayEvict``, ``StoreMemoryHigh`` and
-``StoreFillingUp``. On a Redis Cluster every node is checked, replicas too: a replica
-promoted in a failover keeps its own policy. A node that does not answer is left out
+``StoreFillingUp``. On a Redis Cluster every node is checked, and under Redis Sentinel
+the primary and the replicas the Sentinels name: a replica promoted in a failover
+keeps its own policy. A node that does not answer is left out
 (it evicts nothing while it is down; logged each time), and so is one that refuses
 ``INFO`` (renamed or denied, as hardened servers do: its operator chose so; logged
 once).
@@ -118,7 +119,8 @@ def cluster_addresses(reply: str) -> list[str]:
 
 
 class NodeClients:
-    """A client of each node of a Redis Cluster, kept from one :func:`read` to the next.
+    """A client of each node of a Redis Cluster (or replica under Sentinel), kept from
+    one :func:`read` to the next.
 
     The exporter reads every node at each scrape: a client made for each read connected
     anew each time, over TLS with a handshake. Six nodes over TLS took 9.7-11.0 ms a
@@ -146,21 +148,33 @@ class NodeClients:
 async def read(
     settings: Settings, client: redis.asyncio.Redis, kept: NodeClients | None = None
 ) -> list[Node]:
-    """Every node of the store that answers: ``client``'s server, or on a Redis Cluster
-    each node it knows of (``client`` follows the store's slot, as
-    :func:`tracker.redis_clients.async_client` makes it), asked with ``kept``'s clients
-    or else with clients made for this read."""
-    if not settings.redis_is_cluster:
-        try:
-            answer = await client.info(*_SECTIONS)  # first: it connects, asking Sentinels
-        except ResponseError as exc:
-            _unread(_address(client), exc)
-            return []
-        return [node(_address(client), answer)]
-    # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
-    reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
-    text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    addresses = cluster_addresses(text)
+    """Every node of the store that answers: ``client``'s server and, under Sentinel,
+    the replicas they name; on a Redis Cluster each node it knows of (``client``
+    follows the store's slot, as :func:`tracker.redis_clients.async_client` makes it).
+    Other nodes than ``client``'s are asked with ``kept``'s clients, or else with
+    clients made for this read."""
+    if settings.redis_is_cluster:
+        # As Redis sends it, unparsed: named so, redis-py would parse it into a dict.
+        reply = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        return await _each(settings, cluster_addresses(text), kept)
+    try:
+        answer = await client.info(*_SECTIONS)  # first: it connects, asking Sentinels
+        read = [node(_address(client), answer)]
+    except ResponseError as exc:
+        _unread(_address(client), exc)
+        read = []
+    pool = client.connection_pool
+    if not isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        return read
+    # A replica they promote keeps its own policy, as a cluster's does.
+    replicas = await pool.sentinel_manager.discover_slaves(pool.service_name)
+    return read + await _each(settings, [f"{host}:{port}" for host, port in replicas], kept)
+
+
+async def _each(settings: Settings, addresses: list[str], kept: NodeClients | None) -> list[Node]:
+    """The nodes at ``addresses`` that answer, asked with ``kept``'s clients or with
+    clients made for this read."""
     clients = kept or NodeClients(settings)
     try:
         asked = await clients.of(addresses)

@@ -54,23 +54,53 @@ def sentinels(
 def test_every_client_reaches_the_primary_the_sentinels_name(sentinels: Sentinels) -> None:
     settings = Settings(redis_url=sentinels.url)
     primary = sentinels.primary()
+    (replica,) = set(sentinels.nodes) - {primary}
     key = f"{settings.key_prefix}:sentinel"
     sync_client(settings).set(key, "sync")
     assert sync_reader(settings).get(key) == b"sync"
 
-    async def main() -> tuple[object, object, list[str]]:
+    async def main() -> tuple[object, object, list[tuple[str, bool]]]:
         client, reader = async_client(settings), async_reader(settings)
         try:
             async with replicated(client) as confirmed:  # its replica has it
                 await confirmed.set(key, "async")
             nodes = await redis_nodes.read(settings, client)
-            return await reader.get(key), await client.get(key), [n.address for n in nodes]
+            return (
+                await reader.get(key),
+                await client.get(key),
+                [(n.address, n.primary) for n in nodes],
+            )
         finally:
             await client.aclose()
             await reader.aclose()
 
-    assert asyncio.run(main()) == (b"async", b"async", [f"127.0.0.1:{primary}"])
+    read = [(f"127.0.0.1:{primary}", True), (f"127.0.0.1:{replica}", False)]
+    assert asyncio.run(main()) == (b"async", b"async", read)
     assert sentinels.nodes[primary].client.get(key) == "async"
+
+
+def test_a_replica_that_may_evict_is_named_before_it_is_promoted(sentinels: Sentinels) -> None:
+    """A replica keeps its own maxmemory-policy when promoted: the worker's guard reads
+    it too, as it reads a cluster's replicas."""
+    settings = Settings(redis_url=sentinels.url)
+    (replica,) = set(sentinels.nodes) - {sentinels.primary()}
+    node = sentinels.nodes[replica].client
+
+    async def refused() -> str | None:
+        client = async_client(settings)
+        try:
+            return redis_nodes.refusal(await redis_nodes.read(settings, client))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(refused()) is None
+    node.config_set("maxmemory-policy", "volatile-lru")
+    try:
+        assert f"127.0.0.1:{replica} has maxmemory-policy volatile-lru" in (
+            asyncio.run(refused()) or ""
+        )
+    finally:
+        node.config_set("maxmemory-policy", "noeviction")
 
 
 def test_a_write_that_must_last_waits_for_the_replica(sentinels: Sentinels) -> None:

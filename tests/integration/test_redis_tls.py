@@ -57,7 +57,7 @@ def store(
             yield Settings(redis_url=url), len(ports)
     else:
         with redis_sentinel.running(folder, redis_sentinel.Access(tls=tls)) as sentinels:
-            yield Settings(redis_url=sentinels.url), 1
+            yield Settings(redis_url=sentinels.url), 2  # the primary and its replica
 
 
 def click(event_id: str) -> Event:
