@@ -11,6 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
+from tracker.kafka_oauth import ClientCredentials
 from tracker.settings import Settings
 
 DAY_MS = 86_400_000
@@ -34,7 +35,10 @@ def client_options(settings: Settings) -> dict[str, Any]:
     }
     if settings.kafka_tls:
         options["ssl_context"] = tls_context(settings)
-    if settings.kafka_sasl:
+    if settings.kafka_oauth:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_oauth_token_provider"] = ClientCredentials(settings)
+    elif settings.kafka_sasl:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = settings.kafka_sasl_password
@@ -119,9 +123,12 @@ async def ensure_topics(
         retained = {settings.events_topic, settings.dead_letter_topic, *more} & existing
         await _align(admin, {name: configs[name] for name in sorted(retained)})
     except KafkaError as exc:
+        # aiokafka takes a broker's refusal of a token for a login and sends on; the
+        # broker then drops the connection, which comes back as a node not ready.
+        token = ", or refused its OAuth token (its log says why)" * settings.kafka_oauth
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap} refused topic setup: {exc!r}; "
-            "is the broker running (make up)?"
+            f"is the broker running (make up){token}?"
         ) from exc
     finally:
         await admin.close()

@@ -55,7 +55,7 @@ _SENTINEL_PASSWORD_GIVEN = re.compile(rf"([?&]{SENTINEL_PASSWORD}=)[^&#]+")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 """How a client reaches Kafka, as Kafka names it (``security.protocol``)."""
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 # The subcommands of tracker/cli.py, which declares one parser each.
 COLLECTOR = "collector"
@@ -177,12 +177,26 @@ class Settings:
     )
     kafka_sasl_mechanism: str = _setting(
         "PLAIN",
-        "with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        "with SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (an OAuth access "
+        "token from the token URL)",
         KAFKA,
         choices=SASL_MECHANISMS,
     )
-    kafka_sasl_username: str = _setting("", "with SASL: the user name", KAFKA)
-    kafka_sasl_password: str = _setting("", "with SASL: the password", KAFKA, secret=True)
+    kafka_sasl_username: str = _setting(
+        "", "with SASL: the user name; with OAUTHBEARER, the OAuth client id", KAFKA
+    )
+    kafka_sasl_password: str = _setting(
+        "", "with SASL: the password; with OAUTHBEARER, the OAuth client secret", KAFKA, secret=True
+    )
+    kafka_sasl_oauth_token_url: str = _setting(
+        "",
+        "with OAUTHBEARER: the OAuth token endpoint (https://...) that gives the client "
+        "its access tokens (client credentials grant)",
+        KAFKA,
+    )
+    kafka_sasl_oauth_scope: str = _setting(
+        "", "with OAUTHBEARER: the scope asked for, if the provider wants one", KAFKA
+    )
     kafka_ssl_ca_file: str = _setting(
         "",
         "with TLS: a PEM file of the authorities the brokers' certificates are checked "
@@ -661,6 +675,11 @@ class Settings:
         return self.kafka_security_protocol.startswith("SASL_")
 
     @property
+    def kafka_oauth(self) -> bool:
+        """Whether the Kafka clients log in with an OAuth access token (OAUTHBEARER)."""
+        return self.kafka_sasl and self.kafka_sasl_mechanism == "OAUTHBEARER"
+
+    @property
     def redis_shown(self) -> str:
         """The Redis URL as errors and logs show it: its passwords (the Sentinels' own
         too) starred out."""
@@ -913,6 +932,12 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{named('kafka_security_protocol')} {settings.kafka_security_protocol} needs "
             f"{named('kafka_sasl_username')} and {named('kafka_sasl_password')}"
+        )
+    token_url = urlsplit(settings.kafka_sasl_oauth_token_url)
+    if settings.kafka_oauth and not (token_url.scheme in ("http", "https") and token_url.netloc):
+        raise SettingsError(
+            f"{named('kafka_sasl_mechanism')} OAUTHBEARER needs "
+            f"{named('kafka_sasl_oauth_token_url')}, the token endpoint's https:// URL"
         )
     if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
         raise SettingsError(

@@ -9,6 +9,7 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from tracker.kafka import client_options, creation_configs
+from tracker.kafka_oauth import ClientCredentials
 from tracker.settings import Settings, SettingsError, load
 from tracker.stream.app import _credentials
 
@@ -92,12 +93,47 @@ def test_tls_alone_gives_a_context_and_no_login() -> None:
     )
 
 
+def test_an_oauth_login_gives_every_client_a_token_provider_and_no_password() -> None:
+    settings = load(
+        None,
+        {
+            "TRACKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "TRACKER_KAFKA_SASL_MECHANISM": "oauthbearer",
+            "TRACKER_KAFKA_SASL_USERNAME": "tracker-client",
+            "TRACKER_KAFKA_SASL_PASSWORD": "client-secret",
+            "TRACKER_KAFKA_SASL_OAUTH_TOKEN_URL": "https://idp.example/token",
+        },
+    )
+    options = client_options(settings)
+    assert options["sasl_mechanism"] == "OAUTHBEARER"
+    assert isinstance(options["sasl_oauth_token_provider"], ClientCredentials)
+    assert not {"sasl_plain_username", "sasl_plain_password"} & set(options)
+    faust_side = credentials_to_aiokafka_auth(_credentials(settings))
+    assert faust_side["security_protocol"] == "SASL_SSL"
+    assert faust_side["sasl_mechanism"] == "OAUTHBEARER"
+    assert isinstance(faust_side["sasl_oauth_token_provider"], ClientCredentials)
+    assert isinstance(faust_side["ssl_context"], ssl.SSLContext)
+
+
 @pytest.mark.parametrize(
     ("environ", "error"),
     [
         (
             {"TRACKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TRACKER_KAFKA_SASL_USERNAME": "u"},
             "SASL_SSL needs TRACKER_KAFKA_SASL_USERNAME and TRACKER_KAFKA_SASL_PASSWORD",
+        ),
+        *(
+            (
+                {
+                    "TRACKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                    "TRACKER_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+                    "TRACKER_KAFKA_SASL_USERNAME": "u",
+                    "TRACKER_KAFKA_SASL_PASSWORD": "p",
+                    "TRACKER_KAFKA_SASL_OAUTH_TOKEN_URL": url,
+                },
+                "OAUTHBEARER needs TRACKER_KAFKA_SASL_OAUTH_TOKEN_URL",
+            )
+            for url in ("", "idp.example/token", "https://")
         ),
         ({"TRACKER_KAFKA_SSL_CERT_FILE": "/c.pem"}, "TRACKER_KAFKA_SSL_KEY_FILE go together"),
         ({"TRACKER_KAFKA_SECURITY_PROTOCOL": "TLS"}, "expected one of PLAINTEXT, SSL"),

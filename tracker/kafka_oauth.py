@@ -1,0 +1,92 @@
+"""OAuth access tokens for Kafka's SASL OAUTHBEARER login (the client credentials grant).
+
+Kafka behind an identity provider (Strimzi with Keycloak, Confluent Cloud's OAuth, Event
+Hubs with Entra ID) takes a client that shows an access token instead of a password.
+aiokafka asks a client's token provider at every login, one a new connection, so the
+token is kept: asked of the token endpoint once, and again once 80% of its lifetime has
+passed, as Kafka's own clients do (``sasl.login.refresh.window.factor``), so that a
+connection made later never shows an expired one. The brokers check the token
+themselves (its signature, audience and expiry); the provider is told nothing of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from urllib.parse import quote_plus
+
+import httpx
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.errors import KafkaError
+
+from tracker.settings import Settings
+
+REFRESH_AFTER = 0.8
+"""The share of a token's lifetime after which a new one is asked for."""
+UNSAID_LIFETIME_S = 60.0
+"""How long a token is taken to live when the endpoint does not say (``expires_in``)."""
+_TIMEOUT_S = 10.0
+_now = time.monotonic
+"""The clock tokens age by (a test's own in tests)."""
+
+
+class TokenRefused(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
+    """The token endpoint gave no access token; the message says what it answered. A
+    Kafka error, as a refused login is: callers that tell Kafka is unreachable say so."""
+
+
+class ClientCredentials(AbstractTokenProvider):  # type: ignore[misc]  # aiokafka is untyped
+    """Access tokens for the client the settings name (``TRACKER_KAFKA_SASL_USERNAME``
+    and ``..._PASSWORD``: its id and secret), from ``TRACKER_KAFKA_SASL_OAUTH_TOKEN_URL``,
+    with ``..._SCOPE`` if set. An https endpoint's certificate must be signed by an
+    authority the brokers' may be: ``TRACKER_KAFKA_SSL_CA_FILE``'s, else the machine's."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.kafka_sasl_oauth_token_url
+        # RFC 6749 2.3.1: id and secret are form-encoded before they are joined.
+        self._login = httpx.BasicAuth(
+            quote_plus(settings.kafka_sasl_username), quote_plus(settings.kafka_sasl_password)
+        )
+        self._form = {"grant_type": "client_credentials"}
+        if settings.kafka_sasl_oauth_scope:
+            self._form["scope"] = settings.kafka_sasl_oauth_scope
+        # Checked as the brokers' certificates are: against the same authorities.
+        self._trust = ssl.create_default_context(cafile=settings.kafka_ssl_ca_file or None)
+        self._token = ""
+        self._fresh_until = 0.0
+        self._asking = asyncio.Lock()
+        """One request at a time: a client's connections log in together at its start."""
+
+    async def token(self) -> str:
+        async with self._asking:
+            if not self._token or _now() >= self._fresh_until:
+                asked_at = _now()
+                self._token, lifetime = await self._ask()
+                self._fresh_until = asked_at + REFRESH_AFTER * lifetime
+        return self._token
+
+    async def _ask(self) -> tuple[str, float]:
+        """A new access token, and how many seconds it lives."""
+        try:
+            async with httpx.AsyncClient(timeout=_TIMEOUT_S, verify=self._trust) as http:
+                answer = await http.post(self._url, data=self._form, auth=self._login)
+        except httpx.HTTPError as exc:
+            raise TokenRefused(
+                f"the OAuth token endpoint {self._url} did not answer: {exc}"
+            ) from exc
+        if answer.status_code != httpx.codes.OK:
+            raise TokenRefused(
+                f"the OAuth token endpoint {self._url} answered {answer.status_code}: "
+                f"{answer.text[:300]}"
+            )
+        try:
+            given = answer.json()
+            token, lifetime = given["access_token"], given.get("expires_in", UNSAID_LIFETIME_S)
+            if not (isinstance(token, str) and token):
+                raise TypeError("an empty access_token")
+            return token, float(lifetime)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TokenRefused(
+                f"the OAuth token endpoint {self._url} gave no access token: {exc}"
+            ) from exc
