@@ -37,7 +37,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Final, Literal
 
 import orjson
@@ -45,6 +45,7 @@ from google.protobuf import json_format
 
 from harness.isolation import free_port
 from harness.processes import sample
+from harness.stand_ins import JSONHandler
 from tests.kafka import caught_up
 from tracker.forward import google, meta, tiktok
 from tracker.settings import Settings
@@ -193,21 +194,12 @@ class Platforms:
         self._state = _State()
         state = self._state
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                status, body = _answer(state, self.path, headers, raw)
-                content = orjson.dumps(body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the tests read what was received instead
+                self.answer(*_answer(state, self.path, headers, raw))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

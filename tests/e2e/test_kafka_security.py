@@ -2,7 +2,7 @@
 services do: every process's Kafka clients (the collector's producer, the worker's
 Faust consumer and producer, the exporter's end-offset reader, the forwarder's
 consumer, each one's topic setup) reach it with the TRACKER_KAFKA_SECURITY_* settings,
-and a wrong login is refused."""
+with a password or an OAuth access token, and a wrong login is refused."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.oauth_provider import STRANGER, Provider, oauth_provider
 from harness.processes import command, health_url, http_get, sample, tracker, wait_for
 from harness.redis_servers import certificates
 from harness.secure_kafka import SCRAM, SecureKafka, secure_kafka
@@ -31,9 +32,15 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+def provider() -> Iterator[Provider]:
+    with oauth_provider() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[SecureKafka]:
     folder = tmp_path_factory.mktemp("secure-kafka")
-    with secure_kafka(folder, certificates(folder)) as found:
+    with secure_kafka(folder, certificates(folder), provider) as found:
         yield found
 
 
@@ -51,16 +58,20 @@ def lag(settings: Settings) -> float | None:
     return sample(url, "tracker_pipeline_consumer_lag_records")
 
 
+@pytest.mark.parametrize("mechanism", ["PLAIN", "OAUTHBEARER"])
 def test_every_process_counts_and_forwards_over_sasl_ssl(
-    settings: Settings, broker: SecureKafka
+    settings: Settings, broker: SecureKafka, provider: Provider, mechanism: str
 ) -> None:
+    """With a password, and with OAuth access tokens, which the worker's Faust app and
+    every other client ask the provider for."""
+    tokens_before = len(provider.given)
     campaign = f"secure-{uuid.uuid4().hex[:6]}"
     clicks = [
         {"type": "click", "campaign": campaign, "event_id": f"c{i}", "user_agent": AGENT}
         for i in range(40)
     ]
     with Platforms() as stand_in:
-        settings = stand_in.settings(broker.settings(settings), "meta")
+        settings = stand_in.settings(broker.settings(settings, mechanism=mechanism), "meta")
         with (
             tracker("collector", settings, health_url(settings, "collector")),
             tracker("worker", settings, health_url(settings, "worker")),
@@ -83,9 +94,11 @@ def test_every_process_counts_and_forwards_over_sasl_ssl(
                 timeout=60,
                 what="the conversion read from the secured broker and sent to Meta",
             )
+    tokens = len(provider.given) - tokens_before  # how long each is kept: test_kafka_oauth
+    assert tokens > 0 if mechanism == "OAUTHBEARER" else tokens == 0
 
 
-@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM])
+@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM, "OAUTHBEARER"])
 def test_each_mechanism_logs_in_and_a_wrong_password_is_refused(
     settings: Settings, broker: SecureKafka, mechanism: str
 ) -> None:
@@ -95,7 +108,25 @@ def test_each_mechanism_logs_in_and_a_wrong_password_is_refused(
     wrong = broker.settings(settings, password="not-the-password", mechanism=mechanism)  # noqa: S106
     done = command(wrong, "replay-dead-letters", "--dry-run", timeout=120)
     assert done.returncode != 0
-    assert "Authentication failed" in done.stderr
+    if mechanism == "OAUTHBEARER":  # the provider refuses the client: no token to show
+        assert "TokenRefused: the OAuth token endpoint" in done.stderr
+        assert "answered 401" in done.stderr
+    else:
+        assert "Authentication failed" in done.stderr
+
+
+def test_a_token_for_another_audience_is_refused_by_the_broker(
+    settings: Settings, broker: SecureKafka, provider: Provider
+) -> None:
+    """The broker checks the token itself: one the provider gave for another service
+    logs in no one."""
+    stranger = dataclasses.replace(
+        broker.settings(settings, mechanism="OAUTHBEARER"), kafka_sasl_username=STRANGER
+    )
+    done = command(stranger, "replay-dead-letters", "--dry-run", timeout=120)
+    assert provider.given[-1]["sub"] == STRANGER  # the provider gave it one
+    assert done.returncode != 0
+    assert "refused its OAuth token" in done.stderr
 
 
 def test_a_broker_whose_authority_is_not_trusted_is_refused(
