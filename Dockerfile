@@ -23,10 +23,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/tracker
 
 # Dependencies first, from pyproject.toml alone, so that a code change does
-# not reinstall them. Runtime dependencies only: no [test] extras.
+# not reinstall them. Runtime dependencies only, no [test] extras, but those of the
+# optional extras named: docker build --build-arg EXTRAS=aws (AWS MSK's IAM login).
+ARG EXTRAS=""
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + [d for e in os.environ['EXTRAS'].split(',') if e for d in p['optional-dependencies'][e]]))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
 # .dockerignore lets in only what the package is built from.

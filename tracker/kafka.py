@@ -11,7 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
-from tracker.kafka_oauth import ClientCredentials
+from tracker.kafka_oauth import token_provider
 from tracker.settings import Settings
 
 DAY_MS = 86_400_000
@@ -36,8 +36,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
     if settings.kafka_tls:
         options["ssl_context"] = tls_context(settings)
     if settings.kafka_oauth:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_oauth_token_provider"] = ClientCredentials(settings)
+        options["sasl_mechanism"] = "OAUTHBEARER"
+        options["sasl_oauth_token_provider"] = token_provider(settings)
     elif settings.kafka_sasl:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import operator
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,7 +56,9 @@ _SENTINEL_PASSWORD_GIVEN = re.compile(rf"([?&]{SENTINEL_PASSWORD}=)[^&#]+")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 """How a client reaches Kafka, as Kafka names it (``security.protocol``)."""
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+AWS_MSK_IAM = "AWS_MSK_IAM"
+"""AWS MSK's IAM login: OAUTHBEARER on the wire, with a token signed by AWS credentials."""
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", AWS_MSK_IAM)
 
 # The subcommands of tracker/cli.py, which declares one parser each.
 COLLECTOR = "collector"
@@ -177,8 +180,9 @@ class Settings:
     )
     kafka_sasl_mechanism: str = _setting(
         "PLAIN",
-        "with SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (an OAuth access "
-        "token from the token URL)",
+        "with SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (an OAuth access "
+        "token from the token URL) or AWS_MSK_IAM (a token signed with the machine's AWS "
+        "credentials; pip install 'tracker[aws]')",
         KAFKA,
         choices=SASL_MECHANISMS,
     )
@@ -196,6 +200,9 @@ class Settings:
     )
     kafka_sasl_oauth_scope: str = _setting(
         "", "with OAUTHBEARER: the scope asked for, if the provider wants one", KAFKA
+    )
+    kafka_aws_region: str = _setting(
+        "", "with AWS_MSK_IAM: the AWS region of the MSK cluster, e.g. eu-west-1", KAFKA
     )
     kafka_ssl_ca_file: str = _setting(
         "",
@@ -676,8 +683,9 @@ class Settings:
 
     @property
     def kafka_oauth(self) -> bool:
-        """Whether the Kafka clients log in with an OAuth access token (OAUTHBEARER)."""
-        return self.kafka_sasl and self.kafka_sasl_mechanism == "OAUTHBEARER"
+        """Whether the Kafka clients log in with an access token (SASL OAUTHBEARER on
+        the wire: an OAuth provider's, or AWS MSK's IAM login)."""
+        return self.kafka_sasl and self.kafka_sasl_mechanism in ("OAUTHBEARER", AWS_MSK_IAM)
 
     @property
     def redis_shown(self) -> str:
@@ -928,17 +936,7 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
             f"{named('topic_min_insync_replicas')}: must be at most {named('topic_replicas')} "
             f"({settings.topic_replicas}); Kafka would refuse every event"
         )
-    if settings.kafka_sasl and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
-        raise SettingsError(
-            f"{named('kafka_security_protocol')} {settings.kafka_security_protocol} needs "
-            f"{named('kafka_sasl_username')} and {named('kafka_sasl_password')}"
-        )
-    token_url = urlsplit(settings.kafka_sasl_oauth_token_url)
-    if settings.kafka_oauth and not (token_url.scheme in ("http", "https") and token_url.netloc):
-        raise SettingsError(
-            f"{named('kafka_sasl_mechanism')} OAUTHBEARER needs "
-            f"{named('kafka_sasl_oauth_token_url')}, the token endpoint's https:// URL"
-        )
+    _check_kafka_login(settings, named)
     if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
         raise SettingsError(
             f"{named('kafka_ssl_cert_file')} and {named('kafka_ssl_key_file')} go together"
@@ -957,6 +955,37 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{named('budget_min_days')}: must be at most {named('budget_history_days')} "
             f"({settings.budget_history_days})"
+        )
+
+
+def _check_kafka_login(settings: Settings, named: Callable[[str], str]) -> None:
+    """What each SASL mechanism needs to log in."""
+    if not settings.kafka_sasl:
+        return
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == AWS_MSK_IAM:
+        if not settings.kafka_aws_region:
+            raise SettingsError(
+                f"{named('kafka_sasl_mechanism')} {mechanism} needs {named('kafka_aws_region')}"
+            )
+        if importlib.util.find_spec("aws_msk_iam_sasl_signer") is None:
+            raise SettingsError(
+                f"{named('kafka_sasl_mechanism')} {mechanism} signs with AWS's own signer: "
+                "pip install 'tracker[aws]'"
+            )
+        return
+    if not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        raise SettingsError(
+            f"{named('kafka_security_protocol')} {settings.kafka_security_protocol} needs "
+            f"{named('kafka_sasl_username')} and {named('kafka_sasl_password')}"
+        )
+    token_url = urlsplit(settings.kafka_sasl_oauth_token_url)
+    if mechanism == "OAUTHBEARER" and not (
+        token_url.scheme in ("http", "https") and token_url.netloc
+    ):
+        raise SettingsError(
+            f"{named('kafka_sasl_mechanism')} OAUTHBEARER needs "
+            f"{named('kafka_sasl_oauth_token_url')}, the token endpoint's https:// URL"
         )
 
 

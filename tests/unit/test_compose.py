@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -433,6 +435,28 @@ def test_dockerfile_environment() -> None:
     assert env["TRACKER_LOG_FORMAT"] == "json"
     known = _tracker_env_names()
     assert all(name in known for name in env if name.startswith(settings.ENV_PREFIX))
+
+
+@pytest.mark.parametrize("extras", ["", "aws"])
+def test_dockerfile_installs_the_runtime_dependencies_and_the_extras_asked_for(
+    extras: str,
+) -> None:
+    """The build stage's own requirements line, run as Docker runs it with ``EXTRAS``."""
+    run = next(line for line in DOCKERFILE.read_text().splitlines() if "tomllib" in line)
+    code = run.partition('python -c "')[2].partition('" >')[0]
+    printed = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "EXTRAS": extras},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = project["dependencies"]
+    assert printed[: len(runtime)] == runtime
+    assert printed[len(runtime) :] == (project["optional-dependencies"]["aws"] if extras else [])
+    assert not extras or any(d.startswith("aws-msk-iam-sasl-signer") for d in printed)
 
 
 def test_dockerignore_lets_in_every_package() -> None:

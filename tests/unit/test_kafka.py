@@ -3,13 +3,14 @@ how every client reaches the brokers (TLS, SASL)."""
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
 
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from tracker.kafka import client_options, creation_configs
-from tracker.kafka_oauth import ClientCredentials
+from tracker.kafka_oauth import AWSSigned, ClientCredentials
 from tracker.settings import Settings, SettingsError, load
 from tracker.stream.app import _credentials
 
@@ -115,9 +116,42 @@ def test_an_oauth_login_gives_every_client_a_token_provider_and_no_password() ->
     assert isinstance(faust_side["ssl_context"], ssl.SSLContext)
 
 
+MSK = {
+    "TRACKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "TRACKER_KAFKA_SASL_MECHANISM": "aws_msk_iam",
+    "TRACKER_KAFKA_AWS_REGION": "eu-west-1",
+}
+
+
+def test_msk_iam_logs_in_with_oauthbearer_on_the_wire_and_no_password() -> None:
+    settings = load(None, MSK)
+    assert settings.kafka_sasl_mechanism == "AWS_MSK_IAM"
+    options = client_options(settings)
+    assert options["sasl_mechanism"] == "OAUTHBEARER"
+    assert isinstance(options["sasl_oauth_token_provider"], AWSSigned)
+    assert not {"sasl_plain_username", "sasl_plain_password"} & set(options)
+    faust_side = credentials_to_aiokafka_auth(_credentials(settings))
+    assert isinstance(faust_side["sasl_oauth_token_provider"], AWSSigned)
+
+
+def test_msk_iam_without_aws_signer_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "aws_msk_iam_sasl_signer" else real(name, *args),
+    )
+    with pytest.raises(SettingsError, match=r"pip install 'tracker\[aws\]'"):
+        load(None, MSK)
+
+
 @pytest.mark.parametrize(
     ("environ", "error"),
     [
+        (
+            {**MSK, "TRACKER_KAFKA_AWS_REGION": ""},
+            "AWS_MSK_IAM needs TRACKER_KAFKA_AWS_REGION",
+        ),
         (
             {"TRACKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TRACKER_KAFKA_SASL_USERNAME": "u"},
             "SASL_SSL needs TRACKER_KAFKA_SASL_USERNAME and TRACKER_KAFKA_SASL_PASSWORD",

@@ -21,7 +21,7 @@ from faust.types import TP
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from tracker import heap, kafka
-from tracker.kafka_oauth import ClientCredentials
+from tracker.kafka_oauth import token_provider
 from tracker.records import decode_events, encode_dead_letter
 from tracker.redis_clients import async_client
 from tracker.redis_nodes import MayEvict
@@ -35,7 +35,7 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """Faust's form of :func:`tracker.kafka.client_options`' TLS and SASL."""
     context = kafka.tls_context(settings) if settings.kafka_tls else None
     if settings.kafka_oauth:
-        return faust.OAuthCredentials(oauth_cb=ClientCredentials(settings), ssl_context=context)
+        return faust.OAuthCredentials(oauth_cb=token_provider(settings), ssl_context=context)
     if settings.kafka_sasl:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
