@@ -12,6 +12,7 @@ themselves (its signature, audience and expiry; MSK its AWS signature against IA
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import ssl
 import time
@@ -54,9 +55,9 @@ class _Kept(AbstractTokenProvider):  # type: ignore[misc]  # aiokafka is untyped
                 self._fresh_until = asked_at + REFRESH_AFTER * lifetime
         return self._token
 
+    @abc.abstractmethod
     async def _ask(self) -> tuple[str, float]:
         """A new token, and how many seconds it lives."""
-        raise NotImplementedError
 
 
 class ClientCredentials(_Kept):
