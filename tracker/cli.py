@@ -252,6 +252,14 @@ def _targets(config: settings.Settings, args: argparse.Namespace) -> int:
     return rules.run(config, rules.TARGETS, args.file)
 
 
+def _check(config: settings.Settings, args: argparse.Namespace) -> int:
+    from tracker.check import check
+
+    report = check(config)
+    print("\n".join(report.lines))
+    return report.status
+
+
 COMMANDS = {
     "collector": (_collector, "run the HTTP collector (pixel, batch API)"),
     "worker": (_worker, "run a Faust stream worker (Kafka -> Redis)"),
@@ -274,6 +282,7 @@ COMMANDS = {
     ),
     "goals": (_goals, "print the conversion goal rules, or save a file of them (--file)"),
     "targets": (_targets, "print the KPI targets, or save a file of them (--file)"),
+    "check": (_check, "ask Kafka and the store as the processes would; say what is there"),
 }
 
 

@@ -73,6 +73,7 @@ REPLAY_FORWARDING = "replay-forwarding"
 IMPORT_SPEND = "import-spend"
 GOALS = "goals"
 TARGETS = "targets"
+CHECK = "check"
 COMMANDS = (
     COLLECTOR,
     WORKER,
@@ -86,6 +87,7 @@ COMMANDS = (
     REPLAY_FORWARDING,
     GOALS,
     TARGETS,
+    CHECK,
 )
 
 # Commands that read the same settings for the same reason.
@@ -96,6 +98,10 @@ FORWARDERS = frozenset({FORWARD, REPLAY_FORWARDING})
 TOPIC_MAKERS = frozenset({COLLECTOR, WORKER, REPLAY, IMPORT_SPEND}) | FORWARDERS
 # serve reads the events topic's end offsets, for consumer lag.
 KAFKA = TOPIC_MAKERS | {SERVE}
+# tracker check reaches Kafka and the store as the others do, and reads tracker's topics
+# (tracker/check.py).
+KAFKA_CLIENTS = KAFKA | {CHECK}
+TOPICS_READ = TOPIC_MAKERS | {CHECK}
 # The collector and the replay of its dead letters: both judge input by
 # collector.validation and write events with collector.producer.kafka_producer.
 INTAKE = frozenset({COLLECTOR, REPLAY})
@@ -169,13 +175,13 @@ def _setting(
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = _setting(
-        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated", KAFKA
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated", KAFKA_CLIENTS
     )
     kafka_security_protocol: str = _setting(
         "PLAINTEXT",
         "how every Kafka client reaches the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT "
         "or SASL_SSL (README, Running at scale)",
-        KAFKA,
+        KAFKA_CLIENTS,
         choices=KAFKA_PROTOCOLS,
     )
     kafka_sasl_mechanism: str = _setting(
@@ -183,55 +189,58 @@ class Settings:
         "with SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (an OAuth access "
         "token from the token URL) or AWS_MSK_IAM (a token signed with the machine's AWS "
         "credentials; pip install 'tracker[aws]')",
-        KAFKA,
+        KAFKA_CLIENTS,
         choices=SASL_MECHANISMS,
     )
     kafka_sasl_username: str = _setting(
-        "", "with SASL: the user name; with OAUTHBEARER, the OAuth client id", KAFKA
+        "", "with SASL: the user name; with OAUTHBEARER, the OAuth client id", KAFKA_CLIENTS
     )
     kafka_sasl_password: str = _setting(
-        "", "with SASL: the password; with OAUTHBEARER, the OAuth client secret", KAFKA, secret=True
+        "",
+        "with SASL: the password; with OAUTHBEARER, the OAuth client secret",
+        KAFKA_CLIENTS,
+        secret=True,
     )
     kafka_sasl_oauth_token_url: str = _setting(
         "",
         "with OAUTHBEARER: the OAuth token endpoint (https://...) that gives the client "
         "its access tokens (client credentials grant)",
-        KAFKA,
+        KAFKA_CLIENTS,
     )
     kafka_sasl_oauth_scope: str = _setting(
-        "", "with OAUTHBEARER: the scope asked for, if the provider wants one", KAFKA
+        "", "with OAUTHBEARER: the scope asked for, if the provider wants one", KAFKA_CLIENTS
     )
     kafka_aws_region: str = _setting(
-        "", "with AWS_MSK_IAM: the AWS region of the MSK cluster, e.g. eu-west-1", KAFKA
+        "", "with AWS_MSK_IAM: the AWS region of the MSK cluster, e.g. eu-west-1", KAFKA_CLIENTS
     )
     kafka_ssl_ca_file: str = _setting(
         "",
         "with TLS: a PEM file of the authorities the brokers' certificates are checked "
         "against; empty: the machine's",
-        KAFKA,
+        KAFKA_CLIENTS,
     )
     kafka_ssl_cert_file: str = _setting(
-        "", "with TLS: a PEM certificate (chain) shown to brokers that ask for one", KAFKA
+        "", "with TLS: a PEM certificate (chain) shown to brokers that ask for one", KAFKA_CLIENTS
     )
-    kafka_ssl_key_file: str = _setting("", "with TLS: that certificate's PEM key", KAFKA)
+    kafka_ssl_key_file: str = _setting("", "with TLS: that certificate's PEM key", KAFKA_CLIENTS)
     # The collector reads the day's cookieless salt and the suppression list there.
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
         "Redis URL of the KPI store; rediss:// for TLS, redis+cluster:// for a Redis "
         "Cluster, redis+sentinel://host:26379,.../<service> for a primary Sentinels fail "
         "over (README, Running at scale)",
-        STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
+        STORE | INTAKE | FORWARDERS | RULE_KEEPERS | {CHECK},
     )
     redis_prefix: str = _setting(
         "tracker",
         "prefix of every Redis key, to share one Redis",
-        STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
+        STORE | INTAKE | FORWARDERS | RULE_KEEPERS | {CHECK},
     )
     redis_cluster: bool = _setting(
         False,
         f"the Redis URL names a node of a Redis Cluster (as {CLUSTER_SCHEME}:// and "
         f"{TLS_CLUSTER_SCHEME}:// URLs do)",
-        STORE | INTAKE | FORWARDERS | RULE_KEEPERS,
+        STORE | INTAKE | FORWARDERS | RULE_KEEPERS | {CHECK},
     )
     redis_spread_sums: bool = _setting(
         False,
@@ -254,9 +263,9 @@ class Settings:
         "worker is of this version (README, Running at scale)",
         {WORKER},
     )
-    events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA)
+    events_topic: str = _setting("tracker.events", "topic of accepted events", KAFKA_CLIENTS)
     dead_letter_topic: str = _setting(
-        "tracker.dead-letters", "topic of rejected input", TOPIC_MAKERS
+        "tracker.dead-letters", "topic of rejected input", TOPICS_READ
     )
     topic_partitions: int = _setting(
         4,
@@ -281,11 +290,11 @@ class Settings:
     events_retention_days: int = _setting(
         7,
         "days Kafka keeps the events and dead-letter topics (set on them at every start)",
-        TOPIC_MAKERS,
+        TOPICS_READ,
         minimum=1,
     )
     audit_topic: str = _setting(
-        "tracker.audit", "topic of the audit log of erasures", TOPIC_MAKERS | {SERVE}
+        "tracker.audit", "topic of the audit log of erasures", KAFKA_CLIENTS
     )
     collector_host: str = _setting("127.0.0.1", "collector listen address", {COLLECTOR, SIMULATE})
     collector_port: int = _setting(

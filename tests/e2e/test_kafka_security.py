@@ -105,6 +105,9 @@ def test_each_mechanism_logs_in_and_a_wrong_password_is_refused(
     right = broker.settings(settings, mechanism=mechanism)
     done = command(right, "replay-dead-letters", "--dry-run", timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    checked = command(right, "check", timeout=120)  # tracker check logs in as they do
+    assert checked.returncode == 0, checked.stdout
+    assert checked.stdout.startswith(f"kafka: {broker.bootstrap} over SASL_SSL ({mechanism}):")
     wrong = broker.settings(settings, password="not-the-password", mechanism=mechanism)  # noqa: S106
     done = command(wrong, "replay-dead-letters", "--dry-run", timeout=120)
     assert done.returncode != 0

@@ -5,6 +5,7 @@ it through a failover, and waits for its replica where a write must outlive one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import signal
@@ -15,7 +16,7 @@ import pytest
 from redis.exceptions import ConnectionError
 
 from harness import redis_sentinel
-from harness.processes import wait_for
+from harness.processes import command, wait_for
 from harness.redis_sentinel import Access, Sentinels
 from tracker import redis_nodes
 from tracker.redis_clients import (
@@ -77,6 +78,24 @@ def test_every_client_reaches_the_primary_the_sentinels_name(sentinels: Sentinel
     read = [(f"127.0.0.1:{primary}", True), (f"127.0.0.1:{replica}", False)]
     assert asyncio.run(main()) == (b"async", b"async", read)
     assert sentinels.nodes[primary].client.get(key) == "async"
+
+
+@pytest.mark.services
+def test_tracker_check_names_the_sentinels_primary_and_its_replica(
+    sentinels: Sentinels, settings: Settings
+) -> None:
+    settings = dataclasses.replace(settings, redis_url=sentinels.url)
+    primary = sentinels.primary()
+    (replica,) = set(sentinels.nodes) - {primary}
+    done = command(settings, "check", timeout=120)
+    said = [line for line in done.stdout.splitlines() if line.startswith("store: ")]
+    assert done.returncode == 0, done.stdout
+    assert said[0].endswith(
+        f": the primary Redis Sentinels call '{redis_sentinel.SERVICE}', 2 nodes answered"
+    )
+    assert said[1].startswith(f"store: 127.0.0.1:{primary} primary")
+    assert said[2].startswith(f"store: 127.0.0.1:{replica} replica")
+    assert ":***@" in said[0] or "@" not in said[0]  # no password shown
 
 
 def test_a_replica_that_may_evict_is_named_before_it_is_promoted(sentinels: Sentinels) -> None:

@@ -178,7 +178,8 @@ def test_documented() -> None:
         "'127.0.0.1:9092'",
     )
     assert used_by == (
-        "collector, worker, serve, replay-dead-letters, import-spend, forward, replay-forwarding"
+        "collector, worker, serve, replay-dead-letters, import-spend, forward, replay-forwarding, "
+        "check"
     )
     assert meaning == "Kafka bootstrap servers, comma separated"
     assert {row[3] for row in rows if row[0] == "--log-level"} == {"every command"}
