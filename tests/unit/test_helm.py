@@ -319,6 +319,28 @@ def test_each_container_runs_a_real_command_with_settings_the_loader_accepts(var
     assert components == expected
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helm_test_runs_tracker_check_configured_as_the_workers(variant: str) -> None:
+    """``helm test``: the check reaches Kafka and the store with what the workers have."""
+    docs = _rendered(variant)
+    (pod,) = (doc for doc in docs if doc["kind"] == "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    check = _container(pod)
+    args = cli.parser().parse_args(_tracker_args(check))
+    assert args.command == "check"
+    (worker_pod,) = (template for component, template in _pods(docs) if component == "worker")
+    worker = _container(worker_pod)
+    assert check["envFrom"] == worker["envFrom"]
+    assert check["volumeMounts"] == worker["volumeMounts"]
+    assert pod["spec"]["volumes"] == worker_pod["spec"]["volumes"]
+    loaded = settings.load(args, environ=_environ(docs, check, "check"))
+    assert (loaded.kafka_bootstrap, loaded.redis_url) == (
+        VARIANTS[variant].get("kafka", {}).get("bootstrap", "tracker-kafka-bootstrap:9092"),
+        VARIANTS[variant].get("redis", {}).get("url", "redis://tracker-redis:6379/0"),
+    )
+
+
 def _ca_file(service: str, environ: dict[str, str]) -> str:
     """Where a container's settings look for ``service``'s TLS authority."""
     if service == "kafka":
