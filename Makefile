@@ -34,9 +34,11 @@ down:
 	-bash deploy/local/tracker.sh stop
 	bash deploy/local/services.sh stop
 
+## What runs, and what tracker finds in Kafka and the store (tracker check).
 status:
 	-bash deploy/local/tracker.sh status
-	bash deploy/local/services.sh status
+	-bash deploy/local/services.sh status
+	$(BIN)/tracker check
 
 lint: install
 	$(BIN)/ruff check .
