@@ -19,11 +19,10 @@ not go wrong, and Kafka keeps the events meanwhile.
 The exporter reports each node's memory, limit, policy, evictions and append-only file
 (``tracker_store_*``) for the alerts ``StoreMayEvict``, ``StoreMemoryHigh`` and
 ``StoreFillingUp``. On a Redis Cluster every node is checked, and under Redis Sentinel
-the primary and the replicas the Sentinels name: a replica promoted in a failover
-keeps its own policy. A node that does not answer is left out
-(it evicts nothing while it is down; logged each time), and so is one that refuses
-``INFO`` (renamed or denied, as hardened servers do: its operator chose so; logged
-once).
+the primary and the replicas the Sentinels name: a replica promoted in a failover keeps
+its own policy. A node that does not answer is left out (it evicts nothing while it is
+down; logged each time), and so is one that refuses ``INFO`` (renamed or denied, as
+hardened servers do: its operator chose so; logged once).
 """
 
 from __future__ import annotations
@@ -160,16 +159,16 @@ async def read(
         return await _each(settings, cluster_addresses(text), kept)
     try:
         answer = await client.info(*_SECTIONS)  # first: it connects, asking Sentinels
-        read = [node(_address(client), answer)]
+        found = [node(_address(client), answer)]
     except ResponseError as exc:
         _unread(_address(client), exc)
-        read = []
+        found = []
     pool = client.connection_pool
     if not isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
-        return read
+        return found
     # A replica they promote keeps its own policy, as a cluster's does.
     replicas = await pool.sentinel_manager.discover_slaves(pool.service_name)
-    return read + await _each(settings, [f"{host}:{port}" for host, port in replicas], kept)
+    return found + await _each(settings, [f"{host}:{port}" for host, port in replicas], kept)
 
 
 async def _each(settings: Settings, addresses: list[str], kept: NodeClients | None) -> list[Node]:
