@@ -6,6 +6,7 @@ primary, that serve TLS only, trusting the authority the URL names
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,7 @@ import redis
 from redis.exceptions import ConnectionError
 
 from harness import redis_sentinel
+from harness.processes import command
 from harness.redis_servers import Certificates, certificates, redis_server, tls_cluster
 from tracker import redis_nodes
 from tracker.events import Event
@@ -105,6 +107,21 @@ def test_every_client_speaks_tls(store: tuple[Settings, int]) -> None:
 
     assert asyncio.run(main()) == (b"async", b"async", nodes)
     assert sync_reader(settings).get(elsewhere) == b"shard"
+
+
+@pytest.mark.services
+def test_tracker_check_reads_every_node_over_tls(
+    store: tuple[Settings, int], settings: Settings
+) -> None:
+    store_settings, nodes = store
+    checked = dataclasses.replace(settings, redis_url=store_settings.redis_url)
+    done = command(checked, "check", timeout=120)
+    assert done.returncode == 0, done.stdout  # a risk said (WARN) does not fail
+    said = [line for line in done.stdout.splitlines() if line.startswith("store: ")]
+    assert said[0].endswith(f"{nodes} node{'s' * (nodes > 1)} answered")
+    roles = [line.split(", ")[0].split()[-1] for line in said[1 : 1 + nodes]]
+    assert sorted(roles) == sorted(["primary"] * (nodes // 2 or 1) + ["replica"] * (nodes // 2))
+    assert said[-1].startswith("store: WARN Redis writes no append-only file")  # test servers'
 
 
 def untrusting(settings: Settings) -> Settings:
