@@ -23,7 +23,7 @@ import pytest
 from harness import kafka_cluster, services
 from harness.isolation import isolated_settings
 from harness.kafka_cluster import Act, Cluster
-from harness.processes import health_url, tracker, wait_for
+from harness.processes import command, health_url, tracker, wait_for
 from tests.kafka import configs, records, replicas
 from tracker.kafka import ensure_topics
 from tracker.records import decode_events
@@ -77,7 +77,9 @@ def in_sync(settings: Settings, topic: str) -> bool:
     )
 
 
-def test_every_partition_has_three_replicas_all_in_sync(settings: Settings) -> None:
+def test_every_partition_has_three_replicas_all_in_sync(
+    settings: Settings, cluster: Cluster
+) -> None:
     asyncio.run(ensure_topics(settings))
 
     # A topic just made may not be in the metadata of the broker asked yet (seen in CI).
@@ -93,6 +95,24 @@ def test_every_partition_has_three_replicas_all_in_sync(settings: Settings) -> N
     for topic in (settings.events_topic, settings.dead_letter_topic, settings.audit_topic):
         wait_for(functools.partial(in_sync, settings, topic), 30, f"{topic} in sync")
         assert configs(settings.kafka_bootstrap, topic)["min.insync.replicas"] == "2", topic
+    # tracker check says so too, and, with a broker stopped, which partitions lag.
+    done = command(settings, "check", timeout=120)
+    said = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout
+    assert said[0].endswith(": 3 brokers")
+    assert said[1] == (
+        f"kafka: {settings.events_topic}: 8 partitions, 3 replicas each, "
+        "min.insync.replicas 2, retention 7 days, every replica in sync"
+    )
+    cluster.act("stop", 3)
+
+    def lagging() -> list[str] | None:
+        said = command(settings, "check", timeout=120).stdout.splitlines()
+        return said if "WARN" in said[1] else None
+
+    said = wait_for(lagging, 90, "tracker check to see broker 3's replicas out of sync")
+    assert said[0].endswith(": 2 brokers")
+    assert "replicas out of sync in partitions [0, 1, 2, 3, 4, 5, 6, 7]" in said[1]
 
 
 @dataclass
