@@ -5,12 +5,14 @@ will reach Kafka and the store, and what it will find there, is known only when 
 starts and fails. This asks both with the same settings and clients the processes use
 and says what it finds: the brokers and tracker's topics (partitions, replicas in
 sync, ``min.insync.replicas``), the store's kind and nodes (role, ``maxmemory-policy``,
-append-only file). It reads only: nothing is made or changed.
+append-only file), and under Sentinel whether they can fail the primary over. It reads
+only: nothing is made or changed.
 
 Exit status: 0 when every process may start and keep the figures; 1 when Kafka or the
 store cannot be reached or refuses the login; 2 when the store may evict keys (a
 worker refuses it). What is only a risk (a partition with a replica out of sync, a
-node without an append-only file) is said and does not fail.
+node without an append-only file, Sentinels too few to agree on a failover) is said
+and does not fail.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio
+import redis.asyncio.sentinel
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from tracker.kafka import DAY_MS, MIN_INSYNC, RETENTION, client_options, topic_configs
 from tracker.redis_clients import async_client
@@ -142,6 +146,7 @@ async def _store(settings: Settings, report: Report) -> None:
     client = async_client(settings)
     try:
         nodes = await read(settings, client)
+        quorum = await _quorum(client)
     except (RedisError, OSError) as exc:
         report.fail("store", f"{where} ({kind}): {exc}", UNREACHABLE)
         return
@@ -150,10 +155,39 @@ async def _store(settings: Settings, report: Report) -> None:
     report.say("store", f"{where}: {kind}, {_count(len(nodes), 'node')} answered")
     for node in sorted(nodes, key=lambda n: (not n.primary, n.address)):
         report.say("store", _node(node))
+    if quorum is not None:
+        answered, able = sum(a is not None for a in quorum), sum(a is True for a in quorum)
+        text = f"Sentinels: {answered} of {len(quorum)} answered"
+        if able:
+            report.say("store", f"{text}, {able} can fail the primary over (CKQUORUM)")
+        else:
+            report.warn("store", f"{text}, none can fail the primary over: one lost now stays lost")
     if refused := refusal(nodes):
         report.fail("store", refused, MAY_EVICT)
     if lossy := forgetful(nodes):
         report.warn("store", lossy)
+
+
+async def _quorum(client: redis.asyncio.Redis) -> list[bool | None] | None:
+    """Under Sentinel, whether each Sentinel says enough of them are up to agree on a
+    failover and authorize it (``SENTINEL CKQUORUM``); None where one does not answer.
+    None off Sentinel."""
+    pool = client.connection_pool
+    if not isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        return None
+
+    async def able(sentinel: redis.asyncio.Redis) -> bool | None:
+        try:
+            # Asked raw: redis-py's sentinel_ckquorum takes only a bare "OK" for yes, and
+            # a Sentinel says "OK 3 usable Sentinels. ...".
+            answer = await sentinel.execute_command("SENTINEL", "CKQUORUM", pool.service_name)  # type: ignore[no-untyped-call]
+            return (answer.decode() if isinstance(answer, bytes) else str(answer)).startswith("OK")
+        except ResponseError:  # NOQUORUM: too few of them to agree
+            return False
+        except (RedisError, OSError):
+            return None
+
+    return list(await asyncio.gather(*map(able, pool.sentinel_manager.sentinels)))
 
 
 def _node(node: Node) -> str:

@@ -81,21 +81,41 @@ def test_every_client_reaches_the_primary_the_sentinels_name(sentinels: Sentinel
 
 
 @pytest.mark.services
-def test_tracker_check_names_the_sentinels_primary_and_its_replica(
+def test_tracker_check_names_the_primary_its_replica_and_whether_sentinels_can_fail_over(
     sentinels: Sentinels, settings: Settings
 ) -> None:
     settings = dataclasses.replace(settings, redis_url=sentinels.url)
     primary = sentinels.primary()
     (replica,) = set(sentinels.nodes) - {primary}
-    done = command(settings, "check", timeout=120)
-    said = [line for line in done.stdout.splitlines() if line.startswith("store: ")]
-    assert done.returncode == 0, done.stdout
+
+    def checked() -> list[str]:
+        done = command(settings, "check", timeout=120)
+        assert done.returncode == 0, done.stdout  # a risk said (WARN) does not fail
+        return [line for line in done.stdout.splitlines() if line.startswith("store: ")]
+
+    said = checked()
     assert said[0].endswith(
         f": the primary Redis Sentinels call '{redis_sentinel.SERVICE}', 2 nodes answered"
     )
     assert said[1].startswith(f"store: 127.0.0.1:{primary} primary")
     assert said[2].startswith(f"store: 127.0.0.1:{replica} replica")
+    assert said[3] == "store: Sentinels: 3 of 3 answered, 3 can fail the primary over (CKQUORUM)"
     assert ":***@" in said[0] or "@" not in said[0]  # no password shown
+    # Two of the three away: the one left may not fail the primary over alone.
+    away = [sentinel.process.pid for sentinel in sentinels.sentinels[:2] if sentinel.process]
+    for pid in away:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        alone = "store: WARN Sentinels: 1 of 3 answered, none can fail the primary over"
+        found = wait_for(
+            lambda: next((line for line in checked() if line.startswith(alone)), None),
+            60,
+            "the Sentinel left to hold the others down",
+        )
+        assert found.endswith("one lost now stays lost")
+    finally:
+        for pid in away:
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_replica_that_may_evict_is_named_before_it_is_promoted(sentinels: Sentinels) -> None:
