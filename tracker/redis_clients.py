@@ -141,10 +141,10 @@ def _watched(
     URL's login and TLS too, or with ``?sentinel_password=`` (empty: none) where theirs
     differs."""
     sentinels, options = _seeds(settings, SENTINEL_PORT)
+    given = dict(parse_qsl(urlsplit(settings.redis_url).query, keep_blank_values=True))
     asking = {}
-    for name, value in parse_qsl(urlsplit(settings.redis_url).query, keep_blank_values=True):
-        if name == SENTINEL_PASSWORD:
-            asking = {"username": None, "password": value or None}
+    if SENTINEL_PASSWORD in given:
+        asking = {"username": None, "password": given[SENTINEL_PASSWORD] or None}
     service, db = sentinel_service(settings.redis_url)
     quick = {"socket_timeout": _ASK_TIMEOUT_S, "socket_connect_timeout": _ASK_TIMEOUT_S}
     return sentinel(

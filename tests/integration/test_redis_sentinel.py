@@ -198,5 +198,6 @@ def test_clients_made_before_a_failover_reach_the_promoted_primary(tmp_path: Pat
         promoted, read_at = asyncio.run(main())
         assert read_at == promoted != f"127.0.0.1:{old}"
         assert wait_for(lambda: blocking.get(key), 30, "the blocking client's read") == b"after"
+        blocking.close()
         setup.start(old)  # back as the promoted one's replica
         assert setup.nodes[old].client.role()[0] == "slave"
